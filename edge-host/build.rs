@@ -1,0 +1,84 @@
+//! Generates the host bindings for Spin's interfaces.
+//!
+//! The WIT files are not copied into the repository: they ship inside the
+//! `spin-sdk` crate our guests depend on, so the build asks cargo where that
+//! crate lives, copies the packages `wit/host.wit` imports into OUT_DIR, and
+//! writes a `bindgen!` invocation pointing there.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SPIN_SDK_VERSION: &str = "7.0.0";
+/// Packages (directories under spin-sdk's `wit/deps`) the host world imports.
+const PACKAGES: &[&str] = &["spin-sqlite@3.1.0", "spin-variables@3.0.0"];
+
+fn main() -> Result<()> {
+    println!("cargo:rerun-if-changed=wit/host.wit");
+    println!("cargo:rerun-if-changed=build.rs");
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let sdk = spin_sdk_dir()?;
+    let wit = out.join("wit");
+    let _ = std::fs::remove_dir_all(&wit);
+    std::fs::create_dir_all(wit.join("deps"))?;
+    std::fs::copy("wit/host.wit", wit.join("host.wit"))?;
+    for pkg in PACKAGES {
+        let from = sdk.join("wit/deps").join(pkg);
+        let to = wit.join("deps").join(pkg);
+        std::fs::create_dir_all(&to)?;
+        for entry in
+            std::fs::read_dir(&from).with_context(|| format!("reading {}", from.display()))?
+        {
+            let entry = entry?;
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    let bindings = format!(
+        r#"wasmtime::component::bindgen!({{
+    path: {path:?},
+    world: "edgeshop:host/spin-host",
+    imports: {{ default: async | trappable }},
+    with: {{
+        "spin:sqlite/sqlite.connection": crate::capabilities::sqlite::ConnectionHandle,
+    }},
+}});
+"#,
+        path = wit.display().to_string()
+    );
+    std::fs::write(out.join("spin_bindings.rs"), bindings)?;
+    Ok(())
+}
+
+/// Finds the spin-sdk source directory through `cargo metadata`, which
+/// also downloads it when a host-only build has not fetched it yet.
+fn spin_sdk_dir() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let workspace = manifest_dir.join("../Cargo.toml");
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(&workspace)
+        // The build may run for another target; metadata is the host's.
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    for pkg in meta["packages"].as_array().into_iter().flatten() {
+        if pkg["name"] == "spin-sdk" && pkg["version"] == SPIN_SDK_VERSION {
+            let manifest = pkg["manifest_path"].as_str().context("manifest_path")?;
+            let dir = Path::new(manifest)
+                .parent()
+                .context("spin-sdk dir")?
+                .to_path_buf();
+            println!("cargo:rerun-if-changed={}", dir.join("wit").display());
+            return Ok(dir);
+        }
+    }
+    bail!("spin-sdk {SPIN_SDK_VERSION} is not in the workspace's dependency graph")
+}

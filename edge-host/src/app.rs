@@ -1,0 +1,142 @@
+//! Loading an app: manifest -> compiled components -> route table.
+
+use crate::capabilities::ComponentCapabilities;
+use crate::capabilities::outbound::OutboundPolicy;
+use crate::capabilities::sqlite::{LibsqlDatabase, SqliteDatabase, SqliteGrants};
+use crate::capabilities::variables::{ComponentVariables, EnvProvider, VariableProvider};
+use crate::instance::{self, ComponentHandler};
+use crate::limits::Limits;
+use anyhow::{Context, Result, bail};
+use edgeshop_manifest::{App, Router};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::Component;
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::handler::ProxyHandler;
+
+/// How the host was told to run the app.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    pub manifest: PathBuf,
+    /// `label=path` pairs: the database file behind each sqlite label.
+    pub sqlite: BTreeMap<String, PathBuf>,
+    /// Where compiled components are cached between runs.
+    pub cache_dir: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+/// The loaded app: a route table over ready component handlers.
+pub struct LoadedApp {
+    pub name: String,
+    pub routes: Router<Arc<ProxyHandler<ComponentHandler>>>,
+    pub components: Vec<String>,
+}
+
+pub fn engine(limits: &Limits, cache_dir: Option<&Path>) -> Result<Engine> {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.wasm_component_model_async(true);
+    config.epoch_interruption(true);
+    if let Some(dir) = cache_dir {
+        std::fs::create_dir_all(dir)?;
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(dir);
+        config.cache(Some(wasmtime::Cache::new(cache)?));
+    }
+    // Pre-reserved slots make instantiation a few microseconds; each slot
+    // is bounded by the guest memory limit.
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(limits.max_instances)
+        .total_core_instances(limits.max_instances * 4)
+        .total_memories(limits.max_instances * 2)
+        .total_tables(limits.max_instances * 4)
+        .total_stacks(limits.max_instances)
+        .max_memory_size(limits.guest_memory_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Ok(Engine::new(&config)?)
+}
+
+pub async fn load(options: &HostOptions, engine: &Engine) -> Result<LoadedApp> {
+    let app: App = edgeshop_manifest::load_file(&options.manifest)
+        .with_context(|| format!("loading {}", options.manifest.display()))?;
+    let linker = instance::linker(engine)?;
+
+    let mut databases: BTreeMap<String, Arc<dyn SqliteDatabase>> = BTreeMap::new();
+    for (label, path) in &options.sqlite {
+        if !path.exists() {
+            bail!(
+                "sqlite database {label:?} at {} does not exist; run `cargo xtask seed` first",
+                path.display()
+            );
+        }
+        let db = LibsqlDatabase::open(path)
+            .await
+            .with_context(|| format!("opening sqlite database {label:?} at {}", path.display()))?;
+        databases.insert(label.clone(), Arc::new(db));
+    }
+
+    let env = EnvProvider;
+    let providers: [&dyn VariableProvider; 1] = [&env];
+    let mut handlers = BTreeMap::new();
+    for (id, c) in &app.components {
+        let mut grants = SqliteGrants {
+            databases: BTreeMap::new(),
+            max_result_bytes: options.limits.max_sqlite_result_bytes,
+        };
+        for label in &c.sqlite_databases {
+            let db = databases.get(label).with_context(|| {
+                format!(
+                    "component {id} uses sqlite database {label:?}, but none is configured; \
+                     pass --sqlite {label}=PATH"
+                )
+            })?;
+            grants.databases.insert(label.clone(), db.clone());
+        }
+        if !c.key_value_stores.is_empty() {
+            bail!(
+                "component {id}: `key_value_stores` is not provided by this edge-host version yet"
+            );
+        }
+        let variables = ComponentVariables::resolve(&app, &c.variables, &providers)
+            .with_context(|| format!("component {id}"))?;
+        let outbound = OutboundPolicy::parse(&c.allowed_outbound_hosts)
+            .map_err(|e| anyhow::anyhow!("component.{id}.allowed_outbound_hosts: {e}"))?;
+        let bytes = std::fs::read(&c.source).with_context(|| {
+            format!(
+                "component {id}: cannot read {}; build it with `cargo xtask build`",
+                c.source.display()
+            )
+        })?;
+        let component = Component::new(engine, &bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "component {id}: {} is not a valid component",
+                    c.source.display()
+                )
+            })?;
+        let caps = ComponentCapabilities {
+            component_id: id.clone(),
+            sqlite: grants,
+            variables,
+            outbound: Arc::new(outbound),
+        };
+        let handler =
+            ComponentHandler::new(engine, &linker, &component, caps, options.limits.clone())
+                .with_context(|| format!("component {id}"))?;
+        handlers.insert(id.clone(), Arc::new(ProxyHandler::new(handler)));
+    }
+
+    let routes = app
+        .routes
+        .iter()
+        .map(|(pattern, route)| (pattern.clone(), handlers[&route.component].clone()))
+        .collect();
+    let routes = Router::new(routes).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(LoadedApp {
+        name: app.name,
+        routes,
+        components: handlers.keys().cloned().collect(),
+    })
+}

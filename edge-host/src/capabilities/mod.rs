@@ -1,0 +1,22 @@
+//! What a guest can call, in one place.
+//!
+//! Each capability is a narrow trait with its backends (Spin's factors are
+//! the model): [`sqlite`] (`spin:sqlite@3.1.0`), [`variables`]
+//! (`spin:variables@3.0.0`) and [`outbound`] (outbound HTTP through
+//! `wasi:http`, limited to `allowed_outbound_hosts`). [`ComponentCapabilities`]
+//! is what one component was granted by the manifest; every store of that
+//! component shares it.
+
+pub mod outbound;
+pub mod sqlite;
+pub mod variables;
+
+use std::sync::Arc;
+
+/// The capabilities granted to one component.
+pub struct ComponentCapabilities {
+    pub component_id: String,
+    pub sqlite: sqlite::SqliteGrants,
+    pub variables: variables::ComponentVariables,
+    pub outbound: Arc<outbound::OutboundPolicy>,
+}

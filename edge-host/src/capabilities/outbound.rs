@@ -1,0 +1,163 @@
+//! Outbound HTTP, limited to the component's `allowed_outbound_hosts`.
+//!
+//! [`OutboundPolicy`] is pure (is this URL allowed?); [`OutboundHooks`]
+//! plugs it into wasmtime-wasi-http so a denied request fails with
+//! `HTTP-request-denied` before any connection is made.
+
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AllowedHost {
+    /// `None` = any scheme (`*://`).
+    scheme: Option<String>,
+    /// `*` = any host; `*.example.com` = any subdomain.
+    host: String,
+    /// `None` = any port; otherwise the exact port.
+    port: Option<u16>,
+}
+
+/// The hosts one component may call.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundPolicy {
+    allowed: Vec<AllowedHost>,
+}
+
+impl OutboundPolicy {
+    /// Parses entries such as `https://api.example.com`, `http://127.0.0.1:8080`,
+    /// `*://localhost:*` or `https://*.example.com:443`.
+    pub fn parse(entries: &[String]) -> Result<OutboundPolicy, String> {
+        let mut allowed = Vec::new();
+        for entry in entries {
+            let (scheme, rest) = entry
+                .split_once("://")
+                .ok_or_else(|| format!("allowed_outbound_hosts entry {entry:?} has no scheme"))?;
+            let scheme = match scheme {
+                "*" => None,
+                "http" | "https" => Some(scheme.to_string()),
+                other => {
+                    return Err(format!(
+                        "{entry:?}: scheme {other:?} is not http, https or *"
+                    ));
+                }
+            };
+            let rest = rest.trim_end_matches('/');
+            let (host, port) = match rest.rsplit_once(':') {
+                Some((h, "*")) => (h, None),
+                Some((h, p)) => (
+                    h,
+                    Some(
+                        p.parse::<u16>()
+                            .map_err(|_| format!("{entry:?}: bad port {p:?}"))?,
+                    ),
+                ),
+                None => (
+                    rest,
+                    Some(if scheme.as_deref() == Some("http") {
+                        80
+                    } else {
+                        443
+                    }),
+                ),
+            };
+            if host.is_empty() || host.contains('/') {
+                return Err(format!("{entry:?}: bad host"));
+            }
+            allowed.push(AllowedHost {
+                scheme,
+                host: host.to_ascii_lowercase(),
+                port,
+            });
+        }
+        Ok(OutboundPolicy { allowed })
+    }
+
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.allowed.iter().any(|a| {
+            a.scheme.as_deref().is_none_or(|s| s == scheme)
+                && a.port.is_none_or(|p| p == port)
+                && (a.host == "*"
+                    || a.host == host
+                    || a.host
+                        .strip_prefix("*.")
+                        .is_some_and(|suffix| host.ends_with(&format!(".{suffix}"))))
+        })
+    }
+}
+
+/// wasmtime-wasi-http hooks that enforce an [`OutboundPolicy`].
+pub struct OutboundHooks {
+    pub policy: std::sync::Arc<OutboundPolicy>,
+    pub component_id: String,
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<(), wasmtime_wasi_http::Error>> + Send>,
+)>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<
+            dyn Future<Output = wasmtime_wasi_http::Result<(), wasmtime_wasi_http::Error>> + Send,
+        >,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_string();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        if !self.policy.allows(&scheme, &host, port) {
+            tracing::warn!(component = %self.component_id, %scheme, %host, port, "outbound request denied");
+            return Box::new(async move { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let _ = fut;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(entries: &[&str]) -> OutboundPolicy {
+        OutboundPolicy::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn matches_scheme_host_and_port() {
+        let p = policy(&[
+            "https://api.example.com",
+            "http://127.0.0.1:*",
+            "*://*.cdn.test:8443",
+        ]);
+        assert!(p.allows("https", "api.example.com", 443));
+        assert!(p.allows("https", "API.example.com", 443));
+        assert!(!p.allows("http", "api.example.com", 80));
+        assert!(!p.allows("https", "api.example.com", 8443));
+        assert!(p.allows("http", "127.0.0.1", 9000));
+        assert!(!p.allows("https", "127.0.0.1", 9000));
+        assert!(p.allows("http", "img.cdn.test", 8443));
+        assert!(!p.allows("http", "cdn.test", 8443));
+        assert!(!p.allows("http", "evilcdn.test", 8443));
+        assert!(!OutboundPolicy::default().allows("https", "example.com", 443));
+    }
+
+    #[test]
+    fn rejects_malformed_entries() {
+        for bad in ["example.com", "ftp://x", "https://x:port", "https://"] {
+            assert!(OutboundPolicy::parse(&[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
+}

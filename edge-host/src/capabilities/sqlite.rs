@@ -1,0 +1,334 @@
+//! `spin:sqlite@3.1.0`: named databases behind a narrow trait.
+//!
+//! [`SqliteDatabase`] is the seam; [`LibsqlDatabase`] is the backend on a
+//! local libSQL file (the embedded replica arrives with replication). Every
+//! query is bounded by a result-size limit so a guest cannot make the host
+//! buffer an unbounded result.
+
+use crate::bindings::spin::sqlite::sqlite as wit;
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use wasmtime::component::{Accessor, FutureReader, HasData, Resource, ResourceTable, StreamReader};
+
+/// A value bound to or read from SQLite.
+pub type Value = wit::Value;
+
+/// What a query returned.
+#[derive(Debug, Default)]
+pub struct QueryOutput {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    pub last_insert_rowid: i64,
+    pub changes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqliteError {
+    #[error("the result is larger than the {limit}-byte limit")]
+    ResultTooLarge { limit: usize },
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// One database a component may open.
+pub trait SqliteDatabase: Send + Sync + 'static {
+    fn execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Vec<Value>,
+        max_result_bytes: usize,
+    ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>>;
+}
+
+/// A local libSQL database file with a small pool of connections.
+pub struct LibsqlDatabase {
+    db: libsql::Database,
+    idle: Mutex<Vec<libsql::Connection>>,
+    max_idle: usize,
+}
+
+impl LibsqlDatabase {
+    pub async fn open(path: &std::path::Path) -> anyhow::Result<LibsqlDatabase> {
+        let db = libsql::Builder::new_local(path).build().await?;
+        Ok(LibsqlDatabase {
+            db,
+            idle: Mutex::new(Vec::new()),
+            max_idle: 32,
+        })
+    }
+
+    fn take(&self) -> Result<libsql::Connection, SqliteError> {
+        let pooled = self.idle.lock().expect("pool lock").pop();
+        match pooled {
+            Some(c) => Ok(c),
+            None => {
+                let conn = self
+                    .db
+                    .connect()
+                    .map_err(|e| SqliteError::Backend(e.to_string()))?;
+                Ok(conn)
+            }
+        }
+    }
+
+    fn give_back(&self, conn: libsql::Connection) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
+}
+
+fn to_libsql(v: Value) -> libsql::Value {
+    match v {
+        Value::Integer(i) => libsql::Value::Integer(i),
+        Value::Real(f) => libsql::Value::Real(f),
+        Value::Text(s) => libsql::Value::Text(s),
+        Value::Blob(b) => libsql::Value::Blob(b),
+        Value::Null => libsql::Value::Null,
+    }
+}
+
+fn from_libsql(v: libsql::Value) -> (Value, usize) {
+    match v {
+        libsql::Value::Integer(i) => (Value::Integer(i), 8),
+        libsql::Value::Real(f) => (Value::Real(f), 8),
+        libsql::Value::Text(s) => {
+            let n = s.len();
+            (Value::Text(s), n)
+        }
+        libsql::Value::Blob(b) => {
+            let n = b.len();
+            (Value::Blob(b), n)
+        }
+        libsql::Value::Null => (Value::Null, 1),
+    }
+}
+
+impl SqliteDatabase for LibsqlDatabase {
+    fn execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Vec<Value>,
+        max_result_bytes: usize,
+    ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
+        Box::pin(async move {
+            let conn = self.take()?;
+            let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
+            let params: Vec<libsql::Value> = params.into_iter().map(to_libsql).collect();
+            let mut rows = conn.query(sql, params).await.map_err(backend)?;
+            let ncols = rows.column_count();
+            let columns: Vec<String> = (0..ncols)
+                .map(|i| rows.column_name(i).unwrap_or_default().to_string())
+                .collect();
+            let mut out = QueryOutput {
+                columns,
+                ..QueryOutput::default()
+            };
+            let mut bytes = 0usize;
+            while let Some(row) = rows.next().await.map_err(backend)? {
+                let mut values = Vec::with_capacity(ncols as usize);
+                for i in 0..ncols {
+                    let (v, n) = from_libsql(row.get_value(i).map_err(backend)?);
+                    bytes += n;
+                    values.push(v);
+                }
+                if bytes > max_result_bytes {
+                    return Err(SqliteError::ResultTooLarge {
+                        limit: max_result_bytes,
+                    });
+                }
+                out.rows.push(values);
+            }
+            drop(rows);
+            out.last_insert_rowid = conn.last_insert_rowid();
+            out.changes = conn.changes();
+            self.give_back(conn);
+            Ok(out)
+        })
+    }
+}
+
+/// The databases one component may open, by label.
+#[derive(Clone, Default)]
+pub struct SqliteGrants {
+    pub databases: BTreeMap<String, Arc<dyn SqliteDatabase>>,
+    pub max_result_bytes: usize,
+}
+
+/// A guest's open connection (the `connection` resource).
+pub struct ConnectionHandle {
+    db: Arc<dyn SqliteDatabase>,
+    last_insert_rowid: i64,
+    changes: u64,
+}
+
+/// `HasData` marker: the sqlite capability's view of a store.
+pub struct Sqlite;
+
+pub struct SqliteView<'a> {
+    pub table: &'a mut ResourceTable,
+    pub grants: &'a SqliteGrants,
+}
+
+impl HasData for Sqlite {
+    type Data<'a> = SqliteView<'a>;
+}
+
+impl SqliteView<'_> {
+    fn open(
+        &mut self,
+        label: &str,
+    ) -> wasmtime::Result<Result<Resource<ConnectionHandle>, wit::Error>> {
+        let Some(db) = self.grants.databases.get(label) else {
+            // Spin answers access-denied both for unknown and ungranted
+            // labels, so a guest cannot probe which databases exist.
+            return Ok(Err(wit::Error::AccessDenied));
+        };
+        let handle = ConnectionHandle {
+            db: db.clone(),
+            last_insert_rowid: 0,
+            changes: 0,
+        };
+        Ok(Ok(self.table.push(handle)?))
+    }
+
+    fn db(
+        &self,
+        conn: &Resource<ConnectionHandle>,
+    ) -> wasmtime::Result<(Arc<dyn SqliteDatabase>, usize)> {
+        Ok((
+            self.table.get(conn)?.db.clone(),
+            self.grants.max_result_bytes,
+        ))
+    }
+
+    fn record(
+        &mut self,
+        conn: &Resource<ConnectionHandle>,
+        out: &QueryOutput,
+    ) -> wasmtime::Result<()> {
+        let handle = self.table.get_mut(conn)?;
+        handle.last_insert_rowid = out.last_insert_rowid;
+        handle.changes = out.changes;
+        Ok(())
+    }
+}
+
+fn to_wit_error(e: SqliteError) -> wit::Error {
+    match e {
+        SqliteError::ResultTooLarge { .. } => wit::Error::Io(e.to_string()),
+        SqliteError::Backend(m) => wit::Error::Io(m),
+    }
+}
+
+impl wit::Host for SqliteView<'_> {}
+
+impl wit::HostConnection for SqliteView<'_> {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<ConnectionHandle>, wit::Error>> {
+        SqliteView::open(self, &database)
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<ConnectionHandle>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> wasmtime::Result<Result<wit::QueryResult, wit::Error>> {
+        let (db, limit) = self.db(&conn)?;
+        match db.execute(&statement, parameters, limit).await {
+            Ok(out) => {
+                self.record(&conn, &out)?;
+                Ok(Ok(wit::QueryResult {
+                    columns: out.columns,
+                    rows: out
+                        .rows
+                        .into_iter()
+                        .map(|values| wit::RowResult { values })
+                        .collect(),
+                }))
+            }
+            Err(e) => Ok(Err(to_wit_error(e))),
+        }
+    }
+
+    async fn last_insert_rowid(
+        &mut self,
+        conn: Resource<ConnectionHandle>,
+    ) -> wasmtime::Result<i64> {
+        Ok(self.table.get(&conn)?.last_insert_rowid)
+    }
+
+    async fn changes(&mut self, conn: Resource<ConnectionHandle>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&conn)?.changes)
+    }
+
+    async fn drop(&mut self, conn: Resource<ConnectionHandle>) -> wasmtime::Result<()> {
+        self.table.delete(conn)?;
+        Ok(())
+    }
+}
+
+type ExecuteAsync = (
+    Vec<String>,
+    StreamReader<wit::RowResult>,
+    FutureReader<Result<(), wit::Error>>,
+);
+
+impl<T> wit::HostConnectionWithStore<T> for Sqlite {
+    async fn open_async(
+        accessor: &Accessor<T, Self>,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<ConnectionHandle>, wit::Error>> {
+        accessor.with(|mut access| access.get().open(&database))
+    }
+
+    async fn execute_async(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<ConnectionHandle>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> wasmtime::Result<Result<ExecuteAsync, wit::Error>> {
+        let (db, limit) = accessor.with(|mut access| access.get().db(&conn))?;
+        // The query runs to completion before the guest sees a row: results
+        // are bounded by `limit`, and buffering keeps no database cursor
+        // open while the guest is suspended.
+        let out = match db.execute(&statement, parameters, limit).await {
+            Ok(out) => out,
+            Err(e) => return Ok(Err(to_wit_error(e))),
+        };
+        accessor.with(|mut access| {
+            access.get().record(&conn, &out)?;
+            let rows: Vec<wit::RowResult> = out
+                .rows
+                .into_iter()
+                .map(|values| wit::RowResult { values })
+                .collect();
+            let stream = StreamReader::new(&mut access, rows)?;
+            let done = FutureReader::new(
+                &mut access,
+                std::future::ready(Ok::<_, wasmtime::Error>(Ok::<(), wit::Error>(()))),
+            )?;
+            Ok(Ok((out.columns, stream, done)))
+        })
+    }
+
+    async fn last_insert_rowid_async(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<ConnectionHandle>,
+    ) -> wasmtime::Result<i64> {
+        accessor.with(|mut access| Ok(access.get().table.get(&conn)?.last_insert_rowid))
+    }
+
+    async fn changes_async(
+        accessor: &Accessor<T, Self>,
+        conn: Resource<ConnectionHandle>,
+    ) -> wasmtime::Result<u64> {
+        accessor.with(|mut access| Ok(access.get().table.get(&conn)?.changes))
+    }
+}

@@ -1,0 +1,52 @@
+//! Every bound the host puts on guests and clients, with their defaults.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear memory one guest instance may grow to.
+    pub guest_memory_bytes: usize,
+    /// Longest a guest may take to produce a response.
+    pub request_timeout: Duration,
+    /// How often the epoch ticks: the granularity of the deadline.
+    pub epoch_tick: Duration,
+    /// Largest request body accepted before the guest runs.
+    pub max_request_body_bytes: u64,
+    /// Most request headers, and their total size.
+    pub max_request_headers: usize,
+    pub max_header_bytes: usize,
+    /// Largest result one SQL query may return to a guest.
+    pub max_sqlite_result_bytes: usize,
+    /// Requests one instance serves before it is retired (WASI 0.3 reuse).
+    pub instance_reuse: usize,
+    /// Requests one instance serves at once.
+    pub instance_concurrency: usize,
+    /// How long an idle instance is kept for reuse.
+    pub instance_idle: Duration,
+    /// Requests in flight per PoP; beyond this clients get 503.
+    pub max_concurrent_requests: usize,
+    /// Open connections per PoP.
+    pub max_connections: usize,
+    /// Instances alive at once (the pooling allocator's slots).
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            guest_memory_bytes: 64 << 20,
+            request_timeout: Duration::from_secs(10),
+            epoch_tick: Duration::from_millis(10),
+            max_request_body_bytes: 1 << 20,
+            max_request_headers: 100,
+            max_header_bytes: 64 << 10,
+            max_sqlite_result_bytes: 8 << 20,
+            instance_reuse: 128,
+            instance_concurrency: 16,
+            instance_idle: Duration::from_secs(1),
+            max_concurrent_requests: 1000,
+            max_connections: 1000,
+            max_instances: 200,
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! edge-host: the edgeshop PoP runtime. Serves a Spin app (`spin.toml`)
+//! on wasmtime, one instance per PoP.
+
+mod app;
+mod bindings;
+mod capabilities;
+mod instance;
+mod limits;
+mod server;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "edge-host", about = "Serve a Spin app at an edgeshop PoP")]
+struct Args {
+    /// The Spin manifest to serve.
+    #[arg(long, default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: std::net::SocketAddr,
+    /// This PoP's name, reported by the health endpoint and in logs.
+    #[arg(long, default_value = "local")]
+    pop: String,
+    /// A sqlite database label and its file, e.g. `catalog=./catalog.db`.
+    #[arg(long = "sqlite", value_parser = parse_label_path)]
+    sqlite: Vec<(String, PathBuf)>,
+    /// Cache compiled components here, so restarts skip compilation.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Longest a guest may take to answer, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    request_timeout_ms: u64,
+    /// Linear memory limit per guest instance, in MiB.
+    #[arg(long, default_value_t = 64)]
+    guest_memory_mib: usize,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: u64,
+}
+
+fn parse_label_path(s: &str) -> Result<(String, PathBuf), String> {
+    let (label, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected LABEL=PATH, got {s:?}"))?;
+    Ok((label.to_string(), PathBuf::from(path)))
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGESHOP_LOG")
+                .unwrap_or_else(|_| "info,wasmtime_wasi_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let limits = limits::Limits {
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        guest_memory_bytes: args.guest_memory_mib << 20,
+        max_request_body_bytes: args.max_body_bytes,
+        ..limits::Limits::default()
+    };
+    let options = app::HostOptions {
+        manifest: args.manifest.clone(),
+        sqlite: args.sqlite.into_iter().collect::<BTreeMap<_, _>>(),
+        cache_dir: args.cache_dir.clone(),
+        limits: limits.clone(),
+    };
+    let engine = app::engine(&limits, options.cache_dir.as_deref())?;
+    let loaded = app::load(&options, &engine).await?;
+
+    // The epoch clock behind every guest deadline.
+    let ticker = engine.clone();
+    let tick = limits.epoch_tick;
+    std::thread::Builder::new()
+        .name("epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                ticker.increment_epoch();
+            }
+        })?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Machine-readable: tests and `cargo xtask up` read this line.
+    println!("edge-host {} listening on http://{addr}", args.pop);
+    std::io::stdout().flush()?;
+    tracing::info!(pop = %args.pop, %addr, app = %loaded.name, "serving");
+
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = tx.send(true);
+    });
+    server::Server::new(loaded, limits, args.pop)
+        .serve(listener, rx)
+        .await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,325 @@
+//! The PoP's HTTP front: accept, bound, route, run the guest, answer.
+//!
+//! Phases of a request, in order: admission (connection and request
+//! permits, else 503), host routes (health), routing (404), request limits
+//! (413), Spin's request headers, the guest (504 on deadline, 500 on trap).
+
+use crate::app::LoadedApp;
+use crate::limits::Limits;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use problem::Problem;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::{ExpirationError, TrapOrPanicError};
+use wasmtime_wasi_http::io::TokioIo;
+
+pub const HEALTH_PATH: &str = "/.well-known/edgeshop/health";
+/// Spin's own health path, answered the same way so tools that probe a
+/// Spin app work against a PoP.
+pub const SPIN_HEALTH_PATH: &str = "/.well-known/spin/health";
+
+pub struct Server {
+    pub app: LoadedApp,
+    pub limits: Limits,
+    pub pop: String,
+    requests: Semaphore,
+    next_request: AtomicU64,
+}
+
+impl Server {
+    pub fn new(app: LoadedApp, limits: Limits, pop: String) -> Arc<Server> {
+        Arc::new(Server {
+            requests: Semaphore::new(limits.max_concurrent_requests),
+            app,
+            limits,
+            pop,
+            next_request: AtomicU64::new(0),
+        })
+    }
+
+    /// Serves until `shutdown` flips to true, then stops accepting and waits
+    /// for in-flight connections to finish (graceful shutdown).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let connections = Arc::new(Semaphore::new(self.limits.max_connections));
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.changed() => break,
+                permit = connections.clone().acquire_owned() => permit?,
+            };
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.changed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            // Without this, Nagle + delayed ACK add ~40 ms to the last chunk
+            // of a chunked WASI 0.3 response.
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            let mut conn_shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .max_headers(server_limits_headers())
+                    .max_buf_size(64 << 10)
+                    .serve_connection(TokioIo::new(stream), service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, "connection ended"); } }
+                    _ = conn_shutdown.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        tracing::info!(
+            in_flight = tasks.len(),
+            "shutting down; finishing in-flight requests"
+        );
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<WasiBody> {
+        let Ok(_permit) = self.requests.try_acquire() else {
+            let mut r = problem(Problem::unavailable(
+                "the PoP is at capacity; retry shortly",
+            ));
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        };
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let path = req.uri().path().to_string();
+        if path == HEALTH_PATH || path == SPIN_HEALTH_PATH {
+            return self.health();
+        }
+        let Some(matched) = self.app.routes.route(&path) else {
+            return problem(Problem::not_found(format!("no route matches {path}")));
+        };
+        if content_length(req.headers()).is_some_and(|n| n > self.limits.max_request_body_bytes) {
+            return problem(Problem::payload_too_large(
+                self.limits.max_request_body_bytes,
+            ));
+        }
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if header_bytes > self.limits.max_header_bytes {
+            return problem(Problem::new(
+                431,
+                "headers-too-large",
+                "Request header fields too large",
+                format!(
+                    "request headers total {header_bytes} bytes, over the {}-byte limit",
+                    self.limits.max_header_bytes
+                ),
+            ));
+        }
+        let (mut parts, body) = req.into_parts();
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        strip_spin_headers(&mut parts.headers);
+        let full_url = format!(
+            "http://{host}{}",
+            parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+        );
+        // The guest sees an absolute URI, as Spin gives it.
+        if let Ok(uri) = full_url.parse() {
+            parts.uri = uri;
+        }
+        let h = &mut parts.headers;
+        set(h, "spin-full-url", &full_url);
+        set(h, "spin-path-info", &matched.path_info);
+        set(h, "spin-matched-route", matched.pattern.as_str());
+        set(h, "spin-raw-component-route", matched.pattern.as_str());
+        set(h, "spin-component-route", matched.pattern.component_route());
+        set(h, "spin-base-path", "/");
+        set(h, "spin-client-addr", &peer.to_string());
+        for (name, value) in &matched.params {
+            set(h, &format!("spin-path-match-{name}"), value);
+        }
+        let body = LimitedBody {
+            inner: body,
+            remaining: self.limits.max_request_body_bytes,
+            limit: self.limits.max_request_body_bytes,
+        }
+        .boxed_unsync();
+        let req = Request::from_parts(parts, body);
+        let handler = matched.target.clone();
+        let component = handler.state().id.clone();
+        match handler.handle(request_id, req).await {
+            Ok(resp) => resp,
+            Err(e) if e.is::<ExpirationError>() => {
+                tracing::warn!(%component, request_id, timeout = ?self.limits.request_timeout, "guest exceeded its deadline; instance dropped");
+                problem(Problem::gateway_timeout(format!(
+                    "the {component} component did not answer within {:?}",
+                    self.limits.request_timeout
+                )))
+            }
+            Err(e) => {
+                let kind = if e.is::<TrapOrPanicError>() {
+                    "trapped"
+                } else {
+                    "failed"
+                };
+                tracing::error!(%component, request_id, error = %format!("{e:#}"), "guest {kind}");
+                problem(Problem::internal(format!(
+                    "the {component} component failed while handling this request (request {request_id})"
+                )))
+            }
+        }
+    }
+
+    fn health(&self) -> Response<WasiBody> {
+        let body = serde_json::json!({
+            "status": "ok",
+            "pop": self.pop,
+            "app": self.app.name,
+            "components": self.app.components,
+        });
+        let mut r = Response::new(full(serde_json::to_vec(&body).expect("json")));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        r
+    }
+}
+
+fn server_limits_headers() -> usize {
+    crate::limits::Limits::default().max_request_headers
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Spin's headers are the host's to set: a client cannot supply them.
+fn strip_spin_headers(headers: &mut HeaderMap) {
+    let spin: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for k in spin {
+        headers.remove(k);
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        headers.insert(n, v);
+    }
+}
+
+fn full(bytes: Vec<u8>) -> WasiBody {
+    Full::new(Bytes::from(bytes))
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed_unsync()
+}
+
+pub fn problem(p: Problem) -> Response<WasiBody> {
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = Response::new(full(p.to_json()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(Problem::CONTENT_TYPE),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// A request body that fails once it exceeds the limit, for bodies without
+/// a Content-Length (chunked) that the up-front check cannot see.
+struct LimitedBody {
+    inner: Incoming,
+    remaining: u64,
+    limit: u64,
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > self.remaining {
+                        let limit = self.limit;
+                        return Poll::Ready(Some(Err(
+                            wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+                        )));
+                    }
+                    self.remaining -= n;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,282 @@
+//! The catalog database: versioned migrations and a deterministic seed.
+//!
+//! The catalog is the public data every PoP replicates (products, vendors,
+//! categories, the full-text index and the `changes` log that cache
+//! invalidation rides on). Migrations are plain SQL files applied in version
+//! order and recorded in `schema_migrations`; the seed generator is pure
+//! ([`generate`]) and only [`seed`] touches a database.
+
+mod generate;
+
+pub use generate::{Category, Generated, Product, SeedConfig, Vendor, generate};
+
+use libsql::{Connection, params};
+
+/// One versioned migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// The catalog migrations, oldest first. Append only: a released migration
+/// never changes, a new version is added instead.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "catalog",
+    sql: include_str!("../migrations/0001_catalog.sql"),
+}];
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] libsql::Error),
+    #[error(
+        "the database is at schema version {found}, newer than this build knows ({known}); \
+         upgrade edgeshop before opening it"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+/// Opens (creating if needed) a local catalog database file.
+pub async fn open_local(path: &std::path::Path) -> Result<(libsql::Database, Connection), Error> {
+    let db = libsql::Builder::new_local(path).build().await?;
+    let conn = db.connect()?;
+    // WAL lets readers (PoPs, benchmarks) proceed while a writer commits.
+    let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
+    while rows.next().await?.is_some() {}
+    conn.execute("PRAGMA foreign_keys = ON", ()).await?;
+    Ok((db, conn))
+}
+
+/// Applies every migration newer than the database's version, each in its
+/// own transaction. Returns the versions applied.
+pub async fn migrate(conn: &Connection) -> Result<Vec<i64>, Error> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+            applied_at INTEGER NOT NULL DEFAULT (unixepoch()))",
+        (),
+    )
+    .await?;
+    let current = schema_version(conn).await?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if current > known {
+        return Err(Error::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        let tx = conn.transaction().await?;
+        tx.execute_batch(m.sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+            params![m.version, m.name],
+        )
+        .await?;
+        tx.commit().await?;
+        applied.push(m.version);
+    }
+    Ok(applied)
+}
+
+/// The highest applied migration, 0 for an empty database.
+pub async fn schema_version(conn: &Connection) -> Result<i64, Error> {
+    let mut rows = conn
+        .query(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            (),
+        )
+        .await?;
+    Ok(match rows.next().await? {
+        Some(row) => row.get::<i64>(0)?,
+        None => 0,
+    })
+}
+
+/// Number of products in the catalog (0 when it is empty).
+pub async fn product_count(conn: &Connection) -> Result<i64, Error> {
+    let mut rows = conn.query("SELECT count(*) FROM products", ()).await?;
+    Ok(match rows.next().await? {
+        Some(row) => row.get::<i64>(0)?,
+        None => 0,
+    })
+}
+
+/// Writes a generated catalog in one transaction. The database must be
+/// migrated and empty of products.
+pub async fn seed(conn: &Connection, config: &SeedConfig) -> Result<Generated, Error> {
+    let data = generate(config);
+    let tx = conn.transaction().await?;
+    for c in &data.categories {
+        tx.execute(
+            "INSERT INTO categories (id, slug, name, parent_id) VALUES (?1, ?2, ?3, ?4)",
+            params![c.id, c.slug.clone(), c.name.clone(), c.parent_id],
+        )
+        .await?;
+    }
+    for v in &data.vendors {
+        tx.execute(
+            "INSERT INTO vendors (id, slug, name, description, country, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            params![
+                v.id,
+                v.slug.clone(),
+                v.name.clone(),
+                v.description.clone(),
+                v.country.clone(),
+                v.created_at
+            ],
+        )
+        .await?;
+    }
+    for p in &data.products {
+        tx.execute(
+            "INSERT INTO products (id, slug, vendor_id, title, description, price_minor, currency,
+                                   stock, media, created_at, updated_at, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, 1)",
+            params![
+                p.id,
+                p.slug.clone(),
+                p.vendor_id,
+                p.title.clone(),
+                p.description.clone(),
+                p.price_minor,
+                p.currency.clone(),
+                p.stock,
+                serde_json::to_string(&p.media).expect("a list of strings serialises"),
+                p.created_at
+            ],
+        )
+        .await?;
+        for c in &p.category_ids {
+            tx.execute(
+                "INSERT INTO product_categories (category_id, product_id) VALUES (?1, ?2)",
+                params![*c, p.id],
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn fresh() -> (tempdir::Dir, libsql::Database, Connection) {
+        let dir = tempdir::Dir::new();
+        let (db, conn) = open_local(&dir.path().join("catalog.db")).await.unwrap();
+        (dir, db, conn)
+    }
+
+    /// A throwaway directory without a dev-dependency.
+    mod tempdir {
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "catalog-db-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn migrate_is_idempotent_and_versioned() {
+        let (_d, _db, conn) = fresh().await;
+        assert_eq!(migrate(&conn).await.unwrap(), vec![1]);
+        assert_eq!(migrate(&conn).await.unwrap(), Vec::<i64>::new());
+        assert_eq!(schema_version(&conn).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn refuses_a_newer_schema() {
+        let (_d, _db, conn) = fresh().await;
+        migrate(&conn).await.unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (99, 'x')",
+            (),
+        )
+        .await
+        .unwrap();
+        let err = migrate(&conn).await.unwrap_err();
+        assert!(
+            matches!(err, Error::SchemaTooNew { found: 99, .. }),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn seed_fills_fts_and_change_log() {
+        let (_d, _db, conn) = fresh().await;
+        migrate(&conn).await.unwrap();
+        let cfg = SeedConfig {
+            products: 300,
+            vendors: 20,
+            seed: 7,
+        };
+        let data = seed(&conn, &cfg).await.unwrap();
+        assert_eq!(product_count(&conn).await.unwrap(), 300);
+        // Every product is findable by a word of its title.
+        let word = data.products[0]
+            .title
+            .split(' ')
+            .last()
+            .unwrap()
+            .to_lowercase();
+        let mut rows = conn
+            .query(
+                "SELECT count(*) FROM products_fts WHERE products_fts MATCH ?1",
+                params![word],
+            )
+            .await
+            .unwrap();
+        let hits: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
+        assert!(hits >= 1);
+        // An update appends the product's tags to the change log.
+        let mut rows = conn
+            .query("SELECT max(seq) FROM changes", ())
+            .await
+            .unwrap();
+        let before: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
+        conn.execute(
+            "UPDATE products SET stock = stock + 1, version = version + 1 WHERE id = 5",
+            (),
+        )
+        .await
+        .unwrap();
+        let mut rows = conn
+            .query(
+                "SELECT tag FROM changes WHERE seq > ?1 ORDER BY seq",
+                params![before],
+            )
+            .await
+            .unwrap();
+        let mut tags = Vec::new();
+        while let Some(r) = rows.next().await.unwrap() {
+            tags.push(r.get::<String>(0).unwrap());
+        }
+        assert!(tags.contains(&"product:5".to_string()), "{tags:?}");
+        assert!(tags.contains(&"catalog".to_string()), "{tags:?}");
+    }
+}

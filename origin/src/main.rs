@@ -1,0 +1,130 @@
+//! The edgeshop origin. In this version it owns the catalog database file
+//! and reports health; the libSQL primary (Hrana, replication) and the order
+//! saga grow here in later issues.
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::Full;
+use hyper::{Request, Response, body::Incoming};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "edgeshop-origin")]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// The catalog database (primary copy).
+    #[arg(long)]
+    catalog: PathBuf,
+}
+
+struct Origin {
+    catalog: libsql_handle::Catalog,
+}
+
+mod libsql_handle {
+    /// The primary catalog database.
+    pub struct Catalog {
+        pub conn: libsql::Connection,
+        pub _db: libsql::Database,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGESHOP_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let (db, conn) = catalog_db::open_local(&args.catalog)
+        .await
+        .with_context(|| format!("opening {}", args.catalog.display()))?;
+    let applied = catalog_db::migrate(&conn).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied catalog migrations");
+    }
+    let origin = Arc::new(Origin {
+        catalog: libsql_handle::Catalog { conn, _db: db },
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!(
+        "edgeshop-origin listening on http://{}",
+        listener.local_addr()?
+    );
+    std::io::stdout().flush()?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => a?,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let origin = origin.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let origin = origin.clone();
+                async move { Ok::<_, std::convert::Infallible>(origin.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+    tracing::info!("origin stopped");
+    Ok(())
+}
+
+impl Origin {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match req.uri().path() {
+            "/health" | "/.well-known/edgeshop/health" => {
+                let (status, body) = match catalog_db::product_count(&self.catalog.conn).await {
+                    Ok(n) => (
+                        200,
+                        serde_json::json!({"status": "ok", "catalog_products": n}),
+                    ),
+                    Err(e) => (
+                        503,
+                        serde_json::json!({"status": "degraded", "error": e.to_string()}),
+                    ),
+                };
+                json(status, &body)
+            }
+            path => {
+                let body = serde_json::json!({
+                    "type": "/problems/not-found",
+                    "title": "Not found",
+                    "status": 404,
+                    "detail": format!("the origin has no resource at {path}"),
+                });
+                let mut r = json(404, &body);
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/problem+json"),
+                );
+                r
+            }
+        }
+    }
+}
+
+fn json(status: u16, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(body).expect("json"),
+    )));
+    *r.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}

@@ -1,0 +1,97 @@
+//! The catalog component: `GET /api/v1/products`, `/products/{id}`,
+//! `/categories` and `/vendors/{id}`, read from the PoP's local replica
+//! through `spin:sqlite`.
+//!
+//! All rules live in `catalog-core`; this file only adapts them to Spin.
+
+use bytes::Bytes;
+use catalog_core::{
+    CursorSigner, Request as CatalogRequest, Response as CatalogResponse, SqlValue,
+};
+use http_body_util::Full;
+use problem::Problem;
+use spin_sdk::http::Request;
+use spin_sdk::sqlite::{Connection, Value};
+
+/// The `sqlite_databases` label this component reads.
+const DATABASE: &str = "catalog";
+
+#[spin_sdk::http_service]
+async fn handle(req: Request) -> http::Response<Full<Bytes>> {
+    into_http(serve(&req).await)
+}
+
+async fn serve(req: &Request) -> CatalogResponse {
+    let secret = match spin_sdk::variables::get("cursor_secret").await {
+        Ok(s) if s.len() >= 16 => s,
+        _ => {
+            return CatalogResponse::problem(Problem::internal(
+                "the cursor_secret variable is not set (or shorter than 16 bytes); \
+                 the operator must configure it",
+            ));
+        }
+    };
+    let signer = CursorSigner::new(secret.as_bytes());
+    let creq = CatalogRequest {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        query: req.uri().query().unwrap_or(""),
+        if_none_match: req
+            .headers()
+            .get(http::header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok()),
+    };
+    let planned = match catalog_core::plan(&creq, &signer) {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let rows = query(&planned.sql, &planned.params).await;
+    catalog_core::render(&planned, rows, &creq, &signer)
+}
+
+async fn query(sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, String> {
+    let db = Connection::open(DATABASE)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let params = params.iter().map(|p| match p {
+        SqlValue::Integer(i) => Value::Integer(*i),
+        SqlValue::Real(f) => Value::Real(*f),
+        SqlValue::Text(s) => Value::Text(s.clone()),
+        SqlValue::Blob(b) => Value::Blob(b.clone()),
+        SqlValue::Null => Value::Null,
+    });
+    let result = db
+        .execute(sql, params)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let rows = result.collect().await.map_err(|e| format!("{e:?}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            row.values
+                .into_iter()
+                .map(|v| match v {
+                    Value::Integer(i) => SqlValue::Integer(i),
+                    Value::Real(f) => SqlValue::Real(f),
+                    Value::Text(s) => SqlValue::Text(s),
+                    Value::Blob(b) => SqlValue::Blob(b),
+                    Value::Null => SqlValue::Null,
+                })
+                .collect()
+        })
+        .collect())
+}
+
+fn into_http(resp: CatalogResponse) -> http::Response<Full<Bytes>> {
+    let mut builder = http::Response::builder().status(resp.status);
+    for (name, value) in &resp.headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(Bytes::from(resp.body)))
+        .unwrap_or_else(|_| {
+            let mut r = http::Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}

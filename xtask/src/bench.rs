@@ -1,0 +1,283 @@
+//! `cargo xtask bench`: the same load against each server in one run,
+//! printed as one table.
+//!
+//! The load generator is a closed loop: `connections` keep-alive clients,
+//! each sending its next request when the last answered, for a fixed time.
+
+use crate::up::{Service, edge_host_command};
+use crate::{build, root, say, setup, state_dir};
+use anyhow::{Context, Result, bail};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Row {
+    name: String,
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+async fn load(
+    url: String,
+    paths: Vec<String>,
+    seconds: u64,
+    connections: usize,
+) -> Result<(u64, u64, Vec<u64>, Duration)> {
+    let uri: http::Uri = url.parse()?;
+    let authority = uri.authority().context("url has host:port")?.to_string();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let authority = authority.clone();
+        let paths = paths.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&authority).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut i = c;
+            while Instant::now() < deadline {
+                let path = &paths[i % paths.len()];
+                i += 1;
+                let req = http::Request::get(path.as_str())
+                    .header("host", &authority)
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+                let t = Instant::now();
+                let resp = sender.send_request(req).await?;
+                let ok = resp.status().is_success();
+                http_body_util::BodyExt::collect(resp.into_body()).await?;
+                lat.push(t.elapsed().as_micros() as u64);
+                if !ok {
+                    errors += 1;
+                }
+            }
+            anyhow::Ok((lat, errors))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await??;
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    all.sort_unstable();
+    Ok((all.len() as u64, errors, all, elapsed))
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    url: &str,
+    paths: &[String],
+    seconds: u64,
+    connections: usize,
+) -> Result<Row> {
+    say(&format!(
+        "bench: {name} ({connections} connections, {seconds}s)"
+    ));
+    // Warm up: instances, caches, JIT'd code paths.
+    rt.block_on(load(url.to_string(), paths.to_vec(), 1, connections))?;
+    let (requests, errors, latencies_us, elapsed) =
+        rt.block_on(load(url.to_string(), paths.to_vec(), seconds, connections))?;
+    Ok(Row {
+        name: name.to_string(),
+        requests,
+        errors,
+        elapsed,
+        latencies_us,
+    })
+}
+
+fn wasmtime_cli() -> Result<std::path::PathBuf> {
+    let version = "48.0.8";
+    let dir = state_dir().join(format!("tools/wasmtime-cli-{version}"));
+    let bin = dir.join("bin/wasmtime");
+    if !bin.exists() {
+        say(&format!(
+            "installing wasmtime-cli {version} into {} (once; ~15 min on 2 cores)",
+            dir.display()
+        ));
+        let ok = Command::new(env!("CARGO"))
+            .args([
+                "install",
+                "wasmtime-cli",
+                "--version",
+                version,
+                "--locked",
+                "--root",
+            ])
+            .arg(&dir)
+            .status()?
+            .success();
+        if !ok {
+            bail!("cargo install wasmtime-cli {version} failed");
+        }
+    }
+    Ok(bin)
+}
+
+pub fn run(peers: bool, seconds: u64, connections: usize) -> Result<()> {
+    let tc = setup::run()?;
+    build::components(&tc)?;
+    build::host()?;
+    let catalog = state_dir().join("bench/catalog.db");
+    build::seed(&catalog, 10_000, 200, 1, false)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let product_paths: Vec<String> = (0..1000)
+        .map(|i| format!("/api/v1/products/{}", 1 + (i * 7919) % 10_000))
+        .collect();
+    let mut rows = Vec::new();
+
+    {
+        let host = Service::start(
+            "edge-host",
+            edge_host_command("bench", "127.0.0.1:0", &catalog, &root().join("spin.toml"))?,
+        )?;
+        rows.push(measure(
+            &rt,
+            "GET /api/v1/products/{id}  edge-host (wasm)",
+            &host.url,
+            &product_paths,
+            seconds,
+            connections,
+        )?);
+        rows.push(measure(
+            &rt,
+            "GET /api/v1/products?limit=20  edge-host (wasm)",
+            &host.url,
+            &["/api/v1/products?limit=20".to_string()],
+            seconds,
+            connections,
+        )?);
+    }
+    {
+        let mut cmd = Command::new(root().join("target/release/native-catalog"));
+        cmd.arg("--catalog").arg(&catalog);
+        let native = Service::start("native-catalog", cmd)?;
+        rows.push(measure(
+            &rt,
+            "GET /api/v1/products/{id}  native hyper+libsql",
+            &native.url,
+            &product_paths,
+            seconds,
+            connections,
+        )?);
+        rows.push(measure(
+            &rt,
+            "GET /api/v1/products?limit=20  native hyper+libsql",
+            &native.url,
+            &["/api/v1/products?limit=20".to_string()],
+            seconds,
+            connections,
+        )?);
+    }
+    let hello = vec!["/hello".to_string()];
+    {
+        let manifest = root().join("tests/fixtures/test-guests.toml");
+        let host = Service::start(
+            "edge-host",
+            edge_host_command("bench", "127.0.0.1:0", &catalog, &manifest)?,
+        )?;
+        rows.push(measure(
+            &rt,
+            "GET /hello  edge-host",
+            &host.url,
+            &hello,
+            seconds,
+            connections,
+        )?);
+    }
+    if peers {
+        let wasmtime = wasmtime_cli()?;
+        let mut cmd = Command::new(wasmtime);
+        cmd.args(["serve", "-Scli", "--addr", "127.0.0.1:0"])
+            .arg(root().join("target/components/test-guests.wasm"));
+        // wasmtime serve prints its address on stderr.
+        let svc = start_wasmtime_serve(cmd)?;
+        rows.push(measure(
+            &rt,
+            "GET /hello  wasmtime serve 48.0.8",
+            &svc.1,
+            &hello,
+            seconds,
+            connections,
+        )?);
+    }
+
+    println!();
+    println!(
+        "| {:<52} | {:>9} | {:>8} | {:>8} | {:>6} |",
+        "scenario", "req/s", "p50 ms", "p99 ms", "errors"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|",
+        "-".repeat(54),
+        "-".repeat(11),
+        "-".repeat(10),
+        "-".repeat(10),
+        "-".repeat(8)
+    );
+    for r in &rows {
+        println!(
+            "| {:<52} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} |",
+            r.name,
+            r.requests as f64 / r.elapsed.as_secs_f64(),
+            percentile(&r.latencies_us, 0.50),
+            percentile(&r.latencies_us, 0.99),
+            r.errors
+        );
+    }
+    println!();
+    println!(
+        "{connections} keep-alive connections, {seconds}s per row after a 1s warm-up; load generator shares the 2 cores."
+    );
+    Ok(())
+}
+
+/// `wasmtime serve` reports its address on stderr, not stdout.
+fn start_wasmtime_serve(mut cmd: Command) -> Result<(KillOnDrop, String)> {
+    use std::io::{BufRead, BufReader};
+    cmd.stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = cmd.spawn()?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("Serving HTTP on ").nth(1) {
+                let _ = tx.send(rest.trim().trim_end_matches('/').to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .context("wasmtime serve did not start")?;
+    Ok((KillOnDrop(child), url))
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,162 @@
+//! Building guests and hosts, and seeding the catalog.
+
+use crate::setup::{Toolchain, WASM_TARGET};
+use crate::{root, say};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::Command;
+
+/// Guest crates and the file name each is installed under.
+pub const COMPONENTS: &[(&str, &str)] = &[("catalog", "catalog"), ("test-guests", "test_guests")];
+
+pub fn cargo(args: &[&str]) -> Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(root())
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn guest_command(tc: &Toolchain, subcommand: &str) -> (Command, &'static str) {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root()).arg(subcommand);
+    let target_dir = match tc {
+        Toolchain::Rustup => "target",
+        Toolchain::BuildStd { rustc, lld_dir } => {
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", lld_dir.display()))
+                .env("RUSTC", rustc)
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("RUSTFLAGS", "-L /usr/lib/wasm32-wasi")
+                .args([
+                    "-Zbuild-std=std,panic_abort",
+                    "--target-dir",
+                    "target/build-std",
+                ]);
+            "target/build-std"
+        }
+    };
+    cmd.args(["--profile", "wasm", "--target", WASM_TARGET]);
+    for (krate, _) in COMPONENTS {
+        cmd.args(["-p", krate]);
+    }
+    (cmd, target_dir)
+}
+
+/// Builds every guest and installs it as `target/components/<name>.wasm`,
+/// where spin.toml and the tests look.
+pub fn components(tc: &Toolchain) -> Result<()> {
+    say("building wasm components (profile wasm: opt-level s, LTO)");
+    let (mut cmd, target_dir) = guest_command(tc, "build");
+    if !cmd.status()?.success() {
+        bail!("building the wasm components failed");
+    }
+    let out = root().join("target/components");
+    std::fs::create_dir_all(&out)?;
+    for (krate, file) in COMPONENTS {
+        let built = root()
+            .join(target_dir)
+            .join(WASM_TARGET)
+            .join("wasm")
+            .join(format!("{file}.wasm"));
+        let dest = out.join(format!("{krate}.wasm"));
+        std::fs::copy(&built, &dest).with_context(|| format!("copying {}", built.display()))?;
+        let size = std::fs::metadata(&dest)?.len();
+        say(&format!(
+            "  {krate}: {} KiB -> {}",
+            size / 1024,
+            dest.strip_prefix(root())?.display()
+        ));
+    }
+    Ok(())
+}
+
+pub fn guest_clippy(tc: &Toolchain) -> Result<()> {
+    match tc {
+        Toolchain::Rustup => {
+            let (mut cmd, _) = guest_command(tc, "clippy");
+            cmd.args(["--", "-D", "warnings"]);
+            if !cmd.status()?.success() {
+                bail!("clippy found problems in the guest crates");
+            }
+            Ok(())
+        }
+        Toolchain::BuildStd { .. } => {
+            say(
+                "skipping guest clippy: rustup's clippy does not match Debian's rustc on this route",
+            );
+            Ok(())
+        }
+    }
+}
+
+pub fn host() -> Result<()> {
+    say("building host binaries (edge-host, edgeshop-origin, native-catalog) in release");
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "edge-host",
+        "-p",
+        "edgeshop-origin",
+        "-p",
+        "native-catalog",
+    ])
+}
+
+pub fn seed(out: &Path, products: u32, vendors: u32, seed: u64, force: bool) -> Result<()> {
+    if out.exists() {
+        if !force {
+            say(&format!(
+                "{} exists; keeping it (use --force to replace)",
+                out.display()
+            ));
+            return Ok(());
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", out.display()));
+        }
+    }
+    std::fs::create_dir_all(out.parent().context("output has a directory")?)?;
+    // Write to a temporary file and rename, so a crash never leaves a
+    // half-seeded catalog that `up` would then treat as present.
+    let tmp = out.with_extension("db.partial");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", tmp.display()));
+    }
+    let started = std::time::Instant::now();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let (_db, conn) = catalog_db::open_local(&tmp).await?;
+            catalog_db::migrate(&conn).await?;
+            catalog_db::seed(
+                &conn,
+                &catalog_db::SeedConfig {
+                    products,
+                    vendors,
+                    seed,
+                },
+            )
+            .await?;
+            // Fold the WAL into the file so it can be copied as one file.
+            let mut rows = conn.query("PRAGMA wal_checkpoint(TRUNCATE)", ()).await?;
+            while rows.next().await?.is_some() {}
+            anyhow::Ok(())
+        })?;
+    std::fs::rename(&tmp, out)?;
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", tmp.display()));
+    }
+    say(&format!(
+        "seeded {products} products, {vendors} vendors, 100 categories into {} in {:.1}s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}

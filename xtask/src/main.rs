@@ -1,0 +1,137 @@
+//! `cargo xtask`: set up, build, seed, run, test and benchmark edgeshop.
+//!
+//! Every command calls `setup` first, which is idempotent and says what it
+//! does in one line each, so a fresh machine needs nothing but the README's
+//! two commands.
+
+mod bench;
+mod build;
+mod setup;
+mod up;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Make the wasm toolchain and tools available (idempotent).
+    Setup,
+    /// Build every component (release, size-optimised) and the host binaries.
+    Build {
+        /// Only the wasm components (what spin.toml's build.command runs).
+        #[arg(long)]
+        components: bool,
+    },
+    /// Write the embedded-default catalog database.
+    Seed {
+        #[arg(long, default_value_t = 10_000)]
+        products: u32,
+        #[arg(long, default_value_t = 200)]
+        vendors: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
+        /// Where to write it (default: .edgeshop/data/catalog.db).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Build, seed if needed, start the origin and every PoP; Ctrl-C stops.
+    Up,
+    /// The whole test suite: formatting, lints, unit, integration, end to end.
+    Test,
+    /// Benchmarks; prints a table.
+    Bench {
+        /// Also run peer hosts (wasmtime serve) in the same run.
+        #[arg(long)]
+        peers: bool,
+        /// Seconds per row.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+    },
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Local state: databases, secrets, caches, topology.
+pub fn state_dir() -> PathBuf {
+    root().join(".edgeshop")
+}
+
+pub fn say(what: &str) {
+    eprintln!("xtask: {what}");
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Setup => {
+            setup::run()?;
+        }
+        Cmd::Build { components } => {
+            let tc = setup::run()?;
+            build::components(&tc)?;
+            if !components {
+                build::host()?;
+            }
+        }
+        Cmd::Seed {
+            products,
+            vendors,
+            seed,
+            force,
+            out,
+        } => {
+            let out = out.unwrap_or_else(|| state_dir().join("data/catalog.db"));
+            build::seed(&out, products, vendors, seed, force)?;
+        }
+        Cmd::Up => up::run()?,
+        Cmd::Test => test()?,
+        Cmd::Bench {
+            peers,
+            seconds,
+            connections,
+        } => bench::run(peers, seconds, connections)?,
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    let tc = setup::run()?;
+    build::components(&tc)?;
+    build::host()?;
+    say("checking formatting (cargo fmt --check)");
+    build::cargo(&["fmt", "--all", "--", "--check"])?;
+    say("linting host crates (cargo clippy --all-targets -D warnings)");
+    build::cargo(&[
+        "clippy",
+        "--release",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    say("linting guest crates for wasm32-wasip2");
+    build::guest_clippy(&tc)?;
+    say("running unit, integration and end-to-end tests (release profile, shared with the build)");
+    build::cargo(&["test", "--release"])?;
+    Ok(())
+}

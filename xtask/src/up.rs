@@ -1,0 +1,237 @@
+//! `cargo xtask up`: the whole system on one machine.
+
+use crate::{build, root, say, setup, state_dir};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Deserialize)]
+pub struct PopsFile {
+    pub pop: Vec<PopConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PopConfig {
+    pub name: String,
+    pub region: String,
+    pub listen: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Topology {
+    origin: Endpoint,
+    pops: Vec<PopEndpoint>,
+}
+
+#[derive(Debug, Serialize)]
+struct Endpoint {
+    url: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PopEndpoint {
+    name: String,
+    region: String,
+    url: String,
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Service {
+    pub name: String,
+    pub url: String,
+    child: Child,
+}
+
+impl Service {
+    /// Starts `cmd` and waits for its `... listening on http://ADDR` line.
+    pub fn start(name: &str, mut cmd: Command) -> Result<Service> {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => Ok(Service {
+                name: name.to_string(),
+                url,
+                child,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                bail!("{name} did not start within 60 s (see its log above)")
+            }
+        }
+    }
+
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A per-checkout secret, generated once.
+pub fn secret(name: &str) -> Result<String> {
+    let path = state_dir().join("secrets").join(name);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return Ok(s.trim().to_string());
+    }
+    std::fs::create_dir_all(path.parent().context("dir")?)?;
+    let mut bytes = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, &hex)?;
+    Ok(hex)
+}
+
+pub fn edge_host_command(
+    pop: &str,
+    listen: &str,
+    catalog: &Path,
+    manifest: &Path,
+) -> Result<Command> {
+    let mut cmd = Command::new(root().join("target/release/edge-host"));
+    cmd.current_dir(root())
+        .args(["--manifest"])
+        .arg(manifest)
+        .args(["--pop", pop, "--listen", listen])
+        .arg("--sqlite")
+        .arg(format!("catalog={}", catalog.display()))
+        .arg("--cache-dir")
+        .arg(state_dir().join("cache/wasmtime"))
+        .env("SPIN_VARIABLE_CURSOR_SECRET", secret("cursor_secret")?);
+    Ok(cmd)
+}
+
+pub fn pops() -> Result<Vec<PopConfig>> {
+    let text = std::fs::read_to_string(root().join("cdn-config/pops.toml"))?;
+    let file: PopsFile = toml::from_str(&text).context("cdn-config/pops.toml")?;
+    Ok(file.pop)
+}
+
+fn copy_db(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to.parent().context("dir")?)?;
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", to.display()));
+    }
+    std::fs::copy(from, to)?;
+    Ok(())
+}
+
+pub fn run() -> Result<()> {
+    let tc = setup::run()?;
+    build::components(&tc)?;
+    build::host()?;
+    let catalog = state_dir().join("data/catalog.db");
+    build::seed(&catalog, 10_000, 200, 1, false)?;
+
+    let mut origin_cmd = Command::new(root().join("target/release/edgeshop-origin"));
+    origin_cmd
+        .current_dir(root())
+        .args(["--listen", "127.0.0.1:0", "--catalog"])
+        .arg(&catalog);
+    say("starting the origin");
+    let origin = Service::start("origin", origin_cmd)?;
+
+    let mut services = Vec::new();
+    let mut topology = Topology {
+        origin: Endpoint {
+            url: origin.url.clone(),
+        },
+        pops: Vec::new(),
+    };
+    for pop in pops()? {
+        // Each PoP reads its own copy: the stand-in for a local replica.
+        let db: PathBuf = state_dir().join("pops").join(&pop.name).join("catalog.db");
+        copy_db(&catalog, &db)?;
+        say(&format!("starting PoP {} ({})", pop.name, pop.region));
+        let svc = Service::start(
+            &pop.name,
+            edge_host_command(&pop.name, &pop.listen, &db, &root().join("spin.toml"))?,
+        )?;
+        topology.pops.push(PopEndpoint {
+            name: pop.name.clone(),
+            region: pop.region.clone(),
+            url: svc.url.clone(),
+        });
+        services.push(svc);
+    }
+    let topo_path = state_dir().join("topology.json");
+    std::fs::write(&topo_path, serde_json::to_string_pretty(&topology)?)?;
+
+    println!();
+    println!(
+        "edgeshop is up (topology in {}):",
+        topo_path.strip_prefix(root())?.display()
+    );
+    println!("  origin  {}", origin.url);
+    for p in &topology.pops {
+        println!("  pop {:<4} {}", p.name, p.url);
+    }
+    if let Some(first) = topology.pops.first() {
+        println!();
+        println!("  curl -i {}/api/v1/products/1", first.url);
+        println!("  curl '{}/api/v1/products?q=walnut&limit=3'", first.url);
+    }
+    println!();
+    println!("Ctrl-C stops everything.");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let mut origin = origin;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Some(status) = origin.exited() {
+            bail!("the origin exited ({status}); stopping");
+        }
+        for s in &mut services {
+            if let Some(status) = s.exited() {
+                bail!("PoP {} exited ({status}); stopping", s.name);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    say("stopping PoPs and origin");
+    drop(services);
+    drop(origin);
+    let _ = std::fs::remove_file(&topo_path);
+    Ok(())
+}
