@@ -100,7 +100,18 @@ pub async fn load(options: &HostOptions, engine: &Engine) -> Result<LoadedApp> {
         }
         let variables = ComponentVariables::resolve(&app, &c.variables, &providers)
             .with_context(|| format!("component {id}"))?;
-        let outbound = OutboundPolicy::parse(&c.allowed_outbound_hosts)
+        let hosts = c
+            .allowed_outbound_hosts
+            .iter()
+            .map(|h| {
+                let t = edgeshop_manifest::Template::parse(h).map_err(|e| anyhow::anyhow!(e))?;
+                Ok(crate::capabilities::variables::render(
+                    &app, &t, &providers,
+                )?)
+            })
+            .collect::<Result<Vec<String>>>()
+            .with_context(|| format!("component.{id}.allowed_outbound_hosts"))?;
+        let outbound = OutboundPolicy::parse(&hosts)
             .map_err(|e| anyhow::anyhow!("component.{id}.allowed_outbound_hosts: {e}"))?;
         let bytes = std::fs::read(&c.source).with_context(|| {
             format!(

@@ -21,6 +21,9 @@ use wasmtime_wasi_http::handler::{
 };
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+/// How long after a request's deadline its instance is dropped.
+const EXPIRY_GRACE: Duration = Duration::from_millis(250);
+
 /// Everything one guest instance's store holds.
 pub struct HostState {
     table: ResourceTable,
@@ -151,7 +154,9 @@ impl HandlerState for ComponentHandler {
             view: WasiHttpView::http,
             expiration: Expiration {
                 idle: self.limits.instance_idle,
-                request: self.limits.request_timeout,
+                // A little after the request deadline, so the request itself
+                // expires first and its caller sees a timeout, not a crash.
+                request: self.limits.request_timeout + EXPIRY_GRACE,
                 sleep: Box::pin(tokio::time::sleep(Duration::MAX)),
             },
             state: Worker {

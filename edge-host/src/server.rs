@@ -183,9 +183,14 @@ impl Server {
         let req = Request::from_parts(parts, body);
         let handler = matched.target.clone();
         let component = handler.state().id.clone();
+        let started = std::time::Instant::now();
         match handler.handle(request_id, req).await {
             Ok(resp) => resp,
-            Err(e) if e.is::<ExpirationError>() => {
+            // A worker dropped for overstaying counts as a timeout too.
+            Err(e)
+                if e.is::<ExpirationError>()
+                    || started.elapsed() >= self.limits.request_timeout =>
+            {
                 tracing::warn!(%component, request_id, timeout = ?self.limits.request_timeout, "guest exceeded its deadline; instance dropped");
                 problem(Problem::gateway_timeout(format!(
                     "the {component} component did not answer within {:?}",

@@ -1,1 +1,281 @@
+//! Harness for the end-to-end tests: the real `edge-host` binary on
+//! `127.0.0.1:0`, the real components, a real libSQL catalog.
+//!
+//! `cargo xtask test` builds the binaries and components first; run alone,
+//! `cargo test` fails with a message saying so.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+pub fn binary(name: &str) -> PathBuf {
+    let p = root().join("target/release").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo xtask build` (or `cargo xtask test`)",
+        p.display()
+    );
+    p
+}
+
+pub fn component(name: &str) -> PathBuf {
+    let p = root()
+        .join("target/components")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo xtask build`",
+        p.display()
+    );
+    p
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "edgeshop-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The seed every end-to-end test shares: small enough to write in well
+/// under a second, big enough for multi-page listings.
+pub const PRODUCTS: u32 = 2_000;
+pub const VENDORS: u32 = 40;
+pub const CURSOR_SECRET: &str = "end-to-end-test-cursor-secret-0123";
+
+/// A seeded catalog database file, written once per test binary.
+pub fn seeded_catalog() -> &'static Path {
+    static DB: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
+    &DB.get_or_init(|| {
+        let dir = TempDir::new("catalog");
+        let path = dir.0.join("catalog.db");
+        // A thread of its own: callers may already be inside a runtime.
+        let seed_path = path.clone();
+        std::thread::spawn(move || {
+            let path = seed_path;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let (_db, conn) = catalog_db::open_local(&path).await.unwrap();
+                    catalog_db::migrate(&conn).await.unwrap();
+                    let cfg = catalog_db::SeedConfig {
+                        products: PRODUCTS,
+                        vendors: VENDORS,
+                        seed: 1,
+                    };
+                    catalog_db::seed(&conn, &cfg).await.unwrap();
+                    // Fold the WAL in, as `cargo xtask seed` does.
+                    let mut rows = conn
+                        .query("PRAGMA wal_checkpoint(TRUNCATE)", ())
+                        .await
+                        .unwrap();
+                    while rows.next().await.unwrap().is_some() {}
+                });
+        })
+        .join()
+        .expect("seeding the test catalog");
+        (dir, path)
+    })
+    .1
+}
+
+/// A running edge-host; stopped (SIGKILL) when dropped.
+pub struct Host {
+    pub url: String,
+    pub child: Child,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Host {
+    pub fn start(manifest: &Path, args: &[&str], env: &[(&str, &str)]) -> Host {
+        Self::try_start(manifest, args, env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts the host, or returns what it printed if it exits instead.
+    pub fn try_start(manifest: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Host, String> {
+        let mut cmd = Command::new(binary("edge-host"));
+        cmd.arg("--manifest")
+            .arg(manifest)
+            .args(["--listen", "127.0.0.1:0", "--pop", "test"])
+            .args(args)
+            .env_remove("SPIN_VARIABLE_CURSOR_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn edge-host");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => Ok(Host {
+                url,
+                child,
+                stderr: log,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                let log = log.lock().unwrap().clone();
+                Err(log)
+            }
+        }
+    }
+
+    pub fn catalog() -> Host {
+        Host::start(
+            &root().join("spin.toml"),
+            &[
+                "--sqlite",
+                &format!("catalog={}", seeded_catalog().display()),
+            ],
+            &[("SPIN_VARIABLE_CURSOR_SECRET", CURSOR_SECRET)],
+        )
+    }
+
+    pub fn guests(args: &[&str]) -> Host {
+        component("test-guests");
+        Host::start(&root().join("tests/fixtures/test-guests.toml"), args, &[])
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// Asserts an RFC 9457 problem with this status and returns its body.
+    pub fn problem(&self, status: u16) -> serde_json::Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        let p = self.json();
+        assert_eq!(p["status"], status);
+        assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()), "{p}");
+        p
+    }
+}
+
+/// Sends one request on a fresh connection.
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+    let uri: http::Uri = url.parse().expect("url");
+    let authority = uri.authority().expect("authority").to_string();
+    let stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header("host", &authority);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
+        .await
+        .expect("response within 30 s")
+        .expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(url: &str) -> Reply {
+    request("GET", url, &[], Vec::new()).await
+}

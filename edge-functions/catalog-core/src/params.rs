@@ -130,13 +130,13 @@ impl ListParams {
                 }
             }
         }
-        if let (Some(lo), Some(hi)) = (min_price, max_price) {
-            if lo > hi {
-                return Err(Problem::invalid_parameter(
-                    "min_price",
-                    format!("min_price ({lo}) is greater than max_price ({hi})"),
-                ));
-            }
+        if let (Some(lo), Some(hi)) = (min_price, max_price)
+            && lo > hi
+        {
+            return Err(Problem::invalid_parameter(
+                "min_price",
+                format!("min_price ({lo}) is greater than max_price ({hi})"),
+            ));
         }
         let sort = match (sort, &fts) {
             (Some(Sort::Relevance), None) => {
@@ -179,23 +179,28 @@ impl ListParams {
 }
 
 fn parse_ref(name: &str, value: &str) -> Result<Ref, Problem> {
+    let invalid = || {
+        Problem::invalid_parameter(
+            name,
+            format!("{name} must be a positive id or a slug (a-z, 0-9, -), got {value:?}"),
+        )
+    };
     if let Ok(id) = value.parse::<i64>() {
-        if id > 0 {
-            return Ok(Ref::Id(id));
-        }
+        return if id > 0 {
+            Ok(Ref::Id(id))
+        } else {
+            Err(invalid())
+        };
     }
-    let valid_slug = !value.is_empty()
-        && value.len() <= 100
+    let valid_slug = value.len() <= 100
+        && value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && value
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if valid_slug {
         Ok(Ref::Slug(value.to_string()))
     } else {
-        Err(Problem::invalid_parameter(
-            name,
-            format!("{name} must be a positive id or a slug (a-z, 0-9, -), got {value:?}"),
-        ))
+        Err(invalid())
     }
 }
 

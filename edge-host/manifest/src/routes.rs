@@ -73,6 +73,20 @@ impl RoutePattern {
         self.raw.strip_suffix("/...").unwrap_or(&self.raw)
     }
 
+    /// The pattern with parameter names erased: `/a/:x` and `/a/:y` match
+    /// the same paths, so they are the same route.
+    fn shape(&self) -> (Vec<Option<&str>>, bool) {
+        let segs = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => Some(l.as_str()),
+                Segment::Param(_) => None,
+            })
+            .collect();
+        (segs, self.wildcard)
+    }
+
     /// Precedence key: larger wins.
     fn rank(&self) -> (usize, bool, std::cmp::Reverse<usize>) {
         let literals = self
@@ -88,7 +102,7 @@ impl RoutePattern {
         let parts: Vec<&str> = path.split('/').skip(1).collect();
         // A trailing slash is not a segment: `/cart/` is `/cart`.
         let parts: Vec<&str> = match parts.split_last() {
-            Some((last, rest)) if last.is_empty() => rest.to_vec(),
+            Some((&"", rest)) => rest.to_vec(),
             _ => parts,
         };
         if parts.len() < self.segments.len()
@@ -143,10 +157,7 @@ impl<T> Router<T> {
     /// Builds the table; two routes with the same pattern are an error.
     pub fn new(routes: Vec<(RoutePattern, T)>) -> Result<Router<T>, String> {
         for (i, (a, _)) in routes.iter().enumerate() {
-            if routes[..i]
-                .iter()
-                .any(|(b, _)| b.segments == a.segments && b.wildcard == a.wildcard)
-            {
+            if routes[..i].iter().any(|(b, _)| b.shape() == a.shape()) {
                 return Err(format!("route {:?} is declared twice", a.raw));
             }
         }

@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{Accessor, FutureReader, HasData, Resource, ResourceTable, StreamReader};
 
+/// How long a query waits for a lock before failing.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A value bound to or read from SQLite.
 pub type Value = wit::Value;
 
@@ -64,10 +67,11 @@ impl LibsqlDatabase {
         match pooled {
             Some(c) => Ok(c),
             None => {
-                let conn = self
-                    .db
-                    .connect()
-                    .map_err(|e| SqliteError::Backend(e.to_string()))?;
+                let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
+                let conn = self.db.connect().map_err(backend)?;
+                // Readers wait out a writer (or WAL recovery by another
+                // process) instead of failing with SQLITE_BUSY.
+                conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
                 Ok(conn)
             }
         }

@@ -47,24 +47,33 @@ pub struct ComponentVariables {
     values: BTreeMap<String, String>,
 }
 
+/// Renders a template against application variables (used for manifest
+/// fields that may contain `{{ var }}`, such as `allowed_outbound_hosts`).
+pub fn render(
+    app: &App,
+    template: &Template,
+    providers: &[&dyn VariableProvider],
+) -> Result<String, VariablesError> {
+    template.render(|name| {
+        providers
+            .iter()
+            .find_map(|p| p.get(name))
+            .or_else(|| app.variables.get(name).and_then(|v| v.default.clone()))
+            .ok_or_else(|| VariablesError::Missing {
+                name: name.to_string(),
+            })
+    })
+}
+
 impl ComponentVariables {
     pub fn resolve(
         app: &App,
         templates: &BTreeMap<String, Template>,
         providers: &[&dyn VariableProvider],
     ) -> Result<ComponentVariables, VariablesError> {
-        let lookup = |name: &str| -> Result<String, VariablesError> {
-            providers
-                .iter()
-                .find_map(|p| p.get(name))
-                .or_else(|| app.variables.get(name).and_then(|v| v.default.clone()))
-                .ok_or_else(|| VariablesError::Missing {
-                    name: name.to_string(),
-                })
-        };
         let mut values = BTreeMap::new();
         for (key, template) in templates {
-            values.insert(key.clone(), template.render(lookup)?);
+            values.insert(key.clone(), render(app, template, providers)?);
         }
         Ok(ComponentVariables { values })
     }

@@ -62,7 +62,10 @@ pub struct Generated {
 /// 10 departments of 9 sub-categories: 100 categories in all. Each
 /// sub-category lists the nouns its products are named after, so a search
 /// for "kettle" finds kettles in Kitchen.
-const DEPARTMENTS: &[(&str, &[(&str, &[&str])])] = &[
+/// A sub-category and the product nouns it sells.
+type Subcategory = (&'static str, &'static [&'static str]);
+
+const DEPARTMENTS: &[(&str, &[Subcategory])] = &[
     (
         "Kitchen",
         &[

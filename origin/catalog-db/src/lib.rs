@@ -241,7 +241,7 @@ mod tests {
         let word = data.products[0]
             .title
             .split(' ')
-            .last()
+            .next_back()
             .unwrap()
             .to_lowercase();
         let mut rows = conn

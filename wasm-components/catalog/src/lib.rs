@@ -46,6 +46,10 @@ async fn serve(req: &Request) -> CatalogResponse {
         Err(resp) => return resp,
     };
     let rows = query(&planned.sql, &planned.params).await;
+    if let Err(e) = &rows {
+        // stderr reaches the host's log; the client gets a generic 503.
+        eprintln!("catalog: query failed: {e}");
+    }
     catalog_core::render(&planned, rows, &creq, &signer)
 }
 

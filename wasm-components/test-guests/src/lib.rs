@@ -1,12 +1,13 @@
 //! Hostile and minimal guests for the edge host's tests and benchmarks.
 //!
 //! - `/hello`: the smallest useful response (benchmark peer).
-//! - `/headers`: echoes the `spin-*` request headers the host set.
+//! - `/headers/...`: echoes the `spin-*` request headers the host set.
 //! - `/spin`: loops forever (must be stopped at the deadline).
 //! - `/grow`: grows memory until the limit stops it.
 //! - `/panic`: panics (a trap the host must contain).
 //! - `/outbound?url=U`: fetches U (outbound allow-list tests).
 //! - `/body`: reads the whole request body and returns its length.
+//! - `/sleep?ms=N`: answers after N milliseconds (graceful-shutdown tests).
 //!
 //! Every route here is exercised by `tests/tests/host.rs`.
 
@@ -26,9 +27,9 @@ fn text(status: u16, body: impl Into<Bytes>) -> Resp {
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> Resp {
-    match req.uri().path() {
-        "/hello" => text(200, "hello from a wasm guest\n"),
-        "/headers" => {
+    let path = req.uri().path().to_string();
+    match path.as_str() {
+        p if p.starts_with("/headers") => {
             let mut lines: Vec<String> = req
                 .headers()
                 .iter()
@@ -38,6 +39,7 @@ async fn handle(req: Request) -> Resp {
             lines.sort();
             text(200, lines.join("\n"))
         }
+        "/hello" => text(200, "hello from a wasm guest\n"),
         "/spin" => {
             let mut x: u64 = 0;
             loop {
@@ -68,6 +70,16 @@ async fn handle(req: Request) -> Resp {
             Ok(b) => text(200, b.to_bytes().len().to_string()),
             Err(e) => text(400, format!("body error: {e:?}")),
         },
+        "/sleep" => {
+            let ms: u64 = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("ms="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100);
+            spin_sdk::wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000).await;
+            text(200, format!("slept {ms} ms"))
+        }
         _ => text(404, "no such test route"),
     }
 }

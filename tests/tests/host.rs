@@ -1,0 +1,196 @@
+//! The edge host's own behaviour, with the hostile guests of
+//! `wasm-components/test-guests` and the real binary.
+
+use edgeshop_e2e::{Host, TempDir, get, request, root, seeded_catalog};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn sets_spin_headers_and_strips_forged_ones() {
+    let host = Host::guests(&[]);
+    let r = request(
+        "GET",
+        &format!("{}/headers/a/b?x=1", host.url),
+        &[
+            ("spin-client-addr", "6.6.6.6:1"),
+            ("spin-path-info", "/forged"),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let port = host.url.rsplit(':').next().unwrap();
+    assert!(
+        text.contains(&format!(
+            "spin-full-url: http://127.0.0.1:{port}/headers/a/b?x=1"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("spin-path-info: /headers/a/b"), "{text}");
+    assert!(text.contains("spin-matched-route: /..."), "{text}");
+    assert!(
+        text.contains("spin-component-route: \n") || text.contains("spin-component-route: "),
+        "{text}"
+    );
+    assert!(text.contains("spin-client-addr: 127.0.0.1:"), "{text}");
+    assert!(
+        !text.contains("6.6.6.6") && !text.contains("/forged"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_guest_that_loops_forever_is_stopped_at_the_deadline() {
+    let host = Host::guests(&["--request-timeout-ms", "500"]);
+    let started = Instant::now();
+    let r = get(&format!("{}/spin", host.url)).await;
+    let p = r.problem(504);
+    assert!(
+        p["detail"].as_str().unwrap().contains("did not answer"),
+        "{p}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The host stays up and serves the next request.
+    let r = get(&format!("{}/hello", host.url)).await;
+    assert_eq!(r.status, 200);
+    assert!(host.log().contains("deadline"), "{}", host.log());
+}
+
+#[tokio::test]
+async fn a_guest_that_grows_past_its_memory_limit_traps_cleanly() {
+    let host = Host::guests(&["--guest-memory-mib", "16"]);
+    get(&format!("{}/grow", host.url)).await.problem(500);
+    assert_eq!(get(&format!("{}/hello", host.url)).await.status, 200);
+    assert!(host.log().contains("guest"), "{}", host.log());
+}
+
+#[tokio::test]
+async fn a_panicking_guest_is_a_500_and_the_host_survives() {
+    let host = Host::guests(&[]);
+    let p = get(&format!("{}/panic", host.url)).await.problem(500);
+    assert!(p["detail"].as_str().unwrap().contains("guests"), "{p}");
+    for _ in 0..3 {
+        assert_eq!(get(&format!("{}/hello", host.url)).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_are_bounded() {
+    let host = Host::guests(&["--max-body-bytes", "1024"]);
+    let r = request("POST", &format!("{}/body", host.url), &[], vec![7u8; 1000]).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "1000"));
+    request("POST", &format!("{}/body", host.url), &[], vec![7u8; 4096])
+        .await
+        .problem(413);
+}
+
+#[tokio::test]
+async fn outbound_http_is_limited_to_allowed_hosts() {
+    // An upstream on 127.0.0.1 (allowed by the fixture manifest).
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = upstream.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"up")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let host = Host::guests(&[]);
+    let r = get(&format!(
+        "{}/outbound?url=http://127.0.0.1:{port}/",
+        host.url
+    ))
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "upstream said 200 OK"));
+    // Same server, but named `localhost`: not on the allow-list.
+    let r = get(&format!(
+        "{}/outbound?url=http://localhost:{port}/",
+        host.url
+    ))
+    .await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
+}
+
+#[tokio::test]
+async fn health_and_unrouted_paths() {
+    let host = Host::catalog();
+    let r = get(&format!("{}/.well-known/edgeshop/health", host.url)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    assert_eq!(r.json()["components"], serde_json::json!(["catalog"]));
+    assert_eq!(
+        get(&format!("{}/.well-known/spin/health", host.url))
+            .await
+            .status,
+        200
+    );
+    get(&format!("{}/nothing/here", host.url))
+        .await
+        .problem(404);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let mut host = Host::guests(&[]);
+    let url = format!("{}/sleep?ms=800", host.url);
+    let inflight = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    host.terminate();
+    let r = inflight.await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "slept 800 ms"));
+    let status = tokio::task::spawn_blocking(move || host.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn startup_errors_name_the_problem() {
+    // An unsupported manifest field.
+    let dir = TempDir::new("manifest");
+    let manifest = dir.0.join("spin.toml");
+    std::fs::write(
+        &manifest,
+        "spin_manifest_version = 2\n[application]\nname = \"x\"\n[component.a]\nsource = \"a.wasm\"\nfiles = [\"x\"]\n",
+    )
+    .unwrap();
+    let log = Host::try_start(&manifest, &[], &[]).err().expect("refused");
+    assert!(log.contains("component.a.files"), "{log}");
+
+    // A required secret variable that is not set.
+    let log = Host::try_start(
+        &root().join("spin.toml"),
+        &[
+            "--sqlite",
+            &format!("catalog={}", seeded_catalog().display()),
+        ],
+        &[],
+    )
+    .err()
+    .expect("refused");
+    assert!(log.contains("SPIN_VARIABLE_CURSOR_SECRET"), "{log}");
+
+    // A database label the component needs but nobody configured.
+    let log = Host::try_start(
+        &root().join("spin.toml"),
+        &[],
+        &[("SPIN_VARIABLE_CURSOR_SECRET", "x".repeat(20).as_str())],
+    )
+    .err()
+    .expect("refused");
+    assert!(log.contains("--sqlite catalog=PATH"), "{log}");
+}
