@@ -21,6 +21,42 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cargo test`, echoing its output, and adds up every
+/// `test result:` line into (passed, failed).
+pub fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().context("stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(kind), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let n: u64 = n.parse().unwrap_or(0);
+                match kind {
+                    "passed" => passed += n,
+                    "failed" => failed += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    if !child.wait()?.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok((passed, failed))
+}
+
 fn guest_command(tc: &Toolchain, subcommand: &str) -> (Command, &'static str) {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root()).arg(subcommand);

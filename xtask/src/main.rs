@@ -132,6 +132,11 @@ fn test() -> Result<()> {
     say("linting guest crates for wasm32-wasip2");
     build::guest_clippy(&tc)?;
     say("running unit, integration and end-to-end tests (release profile, shared with the build)");
-    build::cargo(&["test", "--release"])?;
+    let (passed, failed) = build::cargo_test(&["test", "--release"])?;
+    // One closing line for the whole suite, whatever cargo printed last.
+    println!("summary: {passed} passed, {failed} failed");
+    if failed > 0 || passed == 0 {
+        anyhow::bail!("the test suite did not pass");
+    }
     Ok(())
 }
