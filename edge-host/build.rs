@@ -11,7 +11,12 @@ use std::process::Command;
 
 const SPIN_SDK_VERSION: &str = "7.0.0";
 /// Packages (directories under spin-sdk's `wit/deps`) the host world imports.
-const PACKAGES: &[&str] = &["spin-sqlite@3.1.0", "spin-variables@3.0.0"];
+const PACKAGES: &[&str] = &[
+    "spin-sqlite@3.1.0",
+    "spin-variables@3.0.0",
+    "spin-key-value@3.0.0",
+    "wasi-keyvalue-2024-10-17",
+];
 
 fn main() -> Result<()> {
     println!("cargo:rerun-if-changed=wit/host.wit");
@@ -40,6 +45,9 @@ fn main() -> Result<()> {
     imports: {{ default: async | trappable }},
     with: {{
         "spin:sqlite/sqlite.connection": crate::capabilities::sqlite::ConnectionHandle,
+        "spin:key-value/key-value.store": crate::capabilities::keyvalue::SpinStoreHandle,
+        "wasi:keyvalue/store.bucket": crate::capabilities::keyvalue::BucketHandle,
+        "wasi:keyvalue/atomics.cas": crate::capabilities::keyvalue::CasHandle,
     }},
 }});
 "#,

@@ -1,6 +1,7 @@
 //! Loading an app: manifest -> compiled components -> route table.
 
 use crate::capabilities::ComponentCapabilities;
+use crate::capabilities::keyvalue::{KeyValueGrants, KeyValueStore, MemoryStore};
 use crate::capabilities::outbound::OutboundPolicy;
 use crate::capabilities::sqlite::{LibsqlDatabase, SqliteDatabase, SqliteGrants};
 use crate::capabilities::variables::{ComponentVariables, EnvProvider, VariableProvider};
@@ -79,6 +80,7 @@ pub async fn load(options: &HostOptions, engine: &Engine) -> Result<LoadedApp> {
     let env = EnvProvider;
     let providers: [&dyn VariableProvider; 1] = [&env];
     let mut handlers = BTreeMap::new();
+    let mut kv_stores: BTreeMap<String, Arc<dyn KeyValueStore>> = BTreeMap::new();
     for (id, c) in &app.components {
         let mut grants = SqliteGrants {
             databases: BTreeMap::new(),
@@ -93,10 +95,20 @@ pub async fn load(options: &HostOptions, engine: &Engine) -> Result<LoadedApp> {
             })?;
             grants.databases.insert(label.clone(), db.clone());
         }
-        if !c.key_value_stores.is_empty() {
-            bail!(
-                "component {id}: `key_value_stores` is not provided by this edge-host version yet"
-            );
+        let mut kv = KeyValueGrants::default();
+        for label in &c.key_value_stores {
+            // One store per label per PoP, shared by every component that
+            // names it (as Spin does).
+            let store = kv_stores
+                .entry(label.clone())
+                .or_insert_with(|| {
+                    Arc::new(MemoryStore::new(
+                        options.limits.kv_capacity_bytes,
+                        options.limits.kv_idle_ttl,
+                    )) as Arc<dyn KeyValueStore>
+                })
+                .clone();
+            kv.stores.insert(label.clone(), store);
         }
         let variables = ComponentVariables::resolve(&app, &c.variables, &providers)
             .with_context(|| format!("component {id}"))?;
@@ -130,6 +142,7 @@ pub async fn load(options: &HostOptions, engine: &Engine) -> Result<LoadedApp> {
         let caps = ComponentCapabilities {
             component_id: id.clone(),
             sqlite: grants,
+            keyvalue: kv,
             variables,
             outbound: Arc::new(outbound),
         };

@@ -4,6 +4,7 @@
 //! `ProxyHandler` runs WASI 0.3 instances concurrently and reuses them
 //! (bounded by [`Limits`]), as `wasmtime serve` and Spin do.
 
+use crate::capabilities::keyvalue::{KeyValue, KeyValueView};
 use crate::capabilities::sqlite::{Sqlite, SqliteView};
 use crate::capabilities::variables::Variables;
 use crate::capabilities::{ComponentCapabilities, outbound::OutboundHooks};
@@ -67,6 +68,16 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
             grants: &s.caps.sqlite,
         },
     )?;
+    fn kv(s: &mut HostState) -> KeyValueView<'_> {
+        KeyValueView {
+            table: &mut s.table,
+            grants: &s.caps.keyvalue,
+        }
+    }
+    crate::bindings::spin::key_value::key_value::add_to_linker::<_, KeyValue>(&mut linker, kv)?;
+    crate::bindings::wasi::keyvalue::store::add_to_linker::<_, KeyValue>(&mut linker, kv)?;
+    crate::bindings::wasi::keyvalue::atomics::add_to_linker::<_, KeyValue>(&mut linker, kv)?;
+    crate::bindings::wasi::keyvalue::batch::add_to_linker::<_, KeyValue>(&mut linker, kv)?;
     crate::bindings::spin::variables::variables::add_to_linker::<_, Variables>(
         &mut linker,
         |s: &mut HostState| &s.caps.variables,

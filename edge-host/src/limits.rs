@@ -29,6 +29,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Instances alive at once (the pooling allocator's slots).
     pub max_instances: u32,
+    /// Bytes one key-value store may hold (keys + values + overhead).
+    pub kv_capacity_bytes: usize,
+    /// Keys untouched this long are dropped.
+    pub kv_idle_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +51,8 @@ impl Default for Limits {
             max_concurrent_requests: 1000,
             max_connections: 1000,
             max_instances: 200,
+            kv_capacity_bytes: 64 << 20,
+            kv_idle_ttl: Duration::from_secs(3600),
         }
     }
 }

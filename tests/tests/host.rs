@@ -194,3 +194,51 @@ fn startup_errors_name_the_problem() {
     .expect("refused");
     assert!(log.contains("--sqlite catalog=PATH"), "{log}");
 }
+
+#[tokio::test]
+async fn spin_key_value_round_trip() {
+    let host = Host::guests(&[]);
+    let kv = |q: &str| format!("{}/kv/spin?{q}", host.url);
+    assert_eq!(get(&kv("op=get&key=a")).await.text(), "<none>");
+    assert_eq!(get(&kv("op=set&key=a&value=apple")).await.text(), "ok");
+    assert_eq!(get(&kv("op=set&key=b&value=banana")).await.text(), "ok");
+    assert_eq!(get(&kv("op=get&key=a")).await.text(), "apple");
+    assert_eq!(get(&kv("op=exists&key=b")).await.text(), "true");
+    assert_eq!(get(&kv("op=keys")).await.text(), "a,b");
+    assert_eq!(get(&kv("op=delete&key=a")).await.text(), "ok");
+    assert_eq!(get(&kv("op=exists&key=a")).await.text(), "false");
+    // A store the manifest does not grant cannot be opened.
+    let r = get(&format!("{}/kv/denied", host.url)).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "Error::AccessDenied"));
+}
+
+#[tokio::test]
+async fn wasi_keyvalue_batch() {
+    let host = Host::guests(&[]);
+    let r = get(&format!("{}/kv/batch", host.url)).await;
+    assert_eq!(
+        r.text(),
+        "b0=0,b1=1,b2=2,b3=3,b4=4,b5=- b0-after-delete=false"
+    );
+}
+
+/// Many requests at once, spread over several instances and running
+/// concurrently inside each: atomics and compare-and-swap lose no update.
+#[tokio::test]
+async fn atomics_lose_no_update_under_concurrency() {
+    let host = Host::guests(&[]);
+    for (route, key) in [("incr", "n"), ("cas-incr", "c")] {
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let url = format!("{}/kv/{route}?key={key}", host.url);
+                tokio::spawn(async move { get(&url).await })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert_eq!(r.status, 200, "{route}: {}", r.text());
+        }
+        let r = get(&format!("{}/kv/spin?op=get&key={key}", host.url)).await;
+        assert_eq!(r.text(), "200", "{route}");
+    }
+}

@@ -2,11 +2,13 @@
 //!
 //! Each capability is a narrow trait with its backends (Spin's factors are
 //! the model): [`sqlite`] (`spin:sqlite@3.1.0`), [`variables`]
-//! (`spin:variables@3.0.0`) and [`outbound`] (outbound HTTP through
+//! (`spin:variables@3.0.0`), [`keyvalue`] (`spin:key-value@3.0.0` and
+//! `wasi:keyvalue` store/atomics/batch) and [`outbound`] (outbound HTTP through
 //! `wasi:http`, limited to `allowed_outbound_hosts`). [`ComponentCapabilities`]
 //! is what one component was granted by the manifest; every store of that
 //! component shares it.
 
+pub mod keyvalue;
 pub mod outbound;
 pub mod sqlite;
 pub mod variables;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 pub struct ComponentCapabilities {
     pub component_id: String,
     pub sqlite: sqlite::SqliteGrants,
+    pub keyvalue: keyvalue::KeyValueGrants,
     pub variables: variables::ComponentVariables,
     pub outbound: Arc<outbound::OutboundPolicy>,
 }

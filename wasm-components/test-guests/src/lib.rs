@@ -8,6 +8,9 @@
 //! - `/outbound?url=U`: fetches U (outbound allow-list tests).
 //! - `/body`: reads the whole request body and returns its length.
 //! - `/sleep?ms=N`: answers after N milliseconds (graceful-shutdown tests).
+//! - `/kv/spin?op=set|get|delete|exists|keys&key=K&value=V`: spin:key-value.
+//! - `/kv/incr?key=K`, `/kv/cas-incr?key=K`, `/kv/batch`, `/kv/denied`:
+//!   wasi:keyvalue atomics, compare-and-swap, batch, and an ungranted store.
 //!
 //! Every route here is exercised by `tests/tests/host.rs`.
 
@@ -80,6 +83,100 @@ async fn handle(req: Request) -> Resp {
             spin_sdk::wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000).await;
             text(200, format!("slept {ms} ms"))
         }
+        p if p.starts_with("/kv/") => kv(p, req.uri().query().unwrap_or("")).await,
         _ => text(404, "no such test route"),
+    }
+}
+
+fn param<'a>(query: &'a str, name: &str) -> &'a str {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or("")
+}
+
+async fn kv(path: &str, query: &str) -> Resp {
+    use spin_sdk::experimental::wasi::keyvalue::{atomics, batch, store};
+    let key = param(query, "key");
+    match path {
+        "/kv/spin" => {
+            let s = match spin_sdk::key_value::Store::open("default").await {
+                Ok(s) => s,
+                Err(e) => return text(500, format!("open: {e:?}")),
+            };
+            let out = match param(query, "op") {
+                "set" => s
+                    .set(key, param(query, "value").as_bytes())
+                    .await
+                    .map(|()| "ok".to_string()),
+                "get" => s.get(key).await.map(|v| {
+                    v.map_or("<none>".to_string(), |v| {
+                        String::from_utf8_lossy(&v).into_owned()
+                    })
+                }),
+                "delete" => s.delete(key).await.map(|()| "ok".to_string()),
+                "exists" => s.exists(key).await.map(|b| b.to_string()),
+                "keys" => s.get_keys().await.collect().await.map(|k| k.join(",")),
+                other => return text(400, format!("unknown op {other:?}")),
+            };
+            match out {
+                Ok(body) => text(200, body),
+                Err(e) => text(500, format!("{e:?}")),
+            }
+        }
+        "/kv/incr" => {
+            let bucket = store::open("default").expect("open default");
+            match atomics::increment(&bucket, key, 1) {
+                Ok(n) => text(200, n.to_string()),
+                Err(e) => text(500, format!("{e:?}")),
+            }
+        }
+        "/kv/cas-incr" => {
+            let bucket = store::open("default").expect("open default");
+            let mut cas = atomics::Cas::new(&bucket, key).expect("cas");
+            for attempt in 1..=1000 {
+                let current: i64 = cas
+                    .current()
+                    .expect("current")
+                    .map(|v| String::from_utf8_lossy(&v).parse().unwrap_or(0))
+                    .unwrap_or(0);
+                match atomics::swap(cas, (current + 1).to_string().as_bytes()) {
+                    Ok(()) => return text(200, format!("{} after {attempt}", current + 1)),
+                    Err(atomics::CasError::CasFailed(fresh)) => cas = fresh,
+                    Err(e) => return text(500, format!("{e:?}")),
+                }
+            }
+            text(503, "gave up after 1000 attempts")
+        }
+        "/kv/batch" => {
+            let bucket = store::open("default").expect("open default");
+            let pairs: Vec<(String, Vec<u8>)> = (0..5)
+                .map(|i| (format!("b{i}"), vec![b'0' + i as u8]))
+                .collect();
+            batch::set_many(&bucket, &pairs).expect("set_many");
+            let keys: Vec<String> = (0..6).map(|i| format!("b{i}")).collect();
+            let got = batch::get_many(&bucket, &keys).expect("get_many");
+            batch::delete_many(&bucket, &keys[..2]).expect("delete_many");
+            let present: Vec<String> = got
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        v.as_ref()
+                            .map_or("-".into(), |v| String::from_utf8_lossy(v).into_owned())
+                    )
+                })
+                .collect();
+            let after = bucket.exists("b0").expect("exists");
+            text(
+                200,
+                format!("{} b0-after-delete={after}", present.join(",")),
+            )
+        }
+        "/kv/denied" => match store::open("not-granted") {
+            Ok(_) => text(500, "opened a store the manifest does not grant"),
+            Err(e) => text(200, format!("{e:?}")),
+        },
+        _ => text(404, "no such kv route"),
     }
 }
