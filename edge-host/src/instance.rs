@@ -11,7 +11,7 @@ use crate::capabilities::{ComponentCapabilities, outbound::OutboundHooks};
 use crate::limits::Limits;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{GuestTaskId, Linker, ResourceTable};
@@ -21,6 +21,14 @@ use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Set once the host starts shutting down: workers dropped after this are
+/// being torn down with the runtime, not failing.
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+pub fn begin_shutdown() {
+    SHUTTING_DOWN.store(true, Ordering::SeqCst);
+}
 
 /// How long after a request's deadline its instance is dropped.
 const EXPIRY_GRACE: Duration = Duration::from_millis(250);
@@ -242,7 +250,13 @@ impl WorkerState for Worker {
 
     fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
         if let Err(e) = result {
-            tracing::error!(component = %self.component, error = %format!("{e:#}"), "guest instance failed");
+            // wasmtime-wasi-http reports a worker future dropped before it
+            // finished as "worker panicked"; at shutdown that is expected.
+            if SHUTTING_DOWN.load(Ordering::SeqCst) {
+                tracing::debug!(component = %self.component, error = %format!("{e:#}"), "instance dropped at shutdown");
+            } else {
+                tracing::error!(component = %self.component, error = %format!("{e:#}"), "guest instance failed");
+            }
         }
         drop(store);
     }

@@ -12,8 +12,8 @@ pub struct Limits {
     pub epoch_tick: Duration,
     /// Largest request body accepted before the guest runs.
     pub max_request_body_bytes: u64,
-    /// Most request headers, and their total size.
-    pub max_request_headers: usize,
+    /// Total size of the request header section (hyper also caps the count
+    /// at its default of 100 headers).
     pub max_header_bytes: usize,
     /// Largest result one SQL query may return to a guest.
     pub max_sqlite_result_bytes: usize,
@@ -42,7 +42,6 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             epoch_tick: Duration::from_millis(10),
             max_request_body_bytes: 1 << 20,
-            max_request_headers: 100,
             max_header_bytes: 64 << 10,
             max_sqlite_result_bytes: 8 << 20,
             instance_reuse: 128,

@@ -111,7 +111,9 @@ async fn run(args: Args) -> Result<()> {
     });
     server::Server::new(loaded, limits, args.pop)
         .serve(listener, rx)
-        .await
+        .await?;
+    instance::begin_shutdown();
+    Ok(())
 }
 
 async fn shutdown_signal() {

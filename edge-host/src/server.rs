@@ -80,10 +80,12 @@ impl Server {
                     let server = server.clone();
                     async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer).await) }
                 });
+                // hyper's own defaults bound the header section (100
+                // headers, ~400 KiB buffer); `max_headers` is not set
+                // because setting it moves header parsing to the heap on
+                // every request. The byte limit is checked in `handle`.
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
-                    .max_headers(server_limits_headers())
-                    .max_buf_size(64 << 10)
                     .serve_connection(TokioIo::new(stream), service);
                 let mut conn = std::pin::pin!(conn);
                 tokio::select! {
@@ -164,15 +166,17 @@ impl Server {
             parts.uri = uri;
         }
         let h = &mut parts.headers;
-        set(h, "spin-full-url", &full_url);
-        set(h, "spin-path-info", &matched.path_info);
-        set(h, "spin-matched-route", matched.pattern.as_str());
-        set(h, "spin-raw-component-route", matched.pattern.as_str());
-        set(h, "spin-component-route", matched.pattern.component_route());
-        set(h, "spin-base-path", "/");
-        set(h, "spin-client-addr", &peer.to_string());
+        set(h, SPIN_FULL_URL, &full_url);
+        set(h, SPIN_PATH_INFO, &matched.path_info);
+        set(h, SPIN_MATCHED_ROUTE, matched.pattern.as_str());
+        set(h, SPIN_RAW_COMPONENT_ROUTE, matched.pattern.as_str());
+        set(h, SPIN_COMPONENT_ROUTE, matched.pattern.component_route());
+        h.insert(SPIN_BASE_PATH, HeaderValue::from_static("/"));
+        set(h, SPIN_CLIENT_ADDR, &peer.to_string());
         for (name, value) in &matched.params {
-            set(h, &format!("spin-path-match-{name}"), value);
+            if let Ok(n) = HeaderName::from_bytes(format!("spin-path-match-{name}").as_bytes()) {
+                set(h, n, value);
+            }
         }
         let body = LimitedBody {
             inner: body,
@@ -231,10 +235,6 @@ impl Server {
     }
 }
 
-fn server_limits_headers() -> usize {
-    crate::limits::Limits::default().max_request_headers
-}
-
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)
@@ -254,12 +254,17 @@ fn strip_spin_headers(headers: &mut HeaderMap) {
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
-    ) {
-        headers.insert(n, v);
+const SPIN_FULL_URL: HeaderName = HeaderName::from_static("spin-full-url");
+const SPIN_PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
+const SPIN_MATCHED_ROUTE: HeaderName = HeaderName::from_static("spin-matched-route");
+const SPIN_RAW_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-raw-component-route");
+const SPIN_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
+const SPIN_BASE_PATH: HeaderName = HeaderName::from_static("spin-base-path");
+const SPIN_CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
     }
 }
 

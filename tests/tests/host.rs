@@ -242,3 +242,18 @@ async fn atomics_lose_no_update_under_concurrency() {
         assert_eq!(r.text(), "200", "{route}");
     }
 }
+
+#[tokio::test]
+async fn oversized_headers_are_431() {
+    let host = Host::guests(&[]);
+    let big = "x".repeat(80 << 10);
+    let r = request(
+        "GET",
+        &format!("{}/hello", host.url),
+        &[("x-big", &big)],
+        vec![],
+    )
+    .await;
+    r.problem(431);
+    assert_eq!(get(&format!("{}/hello", host.url)).await.status, 200);
+}

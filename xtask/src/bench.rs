@@ -131,7 +131,8 @@ fn wasmtime_cli() -> Result<std::path::PathBuf> {
     Ok(bin)
 }
 
-pub fn run(peers: bool, seconds: u64, connections: usize) -> Result<()> {
+pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) -> Result<()> {
+    let want = |group: &str| only.is_none_or(|o| o == group);
     let tc = setup::run()?;
     build::components(&tc)?;
     build::host()?;
@@ -146,7 +147,7 @@ pub fn run(peers: bool, seconds: u64, connections: usize) -> Result<()> {
         .collect();
     let mut rows = Vec::new();
 
-    {
+    if want("catalog") {
         let host = Service::start(
             "edge-host",
             edge_host_command("bench", "127.0.0.1:0", &catalog, &root().join("spin.toml"))?,
@@ -168,7 +169,7 @@ pub fn run(peers: bool, seconds: u64, connections: usize) -> Result<()> {
             connections,
         )?);
     }
-    {
+    if want("native") {
         let mut cmd = Command::new(root().join("target/release/native-catalog"));
         cmd.arg("--catalog").arg(&catalog);
         let native = Service::start("native-catalog", cmd)?;
@@ -189,32 +190,32 @@ pub fn run(peers: bool, seconds: u64, connections: usize) -> Result<()> {
             connections,
         )?);
     }
-    let hello = vec!["/hello".to_string()];
-    {
-        let manifest = root().join("tests/fixtures/test-guests.toml");
+    let hello = vec!["/".to_string()];
+    if want("hello") {
+        let manifest = root().join("benches/hello.toml");
         let host = Service::start(
             "edge-host",
             edge_host_command("bench", "127.0.0.1:0", &catalog, &manifest)?,
         )?;
         rows.push(measure(
             &rt,
-            "GET /hello  edge-host",
+            "GET /  hello component, edge-host",
             &host.url,
             &hello,
             seconds,
             connections,
         )?);
     }
-    if peers {
+    if peers && want("hello") {
         let wasmtime = wasmtime_cli()?;
         let mut cmd = Command::new(wasmtime);
         cmd.args(["serve", "-Scli", "--addr", "127.0.0.1:0"])
-            .arg(root().join("target/components/test-guests.wasm"));
+            .arg(root().join("target/components/hello.wasm"));
         // wasmtime serve prints its address on stderr.
         let svc = start_wasmtime_serve(cmd)?;
         rows.push(measure(
             &rt,
-            "GET /hello  wasmtime serve 48.0.8",
+            "GET /  hello component, wasmtime serve 48.0.8 -Scli",
             &svc.1,
             &hello,
             seconds,

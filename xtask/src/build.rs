@@ -7,7 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 /// Guest crates and the file name each is installed under.
-pub const COMPONENTS: &[(&str, &str)] = &[("catalog", "catalog"), ("test-guests", "test_guests")];
+pub const COMPONENTS: &[(&str, &str)] = &[
+    ("catalog", "catalog"),
+    ("hello", "hello"),
+    ("test-guests", "test_guests"),
+];
 
 pub fn cargo(args: &[&str]) -> Result<()> {
     let status = Command::new(env!("CARGO"))

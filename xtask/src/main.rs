@@ -60,6 +60,9 @@ enum Cmd {
         /// Concurrent connections.
         #[arg(long, default_value_t = 32)]
         connections: usize,
+        /// Only the rows whose group matches: catalog, native, hello.
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -109,7 +112,8 @@ fn main() -> Result<()> {
             peers,
             seconds,
             connections,
-        } => bench::run(peers, seconds, connections)?,
+            only,
+        } => bench::run(peers, seconds, connections, only.as_deref())?,
     }
     Ok(())
 }

@@ -12,6 +12,8 @@ use http_body_util::Full;
 use problem::Problem;
 use spin_sdk::http::Request;
 use spin_sdk::sqlite::{Connection, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// The `sqlite_databases` label this component reads.
 const DATABASE: &str = "catalog";
@@ -21,17 +23,48 @@ async fn handle(req: Request) -> http::Response<Full<Bytes>> {
     into_http(serve(&req).await)
 }
 
-async fn serve(req: &Request) -> CatalogResponse {
-    let secret = match spin_sdk::variables::get("cursor_secret").await {
-        Ok(s) if s.len() >= 16 => s,
-        _ => {
-            return CatalogResponse::problem(Problem::internal(
-                "the cursor_secret variable is not set (or shorter than 16 bytes); \
-                 the operator must configure it",
-            ));
+// WASI 0.3 instances serve many requests (Spin: up to 128), so what does not
+// change between requests is set up once per instance, not per request.
+thread_local! {
+    static SIGNER: RefCell<Option<Rc<CursorSigner>>> = const { RefCell::new(None) };
+    static DB: RefCell<Option<Rc<Connection>>> = const { RefCell::new(None) };
+}
+
+async fn signer() -> Result<Rc<CursorSigner>, CatalogResponse> {
+    if let Some(s) = SIGNER.with_borrow(|s| s.clone()) {
+        return Ok(s);
+    }
+    match spin_sdk::variables::get("cursor_secret").await {
+        Ok(secret) if secret.len() >= 16 => {
+            let signer = Rc::new(CursorSigner::new(secret.as_bytes()));
+            SIGNER.with_borrow_mut(|s| *s = Some(signer.clone()));
+            Ok(signer)
         }
+        _ => Err(CatalogResponse::problem(Problem::internal(
+            "the cursor_secret variable is not set (or shorter than 16 bytes); \
+             the operator must configure it",
+        ))),
+    }
+}
+
+async fn connection() -> Result<Rc<Connection>, String> {
+    if let Some(c) = DB.with_borrow(|c| c.clone()) {
+        return Ok(c);
+    }
+    let conn = Rc::new(
+        Connection::open(DATABASE)
+            .await
+            .map_err(|e| format!("{e:?}"))?,
+    );
+    DB.with_borrow_mut(|c| *c = Some(conn.clone()));
+    Ok(conn)
+}
+
+async fn serve(req: &Request) -> CatalogResponse {
+    let signer = match signer().await {
+        Ok(s) => s,
+        Err(resp) => return resp,
     };
-    let signer = CursorSigner::new(secret.as_bytes());
     let creq = CatalogRequest {
         method: req.method().as_str(),
         path: req.uri().path(),
@@ -54,9 +87,7 @@ async fn serve(req: &Request) -> CatalogResponse {
 }
 
 async fn query(sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, String> {
-    let db = Connection::open(DATABASE)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+    let db = connection().await?;
     let params = params.iter().map(|p| match p {
         SqlValue::Integer(i) => Value::Integer(*i),
         SqlValue::Real(f) => Value::Real(*f),
