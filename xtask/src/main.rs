@@ -46,7 +46,11 @@ enum Cmd {
         out: Option<PathBuf>,
     },
     /// Build, seed if needed, start the origin and every PoP; Ctrl-C stops.
-    Up,
+    Up {
+        /// Skip setup and build (the binaries and components must exist).
+        #[arg(long)]
+        no_build: bool,
+    },
     /// The whole test suite: formatting, lints, unit, integration, end to end.
     Test,
     /// Benchmarks; prints a table.
@@ -74,9 +78,13 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Local state: databases, secrets, caches, topology.
+/// Local state: databases, secrets, caches, topology. `EDGESHOP_STATE_DIR`
+/// moves it (the tests run `up` against a temporary one).
 pub fn state_dir() -> PathBuf {
-    root().join(".edgeshop")
+    match std::env::var_os("EDGESHOP_STATE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => root().join(".edgeshop"),
+    }
 }
 
 pub fn say(what: &str) {
@@ -106,7 +114,7 @@ fn main() -> Result<()> {
             let out = out.unwrap_or_else(|| state_dir().join("data/catalog.db"));
             build::seed(&out, products, vendors, seed, force)?;
         }
-        Cmd::Up => up::run()?,
+        Cmd::Up { no_build } => up::run(no_build)?,
         Cmd::Test => test()?,
         Cmd::Bench {
             peers,

@@ -146,10 +146,12 @@ fn copy_db(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn run() -> Result<()> {
-    let tc = setup::run()?;
-    build::components(&tc)?;
-    build::host()?;
+pub fn run(no_build: bool) -> Result<()> {
+    if !no_build {
+        let tc = setup::run()?;
+        build::components(&tc)?;
+        build::host()?;
+    }
     let catalog = state_dir().join("data/catalog.db");
     build::seed(&catalog, 10_000, 200, 1, false)?;
 
@@ -188,10 +190,8 @@ pub fn run() -> Result<()> {
     std::fs::write(&topo_path, serde_json::to_string_pretty(&topology)?)?;
 
     println!();
-    println!(
-        "edgeshop is up (topology in {}):",
-        topo_path.strip_prefix(root())?.display()
-    );
+    let shown = topo_path.strip_prefix(root()).unwrap_or(&topo_path);
+    println!("edgeshop is up (topology in {}):", shown.display());
     println!("  origin  {}", origin.url);
     for p in &topology.pops {
         println!("  pop {:<4} {}", p.name, p.url);
@@ -218,14 +218,19 @@ pub fn run() -> Result<()> {
         });
     }
     let mut origin = origin;
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        if let Some(status) = origin.exited() {
-            bail!("the origin exited ({status}); stopping");
-        }
-        for s in &mut services {
-            if let Some(status) = s.exited() {
-                bail!("PoP {} exited ({status}); stopping", s.name);
+    let stopping = || stop.load(std::sync::atomic::Ordering::SeqCst);
+    while !stopping() {
+        let exited = std::iter::once(&mut origin)
+            .chain(services.iter_mut())
+            .find_map(|s| s.exited().map(|status| (s.name.clone(), status)));
+        if let Some((name, status)) = exited {
+            // A terminal's Ctrl-C reaches the children too, and one may exit
+            // before our own handler has run: give it a moment to say so.
+            std::thread::sleep(Duration::from_millis(500));
+            if stopping() {
+                break;
             }
+            bail!("{name} exited ({status}); stopping everything");
         }
         std::thread::sleep(Duration::from_millis(200));
     }

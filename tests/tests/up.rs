@@ -1,0 +1,95 @@
+//! The README's first command: `cargo xtask up` starts the origin and every
+//! PoP from `cdn-config/pops.toml`, writes `topology.json`, serves the
+//! catalog at every PoP, and stops everything on Ctrl-C.
+
+use edgeshop_e2e::{TempDir, binary, get};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
+    let state = TempDir::new("up");
+    let log_path = state.0.join("xtask.log");
+    let mut child = Command::new(binary("xtask"))
+        .args(["up", "--no-build"])
+        .env("EDGESHOP_STATE_DIR", &state.0)
+        // Its own process group, so a Ctrl-C reaches xtask and everything
+        // it started, as it would from a terminal.
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("start xtask up");
+    let pgid = child.id();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let ctrl_c = || {
+        let _ = Command::new("kill")
+            .args(["-INT", "--", &format!("-{pgid}")])
+            .status();
+    };
+
+    let topology_path = state.0.join("topology.json");
+    let started = Instant::now();
+    while !topology_path.exists() {
+        if started.elapsed() > Duration::from_secs(120) || child.try_wait().unwrap().is_some() {
+            ctrl_c();
+            panic!("xtask up did not come up:\n{}", log());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let topology: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&topology_path).unwrap()).unwrap();
+    let pops = topology["pops"].as_array().unwrap().clone();
+    let names: Vec<&str> = pops.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fra", "iad", "sin"]);
+
+    let origin = get(&format!(
+        "{}/health",
+        topology["origin"]["url"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(origin.status, 200);
+    assert_eq!(origin.json()["catalog_products"], 10_000);
+
+    // Every PoP serves the same seeded product, byte for byte.
+    let mut etags = Vec::new();
+    for pop in &pops {
+        let r = get(&format!(
+            "{}/api/v1/products/1",
+            pop["url"].as_str().unwrap()
+        ))
+        .await;
+        assert_eq!(r.status, 200, "{}: {}", pop["name"], r.text());
+        etags.push(r.header("etag").unwrap().to_string());
+    }
+    assert!(etags.windows(2).all(|w| w[0] == w[1]), "{etags:?}");
+
+    ctrl_c();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "xtask up did not stop on Ctrl-C:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}:\n{}", log());
+    assert!(!topology_path.exists(), "topology.json is removed on stop");
+    for pop in &pops {
+        let addr = pop["url"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("http://")
+            .to_string();
+        assert!(
+            tokio::net::TcpStream::connect(&addr).await.is_err(),
+            "PoP {} still listening after Ctrl-C",
+            pop["name"]
+        );
+    }
+}
