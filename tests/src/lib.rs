@@ -126,13 +126,17 @@ impl Host {
             .arg(manifest)
             .args(["--listen", "127.0.0.1:0", "--pop", "test"])
             .args(args)
-            .env_remove("SPIN_VARIABLE_CURSOR_SECRET")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env_remove("SPIN_VARIABLE_CURSOR_SECRET");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn edge-host");
+        Host::spawn(cmd)
+    }
+
+    /// Runs any of our servers and waits for its `listening on` line.
+    pub fn spawn(mut cmd: Command) -> Result<Host, String> {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

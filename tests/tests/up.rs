@@ -65,6 +65,23 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
     }
     assert!(etags.windows(2).all(|w| w[0] == w[1]), "{etags:?}");
 
+    // The front door sends each region to its nearest PoP.
+    let fd = topology["front_door"]["url"].as_str().unwrap();
+    for (region, pop) in [("eu", "fra"), ("us", "iad"), ("ap", "sin")] {
+        let r = edgeshop_e2e::request(
+            "GET",
+            &format!("{fd}/api/v1/products/1"),
+            &[("edgeshop-client-region", region)],
+            vec![],
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.header("edgeshop-pop")),
+            (200, Some(pop)),
+            "{region}"
+        );
+    }
+
     ctrl_c();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {

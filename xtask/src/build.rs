@@ -135,12 +135,16 @@ pub fn guest_clippy(tc: &Toolchain) -> Result<()> {
 }
 
 pub fn host() -> Result<()> {
-    say("building host binaries (edge-host, edgeshop-origin, native-catalog) in release");
+    say(
+        "building host binaries (edge-host, front-door, edgeshop-origin, native-catalog) in release",
+    );
     cargo(&[
         "build",
         "--release",
         "-p",
         "edge-host",
+        "-p",
+        "front-door",
         "-p",
         "edgeshop-origin",
         "-p",

@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Deserialize)]
 pub struct PopsFile {
     pub pop: Vec<PopConfig>,
+    pub front_door: FrontDoorSection,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FrontDoorSection {
+    pub listen: String,
+    pub region_header: String,
+    #[serde(default)]
+    pub nearest: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -23,6 +32,7 @@ pub struct PopConfig {
 #[derive(Debug, Serialize)]
 struct Topology {
     origin: Endpoint,
+    front_door: Endpoint,
     pops: Vec<PopEndpoint>,
 }
 
@@ -131,10 +141,9 @@ pub fn edge_host_command(
     Ok(cmd)
 }
 
-pub fn pops() -> Result<Vec<PopConfig>> {
+pub fn pops_file() -> Result<PopsFile> {
     let text = std::fs::read_to_string(root().join("cdn-config/pops.toml"))?;
-    let file: PopsFile = toml::from_str(&text).context("cdn-config/pops.toml")?;
-    Ok(file.pop)
+    toml::from_str(&text).context("cdn-config/pops.toml")
 }
 
 fn copy_db(from: &Path, to: &Path) -> Result<()> {
@@ -164,13 +173,9 @@ pub fn run(no_build: bool) -> Result<()> {
     let origin = Service::start("origin", origin_cmd)?;
 
     let mut services = Vec::new();
-    let mut topology = Topology {
-        origin: Endpoint {
-            url: origin.url.clone(),
-        },
-        pops: Vec::new(),
-    };
-    for pop in pops()? {
+    let config = pops_file()?;
+    let mut pops = Vec::new();
+    for pop in &config.pop {
         // Each PoP reads its own copy: the stand-in for a local replica.
         let db: PathBuf = state_dir().join("pops").join(&pop.name).join("catalog.db");
         copy_db(&catalog, &db)?;
@@ -179,26 +184,60 @@ pub fn run(no_build: bool) -> Result<()> {
             &pop.name,
             edge_host_command(&pop.name, &pop.listen, &db, &root().join("spin.toml"))?,
         )?;
-        topology.pops.push(PopEndpoint {
+        pops.push(PopEndpoint {
             name: pop.name.clone(),
             region: pop.region.clone(),
             url: svc.url.clone(),
         });
         services.push(svc);
     }
+
+    let fd_config = state_dir().join("front-door.json");
+    std::fs::write(
+        &fd_config,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "pops": pops,
+            "nearest": config.front_door.nearest,
+            "region_header": config.front_door.region_header,
+        }))?,
+    )?;
+    let mut fd_cmd = Command::new(root().join("target/release/front-door"));
+    fd_cmd
+        .current_dir(root())
+        .args(["--listen", &config.front_door.listen, "--config"])
+        .arg(&fd_config);
+    say("starting the front door");
+    let front_door = Service::start("front-door", fd_cmd)?;
+    services.push(front_door);
+    let topology = Topology {
+        origin: Endpoint {
+            url: origin.url.clone(),
+        },
+        front_door: Endpoint {
+            url: services.last().expect("front door").url.clone(),
+        },
+        pops,
+    };
     let topo_path = state_dir().join("topology.json");
     std::fs::write(&topo_path, serde_json::to_string_pretty(&topology)?)?;
 
     println!();
     let shown = topo_path.strip_prefix(root()).unwrap_or(&topo_path);
     println!("edgeshop is up (topology in {}):", shown.display());
+    println!(
+        "  front door  {}   (send `edgeshop-client-region: eu|us|ap`)",
+        topology.front_door.url
+    );
     println!("  origin  {}", origin.url);
     for p in &topology.pops {
         println!("  pop {:<4} {}", p.name, p.url);
     }
+    println!();
+    println!(
+        "  curl -i -H 'edgeshop-client-region: eu' {}/api/v1/products/1",
+        topology.front_door.url
+    );
     if let Some(first) = topology.pops.first() {
-        println!();
-        println!("  curl -i {}/api/v1/products/1", first.url);
         println!("  curl '{}/api/v1/products?q=walnut&limit=3'", first.url);
     }
     println!();
