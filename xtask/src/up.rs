@@ -168,7 +168,10 @@ pub fn run(no_build: bool) -> Result<()> {
     origin_cmd
         .current_dir(root())
         .args(["--listen", "127.0.0.1:0", "--catalog"])
-        .arg(&catalog);
+        .arg(&catalog)
+        .arg("--orders")
+        .arg(state_dir().join("data/orders.db"))
+        .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?);
     say("starting the origin");
     let origin = Service::start("origin", origin_cmd)?;
 

@@ -1,0 +1,174 @@
+//! The origin's Hrana endpoint, checked with a client nobody here wrote:
+//! the `libsql` crate in remote mode.
+
+use edgeshop_e2e::{Host, TempDir, binary, request};
+use libsql::params;
+use std::process::Command;
+
+const TOKEN: &str = "hrana-test-token-0123456789";
+
+fn origin(dir: &TempDir) -> Host {
+    let mut cmd = Command::new(binary("edgeshop-origin"));
+    cmd.args(["--listen", "127.0.0.1:0", "--catalog"])
+        .arg(dir.0.join("catalog.db"))
+        .arg("--orders")
+        .arg(dir.0.join("orders.db"))
+        .env("EDGESHOP_ORIGIN_TOKEN", TOKEN);
+    Host::spawn(cmd).unwrap_or_else(|log| panic!("origin did not start:\n{log}"))
+}
+
+async fn remote(origin: &Host, db: &str, token: &str) -> libsql::Connection {
+    libsql::Builder::new_remote(format!("{}/db/{db}", origin.url), token.to_string())
+        .build()
+        .await
+        .unwrap()
+        .connect()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn libsql_remote_client_executes_batches_and_transacts() {
+    let dir = TempDir::new("hrana");
+    let origin = origin(&dir);
+    let conn = remote(&origin, "orders", TOKEN).await;
+
+    conn.execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, data BLOB)",
+        (),
+    )
+    .await
+    .unwrap();
+    let n = conn
+        .execute(
+            "INSERT INTO t (name, score, data) VALUES (?1, ?2, ?3)",
+            params!["ada", 3.5, vec![0u8, 1, 255]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(conn.last_insert_rowid(), 1);
+    conn.execute(
+        "INSERT INTO t (name) VALUES (:name)",
+        libsql::named_params! { ":name": "bob" },
+    )
+    .await
+    .unwrap();
+
+    let mut rows = conn
+        .query("SELECT id, name, score, data FROM t ORDER BY id", ())
+        .await
+        .unwrap();
+    let first = rows.next().await.unwrap().unwrap();
+    assert_eq!(first.get::<i64>(0).unwrap(), 1);
+    assert_eq!(first.get::<String>(1).unwrap(), "ada");
+    assert_eq!(first.get::<f64>(2).unwrap(), 3.5);
+    assert_eq!(first.get::<Vec<u8>>(3).unwrap(), vec![0u8, 1, 255]);
+    let second = rows.next().await.unwrap().unwrap();
+    assert_eq!(second.get::<String>(1).unwrap(), "bob");
+    assert!(rows.next().await.unwrap().is_none());
+
+    // execute_batch goes through a batch (or sequence) request.
+    conn.execute_batch("INSERT INTO t (name) VALUES ('c'); INSERT INTO t (name) VALUES ('d');")
+        .await
+        .unwrap();
+
+    // An interactive transaction spans requests over the stream's baton.
+    let tx = conn.transaction().await.unwrap();
+    tx.execute("INSERT INTO t (name) VALUES ('in-tx')", ())
+        .await
+        .unwrap();
+    let mut r = tx.query("SELECT count(*) FROM t", ()).await.unwrap();
+    assert_eq!(r.next().await.unwrap().unwrap().get::<i64>(0).unwrap(), 5);
+    tx.rollback().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
+    tx.execute("INSERT INTO t (name) VALUES ('kept')", ())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // A second client sees exactly the committed rows.
+    let other = remote(&origin, "orders", TOKEN).await;
+    let mut r = other
+        .query("SELECT group_concat(name, ',') FROM t ORDER BY id", ())
+        .await
+        .unwrap();
+    assert_eq!(
+        r.next().await.unwrap().unwrap().get::<String>(0).unwrap(),
+        "ada,bob,c,d,kept"
+    );
+
+    // SQL errors come back as errors, and the connection stays usable.
+    let err = conn
+        .execute("INSERT INTO t (id, name) VALUES (1, 'dup')", ())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("UNIQUE") || err.to_string().contains("constraint"),
+        "{err}"
+    );
+    assert_eq!(conn.execute("UPDATE t SET score = 1", ()).await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn wrong_or_missing_tokens_and_forged_batons_are_refused() {
+    let dir = TempDir::new("hrana-auth");
+    let origin = origin(&dir);
+    let bad = remote(&origin, "orders", "not-the-token-at-all").await;
+    assert!(bad.execute("SELECT 1", ()).await.is_err());
+
+    let url = format!("{}/db/orders/v3/pipeline", origin.url);
+    let body =
+        br#"{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"SELECT 1"}}]}"#.to_vec();
+    let r = request("POST", &url, &[], body.clone()).await;
+    r.problem(401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+
+    let auth = format!("Bearer {TOKEN}");
+    let r = request("POST", &url, &[("authorization", &auth)], body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        v["results"][0]["response"]["result"]["rows"][0][0]["value"],
+        "1"
+    );
+    let baton = v["baton"].as_str().unwrap().to_string();
+
+    // The baton works once; replaying it, or altering it, is refused.
+    let next = format!(r#"{{"baton":"{baton}","requests":[{{"type":"get_autocommit"}}]}}"#);
+    let r = request(
+        "POST",
+        &url,
+        &[("authorization", &auth)],
+        next.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["results"][0]["response"]["is_autocommit"], true);
+    request("POST", &url, &[("authorization", &auth)], next.into_bytes())
+        .await
+        .problem(400);
+    let mut forged = baton.into_bytes();
+    forged[2] = if forged[2] == b'A' { b'B' } else { b'A' };
+    let forged = format!(
+        r#"{{"baton":"{}","requests":[]}}"#,
+        String::from_utf8(forged).unwrap()
+    );
+    request(
+        "POST",
+        &url,
+        &[("authorization", &auth)],
+        forged.into_bytes(),
+    )
+    .await
+    .problem(400);
+
+    // Unknown database: 404.
+    let r = request(
+        "POST",
+        &format!("{}/db/nope/v3/pipeline", origin.url),
+        &[("authorization", &auth)],
+        b"{}".to_vec(),
+    )
+    .await;
+    r.problem(404);
+}
