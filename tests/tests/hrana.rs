@@ -172,3 +172,49 @@ async fn wrong_or_missing_tokens_and_forged_batons_are_refused() {
     .await;
     r.problem(404);
 }
+
+/// npm `@libsql/client`, installed by `cargo xtask setup` into the tool
+/// cache (`EDGESHOP_NPM_DIR`), against the same endpoint.
+#[tokio::test]
+async fn npm_libsql_client_works_against_the_origin() {
+    let npm = std::env::var("EDGESHOP_NPM_DIR")
+        .map(std::path::PathBuf::from)
+        .expect("EDGESHOP_NPM_DIR is set by `cargo xtask test` (it installs @libsql/client)");
+    assert!(
+        npm.join("node_modules/@libsql/client").exists(),
+        "run `cargo xtask setup`"
+    );
+    let dir = TempDir::new("hrana-js");
+    let origin = origin(&dir);
+    // Node resolves packages from the script's directory upwards.
+    let script = npm.join(format!("edgeshop-test-{}.mjs", std::process::id()));
+    std::fs::copy(
+        edgeshop_e2e::root().join("tests/js/libsql-client.mjs"),
+        &script,
+    )
+    .unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        // Trailing slash: the JS client resolves `v2/pipeline` relative to it.
+        .env("HRANA_URL", format!("{}/db/orders/", origin.url))
+        .env("HRANA_TOKEN", TOKEN)
+        .output()
+        .await
+        .expect("run node");
+    let _ = std::fs::remove_file(&script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "node failed:\n{stderr}\n{}",
+        origin.log()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["names"], "ada,bob,c,d,kept");
+    assert_eq!(v["count"], 5);
+    assert_eq!(v["n"], 1.5);
+    assert_eq!(v["blob"], serde_json::json!([1, 2, 255]));
+    assert!(
+        v["error"].as_str().unwrap().contains("no_such_table"),
+        "{v}"
+    );
+}

@@ -105,7 +105,7 @@ fn measure(
 
 fn wasmtime_cli() -> Result<std::path::PathBuf> {
     let version = "48.0.8";
-    let dir = state_dir().join(format!("tools/wasmtime-cli-{version}"));
+    let dir = crate::tool_cache().join(format!("wasmtime-cli-{version}"));
     let bin = dir.join("bin/wasmtime");
     if !bin.exists() {
         say(&format!(

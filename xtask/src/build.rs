@@ -27,10 +27,11 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 
 /// Runs `cargo test`, echoing its output, and adds up every
 /// `test result:` line into (passed, failed).
-pub fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
+pub fn cargo_test(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<(u64, u64)> {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(root())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -87,6 +87,20 @@ pub fn state_dir() -> PathBuf {
     }
 }
 
+/// Tools installed from registries, outside the checkout so fresh clones
+/// (CI) reuse them: `$XDG_CACHE_HOME/edgeshop`, else `~/.cache/edgeshop`.
+/// Each tool lives in a directory named with its version.
+pub fn tool_cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EDGESHOP_TOOL_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| root().join("target"));
+    base.join("edgeshop")
+}
+
 pub fn say(what: &str) {
     eprintln!("xtask: {what}");
 }
@@ -96,6 +110,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Setup => {
             setup::run()?;
+            setup::npm_tools()?;
         }
         Cmd::Build { components } => {
             let tc = setup::run()?;
@@ -128,6 +143,7 @@ fn main() -> Result<()> {
 
 fn test() -> Result<()> {
     let tc = setup::run()?;
+    let npm = setup::npm_tools()?;
     build::components(&tc)?;
     build::host()?;
     say("checking formatting (cargo fmt --check)");
@@ -144,7 +160,11 @@ fn test() -> Result<()> {
     say("linting guest crates for wasm32-wasip2");
     build::guest_clippy(&tc)?;
     say("running unit, integration and end-to-end tests (release profile, shared with the build)");
-    let (passed, failed) = build::cargo_test(&["test", "--release"])?;
+    // The end-to-end tests find the npm oracles through the environment.
+    let (passed, failed) = build::cargo_test(
+        &["test", "--release"],
+        &[("EDGESHOP_NPM_DIR", npm.as_os_str())],
+    )?;
     // One closing line for the whole suite, whatever cargo printed last.
     println!("summary: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {

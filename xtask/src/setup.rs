@@ -36,6 +36,44 @@ fn has_rustup_target() -> bool {
     }
 }
 
+/// npm packages the test suite drives as third-party oracles.
+pub const LIBSQL_CLIENT: &str = "@libsql/client@0.18.0";
+
+/// Installs npm oracles once per version into the tool cache.
+pub fn npm_tools() -> Result<std::path::PathBuf> {
+    let dir = crate::tool_cache().join("npm-libsql-client-0.18.0");
+    if dir
+        .join("node_modules/@libsql/client/package.json")
+        .exists()
+    {
+        say(&format!(
+            "{LIBSQL_CLIENT} is installed (test oracle for the origin's Hrana API)"
+        ));
+        return Ok(dir);
+    }
+    say(&format!(
+        "installing {LIBSQL_CLIENT} from npm (test oracle for the origin's Hrana API)"
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let ok = Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(&dir)
+        .arg(LIBSQL_CLIENT)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        bail!("npm install {LIBSQL_CLIENT} failed");
+    }
+    Ok(dir)
+}
+
 pub fn run() -> Result<Toolchain> {
     if std::env::var_os("EDGESHOP_FORCE_BUILD_STD").is_none() {
         if has_rustup_target() {

@@ -100,24 +100,43 @@ pub async fn execute(
     stored: &HashMap<i32, String>,
 ) -> Result<StmtResult, Error> {
     let sql = sql_text(&stmt.sql, stmt.sql_id, stored)?;
-    let params = if stmt.named_args.is_empty() {
-        Params::Positional(stmt.args.iter().map(to_libsql).collect::<Result<_, _>>()?)
-    } else if stmt.args.is_empty() {
-        Params::Named(
-            stmt.named_args
-                .iter()
-                .map(|a| Ok((a.name.clone(), to_libsql(&a.value)?)))
-                .collect::<Result<_, Error>>()?,
-        )
-    } else {
+    if !stmt.named_args.is_empty() && !stmt.args.is_empty() {
         return Err(error(
             "ARGS_INVALID",
             "positional and named arguments cannot be mixed",
         ));
-    };
+    }
     let started = std::time::Instant::now();
     let before = conn.total_changes();
     let prepared = conn.prepare(sql).await.map_err(sqlite_error)?;
+    let params = if stmt.named_args.is_empty() {
+        Params::Positional(stmt.args.iter().map(to_libsql).collect::<Result<_, _>>()?)
+    } else {
+        // Clients may name `:x` as `x` (sqld accepts both): match a bare
+        // name to the statement's parameter with any of SQLite's prefixes.
+        let declared: Vec<String> = (1..=prepared.parameter_count() as i32)
+            .filter_map(|i| prepared.parameter_name(i).map(str::to_string))
+            .collect();
+        let mut named = Vec::with_capacity(stmt.named_args.len());
+        for a in &stmt.named_args {
+            let name = if a.name.starts_with([':', '@', '$']) {
+                a.name.clone()
+            } else {
+                declared
+                    .iter()
+                    .find(|d| d.len() > 1 && d[1..] == *a.name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        error(
+                            "ARGS_INVALID",
+                            format!("the statement has no parameter named {:?}", a.name),
+                        )
+                    })?
+            };
+            named.push((name, to_libsql(&a.value)?));
+        }
+        Params::Named(named)
+    };
     let cols: Vec<Col> = prepared
         .columns()
         .iter()
