@@ -218,3 +218,48 @@ async fn npm_libsql_client_works_against_the_origin() {
         "{v}"
     );
 }
+
+/// An acknowledged write survives `kill -9` of the origin: it is in the WAL
+/// on disk before the response leaves.
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = TempDir::new("hrana-durable");
+    let mut first = origin(&dir);
+    let conn = remote(&first, "orders", TOKEN).await;
+    conn.execute("CREATE TABLE d (id INTEGER PRIMARY KEY, v TEXT)", ())
+        .await
+        .unwrap();
+    for i in 0..200 {
+        conn.execute("INSERT INTO d (v) VALUES (?1)", params![format!("row-{i}")])
+            .await
+            .unwrap();
+    }
+    let tx = conn.transaction().await.unwrap();
+    tx.execute("INSERT INTO d (v) VALUES ('in-committed-tx')", ())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Begun but never committed: must not survive.
+    let open = conn.transaction().await.unwrap();
+    open.execute("INSERT INTO d (v) VALUES ('uncommitted')", ())
+        .await
+        .unwrap();
+
+    let _ = first.child.kill(); // SIGKILL: no shutdown path runs
+    let _ = first.child.wait();
+    drop(open);
+
+    let second = origin(&dir);
+    let conn = remote(&second, "orders", TOKEN).await;
+    let mut r = conn
+        .query(
+            "SELECT count(*), sum(v = 'in-committed-tx'), sum(v = 'uncommitted') FROM d",
+            (),
+        )
+        .await
+        .unwrap();
+    let row = r.next().await.unwrap().unwrap();
+    assert_eq!(row.get::<i64>(0).unwrap(), 201);
+    assert_eq!(row.get::<i64>(1).unwrap(), 1);
+    assert_eq!(row.get::<i64>(2).unwrap(), 0);
+}
