@@ -52,13 +52,7 @@ fn parse_label_path(s: &str) -> Result<(String, PathBuf), String> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EDGESHOP_LOG")
-                .unwrap_or_else(|_| "info,wasmtime_wasi_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    edgeshop_telemetry::init("info,wasmtime_wasi_http=warn");
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -44,13 +44,7 @@ mod libsql_handle {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EDGESHOP_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    edgeshop_telemetry::init("info");
     let args = Args::parse();
     let (db, conn) = catalog_db::open_local(&args.catalog)
         .await

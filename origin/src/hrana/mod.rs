@@ -232,15 +232,24 @@ impl HranaServer {
         })
     }
 
+    /// The stream a request continues (or a new one), locked for the
+    /// request, after checking its baton is this database's latest.
+    async fn enter(
+        &self,
+        db: &str,
+        baton: Option<&str>,
+    ) -> Result<(u64, tokio::sync::OwnedMutexGuard<Stream>), Problem> {
+        let (id, stream, presented) = self.stream(db, baton)?;
+        let s = stream.lock_owned().await;
+        check(&s, db, presented)?;
+        Ok((id, s))
+    }
+
     async fn pipeline(&self, db: &str, req: PipelineReqBody) -> Reply {
-        let (id, stream, presented) = match self.stream(db, req.baton.as_deref()) {
-            Ok(s) => s,
+        let (id, mut s) = match self.enter(db, req.baton.as_deref()).await {
+            Ok(entered) => entered,
             Err(p) => return Reply::problem(p),
         };
-        let mut s = stream.lock().await;
-        if let Err(p) = check(&s, db, presented) {
-            return Reply::problem(p);
-        }
         let mut results = Vec::with_capacity(req.requests.len());
         let mut closed = false;
         for r in req.requests {
@@ -332,14 +341,10 @@ impl HranaServer {
     }
 
     async fn cursor(&self, db: &str, req: CursorReqBody) -> Reply {
-        let (id, stream, presented) = match self.stream(db, req.baton.as_deref()) {
-            Ok(s) => s,
+        let (id, mut s) = match self.enter(db, req.baton.as_deref()).await {
+            Ok(entered) => entered,
             Err(p) => return Reply::problem(p),
         };
-        let mut s = stream.lock().await;
-        if let Err(p) = check(&s, db, presented) {
-            return Reply::problem(p);
-        }
         // Run the batch, then write it as newline-delimited entries.
         let result = exec::batch(&s.conn, &req.batch, &s.stored).await;
         let baton = self.finish(id, &mut s, false);
