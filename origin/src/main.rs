@@ -1,14 +1,16 @@
 //! The edgeshop origin: the libSQL primary for the `catalog` and `orders`
-//! databases, served over Hrana at `/db/{name}`. Replication to PoPs and
-//! the order saga grow here in later work.
+//! databases. Both are served over Hrana at `/db/{name}`; `catalog` is
+//! also replicated to the PoPs with libSQL's sync protocol at
+//! `/db/catalog/{info,export,sync}`. The order saga grows here later.
 
 mod hrana;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::{Request, Response, body::Incoming};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,36 +26,73 @@ struct Args {
     /// The orders database (origin only); created if missing.
     #[arg(long)]
     orders: Option<PathBuf>,
-    /// Bearer token Hrana clients must send.
+    /// Bearer token Hrana and replication clients must send.
     #[arg(long, env = "EDGESHOP_ORIGIN_TOKEN", hide_env_values = true)]
     token: String,
+    /// Where the catalog's replication history lives
+    /// (default: next to the catalog, `<catalog>.replication`).
+    #[arg(long)]
+    replication_dir: Option<PathBuf>,
+    /// Frames after which a replication generation rolls over.
+    #[arg(long, default_value_t = replication::Options::default().roll_frames)]
+    roll_frames: u32,
+    /// Generations of frames kept for replicas that fall behind.
+    #[arg(long, default_value_t = replication::Options::default().retain)]
+    retain_generations: u32,
+    /// WAL frames after which the primary is checkpointed.
+    #[arg(long, default_value_t = replication::Options::default().checkpoint_frames)]
+    checkpoint_frames: u32,
 }
+
+/// Longest a Hrana answer waits for its writes to reach the frame log.
+const SHIP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 struct Origin {
-    catalog: libsql_handle::Catalog,
+    catalog: libsql::Connection,
     hrana: Arc<hrana::HranaServer>,
-}
-
-mod libsql_handle {
-    /// The primary catalog database.
-    pub struct Catalog {
-        pub conn: libsql::Connection,
-        pub _db: libsql::Database,
-    }
+    /// Replicated databases, by name.
+    primaries: BTreeMap<String, Arc<replication::Primary>>,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     edgeshop_telemetry::init("info");
     let args = Args::parse();
-    let (db, conn) = catalog_db::open_local(&args.catalog)
+    anyhow::ensure!(
+        args.token.len() >= 16,
+        "the origin token must be at least 16 characters"
+    );
+    let (_catalog_db, conn) = catalog_db::open_local(&args.catalog)
         .await
         .with_context(|| format!("opening {}", args.catalog.display()))?;
+    // Migrations write frames the replicas need too.
+    replication::prepare_connection(&conn).await?;
     let applied = catalog_db::migrate(&conn).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "applied catalog migrations");
     }
-    let mut dbs = std::collections::BTreeMap::new();
+    let replication_dir = args.replication_dir.clone().unwrap_or_else(|| {
+        let mut dir = args.catalog.clone().into_os_string();
+        dir.push(".replication");
+        dir.into()
+    });
+    let catalog_primary = replication::Primary::open(
+        "catalog",
+        &args.catalog,
+        &replication_dir,
+        replication::Options {
+            roll_frames: args.roll_frames.max(1),
+            retain: args.retain_generations.max(1),
+            checkpoint_frames: args.checkpoint_frames.max(1),
+            ..replication::Options::default()
+        },
+    )
+    .await
+    .context("starting catalog replication")?;
+
+    let mut dbs = BTreeMap::new();
     dbs.insert(
         "catalog".to_string(),
         libsql::Builder::new_local(&args.catalog).build().await?,
@@ -64,20 +103,22 @@ async fn main() -> Result<()> {
             libsql::Builder::new_local(orders).build().await?,
         );
     }
-    anyhow::ensure!(
-        args.token.len() >= 16,
-        "the origin token must be at least 16 characters"
-    );
     // Batons name in-memory streams, so a per-process key is enough.
     let mut baton_secret = [0u8; 32];
     {
         use std::io::Read;
         std::fs::File::open("/dev/urandom")?.read_exact(&mut baton_secret)?;
     }
-    let hrana = hrana::HranaServer::new(dbs, args.token.clone(), &baton_secret);
+    let hrana = hrana::HranaServer::new(
+        dbs,
+        BTreeSet::from(["catalog".to_string()]),
+        args.token.clone(),
+        &baton_secret,
+    );
     let origin = Arc::new(Origin {
-        catalog: libsql_handle::Catalog { conn, _db: db },
+        catalog: conn,
         hrana,
+        primaries: BTreeMap::from([("catalog".to_string(), catalog_primary.clone())]),
     });
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!(
@@ -104,37 +145,75 @@ async fn main() -> Result<()> {
                 .await;
         });
     }
+    // Ship the last frames before the process (and its connections) go.
+    tokio::task::spawn_blocking(move || catalog_primary.shutdown()).await?;
     tracing::info!("origin stopped");
     Ok(())
 }
 
 impl Origin {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        if req.uri().path().starts_with("/db/") {
-            let method = req.method().clone();
-            let path = req.uri().path().to_string();
-            let auth = req
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            use http_body_util::BodyExt;
-            let body = match http_body_util::Limited::new(req.into_body(), hrana::MAX_BODY_BYTES)
-                .collect()
-                .await
-            {
-                Ok(b) => b.to_bytes(),
-                Err(_) => {
-                    let p = problem::Problem::payload_too_large(hrana::MAX_BODY_BYTES as u64);
-                    return reply(p.status, problem::Problem::CONTENT_TYPE, p.to_json());
-                }
-            };
-            let r = self
-                .hrana
-                .handle(&method, &path, auth.as_deref(), body)
-                .await;
-            let mut resp = reply(r.status, r.content_type, r.body);
-            if r.status == 401 {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        if let Some(rest) = path.strip_prefix("/db/") {
+            let (db, endpoint) = rest.split_once('/').unwrap_or((rest, ""));
+            if let Some(request) = replication::protocol::Request::parse(endpoint) {
+                return self.replicate(&req, db, request).await;
+            }
+            return self.hrana(req, &path, db).await;
+        }
+        match path.as_str() {
+            "/health" | "/.well-known/edgeshop/health" => self.health().await,
+            path => problem(problem::Problem::not_found(format!(
+                "the origin has no resource at {path}"
+            ))),
+        }
+    }
+
+    async fn hrana(&self, req: Request<Incoming>, path: &str, db: &str) -> Response<Body> {
+        let method = req.method().clone();
+        let auth = authorization(&req);
+        let body = match http_body_util::Limited::new(req.into_body(), hrana::MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return problem(problem::Problem::payload_too_large(
+                    hrana::MAX_BODY_BYTES as u64,
+                ));
+            }
+        };
+        let r = self
+            .hrana
+            .handle(&method, path, auth.as_deref(), body)
+            .await;
+        if let Some(primary) = self.primaries.get(db).cloned() {
+            // A write may have committed: answer once it is shipped, so
+            // the writer's next pull sees it (read-your-writes).
+            let shipped = tokio::task::spawn_blocking(move || primary.ship_now(SHIP_WAIT)).await;
+            if !matches!(shipped, Ok(true)) {
+                tracing::warn!(db, "a write was answered before it was shipped");
+            }
+        }
+        let mut resp = reply(r.status, r.content_type, r.body);
+        if r.status == 401 {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+
+    async fn replicate(
+        &self,
+        req: &Request<Incoming>,
+        db: &str,
+        request: replication::protocol::Request,
+    ) -> Response<Body> {
+        if let Err(p) = self.hrana.admit(db, authorization(req).as_deref()) {
+            let mut resp = problem(p);
+            if resp.status() == 401 {
                 resp.headers_mut().insert(
                     http::header::WWW_AUTHENTICATE,
                     http::HeaderValue::from_static("Bearer"),
@@ -142,44 +221,99 @@ impl Origin {
             }
             return resp;
         }
-        match req.uri().path() {
-            "/health" | "/.well-known/edgeshop/health" => {
-                let (status, body) = match catalog_db::product_count(&self.catalog.conn).await {
-                    Ok(n) => (
-                        200,
-                        serde_json::json!({
-                            "status": "ok",
-                            "catalog_products": n,
-                            "hrana_streams": self.hrana.open_streams(),
-                        }),
-                    ),
-                    Err(e) => (
-                        503,
-                        serde_json::json!({"status": "degraded", "error": e.to_string()}),
-                    ),
-                };
-                json(status, &body)
-            }
-            path => {
-                let body = serde_json::json!({
-                    "type": "/problems/not-found",
-                    "title": "Not found",
-                    "status": 404,
-                    "detail": format!("the origin has no resource at {path}"),
-                });
-                let mut r = json(404, &body);
-                r.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/problem+json"),
-                );
-                r
-            }
+        if req.method() != http::Method::GET {
+            return problem(problem::Problem::method_not_allowed(
+                req.method().as_str(),
+                &["GET"],
+            ));
+        }
+        let Some(primary) = self.primaries.get(db).cloned() else {
+            return problem(problem::Problem::not_found(format!(
+                "database {db:?} is not replicated; only the catalog goes to the edge"
+            )));
+        };
+        let answer =
+            tokio::task::spawn_blocking(move || replication::protocol::answer(&primary, request))
+                .await;
+        use replication::protocol::Reply;
+        match answer {
+            Ok(Reply::Json(v)) => json(200, &v),
+            Ok(Reply::Frames(f)) => reply(200, "application/octet-stream", f),
+            Ok(Reply::Problem(p)) => problem(p),
+            Ok(Reply::File(file)) => stream_file(file),
+            Err(e) => problem(problem::Problem::new(
+                500,
+                "internal",
+                "Internal error",
+                format!("the replication request failed: {e}"),
+            )),
+        }
+    }
+
+    async fn health(&self) -> Response<Body> {
+        let replication: serde_json::Map<String, serde_json::Value> = self
+            .primaries
+            .iter()
+            .map(|(name, p)| {
+                let pos = p.position();
+                (
+                    name.clone(),
+                    serde_json::json!({"generation": pos.generation, "frame": pos.frame}),
+                )
+            })
+            .collect();
+        match catalog_db::product_count(&self.catalog).await {
+            Ok(n) => json(
+                200,
+                &serde_json::json!({
+                    "status": "ok",
+                    "catalog_products": n,
+                    "hrana_streams": self.hrana.open_streams(),
+                    "replication": replication,
+                }),
+            ),
+            Err(e) => json(
+                503,
+                &serde_json::json!({"status": "degraded", "error": e.to_string()}),
+            ),
         }
     }
 }
 
-fn reply(status: u16, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn authorization(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn full(body: Vec<u8>) -> Body {
+    Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Streams a file (a replication base) without holding it in memory.
+fn stream_file(file: std::fs::File) -> Response<Body> {
+    use futures::TryStreamExt;
+    let len = file.metadata().map(|m| m.len()).ok();
+    let chunks =
+        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 << 10)
+            .map_ok(hyper::body::Frame::data);
+    let mut r = Response::new(http_body_util::StreamBody::new(chunks).boxed_unsync());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(len) = len {
+        r.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    }
+    r
+}
+
+fn reply(status: u16, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(full(body));
     *r.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
@@ -189,15 +323,14 @@ fn reply(status: u16, content_type: &'static str, body: Vec<u8>) -> Response<Ful
     r
 }
 
-fn json(status: u16, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(
+fn problem(p: problem::Problem) -> Response<Body> {
+    reply(p.status, problem::Problem::CONTENT_TYPE, p.to_json())
+}
+
+fn json(status: u16, body: &serde_json::Value) -> Response<Body> {
+    reply(
+        status,
+        "application/json",
         serde_json::to_vec(body).expect("json"),
-    )));
-    *r.status_mut() =
-        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
+    )
 }

@@ -283,3 +283,58 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Ve
 pub async fn get(url: &str) -> Reply {
     request("GET", url, &[], Vec::new()).await
 }
+
+/// The bearer token test origins accept.
+pub const ORIGIN_TOKEN: &str = "end-to-end-origin-token-0123456789";
+
+/// Starts `edgeshop-origin` on `catalog` (created and migrated if new),
+/// with `extra` arguments.
+pub fn start_origin(catalog: &Path, extra: &[&str]) -> Result<Host, String> {
+    let mut cmd = Command::new(binary("edgeshop-origin"));
+    cmd.args(["--listen", "127.0.0.1:0", "--catalog"])
+        .arg(catalog)
+        .args(extra)
+        .env("EDGESHOP_ORIGIN_TOKEN", ORIGIN_TOKEN);
+    Host::spawn(cmd)
+}
+
+/// A digest of everything a database holds: its schema and every row of
+/// every table, in a canonical order. Equal digests mean equal content.
+pub async fn content_hash(conn: &libsql::Connection) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut tables = Vec::new();
+    let mut rows = conn
+        .query(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'table' ORDER BY name",
+            (),
+        )
+        .await
+        .expect("schema");
+    while let Some(row) = rows.next().await.expect("schema row") {
+        tables.push((
+            row.get::<String>(0).expect("name"),
+            row.get::<Option<String>>(1).expect("sql"),
+        ));
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (name, sql) in tables {
+        (&name, &sql).hash(&mut h);
+        if sql.as_deref().is_some_and(|s| s.contains("VIRTUAL")) {
+            continue; // its shadow tables hold the data
+        }
+        let mut lines = Vec::new();
+        let mut rows = conn
+            .query(&format!("SELECT * FROM \"{name}\""), ())
+            .await
+            .expect("table");
+        while let Some(row) = rows.next().await.expect("row") {
+            let cells: Vec<String> = (0..row.column_count())
+                .map(|i| format!("{:?}", row.get_value(i).expect("value")))
+                .collect();
+            lines.push(cells.join("\u{1f}"));
+        }
+        lines.sort();
+        lines.hash(&mut h);
+    }
+    h.finish()
+}

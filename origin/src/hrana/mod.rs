@@ -47,6 +47,9 @@ struct Stream {
 
 pub struct HranaServer {
     dbs: BTreeMap<String, libsql::Database>,
+    /// Databases whose WAL the replication shipper owns: their
+    /// connections must never checkpoint.
+    replicated: std::collections::BTreeSet<String>,
     token: String,
     key: BatonKey,
     streams: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<Stream>>>>,
@@ -92,11 +95,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 impl HranaServer {
     pub fn new(
         dbs: BTreeMap<String, libsql::Database>,
+        replicated: std::collections::BTreeSet<String>,
         token: String,
         baton_secret: &[u8],
     ) -> Arc<HranaServer> {
         let server = Arc::new(HranaServer {
             dbs,
+            replicated,
             token,
             key: BatonKey::new(baton_secret),
             streams: Mutex::new(HashMap::new()),
@@ -139,21 +144,8 @@ impl HranaServer {
             return Reply::problem(Problem::not_found(format!("no database API at {path}")));
         };
         let (db, endpoint) = rest.split_once('/').unwrap_or((rest, ""));
-        let authorized = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|t| same(t.as_bytes(), self.token.as_bytes()));
-        if !authorized {
-            return Reply::problem(Problem::new(
-                401,
-                "unauthorized",
-                "Unauthorized",
-                "send the database token as `Authorization: Bearer <token>`",
-            ));
-        }
-        if !self.dbs.contains_key(db) {
-            return Reply::problem(Problem::not_found(format!(
-                "there is no database named {db:?}"
-            )));
+        if let Err(p) = self.admit(db, authorization) {
+            return Reply::problem(p);
         }
         match (method.as_str(), endpoint) {
             ("GET", "v2" | "v3" | "v2/" | "v3/") => Reply {
@@ -180,6 +172,27 @@ impl HranaServer {
             }
             _ => Reply::problem(Problem::not_found(format!("no Hrana endpoint at {path}"))),
         }
+    }
+
+    /// Checks the bearer token and that `db` exists.
+    pub fn admit(&self, db: &str, authorization: Option<&str>) -> Result<(), Problem> {
+        let authorized = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|t| same(t.as_bytes(), self.token.as_bytes()));
+        if !authorized {
+            return Err(Problem::new(
+                401,
+                "unauthorized",
+                "Unauthorized",
+                "send the database token as `Authorization: Bearer <token>`",
+            ));
+        }
+        if !self.dbs.contains_key(db) {
+            return Err(Problem::not_found(format!(
+                "there is no database named {db:?}"
+            )));
+        }
+        Ok(())
     }
 
     /// The stream a baton names, or a new one.
@@ -242,6 +255,13 @@ impl HranaServer {
         let (id, stream, presented) = self.stream(db, baton)?;
         let s = stream.lock_owned().await;
         check(&s, db, presented)?;
+        if presented.is_none() && self.replicated.contains(db) {
+            replication::prepare_connection(&s.conn)
+                .await
+                .map_err(|e| {
+                    Problem::unavailable(format!("cannot prepare database {db:?}: {e}"))
+                })?;
+        }
         Ok((id, s))
     }
 
