@@ -199,6 +199,24 @@ impl Host {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
     }
+
+    /// SIGTERM, then waits (bounded) for the process to exit.
+    pub fn stop(&mut self) {
+        self.terminate();
+        for _ in 0..200 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+    }
+
+    /// SIGKILL: a crash, as far as the process can tell.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Host {
@@ -291,7 +309,10 @@ pub const ORIGIN_TOKEN: &str = "end-to-end-origin-token-0123456789";
 /// with `extra` arguments.
 pub fn start_origin(catalog: &Path, extra: &[&str]) -> Result<Host, String> {
     let mut cmd = Command::new(binary("edgeshop-origin"));
-    cmd.args(["--listen", "127.0.0.1:0", "--catalog"])
+    if !extra.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.arg("--catalog")
         .arg(catalog)
         .args(extra)
         .env("EDGESHOP_ORIGIN_TOKEN", ORIGIN_TOKEN);

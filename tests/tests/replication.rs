@@ -94,3 +94,164 @@ async fn an_embedded_replica_bootstraps_pulls_and_writes_through() {
     assert_eq!(count(&conn, "SELECT percent FROM promotions").await, 10);
     assert_eq!(content_hash(&conn).await, primary_hash(&origin).await);
 }
+
+/// Runs `n` small write transactions at the primary.
+async fn churn(p: &libsql::Connection, from: i64, n: i64) {
+    for i in from..from + n {
+        p.execute(
+            "UPDATE products SET stock = ?1, updated_at = ?1 WHERE id = ?2",
+            libsql::params![i, 1 + i % 1500],
+        )
+        .await
+        .unwrap();
+    }
+}
+
+async fn info(origin: &Host) -> serde_json::Value {
+    edgeshop_e2e::request(
+        "GET",
+        &format!("{}/db/catalog/info", origin.url),
+        &[("authorization", &format!("Bearer {ORIGIN_TOKEN}"))],
+        Vec::new(),
+    )
+    .await
+    .json()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offline_replica_crosses_generations_and_checkpoints() {
+    let dir = TempDir::new("repl-gens");
+    // Tiny generations and checkpoints, so a few writes cross both.
+    let origin = origin_on_copy(
+        &dir,
+        &[
+            "--roll-frames",
+            "12",
+            "--retain-generations",
+            "1000",
+            "--checkpoint-frames",
+            "8",
+        ],
+    );
+    let db = replica(&origin, &dir.0.join("replica.db")).await;
+    db.sync().await.unwrap();
+    let start = info(&origin).await["current_generation"].as_u64().unwrap();
+
+    let p = primary(&origin).await;
+    // Three bursts of about 400 frames each, with pauses that let the
+    // shipper's once-a-second checkpoint run.
+    for burst in 0..3 {
+        churn(&p, burst * 60, 60).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    }
+    let now = info(&origin).await["current_generation"].as_u64().unwrap();
+    assert!(now >= start + 3, "generations rolled: {start} -> {now}");
+
+    db.sync().await.unwrap();
+    let conn = db.connect().unwrap();
+    assert_eq!(content_hash(&conn).await, primary_hash(&origin).await);
+    // The primary's WAL was checkpointed and reused: it holds about one
+    // burst, not all three.
+    let wal = std::fs::metadata(dir.0.join("catalog.db-wal")).map_or(0, |m| m.len()) / 4120;
+    assert!(wal < 700, "the primary WAL holds {wal} frames");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_behind_the_kept_history_is_told_to_bootstrap_again() {
+    let dir = TempDir::new("repl-gone");
+    let origin = origin_on_copy(&dir, &["--roll-frames", "4", "--retain-generations", "2"]);
+    let path = dir.0.join("replica.db");
+    let db = replica(&origin, &path).await;
+    db.sync().await.unwrap();
+    churn(&primary(&origin).await, 0, 40).await;
+
+    let err = db.sync().await.expect_err("its generation is gone");
+    assert!(err.to_string().contains("410"), "{err}");
+    // A new replica (what the edge host does on 410) converges.
+    drop(db);
+    let fresh = replica(&origin, &dir.0.join("fresh.db")).await;
+    fresh.sync().await.unwrap();
+    let conn = fresh.connect().unwrap();
+    assert_eq!(content_hash(&conn).await, primary_hash(&origin).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_continue_across_origin_restarts_and_crashes_under_writes() {
+    let dir = TempDir::new("repl-restart");
+    let mut origin = origin_on_copy(&dir, &[]);
+    let db = replica(&origin, &dir.0.join("replica.db")).await;
+    db.sync().await.unwrap();
+    let url = origin.url.clone();
+    let port = url.rsplit(':').next().unwrap().to_string();
+
+    // A writer inserts rows and remembers which were acknowledged; the
+    // origin is killed under it and started again on the same port.
+    let writer = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let mut acked = Vec::new();
+            for i in 0..400i64 {
+                let conn = libsql::Builder::new_remote(
+                    format!("{url}/db/catalog"),
+                    ORIGIN_TOKEN.to_string(),
+                )
+                .build()
+                .await
+                .unwrap()
+                .connect()
+                .unwrap();
+                let ok = conn
+                    .execute(
+                        "INSERT INTO vendors (slug, name, country, created_at, updated_at)
+                         VALUES (?1, 'Crash vendor', 'FR', 1, 1)",
+                        libsql::params![format!("crash-{i}")],
+                    )
+                    .await;
+                if ok.is_ok() {
+                    acked.push(i);
+                } else {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            acked
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    origin.kill();
+    origin = start_origin(
+        &dir.0.join("catalog.db"),
+        &["--listen", &format!("127.0.0.1:{port}")],
+    )
+    .unwrap_or_else(|log| panic!("origin did not restart:\n{log}"));
+    let acked = writer.await.unwrap();
+    assert!(
+        acked.len() > 100,
+        "only {} writes were acknowledged",
+        acked.len()
+    );
+
+    // A clean restart too.
+    origin.stop();
+    origin = start_origin(
+        &dir.0.join("catalog.db"),
+        &["--listen", &format!("127.0.0.1:{port}")],
+    )
+    .unwrap_or_else(|log| panic!("origin did not restart:\n{log}"));
+
+    db.sync()
+        .await
+        .expect("the replica continues without bootstrapping again");
+    let conn = db.connect().unwrap();
+    for i in acked {
+        let n = count(
+            &conn,
+            &format!("SELECT count(*) FROM vendors WHERE slug = 'crash-{i}'"),
+        )
+        .await;
+        assert_eq!(
+            n, 1,
+            "acknowledged write crash-{i} is missing at the replica"
+        );
+    }
+    assert_eq!(content_hash(&conn).await, primary_hash(&origin).await);
+}
