@@ -3,7 +3,7 @@
 use crate::capabilities::ComponentCapabilities;
 use crate::capabilities::keyvalue::{KeyValueGrants, KeyValueStore, MemoryStore};
 use crate::capabilities::outbound::OutboundPolicy;
-use crate::capabilities::sqlite::{LibsqlDatabase, SqliteDatabase, SqliteGrants};
+use crate::capabilities::sqlite::{LibsqlDatabase, ReplicaDatabase, SqliteDatabase, SqliteGrants};
 use crate::capabilities::variables::{ComponentVariables, EnvProvider, VariableProvider};
 use crate::instance::{self, ComponentHandler};
 use crate::limits::Limits;
@@ -30,6 +30,8 @@ pub struct HostOptions {
 /// The loaded app: a route table over ready component handlers.
 pub struct LoadedApp {
     pub name: String,
+    /// Embedded replicas the app reads; the PoP is ready once all are.
+    pub replicas: Vec<Arc<replica::Replica>>,
     pub routes: Router<Arc<ProxyHandler<ComponentHandler>>>,
     pub components: Vec<String>,
 }
@@ -58,7 +60,11 @@ pub fn engine(limits: &Limits, cache_dir: Option<&Path>) -> Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
-pub async fn load(options: &HostOptions, engine: &Engine) -> Result<LoadedApp> {
+pub async fn load(
+    options: &HostOptions,
+    replicas: &BTreeMap<String, Arc<replica::Replica>>,
+    engine: &Engine,
+) -> Result<LoadedApp> {
     let app: App = edgeshop_manifest::load_file(&options.manifest)
         .with_context(|| format!("loading {}", options.manifest.display()))?;
     let linker = instance::linker(engine)?;
@@ -76,6 +82,9 @@ pub async fn load(options: &HostOptions, engine: &Engine) -> Result<LoadedApp> {
             .with_context(|| format!("opening sqlite database {label:?} at {}", path.display()))?;
         databases.insert(label.clone(), Arc::new(db));
     }
+    for (label, r) in replicas {
+        databases.insert(label.clone(), Arc::new(ReplicaDatabase::new(r.clone())));
+    }
 
     let env = EnvProvider;
     let providers: [&dyn VariableProvider; 1] = [&env];
@@ -90,7 +99,7 @@ pub async fn load(options: &HostOptions, engine: &Engine) -> Result<LoadedApp> {
             let db = databases.get(label).with_context(|| {
                 format!(
                     "component {id} uses sqlite database {label:?}, but none is configured; \
-                     pass --sqlite {label}=PATH"
+                     pass --sqlite {label}=PATH or --replica {label}=URL"
                 )
             })?;
             grants.databases.insert(label.clone(), db.clone());
@@ -160,6 +169,7 @@ pub async fn load(options: &HostOptions, engine: &Engine) -> Result<LoadedApp> {
     let routes = Router::new(routes).map_err(|e| anyhow::anyhow!(e))?;
     Ok(LoadedApp {
         name: app.name,
+        replicas: replicas.values().cloned().collect(),
         routes,
         components: handlers.keys().cloned().collect(),
     })

@@ -30,6 +30,27 @@ struct Args {
     /// A sqlite database label and its file, e.g. `catalog=./catalog.db`.
     #[arg(long = "sqlite", value_parser = parse_label_path)]
     sqlite: Vec<(String, PathBuf)>,
+    /// A sqlite label served by an embedded replica of a libSQL primary,
+    /// e.g. `catalog=http://127.0.0.1:8080/db/catalog` (or a Turso URL).
+    #[arg(long = "replica", value_parser = parse_label_url)]
+    replica: Vec<(String, String)>,
+    /// Directory for replica files (one subdirectory per label).
+    #[arg(long, default_value = ".edgeshop/replicas")]
+    replica_dir: PathBuf,
+    /// Bearer token for the primary.
+    #[arg(
+        long,
+        env = "EDGESHOP_PRIMARY_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    primary_token: String,
+    /// Time between replica pulls, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    sync_interval_ms: u64,
+    /// Simulated extra round-trip time to the primary, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    origin_delay_ms: u64,
     /// Cache compiled components here, so restarts skip compilation.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -49,6 +70,13 @@ fn parse_label_path(s: &str) -> Result<(String, PathBuf), String> {
         .split_once('=')
         .ok_or_else(|| format!("expected LABEL=PATH, got {s:?}"))?;
     Ok((label.to_string(), PathBuf::from(path)))
+}
+
+fn parse_label_url(s: &str) -> Result<(String, String), String> {
+    let (label, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected LABEL=URL, got {s:?}"))?;
+    Ok((label.to_string(), url.trim_end_matches('/').to_string()))
 }
 
 fn main() -> Result<()> {
@@ -74,7 +102,22 @@ async fn run(args: Args) -> Result<()> {
         limits: limits.clone(),
     };
     let engine = app::engine(&limits, options.cache_dir.as_deref())?;
-    let loaded = app::load(&options, &engine).await?;
+    let mut replicas = BTreeMap::new();
+    for (label, url) in &args.replica {
+        let config = replica::Config {
+            label: label.clone(),
+            dir: args.replica_dir.join(label),
+            url: url.clone(),
+            token: args.primary_token.clone(),
+            interval: Duration::from_millis(args.sync_interval_ms.max(1)),
+            delay: Duration::from_millis(args.origin_delay_ms),
+        };
+        let r = replica::Replica::start(config)
+            .await
+            .with_context(|| format!("starting the {label} replica"))?;
+        replicas.insert(label.clone(), r);
+    }
+    let loaded = app::load(&options, &replicas, &engine).await?;
 
     // The epoch clock behind every guest deadline.
     let ticker = engine.clone();

@@ -23,6 +23,8 @@ use wasmtime_wasi_http::handler::{ExpirationError, TrapOrPanicError};
 use wasmtime_wasi_http::io::TokioIo;
 
 pub const HEALTH_PATH: &str = "/.well-known/edgeshop/health";
+/// Replication position and lag of each embedded replica.
+pub const REPLICATION_PATH: &str = "/.well-known/edgeshop/replication";
 /// Spin's own health path, answered the same way so tools that probe a
 /// Spin app work against a PoP.
 pub const SPIN_HEALTH_PATH: &str = "/.well-known/spin/health";
@@ -121,6 +123,18 @@ impl Server {
         if path == HEALTH_PATH || path == SPIN_HEALTH_PATH {
             return self.health();
         }
+        if path == REPLICATION_PATH {
+            return self.replication();
+        }
+        if let Some(r) = self.app.replicas.iter().find(|r| !r.is_ready()) {
+            let mut resp = problem(Problem::unavailable(format!(
+                "this PoP's {} replica is still bootstrapping from the primary; retry shortly",
+                r.label()
+            )));
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
         let Some(matched) = self.app.routes.route(&path) else {
             return problem(Problem::not_found(format!("no route matches {path}")));
         };
@@ -215,24 +229,46 @@ impl Server {
         }
     }
 
+    /// Liveness and readiness: 503 until every replica has bootstrapped,
+    /// so a front door sends no traffic to a PoP with nothing to read.
     fn health(&self) -> Response<WasiBody> {
+        let ready = self.app.replicas.iter().all(|r| r.is_ready());
         let body = serde_json::json!({
-            "status": "ok",
+            "status": if ready { "ok" } else { "bootstrapping" },
             "pop": self.pop,
             "app": self.app.name,
             "components": self.app.components,
+            "replicas": self.app.replicas.iter().map(|r| r.status()).collect::<Vec<_>>(),
         });
-        let mut r = Response::new(full(serde_json::to_vec(&body).expect("json")));
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        r.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
+        let mut r = json_response(&body);
+        if !ready {
+            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         r
     }
+
+    fn replication(&self) -> Response<WasiBody> {
+        let body = serde_json::json!({
+            "pop": self.pop,
+            "replicas": self.app.replicas.iter().map(|r| r.status()).collect::<Vec<_>>(),
+        });
+        json_response(&body)
+    }
+}
+
+fn json_response(body: &serde_json::Value) -> Response<WasiBody> {
+    let mut r = Response::new(full(serde_json::to_vec(body).expect("json")));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -359,3 +359,69 @@ pub async fn content_hash(conn: &libsql::Connection) -> u64 {
     }
     h.finish()
 }
+
+/// Starts a PoP whose `catalog` is an embedded replica of `origin`'s,
+/// with its files in `dir`, and waits until it has bootstrapped.
+pub fn start_pop(
+    manifest: &Path,
+    origin: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<Host, String> {
+    let mut args = vec![
+        "--replica".to_string(),
+        format!("catalog={origin}/db/catalog"),
+        "--replica-dir".to_string(),
+        dir.display().to_string(),
+        "--sync-interval-ms".to_string(),
+        "50".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Host::try_start(
+        manifest,
+        &args,
+        &[
+            ("EDGESHOP_PRIMARY_TOKEN", ORIGIN_TOKEN),
+            ("SPIN_VARIABLE_CURSOR_SECRET", CURSOR_SECRET),
+        ],
+    )
+}
+
+/// Waits (at most 30 s) until `host`'s health endpoint says ready.
+pub async fn wait_ready(host: &Host) {
+    for _ in 0..300 {
+        if get(&format!("{}/.well-known/edgeshop/health", host.url))
+            .await
+            .status
+            == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{} never became ready:\n{}", host.url, host.log());
+}
+
+/// The content digest of the newest replica file a PoP keeps in `dir`,
+/// opened read-only next to the running PoP.
+pub async fn replica_hash(dir: &Path) -> Option<u64> {
+    let dir = dir.join("catalog");
+    let newest = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| {
+            n.strip_prefix("catalog-")?
+                .strip_suffix(".db")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()?;
+    let db = libsql::Builder::new_local(dir.join(format!("catalog-{newest}.db")))
+        .flags(libsql::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .build()
+        .await
+        .ok()?;
+    let conn = db.connect().ok()?;
+    Some(content_hash(&conn).await)
+}

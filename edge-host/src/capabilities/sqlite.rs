@@ -1,7 +1,7 @@
 //! `spin:sqlite@3.1.0`: named databases behind a narrow trait.
 //!
-//! [`SqliteDatabase`] is the seam; [`LibsqlDatabase`] is the backend on a
-//! local libSQL file (the embedded replica arrives with replication). Every
+//! [`SqliteDatabase`] is the seam; [`LibsqlDatabase`] is a local libSQL
+//! file and [`ReplicaDatabase`] an embedded replica of a primary. Every
 //! query is bounded by a result-size limit so a guest cannot make the host
 //! buffer an unbounded result.
 
@@ -33,6 +33,9 @@ pub enum SqliteError {
     ResultTooLarge { limit: usize },
     #[error("{0}")]
     Backend(String),
+    /// Not ready yet (a replica still bootstrapping); retrying helps.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// One database a component may open.
@@ -45,11 +48,50 @@ pub trait SqliteDatabase: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>>;
 }
 
-/// A local libSQL database file with a small pool of connections.
+/// Idle connections, each tagged with the database incarnation it
+/// belongs to, so a replaced replica's connections are not reused.
+struct Pool {
+    idle: Mutex<Vec<(u64, libsql::Connection)>>,
+    max_idle: usize,
+}
+
+impl Pool {
+    fn new() -> Pool {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            max_idle: 32,
+        }
+    }
+
+    fn take(&self, db: &libsql::Database, epoch: u64) -> Result<libsql::Connection, SqliteError> {
+        loop {
+            let pooled = self.idle.lock().expect("pool lock").pop();
+            match pooled {
+                Some((e, c)) if e == epoch => return Ok(c),
+                Some(_) => continue, // from a replaced replica
+                None => break,
+            }
+        }
+        let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
+        let conn = db.connect().map_err(backend)?;
+        // Readers wait out a writer (or WAL recovery by another process)
+        // instead of failing with SQLITE_BUSY.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, epoch: u64, conn: libsql::Connection) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < self.max_idle {
+            idle.push((epoch, conn));
+        }
+    }
+}
+
+/// A local libSQL database file.
 pub struct LibsqlDatabase {
     db: libsql::Database,
-    idle: Mutex<Vec<libsql::Connection>>,
-    max_idle: usize,
+    pool: Pool,
 }
 
 impl LibsqlDatabase {
@@ -57,31 +99,46 @@ impl LibsqlDatabase {
         let db = libsql::Builder::new_local(path).build().await?;
         Ok(LibsqlDatabase {
             db,
-            idle: Mutex::new(Vec::new()),
-            max_idle: 32,
+            pool: Pool::new(),
         })
     }
+}
 
-    fn take(&self) -> Result<libsql::Connection, SqliteError> {
-        let pooled = self.idle.lock().expect("pool lock").pop();
-        match pooled {
-            Some(c) => Ok(c),
-            None => {
-                let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
-                let conn = self.db.connect().map_err(backend)?;
-                // Readers wait out a writer (or WAL recovery by another
-                // process) instead of failing with SQLITE_BUSY.
-                conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
-                Ok(conn)
-            }
+/// An embedded replica of a primary: reads are local, writes go to the
+/// primary and are read back (see the `replica` crate).
+pub struct ReplicaDatabase {
+    replica: Arc<replica::Replica>,
+    pool: Pool,
+}
+
+impl ReplicaDatabase {
+    pub fn new(replica: Arc<replica::Replica>) -> ReplicaDatabase {
+        ReplicaDatabase {
+            replica,
+            pool: Pool::new(),
         }
     }
+}
 
-    fn give_back(&self, conn: libsql::Connection) {
-        let mut idle = self.idle.lock().expect("pool lock");
-        if idle.len() < self.max_idle {
-            idle.push(conn);
-        }
+impl SqliteDatabase for ReplicaDatabase {
+    fn execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Vec<Value>,
+        max_result_bytes: usize,
+    ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
+        Box::pin(async move {
+            let Some(active) = self.replica.active() else {
+                return Err(SqliteError::Unavailable(format!(
+                    "the {} replica has not finished its first sync with the primary yet",
+                    self.replica.label()
+                )));
+            };
+            let conn = self.pool.take(&active.db, active.epoch)?;
+            let out = run(&conn, sql, params, max_result_bytes).await?;
+            self.pool.give_back(active.epoch, conn);
+            Ok(out)
+        })
     }
 }
 
@@ -119,40 +176,51 @@ impl SqliteDatabase for LibsqlDatabase {
         max_result_bytes: usize,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
         Box::pin(async move {
-            let conn = self.take()?;
-            let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
-            let params: Vec<libsql::Value> = params.into_iter().map(to_libsql).collect();
-            let mut rows = conn.query(sql, params).await.map_err(backend)?;
-            let ncols = rows.column_count();
-            let columns: Vec<String> = (0..ncols)
-                .map(|i| rows.column_name(i).unwrap_or_default().to_string())
-                .collect();
-            let mut out = QueryOutput {
-                columns,
-                ..QueryOutput::default()
-            };
-            let mut bytes = 0usize;
-            while let Some(row) = rows.next().await.map_err(backend)? {
-                let mut values = Vec::with_capacity(ncols as usize);
-                for i in 0..ncols {
-                    let (v, n) = from_libsql(row.get_value(i).map_err(backend)?);
-                    bytes += n;
-                    values.push(v);
-                }
-                if bytes > max_result_bytes {
-                    return Err(SqliteError::ResultTooLarge {
-                        limit: max_result_bytes,
-                    });
-                }
-                out.rows.push(values);
-            }
-            drop(rows);
-            out.last_insert_rowid = conn.last_insert_rowid();
-            out.changes = conn.changes();
-            self.give_back(conn);
+            let conn = self.pool.take(&self.db, 0)?;
+            let out = run(&conn, sql, params, max_result_bytes).await?;
+            self.pool.give_back(0, conn);
             Ok(out)
         })
     }
+}
+
+/// Runs one statement, bounding the result's size.
+async fn run(
+    conn: &libsql::Connection,
+    sql: &str,
+    params: Vec<Value>,
+    max_result_bytes: usize,
+) -> Result<QueryOutput, SqliteError> {
+    let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
+    let params: Vec<libsql::Value> = params.into_iter().map(to_libsql).collect();
+    let mut rows = conn.query(sql, params).await.map_err(backend)?;
+    let ncols = rows.column_count();
+    let columns: Vec<String> = (0..ncols)
+        .map(|i| rows.column_name(i).unwrap_or_default().to_string())
+        .collect();
+    let mut out = QueryOutput {
+        columns,
+        ..QueryOutput::default()
+    };
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next().await.map_err(backend)? {
+        let mut values = Vec::with_capacity(ncols as usize);
+        for i in 0..ncols {
+            let (v, n) = from_libsql(row.get_value(i).map_err(backend)?);
+            bytes += n;
+            values.push(v);
+        }
+        if bytes > max_result_bytes {
+            return Err(SqliteError::ResultTooLarge {
+                limit: max_result_bytes,
+            });
+        }
+        out.rows.push(values);
+    }
+    drop(rows);
+    out.last_insert_rowid = conn.last_insert_rowid();
+    out.changes = conn.changes();
+    Ok(out)
 }
 
 /// The databases one component may open, by label.
@@ -224,7 +292,7 @@ impl SqliteView<'_> {
 fn to_wit_error(e: SqliteError) -> wit::Error {
     match e {
         SqliteError::ResultTooLarge { .. } => wit::Error::Io(e.to_string()),
-        SqliteError::Backend(m) => wit::Error::Io(m),
+        SqliteError::Backend(m) | SqliteError::Unavailable(m) => wit::Error::Io(m),
     }
 }
 

@@ -11,6 +11,9 @@
 //! - `/kv/spin?op=set|get|delete|exists|keys&key=K&value=V`: spin:key-value.
 //! - `/kv/incr?key=K`, `/kv/cas-incr?key=K`, `/kv/batch`, `/kv/denied`:
 //!   wasi:keyvalue atomics, compare-and-swap, batch, and an ungranted store.
+//! - `/sql` (POST, body = one SQL statement): runs it on the `catalog`
+//!   database and answers the rows as JSON text; only the fixture
+//!   `tests/fixtures/replica-guests.toml` grants that database.
 //!
 //! Every route here is exercised by `tests/tests/host.rs`.
 
@@ -84,6 +87,10 @@ async fn handle(req: Request) -> Resp {
             text(200, format!("slept {ms} ms"))
         }
         p if p.starts_with("/kv/") => kv(p, req.uri().query().unwrap_or("")).await,
+        "/sql" => match req.into_body().collect().await {
+            Ok(b) => sql(&String::from_utf8_lossy(&b.to_bytes())).await,
+            Err(e) => text(400, format!("body error: {e:?}")),
+        },
         _ => text(404, "no such test route"),
     }
 }
@@ -179,4 +186,39 @@ async fn kv(path: &str, query: &str) -> Resp {
         },
         _ => text(404, "no such kv route"),
     }
+}
+
+/// Runs one statement on `catalog`; rows come back one per line, values
+/// separated by tabs.
+async fn sql(statement: &str) -> Resp {
+    use spin_sdk::sqlite::{Connection, Value};
+    let conn = match Connection::open("catalog").await {
+        Ok(c) => c,
+        Err(e) => return text(500, format!("open: {e:?}")),
+    };
+    let result = match conn.execute(statement, Vec::new()).await {
+        Ok(r) => r,
+        Err(e) => return text(500, format!("execute: {e:?}")),
+    };
+    let rows = match result.collect().await {
+        Ok(rows) => rows,
+        Err(e) => return text(500, format!("rows: {e:?}")),
+    };
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .values
+            .into_iter()
+            .map(|v| match v {
+                Value::Integer(i) => i.to_string(),
+                Value::Real(f) => f.to_string(),
+                Value::Text(s) => s,
+                Value::Blob(b) => format!("<{} bytes>", b.len()),
+                Value::Null => "NULL".to_string(),
+            })
+            .collect();
+        out.push_str(&cells.join("\t"));
+        out.push('\n');
+    }
+    text(200, out)
 }

@@ -1,0 +1,362 @@
+//! An embedded libSQL replica at a PoP, kept in sync in the background.
+//!
+//! Reads are local. Writes go to the primary through the `libsql`
+//! client, which then pulls, so the writer reads its own write. The
+//! replica is the unmodified `libsql` crate; this crate decides when to
+//! open, sync and bootstrap it, and reports where it is:
+//!
+//! - a replica with local files opens without the network, so a PoP that
+//!   restarts while the origin is down still serves reads;
+//! - a new replica bootstraps through `Builder::new_remote_replica`,
+//!   which picks the sync protocol the primary speaks;
+//! - a replica the primary no longer has history for (HTTP 410) is
+//!   replaced by a fresh one, in a new file, without stopping reads.
+
+pub mod delay;
+mod position;
+
+pub use position::Position;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How a replica finds and follows its primary.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The database's label (`catalog`), used in file names and logs.
+    pub label: String,
+    /// Directory for the replica's files.
+    pub dir: PathBuf,
+    /// The primary's database URL (`http://origin/db/catalog`,
+    /// `libsql://name.turso.io`).
+    pub url: String,
+    pub token: String,
+    /// Time between pulls.
+    pub interval: Duration,
+    /// Simulated extra round-trip time to the primary.
+    pub delay: Duration,
+}
+
+/// What the status endpoint and the logs report.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    pub label: String,
+    /// True once the replica has a complete local copy.
+    pub bootstrapped: bool,
+    /// Applied position: generation and frame.
+    pub position: Option<Position>,
+    /// The primary's position, when it says (Turso reports only the
+    /// generation).
+    pub primary: Option<Position>,
+    /// Frames the replica lacks, when both positions are in the same
+    /// generation.
+    pub frames_behind: Option<u64>,
+    /// Milliseconds since the last successful pull.
+    pub since_last_sync_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub syncs: u64,
+    pub failed_syncs: u64,
+    pub bootstraps: u64,
+}
+
+/// The live database and which incarnation it is.
+#[derive(Clone)]
+pub struct Active {
+    pub db: Arc<libsql::Database>,
+    /// Changes when the replica is replaced; pooled connections of an
+    /// older epoch must be dropped.
+    pub epoch: u64,
+    path: PathBuf,
+}
+
+pub struct Replica {
+    config: Config,
+    connector: delay::Connector,
+    active: RwLock<Option<Active>>,
+    state: Mutex<State>,
+    epochs: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    status: Status,
+    last_sync: Option<Instant>,
+    failures_in_a_row: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("the primary no longer has this replica's history: {0}")]
+    Gone(String),
+    #[error(transparent)]
+    Libsql(#[from] libsql::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// libsql reports a 410 from the sync endpoint as an error whose text
+/// carries the status.
+fn classify(e: libsql::Error) -> Error {
+    let text = e.to_string();
+    if text.contains("PullFrame(410") || text.contains("status=410") || text.contains(" 410 ") {
+        Error::Gone(text)
+    } else {
+        Error::Libsql(e)
+    }
+}
+
+impl Replica {
+    /// Opens the replica's existing files, if any, and starts following
+    /// the primary in the background.
+    pub async fn start(config: Config) -> Result<Arc<Replica>, Error> {
+        std::fs::create_dir_all(&config.dir)?;
+        let replica = Arc::new(Replica {
+            connector: delay::connector(config.delay),
+            active: RwLock::new(None),
+            state: Mutex::new(State {
+                status: Status {
+                    label: config.label.clone(),
+                    ..Status::default()
+                },
+                ..State::default()
+            }),
+            epochs: AtomicU64::new(0),
+            config,
+        });
+        if let Some(path) = replica.latest_file()? {
+            match replica.open_existing(&path).await {
+                Ok(()) => {
+                    tracing::info!(db = %replica.config.label, path = %path.display(), "opened the local replica")
+                }
+                Err(e) => {
+                    tracing::warn!(db = %replica.config.label, error = %e, "the local replica does not open; bootstrapping a new one")
+                }
+            }
+        }
+        let weak = Arc::downgrade(&replica);
+        tokio::spawn(async move {
+            loop {
+                let Some(replica) = weak.upgrade() else {
+                    return;
+                };
+                let pause = replica.step().await;
+                drop(replica);
+                tokio::time::sleep(pause).await;
+            }
+        });
+        Ok(replica)
+    }
+
+    pub fn label(&self) -> &str {
+        &self.config.label
+    }
+
+    /// The database to read from, once bootstrapped.
+    pub fn active(&self) -> Option<Active> {
+        self.active.read().expect("replica lock").clone()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.state
+            .lock()
+            .expect("replica state")
+            .status
+            .bootstrapped
+    }
+
+    pub fn status(&self) -> Status {
+        let st = self.state.lock().expect("replica state");
+        let mut s = st.status.clone();
+        s.since_last_sync_ms = st.last_sync.map(|t| t.elapsed().as_millis() as u64);
+        s
+    }
+
+    fn file(&self, n: u64) -> PathBuf {
+        self.config
+            .dir
+            .join(format!("{}-{n}.db", self.config.label))
+    }
+
+    /// Replica files are `{label}-{n}.db`; the highest `n` is current.
+    fn files(&self) -> std::io::Result<Vec<u64>> {
+        let prefix = format!("{}-", self.config.label);
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.config.dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".db"))
+                .and_then(|n| n.parse().ok())
+            {
+                out.push(n);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    fn latest_file(&self) -> std::io::Result<Option<PathBuf>> {
+        Ok(self
+            .files()?
+            .last()
+            .map(|&n| self.file(n))
+            .filter(|p| Position::read(p).is_some()))
+    }
+
+    /// A replica with its sync metadata opens without the network.
+    async fn open_existing(&self, path: &Path) -> Result<(), Error> {
+        let db = libsql::Builder::new_synced_database(
+            path,
+            self.config.url.clone(),
+            self.config.token.clone(),
+        )
+        .connector(self.connector.clone())
+        .remote_writes(true)
+        .read_your_writes(true)
+        .build()
+        .await?;
+        self.install(db, path);
+        Ok(())
+    }
+
+    fn install(&self, db: libsql::Database, path: &Path) {
+        let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
+        *self.active.write().expect("replica lock") = Some(Active {
+            db: Arc::new(db),
+            epoch,
+            path: path.to_path_buf(),
+        });
+        let mut st = self.state.lock().expect("replica state");
+        st.status.bootstrapped = true;
+        st.status.position = Position::read(path);
+    }
+
+    /// A fresh replica in a new file, from the primary's current base.
+    async fn bootstrap(&self) -> Result<(), Error> {
+        let next = self.files()?.last().map_or(1, |n| n + 1);
+        let path = self.file(next);
+        let db = libsql::Builder::new_remote_replica(
+            &path,
+            self.config.url.clone(),
+            self.config.token.clone(),
+        )
+        .connector(self.connector.clone())
+        .read_your_writes(true)
+        .build()
+        .await?;
+        db.sync().await.map_err(classify)?;
+        self.install(db, &path);
+        self.state.lock().expect("replica state").status.bootstraps += 1;
+        tracing::info!(db = %self.config.label, path = %path.display(), "bootstrapped a replica from the primary");
+        // Older files are no longer read; open connections keep theirs.
+        for n in self.files()? {
+            if n < next {
+                for suffix in ["", "-wal", "-shm", "-info"] {
+                    let mut p = self.file(n).into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One round: bootstrap or pull, then record the outcome. Returns
+    /// how long to wait before the next round.
+    async fn step(&self) -> Duration {
+        let result = match self.active() {
+            None => self.bootstrap().await,
+            Some(a) => a.db.sync().await.map(drop).map_err(classify),
+        };
+        let primary = self.primary_position().await;
+        let position = self.active().and_then(|a| Position::read(&a.path));
+        let gone = matches!(result, Err(Error::Gone(_)));
+        let pause = self.record(result, position, primary);
+        if gone {
+            // Keep serving the old copy until the new one is ready.
+            if let Err(e) = self.rebootstrap().await {
+                tracing::warn!(db = %self.config.label, error = %e, "bootstrapping a new replica failed");
+            }
+            return self.config.interval;
+        }
+        pause
+    }
+
+    /// Records a round's outcome; returns the pause before the next.
+    fn record(
+        &self,
+        result: Result<(), Error>,
+        position: Option<Position>,
+        primary: Option<Position>,
+    ) -> Duration {
+        let mut st = self.state.lock().expect("replica state");
+        st.status.position = position;
+        if primary.is_some() {
+            st.status.primary = primary;
+        }
+        st.status.frames_behind = match (st.status.position, st.status.primary) {
+            (Some(p), Some(q)) if p.generation == q.generation => {
+                Some(u64::from(q.frame.saturating_sub(p.frame)))
+            }
+            _ => None,
+        };
+        match result {
+            Ok(()) => {
+                if st.failures_in_a_row > 0 {
+                    tracing::info!(db = %self.config.label, ?position, "replication resumed");
+                }
+                st.status.syncs += 1;
+                st.last_sync = Some(Instant::now());
+                st.status.last_error = None;
+                st.failures_in_a_row = 0;
+                self.config.interval
+            }
+            Err(e) => {
+                st.status.failed_syncs += 1;
+                st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
+                if st.failures_in_a_row == 1 {
+                    tracing::warn!(db = %self.config.label, error = %e, "replication sync failed; reads continue from the local copy");
+                }
+                st.status.last_error = Some(e.to_string());
+                // Back off while the primary is unreachable: up to 5 s.
+                let shift = st.failures_in_a_row.min(6);
+                (self.config.interval * (1 << shift)).min(Duration::from_secs(5))
+            }
+        }
+    }
+
+    async fn rebootstrap(&self) -> Result<(), Error> {
+        tracing::warn!(db = %self.config.label, "the primary dropped this replica's history; bootstrapping a new replica");
+        self.bootstrap().await
+    }
+
+    /// Asks the primary's `/info` where it is.
+    async fn primary_position(&self) -> Option<Position> {
+        let client = hyper014::Client::builder().build::<_, hyper014::Body>(self.connector.clone());
+        let url = format!(
+            "{}/info",
+            self.config.url.replacen("libsql://", "https://", 1)
+        );
+        let req = hyper014::Request::get(url)
+            .header("authorization", format!("Bearer {}", self.config.token))
+            .body(hyper014::Body::empty())
+            .ok()?;
+        let res = tokio::time::timeout(Duration::from_secs(2), client.request(req))
+            .await
+            .ok()?
+            .ok()?;
+        if !res.status().is_success() {
+            return None;
+        }
+        let body = hyper014::body::to_bytes(res.into_body()).await.ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        Some(Position {
+            generation: v["current_generation"].as_u64()? as u32,
+            frame: v["current_frame"].as_u64().unwrap_or(0) as u32,
+        })
+    }
+}

@@ -1,0 +1,268 @@
+//! PoPs on embedded replicas of the origin's catalog: read-your-writes
+//! through a PoP, convergence of several PoPs after a burst of writes,
+//! and the faults a PoP must ride out without a manual step.
+
+use edgeshop_e2e::{
+    Host, ORIGIN_TOKEN, TempDir, content_hash, get, replica_hash, request, root, seeded_catalog,
+    start_origin, start_pop, wait_ready,
+};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn guests_manifest() -> PathBuf {
+    edgeshop_e2e::component("test-guests");
+    root().join("tests/fixtures/replica-guests.toml")
+}
+
+fn origin(dir: &TempDir, extra: &[&str]) -> Host {
+    let catalog = dir.0.join("catalog.db");
+    if !catalog.exists() {
+        std::fs::copy(seeded_catalog(), &catalog).unwrap();
+    }
+    start_origin(&catalog, extra).unwrap_or_else(|log| panic!("origin did not start:\n{log}"))
+}
+
+async fn pop(manifest: &Path, origin: &Host, dir: &Path, extra: &[&str]) -> Host {
+    let pop = start_pop(manifest, &origin.url, dir, extra)
+        .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
+    wait_ready(&pop).await;
+    pop
+}
+
+async fn sql(pop: &Host, statement: &str) -> String {
+    let r = request(
+        "POST",
+        &format!("{}/sql", pop.url),
+        &[],
+        statement.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{statement}: {}", r.text());
+    r.text()
+}
+
+async fn primary_conn(origin: &Host) -> libsql::Connection {
+    libsql::Builder::new_remote(
+        format!("{}/db/catalog", origin.url),
+        ORIGIN_TOKEN.to_string(),
+    )
+    .build()
+    .await
+    .unwrap()
+    .connect()
+    .unwrap()
+}
+
+/// Waits (at most 30 s) until the PoP's replica holds exactly `want`.
+async fn converged(dir: &Path, want: u64, what: &str, pop: &Host) {
+    for _ in 0..300 {
+        if replica_hash(dir).await == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = get(&format!("{}/.well-known/edgeshop/replication", pop.url)).await;
+    panic!(
+        "{what} did not converge; status {}\n{}",
+        status.text(),
+        pop.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pop_always_reads_its_own_writes() {
+    let dir = TempDir::new("pop-ryw");
+    let origin = origin(&dir, &[]);
+    let pop = pop(&guests_manifest(), &origin, &dir.0.join("pop"), &[]).await;
+    for i in 0..40 {
+        sql(
+            &pop,
+            &format!("UPDATE products SET title = 'ryw-{i}' WHERE id = 11"),
+        )
+        .await;
+        assert_eq!(
+            sql(&pop, "SELECT title FROM products WHERE id = 11").await,
+            format!("ryw-{i}\n"),
+            "write {i} was not visible to the next read at the same PoP"
+        );
+    }
+    // The writes reached the primary, too.
+    let p = primary_conn(&origin).await;
+    let mut rows = p
+        .query("SELECT title FROM products WHERE id = 11", ())
+        .await
+        .unwrap();
+    let title: String = rows.next().await.unwrap().unwrap().get(0).unwrap();
+    assert_eq!(title, "ryw-39");
+
+    let status = get(&format!("{}/.well-known/edgeshop/replication", pop.url))
+        .await
+        .json();
+    let r = &status["replicas"][0];
+    assert_eq!(r["label"], "catalog");
+    assert_eq!(r["bootstrapped"], true);
+    assert!(r["position"]["frame"].as_u64().unwrap() > 0, "{status}");
+}
+
+/// Inserts, updates, deletes and a schema migration at the primary.
+async fn burst(p: &libsql::Connection, round: u32) {
+    p.execute_batch(&format!(
+        "INSERT INTO vendors (slug, name, country, created_at, updated_at)
+             VALUES ('burst-{round}', 'Burst vendor {round}', 'NL', 1, 1);
+         UPDATE products SET stock = stock + 1, updated_at = {round} WHERE id % 7 = {m};
+         DELETE FROM product_categories WHERE product_id = {d};
+         CREATE TABLE IF NOT EXISTS promotions (id INTEGER PRIMARY KEY, code TEXT NOT NULL);
+         INSERT INTO promotions (code) VALUES ('R{round}');",
+        m = round % 7,
+        d = 100 + round,
+    ))
+    .await
+    .unwrap();
+    if round == 3 {
+        p.execute(
+            "ALTER TABLE promotions ADD COLUMN percent INTEGER NOT NULL DEFAULT 5",
+            (),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pops_converge_through_crashes_restarts_and_late_joins() {
+    let dir = TempDir::new("pop-converge");
+    let mut origin = origin(&dir, &[]);
+    let port = origin.url.rsplit(':').next().unwrap().to_string();
+    let manifest = root().join("spin.toml");
+    let (a_dir, b_dir, c_dir) = (dir.0.join("fra"), dir.0.join("iad"), dir.0.join("sin"));
+    let a = pop(&manifest, &origin, &a_dir, &[]).await;
+    let mut b = pop(&manifest, &origin, &b_dir, &[]).await;
+
+    let p = primary_conn(&origin).await;
+    for round in 0..4 {
+        burst(&p, round).await;
+    }
+    // Kill a PoP in the middle of pulling a burst, and the origin under
+    // writes; restart both.
+    for round in 4..8 {
+        burst(&p, round).await;
+    }
+    b.kill();
+    origin.kill();
+    origin = start_origin(
+        &dir.0.join("catalog.db"),
+        &["--listen", &format!("127.0.0.1:{port}")],
+    )
+    .unwrap_or_else(|log| panic!("origin did not restart:\n{log}"));
+    let p = primary_conn(&origin).await;
+    for round in 8..12 {
+        burst(&p, round).await;
+    }
+    let b = pop(&manifest, &origin, &b_dir, &[]).await;
+    // A PoP that starts late bootstraps from the current base.
+    let c = pop(&manifest, &origin, &c_dir, &[]).await;
+
+    let want = content_hash(&p).await;
+    converged(&a_dir, want, "fra", &a).await;
+    converged(&b_dir, want, "iad (killed mid-sync)", &b).await;
+    converged(&c_dir, want, "sin (late)", &c).await;
+
+    // The catalog API reads the replicated write.
+    let r = get(&format!("{}/api/v1/vendors", c.url)).await;
+    assert!(r.status == 200 || r.status == 404, "{}", r.status);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offline_pop_catches_up_across_generations_or_bootstraps_again() {
+    let dir = TempDir::new("pop-offline");
+    let origin = origin(
+        &dir,
+        &["--roll-frames", "16", "--retain-generations", "200"],
+    );
+    let manifest = root().join("spin.toml");
+    let pop_dir = dir.0.join("fra");
+    let mut fra = pop(&manifest, &origin, &pop_dir, &[]).await;
+    let p = primary_conn(&origin).await;
+
+    // Offline while generations roll (within what the origin keeps).
+    fra.stop();
+    for round in 0..10 {
+        burst(&p, round).await;
+    }
+    let fra = pop(&manifest, &origin, &pop_dir, &[]).await;
+    converged(
+        &pop_dir,
+        content_hash(&p).await,
+        "fra after crossing generations",
+        &fra,
+    )
+    .await;
+    let s = get(&format!("{}/.well-known/edgeshop/replication", fra.url))
+        .await
+        .json();
+    assert_eq!(
+        s["replicas"][0]["bootstraps"], 0,
+        "caught up without bootstrapping: {s}"
+    );
+    drop(fra);
+
+    // Offline longer than the origin keeps history: the PoP notices the
+    // 410, bootstraps a new replica by itself, and keeps serving.
+    let dir2 = TempDir::new("pop-gone");
+    let origin = self::origin(&dir2, &["--roll-frames", "4", "--retain-generations", "2"]);
+    let pop_dir = dir2.0.join("iad");
+    let mut iad = pop(&manifest, &origin, &pop_dir, &[]).await;
+    iad.stop();
+    let p = primary_conn(&origin).await;
+    for round in 0..10 {
+        burst(&p, round).await;
+    }
+    let iad = pop(&manifest, &origin, &pop_dir, &[]).await;
+    // Ready at once from its old copy, then replaced.
+    let r = get(&format!("{}/api/v1/products/5", iad.url)).await;
+    assert_eq!(r.status, 200);
+    converged(
+        &pop_dir,
+        content_hash(&p).await,
+        "iad after its history was dropped",
+        &iad,
+    )
+    .await;
+    let s = get(&format!("{}/.well-known/edgeshop/replication", iad.url))
+        .await
+        .json();
+    assert_eq!(s["replicas"][0]["bootstraps"], 1, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pop_keeps_serving_reads_while_the_origin_is_down() {
+    let dir = TempDir::new("pop-partition");
+    let mut origin = origin(&dir, &[]);
+    let manifest = root().join("spin.toml");
+    let pop_dir = dir.0.join("fra");
+    let mut fra = pop(&manifest, &origin, &pop_dir, &[]).await;
+    origin.kill();
+    let r = get(&format!("{}/api/v1/products/42", fra.url)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Even a PoP restarted during the outage serves from its local copy.
+    fra.stop();
+    let fra = start_pop(&manifest, "http://127.0.0.1:9", &pop_dir, &[])
+        .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
+    wait_ready(&fra).await;
+    let r = get(&format!("{}/api/v1/products/42", fra.url)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let s = get(&format!("{}/.well-known/edgeshop/replication", fra.url))
+        .await
+        .json();
+    assert!(s["replicas"][0]["last_error"].is_string(), "{s}");
+
+    // A brand-new PoP cannot serve anything yet: not ready, and app
+    // routes answer 503 with Retry-After rather than an empty catalog.
+    let fresh = start_pop(&manifest, "http://127.0.0.1:9", &dir.0.join("new"), &[])
+        .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
+    let h = get(&format!("{}/.well-known/edgeshop/health", fresh.url)).await;
+    assert_eq!(h.status, 503);
+    let r = get(&format!("{}/api/v1/products/42", fresh.url)).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+}
