@@ -3,7 +3,9 @@
 use crate::capabilities::ComponentCapabilities;
 use crate::capabilities::keyvalue::{KeyValueGrants, KeyValueStore, MemoryStore};
 use crate::capabilities::outbound::OutboundPolicy;
-use crate::capabilities::sqlite::{LibsqlDatabase, ReplicaDatabase, SqliteDatabase, SqliteGrants};
+use crate::capabilities::sqlite::{
+    LibsqlDatabase, RemoteDatabase, ReplicaDatabase, SqliteDatabase, SqliteGrants,
+};
 use crate::capabilities::variables::{ComponentVariables, EnvProvider, VariableProvider};
 use crate::instance::{self, ComponentHandler};
 use crate::limits::Limits;
@@ -22,6 +24,12 @@ pub struct HostOptions {
     pub manifest: PathBuf,
     /// `label=path` pairs: the database file behind each sqlite label.
     pub sqlite: BTreeMap<String, PathBuf>,
+    /// `label=url` pairs: databases used remotely over Hrana.
+    pub remote: BTreeMap<String, String>,
+    /// Bearer token for remote databases and replicas' primaries.
+    pub primary_token: String,
+    /// Simulated extra round-trip time to the primary.
+    pub origin_delay: std::time::Duration,
     /// Where compiled components are cached between runs.
     pub cache_dir: Option<PathBuf>,
     pub limits: Limits,
@@ -80,6 +88,12 @@ pub async fn load(
         let db = LibsqlDatabase::open(path)
             .await
             .with_context(|| format!("opening sqlite database {label:?} at {}", path.display()))?;
+        databases.insert(label.clone(), Arc::new(db));
+    }
+    for (label, url) in &options.remote {
+        let db = RemoteDatabase::open(url, &options.primary_token, options.origin_delay)
+            .await
+            .with_context(|| format!("opening remote database {label:?} at {url}"))?;
         databases.insert(label.clone(), Arc::new(db));
     }
     for (label, r) in replicas {

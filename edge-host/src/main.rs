@@ -34,6 +34,10 @@ struct Args {
     /// e.g. `catalog=http://127.0.0.1:8080/db/catalog` (or a Turso URL).
     #[arg(long = "replica", value_parser = parse_label_url)]
     replica: Vec<(String, String)>,
+    /// A sqlite label used remotely over Hrana, every query a round trip
+    /// to the primary (Spin's `libsql` type), e.g. `catalog=URL`.
+    #[arg(long = "remote", value_parser = parse_label_url)]
+    remote: Vec<(String, String)>,
     /// Directory for replica files (one subdirectory per label).
     #[arg(long, default_value = ".edgeshop/replicas")]
     replica_dir: PathBuf,
@@ -98,6 +102,9 @@ async fn run(args: Args) -> Result<()> {
     let options = app::HostOptions {
         manifest: args.manifest.clone(),
         sqlite: args.sqlite.into_iter().collect::<BTreeMap<_, _>>(),
+        remote: args.remote.iter().cloned().collect(),
+        primary_token: args.primary_token.clone(),
+        origin_delay: Duration::from_millis(args.origin_delay_ms),
         cache_dir: args.cache_dir.clone(),
         limits: limits.clone(),
     };

@@ -255,3 +255,49 @@ async fn replicas_continue_across_origin_restarts_and_crashes_under_writes() {
     }
     assert_eq!(content_hash(&conn).await, primary_hash(&origin).await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catalog_changed_behind_the_origins_back_starts_a_new_history() {
+    let dir = TempDir::new("repl-reset");
+    let mut origin = origin_on_copy(&dir, &[]);
+    let db = replica(&origin, &dir.0.join("replica.db")).await;
+    db.sync().await.unwrap();
+    let before = info(&origin).await["current_generation"].as_u64().unwrap();
+    let listen = origin.url.trim_start_matches("http://").to_string();
+    origin.stop();
+
+    // What re-seeding or restoring a backup does: the file changes while
+    // no origin is watching its WAL.
+    {
+        let local = libsql::Builder::new_local(dir.0.join("catalog.db"))
+            .build()
+            .await
+            .unwrap();
+        let conn = local.connect().unwrap();
+        conn.execute(
+            "UPDATE products SET title = 'edited offline' WHERE id = 3",
+            (),
+        )
+        .await
+        .unwrap();
+    }
+    let origin = start_origin(&dir.0.join("catalog.db"), &["--listen", &listen]).unwrap();
+    let after = info(&origin).await["current_generation"].as_u64().unwrap();
+    assert!(
+        after > before,
+        "a new history starts past the old: {before} -> {after}"
+    );
+
+    // The old replica cannot continue a history that no longer exists;
+    // a new one sees the edit.
+    let err = db.sync().await.expect_err("the old history is gone");
+    assert!(err.to_string().contains("410"), "{err}");
+    let fresh = replica(&origin, &dir.0.join("fresh.db")).await;
+    fresh.sync().await.unwrap();
+    let conn = fresh.connect().unwrap();
+    assert_eq!(
+        text(&conn, "SELECT title FROM products WHERE id = 3").await,
+        "edited offline"
+    );
+    assert_eq!(content_hash(&conn).await, primary_hash(&origin).await);
+}

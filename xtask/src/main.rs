@@ -64,7 +64,8 @@ enum Cmd {
         /// Concurrent connections.
         #[arg(long, default_value_t = 32)]
         connections: usize,
-        /// Only the rows whose group matches: catalog, native, hello.
+        /// Only the rows whose group matches: catalog, native, hello,
+        /// replication.
         #[arg(long)]
         only: Option<String>,
     },

@@ -12,6 +12,27 @@ use std::time::{Duration, Instant};
 pub struct PopsFile {
     pub pop: Vec<PopConfig>,
     pub front_door: FrontDoorSection,
+    #[serde(default)]
+    pub replication: ReplicationSection,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReplicationSection {
+    /// Time between a PoP's pulls from the primary.
+    #[serde(default = "default_sync_interval_ms")]
+    pub sync_interval_ms: u64,
+}
+
+impl Default for ReplicationSection {
+    fn default() -> Self {
+        ReplicationSection {
+            sync_interval_ms: default_sync_interval_ms(),
+        }
+    }
+}
+
+fn default_sync_interval_ms() -> u64 {
+    100
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +48,9 @@ pub struct PopConfig {
     pub name: String,
     pub region: String,
     pub listen: String,
+    /// Simulated extra round-trip time between this PoP and the origin.
+    #[serde(default)]
+    pub origin_delay_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -46,6 +70,8 @@ struct PopEndpoint {
     name: String,
     region: String,
     url: String,
+    origin_delay_ms: u64,
+    replication: String,
 }
 
 /// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
@@ -122,10 +148,25 @@ pub fn secret(name: &str) -> Result<String> {
     Ok(hex)
 }
 
+/// Where a PoP's `catalog` database comes from.
+pub enum Catalog<'a> {
+    /// A local file (benchmarks of the host alone).
+    File(&'a Path),
+    /// An embedded replica of the origin's primary, files in `dir`.
+    Replica {
+        origin: &'a str,
+        dir: PathBuf,
+        delay_ms: u64,
+        interval_ms: u64,
+    },
+    /// Every query over Hrana to the origin (the no-replica baseline).
+    Remote { origin: &'a str, delay_ms: u64 },
+}
+
 pub fn edge_host_command(
     pop: &str,
     listen: &str,
-    catalog: &Path,
+    catalog: Catalog<'_>,
     manifest: &Path,
 ) -> Result<Command> {
     let mut cmd = Command::new(root().join("target/release/edge-host"));
@@ -133,26 +174,68 @@ pub fn edge_host_command(
         .args(["--manifest"])
         .arg(manifest)
         .args(["--pop", pop, "--listen", listen])
-        .arg("--sqlite")
-        .arg(format!("catalog={}", catalog.display()))
         .arg("--cache-dir")
         .arg(state_dir().join("cache/wasmtime"))
         .env("SPIN_VARIABLE_CURSOR_SECRET", secret("cursor_secret")?);
+    match catalog {
+        Catalog::File(path) => {
+            cmd.arg("--sqlite")
+                .arg(format!("catalog={}", path.display()));
+        }
+        Catalog::Replica {
+            origin,
+            dir,
+            delay_ms,
+            interval_ms,
+        } => {
+            cmd.arg("--replica")
+                .arg(format!("catalog={origin}/db/catalog"))
+                .arg("--replica-dir")
+                .arg(dir)
+                .args(["--origin-delay-ms", &delay_ms.to_string()])
+                .args(["--sync-interval-ms", &interval_ms.to_string()])
+                .env("EDGESHOP_PRIMARY_TOKEN", secret("origin_token")?);
+        }
+        Catalog::Remote { origin, delay_ms } => {
+            cmd.arg("--remote")
+                .arg(format!("catalog={origin}/db/catalog"))
+                .args(["--origin-delay-ms", &delay_ms.to_string()])
+                .env("EDGESHOP_PRIMARY_TOKEN", secret("origin_token")?);
+        }
+    }
     Ok(cmd)
+}
+
+/// Waits (at most `limit`) until a server's health endpoint answers 200:
+/// for a PoP, until its replica has bootstrapped.
+pub fn wait_ready(url: &str, limit: Duration) -> Result<()> {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let deadline = Instant::now() + limit;
+    loop {
+        let ok = std::net::TcpStream::connect(addr).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            write!(
+                s,
+                "GET /.well-known/edgeshop/health HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+            )?;
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head)?;
+            Ok(head.ends_with(b"200"))
+        });
+        if matches!(ok, Ok(true)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not become ready within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 pub fn pops_file() -> Result<PopsFile> {
     let text = std::fs::read_to_string(root().join("cdn-config/pops.toml"))?;
     toml::from_str(&text).context("cdn-config/pops.toml")
-}
-
-fn copy_db(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to.parent().context("dir")?)?;
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", to.display()));
-    }
-    std::fs::copy(from, to)?;
-    Ok(())
 }
 
 pub fn run(no_build: bool) -> Result<()> {
@@ -179,20 +262,33 @@ pub fn run(no_build: bool) -> Result<()> {
     let config = pops_file()?;
     let mut pops = Vec::new();
     for pop in &config.pop {
-        // Each PoP reads its own copy: the stand-in for a local replica.
-        let db: PathBuf = state_dir().join("pops").join(&pop.name).join("catalog.db");
-        copy_db(&catalog, &db)?;
-        say(&format!("starting PoP {} ({})", pop.name, pop.region));
+        // Each PoP reads an embedded replica of the origin's catalog.
+        say(&format!(
+            "starting PoP {} ({}, origin {} ms away)",
+            pop.name, pop.region, pop.origin_delay_ms
+        ));
+        let catalog = Catalog::Replica {
+            origin: &origin.url,
+            dir: state_dir().join("pops").join(&pop.name),
+            delay_ms: pop.origin_delay_ms,
+            interval_ms: config.replication.sync_interval_ms,
+        };
         let svc = Service::start(
             &pop.name,
-            edge_host_command(&pop.name, &pop.listen, &db, &root().join("spin.toml"))?,
+            edge_host_command(&pop.name, &pop.listen, catalog, &root().join("spin.toml"))?,
         )?;
         pops.push(PopEndpoint {
             name: pop.name.clone(),
             region: pop.region.clone(),
             url: svc.url.clone(),
+            origin_delay_ms: pop.origin_delay_ms,
+            replication: format!("{}/.well-known/edgeshop/replication", svc.url),
         });
         services.push(svc);
+    }
+    for pop in &pops {
+        wait_ready(&pop.url, Duration::from_secs(120))
+            .with_context(|| format!("PoP {} bootstrapping its replica", pop.name))?;
     }
 
     let fd_config = state_dir().join("front-door.json");

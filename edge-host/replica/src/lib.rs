@@ -268,11 +268,15 @@ impl Replica {
     /// One round: bootstrap or pull, then record the outcome. Returns
     /// how long to wait before the next round.
     async fn step(&self) -> Duration {
-        let result = match self.active() {
-            None => self.bootstrap().await,
-            Some(a) => a.db.sync().await.map(drop).map_err(classify),
+        let pull = async {
+            match self.active() {
+                None => self.bootstrap().await,
+                Some(a) => a.db.sync().await.map(drop).map_err(classify),
+            }
         };
-        let primary = self.primary_position().await;
+        // Where the primary is, asked alongside the pull so a distant
+        // primary does not slow the loop by another round trip.
+        let (result, primary) = tokio::join!(pull, self.primary_position());
         let position = self.active().and_then(|a| Position::read(&a.path));
         let gone = matches!(result, Err(Error::Gone(_)));
         let pause = self.record(result, position, primary);

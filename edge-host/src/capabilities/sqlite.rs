@@ -64,6 +64,15 @@ impl Pool {
     }
 
     fn take(&self, db: &libsql::Database, epoch: u64) -> Result<libsql::Connection, SqliteError> {
+        self.take_with(db, epoch, true)
+    }
+
+    fn take_with(
+        &self,
+        db: &libsql::Database,
+        epoch: u64,
+        local: bool,
+    ) -> Result<libsql::Connection, SqliteError> {
         loop {
             let pooled = self.idle.lock().expect("pool lock").pop();
             match pooled {
@@ -74,9 +83,11 @@ impl Pool {
         }
         let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
         let conn = db.connect().map_err(backend)?;
-        // Readers wait out a writer (or WAL recovery by another process)
-        // instead of failing with SQLITE_BUSY.
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        if local {
+            // Readers wait out a writer (or WAL recovery by another
+            // process) instead of failing with SQLITE_BUSY.
+            conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        }
         Ok(conn)
     }
 
@@ -100,6 +111,47 @@ impl LibsqlDatabase {
         Ok(LibsqlDatabase {
             db,
             pool: Pool::new(),
+        })
+    }
+}
+
+/// A database read and written over Hrana, every statement a round trip
+/// to the primary: what Spin's `libsql` database type does, and the
+/// baseline the embedded replica is measured against.
+pub struct RemoteDatabase {
+    db: libsql::Database,
+    pool: Pool,
+}
+
+impl RemoteDatabase {
+    pub async fn open(
+        url: &str,
+        token: &str,
+        delay: std::time::Duration,
+    ) -> anyhow::Result<RemoteDatabase> {
+        let db = libsql::Builder::new_remote(url.to_string(), token.to_string())
+            .connector(replica::delay::connector(delay))
+            .build()
+            .await?;
+        Ok(RemoteDatabase {
+            db,
+            pool: Pool::new(),
+        })
+    }
+}
+
+impl SqliteDatabase for RemoteDatabase {
+    fn execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: Vec<Value>,
+        max_result_bytes: usize,
+    ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
+        Box::pin(async move {
+            let conn = self.pool.take_with(&self.db, 0, false)?;
+            let out = run(&conn, sql, params, max_result_bytes).await?;
+            self.pool.give_back(0, conn);
+            Ok(out)
         })
     }
 }

@@ -222,10 +222,11 @@ impl Primary {
                 if checkpoint(&writer, "TRUNCATE").await?[0] != 0 {
                     return Err(Error::CheckpointBusy);
                 }
-                write_atomic(&dir.join(base_name(1)), |f| {
+                let first = fresh_generation(0);
+                write_atomic(&dir.join(base_name(first)), |f| {
                     io::copy(&mut File::open(db_path)?, &mut &*f).map(drop)
                 })?;
-                1
+                first
             }
         };
         let mut logs = BTreeMap::new();
@@ -413,7 +414,14 @@ impl Primary {
                 let _ = std::fs::remove_file(self.dir.join(frames_name(n)));
             }
         }
-        self.advance(current + 1)?;
+        let mut generation = current + 1;
+        if !consistent {
+            // A new history must not reuse generation numbers a stale
+            // replica may hold: jump ahead (see `fresh_generation`).
+            generation = fresh_generation(current);
+            std::fs::rename(&next, self.base_path(generation))?;
+        }
+        self.advance(generation)?;
         Ok(())
     }
 
@@ -460,6 +468,17 @@ impl Primary {
         let st = self.state.read().expect("state lock");
         st.logs[&st.current].clone()
     }
+}
+
+/// The first generation of a new history. The sync protocol has no
+/// history identity, so generations of different histories must not
+/// collide: a new one starts at the current Unix time in seconds (or
+/// after `previous`, if that is later).
+fn fresh_generation(previous: u32) -> u32 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs().min(u64::from(u32::MAX / 2)) as u32);
+    now.max(previous.saturating_add(1))
 }
 
 fn base_name(n: u32) -> String {

@@ -4,7 +4,9 @@
 //! The load generator is a closed loop: `connections` keep-alive clients,
 //! each sending its next request when the last answered, for a fixed time.
 
-use crate::up::{Service, edge_host_command};
+mod replication;
+
+use crate::up::{Catalog, Service, edge_host_command};
 use crate::{build, root, say, setup, state_dir};
 use anyhow::{Context, Result, bail};
 use std::process::Command;
@@ -150,7 +152,12 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
     if want("catalog") {
         let host = Service::start(
             "edge-host",
-            edge_host_command("bench", "127.0.0.1:0", &catalog, &root().join("spin.toml"))?,
+            edge_host_command(
+                "bench",
+                "127.0.0.1:0",
+                Catalog::File(&catalog),
+                &root().join("spin.toml"),
+            )?,
         )?;
         rows.push(measure(
             &rt,
@@ -195,7 +202,7 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
         let manifest = root().join("benches/hello.toml");
         let host = Service::start(
             "edge-host",
-            edge_host_command("bench", "127.0.0.1:0", &catalog, &manifest)?,
+            edge_host_command("bench", "127.0.0.1:0", Catalog::File(&catalog), &manifest)?,
         )?;
         rows.push(measure(
             &rt,
@@ -221,6 +228,13 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
             seconds,
             connections,
         )?);
+    }
+
+    let mut lag = None;
+    if want("replication") {
+        let (more, l) = replication::run(&rt, &catalog, seconds, connections, &product_paths)?;
+        rows.extend(more);
+        lag = Some(l);
     }
 
     println!();
@@ -250,6 +264,9 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
     println!(
         "{connections} keep-alive connections, {seconds}s per row after a 1s warm-up; load generator shares the 2 cores."
     );
+    if let Some(lag) = &lag {
+        replication::print(lag);
+    }
     Ok(())
 }
 

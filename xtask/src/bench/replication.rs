@@ -1,0 +1,291 @@
+//! The replication rows of `cargo xtask bench`: how long a commit at the
+//! primary takes to be readable at every PoP under a steady write load,
+//! and what a catalog read costs at a distant PoP with its local replica
+//! versus reading through the origin.
+
+use super::{Row, measure};
+use crate::up::{self, Catalog, Service, edge_host_command, secret, wait_ready};
+use crate::{root, say, state_dir};
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// Lag percentiles, for the table.
+pub struct Lag {
+    pub probes: usize,
+    pub writes_per_second: f64,
+    pub sorted_ms: Vec<f64>,
+    pub per_pop: Vec<(String, u64, Vec<f64>)>,
+}
+
+/// One statement at the primary over Hrana (v2 pipeline, JSON).
+async fn primary_write(client: &Client, origin: &str, token: &str, sql: &str) -> Result<()> {
+    let body = serde_json::json!({
+        "requests": [
+            {"type": "execute", "stmt": {"sql": sql}},
+            {"type": "close"}
+        ]
+    });
+    let req = http::Request::post(format!("{origin}/db/catalog/v2/pipeline"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?;
+    let resp = client.request(req).await?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+    if !status.is_success() || v["results"][0]["type"] != "ok" {
+        bail!("the primary refused {sql:?}: {status} {v}");
+    }
+    Ok(())
+}
+
+async fn body(client: &Client, url: &str) -> Result<String> {
+    let req = http::Request::get(url).body(Full::new(Bytes::new()))?;
+    let resp = client.request(req).await?;
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    catalog: &Path,
+    seconds: u64,
+    connections: usize,
+    product_paths: &[String],
+) -> Result<(Vec<Row>, Lag)> {
+    let dir = state_dir().join("bench/replication");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let primary_db = dir.join("catalog.db");
+    std::fs::copy(catalog, &primary_db)?;
+    let token = secret("origin_token")?;
+    let mut cmd = Command::new(root().join("target/release/edgeshop-origin"));
+    cmd.args(["--listen", "127.0.0.1:0", "--catalog"])
+        .arg(&primary_db)
+        .env("EDGESHOP_ORIGIN_TOKEN", &token);
+    let origin = Service::start("origin", cmd)?;
+
+    let config = up::pops_file()?;
+    let mut pops = Vec::new();
+    for pop in &config.pop {
+        let catalog = Catalog::Replica {
+            origin: &origin.url,
+            dir: dir.join("pops").join(&pop.name),
+            delay_ms: pop.origin_delay_ms,
+            interval_ms: config.replication.sync_interval_ms,
+        };
+        let svc = Service::start(
+            &pop.name,
+            edge_host_command(&pop.name, "127.0.0.1:0", catalog, &root().join("spin.toml"))?,
+        )?;
+        wait_ready(&svc.url, Duration::from_secs(120))?;
+        pops.push((pop.name.clone(), pop.origin_delay_ms, svc));
+    }
+    let far = config
+        .pop
+        .iter()
+        .max_by_key(|p| p.origin_delay_ms)
+        .context("cdn-config/pops.toml names no PoP")?;
+    let through = Service::start(
+        "through-origin",
+        edge_host_command(
+            "through-origin",
+            "127.0.0.1:0",
+            Catalog::Remote {
+                origin: &origin.url,
+                delay_ms: far.origin_delay_ms,
+            },
+            &root().join("spin.toml"),
+        )?,
+    )?;
+    let far_url = &pops
+        .iter()
+        .find(|(n, ..)| *n == far.name)
+        .expect("the far PoP runs")
+        .2
+        .url;
+    let mut rows = vec![
+        measure(
+            rt,
+            &format!(
+                "product by id at {} (+{} ms), local replica",
+                far.name, far.origin_delay_ms
+            ),
+            far_url,
+            product_paths,
+            seconds,
+            connections,
+        )?,
+        measure(
+            rt,
+            &format!(
+                "product by id at {} (+{} ms), through the origin",
+                far.name, far.origin_delay_ms
+            ),
+            &through.url,
+            product_paths,
+            seconds,
+            connections,
+        )?,
+    ];
+    rows.iter_mut().for_each(|r| r.name.truncate(52));
+
+    let pop_urls: Vec<(String, u64, String)> = pops
+        .iter()
+        .map(|(n, d, s)| (n.clone(), *d, s.url.clone()))
+        .collect();
+    let lag = rt.block_on(lag(&origin.url, &token, &pop_urls, seconds))?;
+    drop(through);
+    drop(pops);
+    drop(origin);
+    Ok((rows, lag))
+}
+
+/// Probes: a marker written at the primary, then polled for at every PoP
+/// through the catalog API, while a background writer keeps committing.
+async fn lag(
+    origin: &str,
+    token: &str,
+    pops: &[(String, u64, String)],
+    seconds: u64,
+) -> Result<Lag> {
+    let client: Client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Steady background load: about 50 small commits a second.
+    let background = tokio::spawn({
+        let (client, origin, token, stop) = (
+            client.clone(),
+            origin.to_string(),
+            token.to_string(),
+            stop.clone(),
+        );
+        async move {
+            let mut n = 0u64;
+            let started = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                let sql = format!(
+                    "UPDATE products SET stock = stock + 1 WHERE id = {}",
+                    2 + n % 9_000
+                );
+                if primary_write(&client, &origin, &token, &sql).await.is_ok() {
+                    n += 1;
+                }
+            }
+            n as f64 / started.elapsed().as_secs_f64()
+        }
+    });
+    let probes = (seconds as usize * 6).clamp(20, 120);
+    say(&format!(
+        "bench: replication lag, {probes} probes under a steady write load"
+    ));
+    let mut all = Vec::new();
+    let mut per_pop: Vec<Vec<f64>> = vec![Vec::new(); pops.len()];
+    for i in 0..probes {
+        let marker = format!("lag-probe-{i}-{}", std::process::id());
+        primary_write(
+            &client,
+            origin,
+            token,
+            &format!("UPDATE products SET title = '{marker}' WHERE id = 1"),
+        )
+        .await?;
+        let committed = Instant::now();
+        let mut seen: Vec<Option<f64>> = vec![None; pops.len()];
+        let deadline = committed + Duration::from_secs(10);
+        while seen.iter().any(Option::is_none) {
+            if Instant::now() > deadline {
+                bail!("probe {i} was not visible at every PoP within 10 s: {seen:?}");
+            }
+            for (k, (_, _, url)) in pops.iter().enumerate() {
+                if seen[k].is_none()
+                    && body(&client, &format!("{url}/api/v1/products/1"))
+                        .await?
+                        .contains(&marker)
+                {
+                    seen[k] = Some(committed.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let seen: Vec<f64> = seen.into_iter().map(|s| s.unwrap_or(0.0)).collect();
+        all.push(seen.iter().copied().fold(0.0, f64::max));
+        for (k, ms) in seen.into_iter().enumerate() {
+            per_pop[k].push(ms);
+        }
+        // A random phase against the PoPs' pull interval.
+        tokio::time::sleep(Duration::from_millis(40 + (i as u64 * 37) % 90)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes_per_second = background.await?;
+    all.sort_by(f64::total_cmp);
+    let per_pop = pops
+        .iter()
+        .zip(per_pop)
+        .map(|((n, d, _), mut v)| {
+            v.sort_by(f64::total_cmp);
+            (n.clone(), *d, v)
+        })
+        .collect();
+    Ok(Lag {
+        probes,
+        writes_per_second,
+        sorted_ms: all,
+        per_pop,
+    })
+}
+
+/// The lag table.
+pub fn print(lag: &Lag) {
+    let pct = |v: &[f64], p: f64| -> f64 {
+        if v.is_empty() {
+            return 0.0;
+        }
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    println!();
+    println!(
+        "| {:<52} | {:>9} | {:>8} | {:>8} |",
+        "replication: commit at primary -> readable at", "probes", "p50 ms", "p99 ms"
+    );
+    println!(
+        "|{}|{}|{}|{}|",
+        "-".repeat(54),
+        "-".repeat(11),
+        "-".repeat(10),
+        "-".repeat(10)
+    );
+    for (name, delay, v) in &lag.per_pop {
+        println!(
+            "| {:<52} | {:>9} | {:>8.1} | {:>8.1} |",
+            format!("PoP {name} (+{delay} ms to origin)"),
+            v.len(),
+            pct(v, 0.5),
+            pct(v, 0.99)
+        );
+    }
+    println!(
+        "| {:<52} | {:>9} | {:>8.1} | {:>8.1} |",
+        "every PoP",
+        lag.probes,
+        pct(&lag.sorted_ms, 0.5),
+        pct(&lag.sorted_ms, 0.99)
+    );
+    println!();
+    println!(
+        "Under {:.0} background commits/s at the primary; visibility polled every 2 ms through GET /api/v1/products/1.",
+        lag.writes_per_second
+    );
+}
