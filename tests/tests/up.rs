@@ -65,6 +65,37 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
     }
     assert!(etags.windows(2).all(|w| w[0] == w[1]), "{etags:?}");
 
+    // Each PoP reads an embedded replica: a write at the primary becomes
+    // readable at every PoP, and each reports where it is.
+    let token = std::fs::read_to_string(state.0.join("secrets/origin_token")).unwrap();
+    let primary = libsql::Builder::new_remote(
+        format!("{}/db/catalog", topology["origin"]["url"].as_str().unwrap()),
+        token.trim().to_string(),
+    )
+    .build()
+    .await
+    .unwrap()
+    .connect()
+    .unwrap();
+    primary
+        .execute("UPDATE products SET title = 'Replicated by up' WHERE id = 1", ())
+        .await
+        .unwrap();
+    for pop in &pops {
+        let url = format!("{}/api/v1/products/1", pop["url"].as_str().unwrap());
+        let waited = Instant::now();
+        while !get(&url).await.text().contains("Replicated by up") {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "{} never saw the write",
+                pop["name"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let status = get(pop["replication"].as_str().unwrap()).await.json();
+        assert_eq!(status["replicas"][0]["bootstrapped"], true, "{status}");
+    }
+
     // The front door sends each region to its nearest PoP.
     let fd = topology["front_door"]["url"].as_str().unwrap();
     for (region, pop) in [("eu", "fra"), ("us", "iad"), ("ap", "sin")] {

@@ -295,7 +295,9 @@ pub fn run(no_build: bool) -> Result<()> {
     std::fs::write(
         &fd_config,
         serde_json::to_string_pretty(&serde_json::json!({
-            "pops": pops,
+            "pops": pops.iter().map(|p| serde_json::json!({
+                "name": p.name, "region": p.region, "url": p.url,
+            })).collect::<Vec<_>>(),
             "nearest": config.front_door.nearest,
             "region_header": config.front_door.region_header,
         }))?,
