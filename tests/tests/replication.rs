@@ -54,7 +54,8 @@ async fn primary_hash(origin: &Host) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_embedded_replica_bootstraps_pulls_and_writes_through() {
     let dir = TempDir::new("repl-basic");
-    let origin = origin_on_copy(&dir, &[]);
+    let orders = dir.0.join("orders.db");
+    let origin = origin_on_copy(&dir, &["--orders", orders.to_str().unwrap()]);
     let db = replica(&origin, &dir.0.join("replica.db")).await;
     db.sync().await.unwrap();
     let conn = db.connect().unwrap();
@@ -93,6 +94,21 @@ async fn an_embedded_replica_bootstraps_pulls_and_writes_through() {
     db.sync().await.unwrap();
     assert_eq!(count(&conn, "SELECT percent FROM promotions").await, 10);
     assert_eq!(content_hash(&conn).await, primary_hash(&origin).await);
+
+    // Only the catalog goes to the edge: orders has no replication API,
+    // and a missing token is refused.
+    let auth = format!("Bearer {ORIGIN_TOKEN}");
+    let r = edgeshop_e2e::request(
+        "GET",
+        &format!("{}/db/orders/info", origin.url),
+        &[("authorization", &auth)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("not replicated"), "{}", r.text());
+    let r = edgeshop_e2e::get(&format!("{}/db/catalog/export/1", origin.url)).await;
+    assert_eq!(r.status, 401);
 }
 
 /// Runs `n` small write transactions at the primary.

@@ -78,7 +78,10 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
     .connect()
     .unwrap();
     primary
-        .execute("UPDATE products SET title = 'Replicated by up' WHERE id = 1", ())
+        .execute(
+            "UPDATE products SET title = 'Replicated by up' WHERE id = 1",
+            (),
+        )
         .await
         .unwrap();
     for pop in &pops {

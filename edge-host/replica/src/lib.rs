@@ -84,7 +84,11 @@ struct State {
     status: Status,
     last_sync: Option<Instant>,
     failures_in_a_row: u32,
+    last_report: Option<Instant>,
 }
+
+/// How often the position is logged while all is well.
+const REPORT_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -308,6 +312,17 @@ impl Replica {
             }
             _ => None,
         };
+        if st.last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+            st.last_report = Some(Instant::now());
+            tracing::info!(
+                db = %self.config.label,
+                ?position,
+                ?primary,
+                frames_behind = ?st.status.frames_behind,
+                since_last_sync_ms = ?st.last_sync.map(|t| t.elapsed().as_millis()),
+                "replication position"
+            );
+        }
         match result {
             Ok(()) => {
                 if st.failures_in_a_row > 0 {
