@@ -319,6 +319,29 @@ pub fn start_origin(catalog: &Path, extra: &[&str]) -> Result<Host, String> {
     Host::spawn(cmd)
 }
 
+/// Starts an origin on a copy of the seeded catalog in `dir` (made once,
+/// so a restart reuses the same file).
+pub fn start_origin_on_seed(dir: &Path, extra: &[&str]) -> Host {
+    let catalog = dir.join("catalog.db");
+    if !catalog.exists() {
+        std::fs::copy(seeded_catalog(), &catalog).expect("copy the seeded catalog");
+    }
+    start_origin(&catalog, extra).unwrap_or_else(|log| panic!("origin did not start:\n{log}"))
+}
+
+/// A `libsql` remote (Hrana) connection to an origin's catalog primary.
+pub async fn primary_connection(origin: &Host) -> libsql::Connection {
+    libsql::Builder::new_remote(
+        format!("{}/db/catalog", origin.url),
+        ORIGIN_TOKEN.to_string(),
+    )
+    .build()
+    .await
+    .expect("a remote database")
+    .connect()
+    .expect("a remote connection")
+}
+
 /// A digest of everything a database holds: its schema and every row of
 /// every table, in a canonical order. Equal digests mean equal content.
 pub async fn content_hash(conn: &libsql::Connection) -> u64 {

@@ -3,8 +3,8 @@
 //! and the faults a PoP must ride out without a manual step.
 
 use edgeshop_e2e::{
-    Host, ORIGIN_TOKEN, TempDir, content_hash, get, replica_hash, request, root, seeded_catalog,
-    start_origin, start_pop, wait_ready,
+    Host, TempDir, content_hash, get, primary_connection, replica_hash, request, root,
+    start_origin, start_origin_on_seed, start_pop, wait_ready,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,14 +12,6 @@ use std::time::Duration;
 fn guests_manifest() -> PathBuf {
     edgeshop_e2e::component("test-guests");
     root().join("tests/fixtures/replica-guests.toml")
-}
-
-fn origin(dir: &TempDir, extra: &[&str]) -> Host {
-    let catalog = dir.0.join("catalog.db");
-    if !catalog.exists() {
-        std::fs::copy(seeded_catalog(), &catalog).unwrap();
-    }
-    start_origin(&catalog, extra).unwrap_or_else(|log| panic!("origin did not start:\n{log}"))
 }
 
 async fn pop(manifest: &Path, origin: &Host, dir: &Path, extra: &[&str]) -> Host {
@@ -41,18 +33,6 @@ async fn sql(pop: &Host, statement: &str) -> String {
     r.text()
 }
 
-async fn primary_conn(origin: &Host) -> libsql::Connection {
-    libsql::Builder::new_remote(
-        format!("{}/db/catalog", origin.url),
-        ORIGIN_TOKEN.to_string(),
-    )
-    .build()
-    .await
-    .unwrap()
-    .connect()
-    .unwrap()
-}
-
 /// Waits (at most 30 s) until the PoP's replica holds exactly `want`.
 async fn converged(dir: &Path, want: u64, what: &str, pop: &Host) {
     for _ in 0..300 {
@@ -72,7 +52,7 @@ async fn converged(dir: &Path, want: u64, what: &str, pop: &Host) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pop_always_reads_its_own_writes() {
     let dir = TempDir::new("pop-ryw");
-    let origin = origin(&dir, &[]);
+    let origin = start_origin_on_seed(&dir.0, &[]);
     let pop = pop(&guests_manifest(), &origin, &dir.0.join("pop"), &[]).await;
     for i in 0..40 {
         sql(
@@ -87,7 +67,7 @@ async fn a_pop_always_reads_its_own_writes() {
         );
     }
     // The writes reached the primary, too.
-    let p = primary_conn(&origin).await;
+    let p = primary_connection(&origin).await;
     let mut rows = p
         .query("SELECT title FROM products WHERE id = 11", ())
         .await
@@ -131,14 +111,14 @@ async fn burst(p: &libsql::Connection, round: u32) {
 #[tokio::test(flavor = "multi_thread")]
 async fn pops_converge_through_crashes_restarts_and_late_joins() {
     let dir = TempDir::new("pop-converge");
-    let mut origin = origin(&dir, &[]);
+    let mut origin = start_origin_on_seed(&dir.0, &[]);
     let port = origin.url.rsplit(':').next().unwrap().to_string();
     let manifest = root().join("spin.toml");
     let (a_dir, b_dir, c_dir) = (dir.0.join("fra"), dir.0.join("iad"), dir.0.join("sin"));
     let a = pop(&manifest, &origin, &a_dir, &[]).await;
     let mut b = pop(&manifest, &origin, &b_dir, &[]).await;
 
-    let p = primary_conn(&origin).await;
+    let p = primary_connection(&origin).await;
     for round in 0..4 {
         burst(&p, round).await;
     }
@@ -154,7 +134,7 @@ async fn pops_converge_through_crashes_restarts_and_late_joins() {
         &["--listen", &format!("127.0.0.1:{port}")],
     )
     .unwrap_or_else(|log| panic!("origin did not restart:\n{log}"));
-    let p = primary_conn(&origin).await;
+    let p = primary_connection(&origin).await;
     for round in 8..12 {
         burst(&p, round).await;
     }
@@ -175,14 +155,14 @@ async fn pops_converge_through_crashes_restarts_and_late_joins() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_offline_pop_catches_up_across_generations_or_bootstraps_again() {
     let dir = TempDir::new("pop-offline");
-    let origin = origin(
-        &dir,
+    let origin = start_origin_on_seed(
+        &dir.0,
         &["--roll-frames", "16", "--retain-generations", "200"],
     );
     let manifest = root().join("spin.toml");
     let pop_dir = dir.0.join("fra");
     let mut fra = pop(&manifest, &origin, &pop_dir, &[]).await;
-    let p = primary_conn(&origin).await;
+    let p = primary_connection(&origin).await;
 
     // Offline while generations roll (within what the origin keeps).
     fra.stop();
@@ -209,11 +189,14 @@ async fn an_offline_pop_catches_up_across_generations_or_bootstraps_again() {
     // Offline longer than the origin keeps history: the PoP notices the
     // 410, bootstraps a new replica by itself, and keeps serving.
     let dir2 = TempDir::new("pop-gone");
-    let origin = self::origin(&dir2, &["--roll-frames", "4", "--retain-generations", "2"]);
+    let origin = start_origin_on_seed(
+        &dir2.0,
+        &["--roll-frames", "4", "--retain-generations", "2"],
+    );
     let pop_dir = dir2.0.join("iad");
     let mut iad = pop(&manifest, &origin, &pop_dir, &[]).await;
     iad.stop();
-    let p = primary_conn(&origin).await;
+    let p = primary_connection(&origin).await;
     for round in 0..10 {
         burst(&p, round).await;
     }
@@ -237,7 +220,7 @@ async fn an_offline_pop_catches_up_across_generations_or_bootstraps_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pop_keeps_serving_reads_while_the_origin_is_down() {
     let dir = TempDir::new("pop-partition");
-    let mut origin = origin(&dir, &[]);
+    let mut origin = start_origin_on_seed(&dir.0, &[]);
     let manifest = root().join("spin.toml");
     let pop_dir = dir.0.join("fra");
     let mut fra = pop(&manifest, &origin, &pop_dir, &[]).await;

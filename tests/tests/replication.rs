@@ -2,16 +2,11 @@
 //! the `libsql` crate's embedded replica (`Builder::new_remote_replica`),
 //! which picks the v2 sync protocol because `/info` answers.
 
-use edgeshop_e2e::{Host, ORIGIN_TOKEN, TempDir, content_hash, seeded_catalog, start_origin};
+use edgeshop_e2e::{
+    Host, ORIGIN_TOKEN, TempDir, content_hash, primary_connection, start_origin,
+    start_origin_on_seed,
+};
 use std::path::Path;
-
-fn origin_on_copy(dir: &TempDir, extra: &[&str]) -> Host {
-    let catalog = dir.0.join("catalog.db");
-    if !catalog.exists() {
-        std::fs::copy(seeded_catalog(), &catalog).unwrap();
-    }
-    start_origin(&catalog, extra).unwrap_or_else(|log| panic!("origin did not start:\n{log}"))
-}
 
 async fn replica(origin: &Host, path: &Path) -> libsql::Database {
     libsql::Builder::new_remote_replica(
@@ -22,18 +17,6 @@ async fn replica(origin: &Host, path: &Path) -> libsql::Database {
     .build()
     .await
     .expect("the replica opens")
-}
-
-async fn primary(origin: &Host) -> libsql::Connection {
-    libsql::Builder::new_remote(
-        format!("{}/db/catalog", origin.url),
-        ORIGIN_TOKEN.to_string(),
-    )
-    .build()
-    .await
-    .unwrap()
-    .connect()
-    .unwrap()
 }
 
 async fn count(conn: &libsql::Connection, sql: &str) -> i64 {
@@ -48,14 +31,14 @@ async fn text(conn: &libsql::Connection, sql: &str) -> String {
 
 /// The primary's content, read over Hrana.
 async fn primary_hash(origin: &Host) -> u64 {
-    content_hash(&primary(origin).await).await
+    content_hash(&primary_connection(origin).await).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_embedded_replica_bootstraps_pulls_and_writes_through() {
     let dir = TempDir::new("repl-basic");
     let orders = dir.0.join("orders.db");
-    let origin = origin_on_copy(&dir, &["--orders", orders.to_str().unwrap()]);
+    let origin = start_origin_on_seed(&dir.0, &["--orders", orders.to_str().unwrap()]);
     let db = replica(&origin, &dir.0.join("replica.db")).await;
     db.sync().await.unwrap();
     let conn = db.connect().unwrap();
@@ -79,7 +62,7 @@ async fn an_embedded_replica_bootstraps_pulls_and_writes_through() {
 
     // Writes by someone else arrive with the next sync: inserts, updates,
     // deletes and a schema change.
-    let p = primary(&origin).await;
+    let p = primary_connection(&origin).await;
     p.execute_batch(
         "INSERT INTO vendors (id, slug, name, country, created_at, updated_at)
              VALUES (9001, 'late-vendor', 'Late vendor', 'DE', 1, 1);
@@ -138,8 +121,8 @@ async fn info(origin: &Host) -> serde_json::Value {
 async fn an_offline_replica_crosses_generations_and_checkpoints() {
     let dir = TempDir::new("repl-gens");
     // Tiny generations and checkpoints, so a few writes cross both.
-    let origin = origin_on_copy(
-        &dir,
+    let origin = start_origin_on_seed(
+        &dir.0,
         &[
             "--roll-frames",
             "12",
@@ -153,7 +136,7 @@ async fn an_offline_replica_crosses_generations_and_checkpoints() {
     db.sync().await.unwrap();
     let start = info(&origin).await["current_generation"].as_u64().unwrap();
 
-    let p = primary(&origin).await;
+    let p = primary_connection(&origin).await;
     // Three bursts of about 400 frames each, with pauses that let the
     // shipper's once-a-second checkpoint run.
     for burst in 0..3 {
@@ -175,11 +158,11 @@ async fn an_offline_replica_crosses_generations_and_checkpoints() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_behind_the_kept_history_is_told_to_bootstrap_again() {
     let dir = TempDir::new("repl-gone");
-    let origin = origin_on_copy(&dir, &["--roll-frames", "4", "--retain-generations", "2"]);
+    let origin = start_origin_on_seed(&dir.0, &["--roll-frames", "4", "--retain-generations", "2"]);
     let path = dir.0.join("replica.db");
     let db = replica(&origin, &path).await;
     db.sync().await.unwrap();
-    churn(&primary(&origin).await, 0, 40).await;
+    churn(&primary_connection(&origin).await, 0, 40).await;
 
     let err = db.sync().await.expect_err("its generation is gone");
     assert!(err.to_string().contains("410"), "{err}");
@@ -194,7 +177,7 @@ async fn a_replica_behind_the_kept_history_is_told_to_bootstrap_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_continue_across_origin_restarts_and_crashes_under_writes() {
     let dir = TempDir::new("repl-restart");
-    let mut origin = origin_on_copy(&dir, &[]);
+    let mut origin = start_origin_on_seed(&dir.0, &[]);
     let db = replica(&origin, &dir.0.join("replica.db")).await;
     db.sync().await.unwrap();
     let url = origin.url.clone();
@@ -275,7 +258,7 @@ async fn replicas_continue_across_origin_restarts_and_crashes_under_writes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_catalog_changed_behind_the_origins_back_starts_a_new_history() {
     let dir = TempDir::new("repl-reset");
-    let mut origin = origin_on_copy(&dir, &[]);
+    let mut origin = start_origin_on_seed(&dir.0, &[]);
     let db = replica(&origin, &dir.0.join("replica.db")).await;
     db.sync().await.unwrap();
     let before = info(&origin).await["current_generation"].as_u64().unwrap();
