@@ -75,13 +75,25 @@ async fn a_pop_always_reads_its_own_writes() {
     let title: String = rows.next().await.unwrap().unwrap().get(0).unwrap();
     assert_eq!(title, "ryw-39");
 
-    let status = get(&format!("{}/.well-known/edgeshop/replication", pop.url))
-        .await
-        .json();
-    let r = &status["replicas"][0];
-    assert_eq!(r["label"], "catalog");
-    assert_eq!(r["bootstrapped"], true);
-    assert!(r["position"]["frame"].as_u64().unwrap() > 0, "{status}");
+    // The status endpoint reports the position and, once the primary's
+    // position has been asked for, zero lag.
+    let mut caught_up = false;
+    for _ in 0..100 {
+        let status = get(&format!("{}/.well-known/edgeshop/replication", pop.url))
+            .await
+            .json();
+        let r = &status["replicas"][0];
+        assert_eq!(r["label"], "catalog");
+        assert_eq!(r["bootstrapped"], true);
+        assert!(r["position"]["frame"].as_u64().unwrap() > 0, "{status}");
+        assert!(r["since_last_sync_ms"].as_u64().unwrap() < 5_000, "{status}");
+        if r["frames_behind"] == 0 && r["primary"] == r["position"] {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(caught_up, "the status never showed the replica caught up");
 }
 
 /// Inserts, updates, deletes and a schema migration at the primary.
@@ -116,18 +128,24 @@ async fn pops_converge_through_crashes_restarts_and_late_joins() {
     let manifest = root().join("spin.toml");
     let (a_dir, b_dir, c_dir) = (dir.0.join("fra"), dir.0.join("iad"), dir.0.join("sin"));
     let a = pop(&manifest, &origin, &a_dir, &[]).await;
-    let mut b = pop(&manifest, &origin, &b_dir, &[]).await;
+    // iad is 20 ms from the origin, so pulling a big transaction takes
+    // many round trips: long enough to be killed in the middle of one.
+    let mut b = pop(&manifest, &origin, &b_dir, &["--origin-delay-ms", "20"]).await;
 
     let p = primary_connection(&origin).await;
-    for round in 0..4 {
+    for round in 0..8 {
         burst(&p, round).await;
     }
-    // Kill a PoP in the middle of pulling a burst, and the origin under
-    // writes; restart both.
-    for round in 4..8 {
-        burst(&p, round).await;
-    }
+    // One transaction touching every product (and its search index).
+    p.execute(
+        "UPDATE products SET description = description || ' Revised.'",
+        (),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
     b.kill();
+    // The origin dies under writes, too; both restart.
     origin.kill();
     origin = start_origin(
         &dir.0.join("catalog.db"),
@@ -147,9 +165,15 @@ async fn pops_converge_through_crashes_restarts_and_late_joins() {
     converged(&b_dir, want, "iad (killed mid-sync)", &b).await;
     converged(&c_dir, want, "sin (late)", &c).await;
 
-    // The catalog API reads the replicated write.
-    let r = get(&format!("{}/api/v1/vendors", c.url)).await;
-    assert!(r.status == 200 || r.status == 404, "{}", r.status);
+    // The catalog API at the late PoP serves a vendor written last.
+    let mut rows = p
+        .query("SELECT id FROM vendors WHERE slug = 'burst-11'", ())
+        .await
+        .unwrap();
+    let id: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
+    let r = get(&format!("{}/api/v1/vendors/{id}", c.url)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["name"], "Burst vendor 11");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -87,6 +87,19 @@ struct State {
     last_report: Option<Instant>,
 }
 
+/// How often the primary's position is asked for.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// Frames a replica lacks, when both positions are in one generation.
+fn frames_behind(replica: Option<Position>, primary: Option<Position>) -> Option<u64> {
+    match (replica, primary) {
+        (Some(p), Some(q)) if p.generation == q.generation => {
+            Some(u64::from(q.frame.saturating_sub(p.frame)))
+        }
+        _ => None,
+    }
+}
+
 /// How often the position is logged while all is well.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -151,6 +164,21 @@ impl Replica {
                 tokio::time::sleep(pause).await;
             }
         });
+        // Where the primary is, asked on its own schedule so the lag is
+        // known while a long pull runs.
+        let weak = Arc::downgrade(&replica);
+        tokio::spawn(async move {
+            loop {
+                let Some(replica) = weak.upgrade() else {
+                    return;
+                };
+                if let Some(p) = replica.primary_position().await {
+                    replica.state.lock().expect("replica state").status.primary = Some(p);
+                }
+                drop(replica);
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+        });
         Ok(replica)
     }
 
@@ -171,9 +199,14 @@ impl Replica {
             .bootstrapped
     }
 
+    /// The status now: the applied position is read live, so a long pull
+    /// shows its progress commit by commit.
     pub fn status(&self) -> Status {
+        let live = self.active().and_then(|a| Position::read(&a.path));
         let st = self.state.lock().expect("replica state");
         let mut s = st.status.clone();
+        s.position = live.or(s.position);
+        s.frames_behind = frames_behind(s.position, s.primary);
         s.since_last_sync_ms = st.last_sync.map(|t| t.elapsed().as_millis() as u64);
         s
     }
@@ -272,18 +305,13 @@ impl Replica {
     /// One round: bootstrap or pull, then record the outcome. Returns
     /// how long to wait before the next round.
     async fn step(&self) -> Duration {
-        let pull = async {
-            match self.active() {
-                None => self.bootstrap().await,
-                Some(a) => a.db.sync().await.map(drop).map_err(classify),
-            }
+        let result = match self.active() {
+            None => self.bootstrap().await,
+            Some(a) => a.db.sync().await.map(drop).map_err(classify),
         };
-        // Where the primary is, asked alongside the pull so a distant
-        // primary does not slow the loop by another round trip.
-        let (result, primary) = tokio::join!(pull, self.primary_position());
         let position = self.active().and_then(|a| Position::read(&a.path));
         let gone = matches!(result, Err(Error::Gone(_)));
-        let pause = self.record(result, position, primary);
+        let pause = self.record(result, position);
         if gone {
             // Keep serving the old copy until the new one is ready.
             if let Err(e) = self.rebootstrap().await {
@@ -295,30 +323,16 @@ impl Replica {
     }
 
     /// Records a round's outcome; returns the pause before the next.
-    fn record(
-        &self,
-        result: Result<(), Error>,
-        position: Option<Position>,
-        primary: Option<Position>,
-    ) -> Duration {
+    fn record(&self, result: Result<(), Error>, position: Option<Position>) -> Duration {
         let mut st = self.state.lock().expect("replica state");
         st.status.position = position;
-        if primary.is_some() {
-            st.status.primary = primary;
-        }
-        st.status.frames_behind = match (st.status.position, st.status.primary) {
-            (Some(p), Some(q)) if p.generation == q.generation => {
-                Some(u64::from(q.frame.saturating_sub(p.frame)))
-            }
-            _ => None,
-        };
         if st.last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
             st.last_report = Some(Instant::now());
             tracing::info!(
                 db = %self.config.label,
                 ?position,
-                ?primary,
-                frames_behind = ?st.status.frames_behind,
+                primary = ?st.status.primary,
+                frames_behind = ?frames_behind(position, st.status.primary),
                 since_last_sync_ms = ?st.last_sync.map(|t| t.elapsed().as_millis()),
                 "replication position"
             );
