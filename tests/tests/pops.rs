@@ -86,7 +86,10 @@ async fn a_pop_always_reads_its_own_writes() {
         assert_eq!(r["label"], "catalog");
         assert_eq!(r["bootstrapped"], true);
         assert!(r["position"]["frame"].as_u64().unwrap() > 0, "{status}");
-        assert!(r["since_last_sync_ms"].as_u64().unwrap() < 5_000, "{status}");
+        assert!(
+            r["since_last_sync_ms"].as_u64().unwrap() < 5_000,
+            "{status}"
+        );
         if r["frames_behind"] == 0 && r["primary"] == r["position"] {
             caught_up = true;
             break;
@@ -272,4 +275,63 @@ async fn a_pop_keeps_serving_reads_while_the_origin_is_down() {
     let r = get(&format!("{}/api/v1/products/42", fresh.url)).await;
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after"), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pop_under_read_load_follows_generation_rolls() {
+    let dir = TempDir::new("pop-busy");
+    let origin = start_origin_on_seed(
+        &dir.0,
+        &["--roll-frames", "24", "--retain-generations", "100"],
+    );
+    let manifest = root().join("spin.toml");
+    let pop_dir = dir.0.join("fra");
+    let fra = pop(&manifest, &origin, &pop_dir, &[]).await;
+
+    // Readers keep the replica's WAL busy while generations roll under
+    // them; the replica checkpoints at each generation's end regardless.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for k in 0..8u32 {
+        let (url, stop) = (fra.url.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut ok = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = get(&format!("{url}/api/v1/products?limit=20&min_price={k}")).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                ok += 1;
+            }
+            ok
+        }));
+    }
+    let p = primary_connection(&origin).await;
+    for round in 0..20 {
+        burst(&p, round).await;
+    }
+    converged(
+        &pop_dir,
+        content_hash(&p).await,
+        "fra under read load",
+        &fra,
+    )
+    .await;
+    // And, with the readers still going, it reaches the primary's
+    // current generation instead of stalling at a generation's end.
+    let mut status = serde_json::Value::Null;
+    for _ in 0..100 {
+        status = get(&format!("{}/.well-known/edgeshop/replication", fra.url))
+            .await
+            .json();
+        let r = &status["replicas"][0];
+        if r["frames_behind"] == 0 && r["position"] == r["primary"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = &status["replicas"][0];
+    assert_eq!(r["position"], r["primary"], "{status}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.unwrap() > 0);
+    }
 }

@@ -74,6 +74,9 @@ pub struct Active {
 pub struct Replica {
     config: Config,
     connector: delay::Connector,
+    /// Readers hold it shared; a pull that must checkpoint holds it
+    /// alone (see [`Replica::read_gate`]).
+    gate: tokio::sync::RwLock<()>,
     active: RwLock<Option<Active>>,
     state: Mutex<State>,
     epochs: AtomicU64,
@@ -82,6 +85,8 @@ pub struct Replica {
 #[derive(Default)]
 struct State {
     status: Status,
+    /// The last pull could not checkpoint because readers were active.
+    checkpoint_blocked: bool,
     last_sync: Option<Instant>,
     failures_in_a_row: u32,
     last_report: Option<Instant>,
@@ -132,6 +137,7 @@ impl Replica {
         std::fs::create_dir_all(&config.dir)?;
         let replica = Arc::new(Replica {
             connector: delay::connector(config.delay),
+            gate: tokio::sync::RwLock::new(()),
             active: RwLock::new(None),
             state: Mutex::new(State {
                 status: Status {
@@ -184,6 +190,15 @@ impl Replica {
 
     pub fn label(&self) -> &str {
         &self.config.label
+    }
+
+    /// Hold this while reading. At the end of a generation the replica
+    /// must checkpoint its WAL, which SQLite refuses while any reader is
+    /// inside it; under steady reads that could stall replication, so a
+    /// pull that failed that way runs once more with readers paused (for
+    /// one pull: a round trip or two).
+    pub async fn read_gate(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().await
     }
 
     /// The database to read from, once bootstrapped.
@@ -305,8 +320,13 @@ impl Replica {
     /// One round: bootstrap or pull, then record the outcome. Returns
     /// how long to wait before the next round.
     async fn step(&self) -> Duration {
+        let exclusive = self.state.lock().expect("replica state").checkpoint_blocked;
         let result = match self.active() {
             None => self.bootstrap().await,
+            Some(a) if exclusive => {
+                let _alone = self.gate.write().await;
+                a.db.sync().await.map(drop).map_err(classify)
+            }
             Some(a) => a.db.sync().await.map(drop).map_err(classify),
         };
         let position = self.active().and_then(|a| Position::read(&a.path));
@@ -326,6 +346,8 @@ impl Replica {
     fn record(&self, result: Result<(), Error>, position: Option<Position>) -> Duration {
         let mut st = self.state.lock().expect("replica state");
         st.status.position = position;
+        st.checkpoint_blocked =
+            matches!(&result, Err(Error::Libsql(e)) if e.to_string().contains("checkpoint"));
         if st.last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
             st.last_report = Some(Instant::now());
             tracing::info!(
@@ -355,6 +377,9 @@ impl Replica {
                     tracing::warn!(db = %self.config.label, error = %e, "replication sync failed; reads continue from the local copy");
                 }
                 st.status.last_error = Some(e.to_string());
+                if st.checkpoint_blocked {
+                    return Duration::ZERO;
+                }
                 // Back off while the primary is unreachable: up to 5 s.
                 let shift = st.failures_in_a_row.min(6);
                 (self.config.interval * (1 << shift)).min(Duration::from_secs(5))

@@ -186,6 +186,7 @@ impl SqliteDatabase for ReplicaDatabase {
                     self.replica.label()
                 )));
             };
+            let _reading = self.replica.read_gate().await;
             let conn = self.pool.take(&active.db, active.epoch)?;
             let out = run(&conn, sql, params, max_result_bytes).await?;
             self.pool.give_back(active.epoch, conn);
