@@ -104,7 +104,7 @@ async fn shipped_frames_rebuild_the_database_across_checkpoints_and_restarts() {
     );
 
     // The shipper stops, then a write lands in the WAL that no shipper
-    // saw (as after a crash); the next start ships it exactly once.
+    // saw (as after a crash); the next start ships it.
     primary.shutdown();
     conn.execute("UPDATE t SET v = 'after the crash' WHERE id = 7", ())
         .await
