@@ -63,11 +63,22 @@ impl Pool {
         }
     }
 
-    fn take(&self, db: &libsql::Database, epoch: u64) -> Result<libsql::Connection, SqliteError> {
-        self.take_with(db, epoch, true)
+    /// Runs one statement on a pooled connection of `db` (incarnation
+    /// `epoch`); `local` connections get a busy timeout.
+    async fn query(
+        &self,
+        db: &libsql::Database,
+        epoch: u64,
+        local: bool,
+        statement: Statement<'_>,
+    ) -> Result<QueryOutput, SqliteError> {
+        let conn = self.take(db, epoch, local)?;
+        let out = run(&conn, statement).await?;
+        self.give_back(epoch, conn);
+        Ok(out)
     }
 
-    fn take_with(
+    fn take(
         &self,
         db: &libsql::Database,
         epoch: u64,
@@ -148,10 +159,18 @@ impl SqliteDatabase for RemoteDatabase {
         max_result_bytes: usize,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
         Box::pin(async move {
-            let conn = self.pool.take_with(&self.db, 0, false)?;
-            let out = run(&conn, sql, params, max_result_bytes).await?;
-            self.pool.give_back(0, conn);
-            Ok(out)
+            self.pool
+                .query(
+                    &self.db,
+                    0,
+                    false,
+                    Statement {
+                        sql,
+                        params,
+                        max_result_bytes,
+                    },
+                )
+                .await
         })
     }
 }
@@ -187,10 +206,14 @@ impl SqliteDatabase for ReplicaDatabase {
                 )));
             };
             let _reading = self.replica.read_gate().await;
-            let conn = self.pool.take(&active.db, active.epoch)?;
-            let out = run(&conn, sql, params, max_result_bytes).await?;
-            self.pool.give_back(active.epoch, conn);
-            Ok(out)
+            let statement = Statement {
+                sql,
+                params,
+                max_result_bytes,
+            };
+            self.pool
+                .query(&active.db, active.epoch, true, statement)
+                .await
         })
     }
 }
@@ -229,21 +252,39 @@ impl SqliteDatabase for LibsqlDatabase {
         max_result_bytes: usize,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
         Box::pin(async move {
-            let conn = self.pool.take(&self.db, 0)?;
-            let out = run(&conn, sql, params, max_result_bytes).await?;
-            self.pool.give_back(0, conn);
-            Ok(out)
+            self.pool
+                .query(
+                    &self.db,
+                    0,
+                    true,
+                    Statement {
+                        sql,
+                        params,
+                        max_result_bytes,
+                    },
+                )
+                .await
         })
     }
+}
+
+/// One statement to run, and the most result bytes it may produce.
+struct Statement<'a> {
+    sql: &'a str,
+    params: Vec<Value>,
+    max_result_bytes: usize,
 }
 
 /// Runs one statement, bounding the result's size.
 async fn run(
     conn: &libsql::Connection,
-    sql: &str,
-    params: Vec<Value>,
-    max_result_bytes: usize,
+    statement: Statement<'_>,
 ) -> Result<QueryOutput, SqliteError> {
+    let Statement {
+        sql,
+        params,
+        max_result_bytes,
+    } = statement;
     let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
     let params: Vec<libsql::Value> = params.into_iter().map(to_libsql).collect();
     let mut rows = conn.query(sql, params).await.map_err(backend)?;
