@@ -26,11 +26,15 @@ struct Args {
     /// The orders database (origin only); created if missing.
     #[arg(long)]
     orders: Option<PathBuf>,
+    /// The identity database (accounts and sessions), replicated to PoPs
+    /// like the catalog; created and migrated if missing.
+    #[arg(long)]
+    identity: Option<PathBuf>,
     /// Bearer token Hrana and replication clients must send.
     #[arg(long, env = "EDGESHOP_ORIGIN_TOKEN", hide_env_values = true)]
     token: String,
-    /// Where the catalog's replication history lives
-    /// (default: next to the catalog, `<catalog>.replication`).
+    /// Where replication histories live, one subdirectory per database
+    /// (default: next to each database file, `<file>.replication`).
     #[arg(long)]
     replication_dir: Option<PathBuf>,
     /// Frames after which a replication generation rolls over.
@@ -64,39 +68,38 @@ async fn main() -> Result<()> {
         args.token.len() >= 16,
         "the origin token must be at least 16 characters"
     );
-    let (_catalog_db, conn) = catalog_db::open_local(&args.catalog)
-        .await
-        .with_context(|| format!("opening {}", args.catalog.display()))?;
-    // Migrations write frames the replicas need too.
-    replication::prepare_connection(&conn).await?;
-    let applied = catalog_db::migrate(&conn).await?;
-    if !applied.is_empty() {
-        tracing::info!(?applied, "applied catalog migrations");
+    let options = replication::Options {
+        roll_frames: args.roll_frames.max(1),
+        retain: args.retain_generations.max(1),
+        checkpoint_frames: args.checkpoint_frames.max(1),
+        ..replication::Options::default()
+    };
+    let mut replicated = vec![("catalog", args.catalog.clone(), catalog_db::MIGRATIONS)];
+    if let Some(identity) = &args.identity {
+        replicated.push(("identity", identity.clone(), identity_db::MIGRATIONS));
     }
-    let replication_dir = args.replication_dir.clone().unwrap_or_else(|| {
-        let mut dir = args.catalog.clone().into_os_string();
-        dir.push(".replication");
-        dir.into()
-    });
-    let catalog_primary = replication::Primary::open(
-        "catalog",
-        &args.catalog,
-        &replication_dir,
-        replication::Options {
-            roll_frames: args.roll_frames.max(1),
-            retain: args.retain_generations.max(1),
-            checkpoint_frames: args.checkpoint_frames.max(1),
-            ..replication::Options::default()
-        },
-    )
-    .await
-    .context("starting catalog replication")?;
+    let mut primaries = BTreeMap::new();
+    let mut catalog = None;
+    for (name, path, migrations) in replicated {
+        let (conn, primary) = replicate(name, &path, migrations, &args, &options).await?;
+        if name == "catalog" {
+            catalog = Some(conn);
+        }
+        primaries.insert(name.to_string(), primary);
+    }
+    let conn = catalog.expect("the catalog is always replicated");
 
     let mut dbs = BTreeMap::new();
     dbs.insert(
         "catalog".to_string(),
         libsql::Builder::new_local(&args.catalog).build().await?,
     );
+    if let Some(identity) = &args.identity {
+        dbs.insert(
+            "identity".to_string(),
+            libsql::Builder::new_local(identity).build().await?,
+        );
+    }
     if let Some(orders) = &args.orders {
         dbs.insert(
             "orders".to_string(),
@@ -111,14 +114,14 @@ async fn main() -> Result<()> {
     }
     let hrana = hrana::HranaServer::new(
         dbs,
-        BTreeSet::from(["catalog".to_string()]),
+        primaries.keys().cloned().collect::<BTreeSet<_>>(),
         args.token.clone(),
         &baton_secret,
     );
     let origin = Arc::new(Origin {
         catalog: conn,
         hrana,
-        primaries: BTreeMap::from([("catalog".to_string(), catalog_primary.clone())]),
+        primaries: primaries.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!(
@@ -146,9 +149,41 @@ async fn main() -> Result<()> {
         });
     }
     // Ship the last frames before the process (and its connections) go.
-    tokio::task::spawn_blocking(move || catalog_primary.shutdown()).await?;
+    tokio::task::spawn_blocking(move || primaries.values().for_each(|p| p.shutdown())).await?;
     tracing::info!("origin stopped");
     Ok(())
+}
+
+/// Opens, migrates and starts replicating one database. Its connection
+/// stays open (and never checkpoints) for the life of the process.
+async fn replicate(
+    name: &str,
+    path: &std::path::Path,
+    migrations: &[migrations::Migration],
+    args: &Args,
+    options: &replication::Options,
+) -> Result<(libsql::Connection, Arc<replication::Primary>)> {
+    let (_db, conn) = migrations::open_local(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    // Migrations write frames the replicas need too.
+    replication::prepare_connection(&conn).await?;
+    let applied = migrations::apply(&conn, migrations).await?;
+    if !applied.is_empty() {
+        tracing::info!(db = name, ?applied, "applied migrations");
+    }
+    let dir = match &args.replication_dir {
+        Some(dir) => dir.join(name),
+        None => {
+            let mut dir = path.as_os_str().to_owned();
+            dir.push(".replication");
+            dir.into()
+        }
+    };
+    let primary = replication::Primary::open(name, path, &dir, options.clone())
+        .await
+        .with_context(|| format!("starting {name} replication"))?;
+    Ok((conn, primary))
 }
 
 impl Origin {

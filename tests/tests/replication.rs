@@ -300,3 +300,41 @@ async fn a_catalog_changed_behind_the_origins_back_starts_a_new_history() {
     );
     assert_eq!(content_hash(&conn).await, primary_hash(&origin).await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_identity_database_replicates_next_to_the_catalog() {
+    let dir = TempDir::new("repl-identity");
+    let identity = dir.0.join("identity.db");
+    let origin = start_origin_on_seed(&dir.0, &["--identity", identity.to_str().unwrap()]);
+    let db = libsql::Builder::new_remote_replica(
+        dir.0.join("identity-replica.db"),
+        format!("{}/db/identity", origin.url),
+        ORIGIN_TOKEN.to_string(),
+    )
+    .build()
+    .await
+    .unwrap();
+    db.sync().await.unwrap();
+    let conn = db.connect().unwrap();
+    // Migrated at the origin, and the schema arrived with the base.
+    assert_eq!(
+        count(&conn, "SELECT max(version) FROM schema_migrations").await,
+        1
+    );
+    conn.execute(
+        "INSERT INTO accounts (email, password_hash, kind, created_at, updated_at)
+         VALUES ('ada@example.com', '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA', 'shopper', 1, 1)",
+        (),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM accounts").await, 1);
+    let health = edgeshop_e2e::get(&format!("{}/health", origin.url))
+        .await
+        .json();
+    assert!(
+        health["replication"]["identity"]["frame"].as_u64().unwrap() > 0,
+        "{health}"
+    );
+    assert!(health["replication"]["catalog"].is_object(), "{health}");
+}

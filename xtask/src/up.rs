@@ -254,6 +254,8 @@ pub fn run(no_build: bool) -> Result<()> {
         .arg(&catalog)
         .arg("--orders")
         .arg(state_dir().join("data/orders.db"))
+        .arg("--identity")
+        .arg(state_dir().join("data/identity.db"))
         .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?);
     say("starting the origin");
     let origin = Service::start("origin", origin_cmd)?;

@@ -12,13 +12,7 @@ pub use generate::{Category, Generated, Product, SeedConfig, Vendor, generate};
 
 use libsql::{Connection, params};
 
-/// One versioned migration.
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub sql: &'static str,
-}
+pub use migrations::{Error, Migration, schema_version};
 
 /// The catalog migrations, oldest first. Append only: a released migration
 /// never changes, a new version is added instead.
@@ -28,74 +22,15 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../migrations/0001_catalog.sql"),
 }];
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    #[error("database error: {0}")]
-    Database(#[from] libsql::Error),
-    #[error(
-        "the database is at schema version {found}, newer than this build knows ({known}); \
-         upgrade edgeshop before opening it"
-    )]
-    SchemaTooNew { found: i64, known: i64 },
-}
-
 /// Opens (creating if needed) a local catalog database file.
 pub async fn open_local(path: &std::path::Path) -> Result<(libsql::Database, Connection), Error> {
-    let db = libsql::Builder::new_local(path).build().await?;
-    let conn = db.connect()?;
-    // WAL lets readers (PoPs, benchmarks) proceed while a writer commits.
-    let mut rows = conn.query("PRAGMA journal_mode = WAL", ()).await?;
-    while rows.next().await?.is_some() {}
-    conn.execute("PRAGMA foreign_keys = ON", ()).await?;
-    Ok((db, conn))
+    migrations::open_local(path).await
 }
 
-/// Applies every migration newer than the database's version, each in its
-/// own transaction. Returns the versions applied.
+/// Applies every catalog migration newer than the database's version,
+/// each in its own transaction. Returns the versions applied.
 pub async fn migrate(conn: &Connection) -> Result<Vec<i64>, Error> {
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version INTEGER PRIMARY KEY, name TEXT NOT NULL,
-            applied_at INTEGER NOT NULL DEFAULT (unixepoch()))",
-        (),
-    )
-    .await?;
-    let current = schema_version(conn).await?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
-    if current > known {
-        return Err(Error::SchemaTooNew {
-            found: current,
-            known,
-        });
-    }
-    let mut applied = Vec::new();
-    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-        let tx = conn.transaction().await?;
-        tx.execute_batch(m.sql).await?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
-            params![m.version, m.name],
-        )
-        .await?;
-        tx.commit().await?;
-        applied.push(m.version);
-    }
-    Ok(applied)
-}
-
-/// The highest applied migration, 0 for an empty database.
-pub async fn schema_version(conn: &Connection) -> Result<i64, Error> {
-    let mut rows = conn
-        .query(
-            "SELECT coalesce(max(version), 0) FROM schema_migrations",
-            (),
-        )
-        .await?;
-    Ok(match rows.next().await? {
-        Some(row) => row.get::<i64>(0)?,
-        None => 0,
-    })
+    migrations::apply(conn, MIGRATIONS).await
 }
 
 /// Number of products in the catalog (0 when it is empty).

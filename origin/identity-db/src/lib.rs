@@ -1,0 +1,164 @@
+//! The identity database: accounts, roles, sessions, refresh tokens and
+//! revocations. It lives next to the catalog and, like it, replicates
+//! to every PoP, so sign-in and token checks need no origin round trip;
+//! the catalog stays public data.
+
+use libsql::Connection;
+
+pub use migrations::{Error, Migration, schema_version};
+
+/// The identity migrations, oldest first; append only.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "identity",
+    sql: include_str!("../migrations/0001_identity.sql"),
+}];
+
+/// Opens (creating if needed) a local identity database file.
+pub async fn open_local(path: &std::path::Path) -> Result<(libsql::Database, Connection), Error> {
+    migrations::open_local(path).await
+}
+
+/// Applies every identity migration newer than the database's version.
+pub async fn migrate(conn: &Connection) -> Result<Vec<i64>, Error> {
+    migrations::apply(conn, MIGRATIONS).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn db() -> (libsql::Database, Connection) {
+        let db = libsql::Builder::new_local(":memory:")
+            .build()
+            .await
+            .unwrap();
+        let conn = db.connect().unwrap();
+        conn.execute("PRAGMA foreign_keys = ON", ()).await.unwrap();
+        assert_eq!(migrate(&conn).await.unwrap(), vec![1]);
+        assert!(migrate(&conn).await.unwrap().is_empty(), "idempotent");
+        (db, conn)
+    }
+
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g";
+
+    async fn account(
+        conn: &Connection,
+        email: &str,
+        kind: &str,
+        vendor: Option<i64>,
+    ) -> libsql::Result<u64> {
+        conn.execute(
+            "INSERT INTO accounts (email, password_hash, kind, vendor_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 1, 1)",
+            libsql::params![email, HASH, kind, vendor],
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn the_schema_refuses_what_must_never_be_stored() {
+        let (_db, conn) = db().await;
+        account(&conn, "ada@example.com", "shopper", None)
+            .await
+            .unwrap();
+        let refused = [
+            (
+                "duplicate email",
+                account(&conn, "ada@example.com", "shopper", None).await,
+            ),
+            (
+                "not normalised",
+                account(&conn, "Bob@Example.com", "shopper", None).await,
+            ),
+            ("not an email", account(&conn, "bob", "shopper", None).await),
+            (
+                "vendor without a vendor row",
+                account(&conn, "v@example.com", "vendor", None).await,
+            ),
+            (
+                "shopper owning a vendor",
+                account(&conn, "s@example.com", "shopper", Some(3)).await,
+            ),
+            (
+                "unknown kind",
+                account(&conn, "k@example.com", "admin", None).await,
+            ),
+        ];
+        for (what, result) in refused {
+            assert!(result.is_err(), "{what} was stored");
+        }
+        let plain = conn
+            .execute(
+                "INSERT INTO accounts (email, password_hash, kind, created_at, updated_at)
+                 VALUES ('p@example.com', 'hunter2', 'shopper', 1, 1)",
+                (),
+            )
+            .await;
+        assert!(plain.is_err(), "a plaintext password was stored");
+        conn.execute(
+            "INSERT INTO sessions (id, account_id, created_at, expires_at)
+             VALUES ('sess-0123456789abcdefghij', 1, 100, 100000)",
+            (),
+        )
+        .await
+        .unwrap();
+        let token = conn
+            .execute(
+                "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at)
+                 VALUES ('the-token-itself', 'sess-0123456789abcdefghij', 1, 2)",
+                (),
+            )
+            .await;
+        assert!(token.is_err(), "a refresh token was stored in the clear");
+    }
+
+    #[tokio::test]
+    async fn revoking_a_session_records_a_revocation_once() {
+        let (_db, conn) = db().await;
+        account(&conn, "ada@example.com", "shopper", None)
+            .await
+            .unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, account_id, created_at, expires_at)
+             VALUES ('sess-0123456789abcdefghij', 1, 100, 100000)",
+            (),
+        )
+        .await
+        .unwrap();
+        for at in [200, 300] {
+            conn.execute(
+                "UPDATE sessions SET revoked_at = coalesce(revoked_at, ?1),
+                                     revoked_reason = coalesce(revoked_reason, 'logout')
+                 WHERE id = 'sess-0123456789abcdefghij'",
+                libsql::params![at],
+            )
+            .await
+            .unwrap();
+        }
+        let mut rows = conn
+            .query(
+                "SELECT session_id, revoked_at, purge_after FROM revocations",
+                (),
+            )
+            .await
+            .unwrap();
+        let row = rows.next().await.unwrap().unwrap();
+        assert_eq!(row.get::<String>(0).unwrap(), "sess-0123456789abcdefghij");
+        assert_eq!(row.get::<i64>(1).unwrap(), 200);
+        assert_eq!(row.get::<i64>(2).unwrap(), 3800);
+        assert!(rows.next().await.unwrap().is_none());
+        // Deleting an account takes its sessions with it.
+        conn.execute("DELETE FROM accounts WHERE id = 1", ())
+            .await
+            .unwrap();
+        let mut rows = conn
+            .query("SELECT count(*) FROM sessions", ())
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap(),
+            0
+        );
+    }
+}
