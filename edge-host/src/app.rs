@@ -103,6 +103,9 @@ pub async fn load(
     let env = EnvProvider;
     let providers: [&dyn VariableProvider; 1] = [&env];
     let mut handlers = BTreeMap::new();
+    // Each component's compiled code and its own grants, for building
+    // middleware layers from.
+    let mut granted = BTreeMap::new();
     let mut kv_stores: BTreeMap<String, Arc<dyn KeyValueStore>> = BTreeMap::new();
     for (id, c) in &app.components {
         let mut grants = SqliteGrants {
@@ -168,18 +171,38 @@ pub async fn load(
             keyvalue: kv,
             variables,
             outbound: Arc::new(outbound),
+            next: None,
         };
-        let handler =
-            ComponentHandler::new(engine, &linker, &component, caps, options.limits.clone())
-                .with_context(|| format!("component {id}"))?;
+        let handler = ComponentHandler::new(
+            engine,
+            &linker,
+            &component,
+            caps.clone(),
+            options.limits.clone(),
+        )
+        .with_context(|| format!("component {id}"))?;
         handlers.insert(id.clone(), Arc::new(ProxyHandler::new(handler)));
+        granted.insert(id.clone(), (component, caps));
     }
 
-    let routes = app
-        .routes
-        .iter()
-        .map(|(pattern, route)| (pattern.clone(), handlers[&route.component].clone()))
-        .collect();
+    let mut routes = Vec::new();
+    for (pattern, route) in app.routes.iter() {
+        // Innermost first: the app, then each middleware around it, each
+        // with only what it inherits from the app component.
+        let mut next = handlers[&route.component].clone();
+        let (_, parent) = &granted[&route.component];
+        for mw in route.middleware.iter().rev() {
+            let (component, _) = &granted[&mw.component];
+            let caps = parent.inherited(&mw.component, &mw.inherit, next);
+            let handler =
+                ComponentHandler::new(engine, &linker, component, caps, options.limits.clone())
+                    .with_context(|| {
+                        format!("middleware {} on {}", mw.component, pattern.as_str())
+                    })?;
+            next = Arc::new(ProxyHandler::new(handler));
+        }
+        routes.push((pattern.clone(), next));
+    }
     let routes = Router::new(routes).map_err(|e| anyhow::anyhow!(e))?;
     Ok(LoadedApp {
         name: app.name,

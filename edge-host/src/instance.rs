@@ -43,6 +43,13 @@ pub struct HostState {
     caps: Arc<ComponentCapabilities>,
 }
 
+impl HostState {
+    /// Marks the next outgoing request as a middleware's `next(req)`.
+    pub fn forward_to_next(&mut self) {
+        self.hooks.forward = true;
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -69,6 +76,10 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    crate::bindings::middleware::wasi::http::handler::add_to_linker::<
+        _,
+        crate::capabilities::next::Next,
+    >(&mut linker, |s: &mut HostState| s)?;
     crate::bindings::spin::sqlite::sqlite::add_to_linker::<_, Sqlite>(
         &mut linker,
         |s: &mut HostState| SqliteView {
@@ -139,6 +150,8 @@ impl ComponentHandler {
             hooks: OutboundHooks {
                 policy: self.caps.outbound.clone(),
                 component_id: self.id.clone(),
+                next: self.caps.next.clone(),
+                forward: false,
             },
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.limits.guest_memory_bytes)

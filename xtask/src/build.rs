@@ -11,6 +11,7 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("catalog", "catalog"),
     ("hello", "hello"),
     ("test-guests", "test_guests"),
+    ("test-middleware", "test_middleware"),
 ];
 
 pub fn cargo(args: &[&str]) -> Result<()> {

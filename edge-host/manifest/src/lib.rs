@@ -12,7 +12,7 @@ mod resolve;
 pub mod routes;
 pub mod template;
 
-pub use resolve::{App, Component, HttpRoute, Middleware, Variable, resolve};
+pub use resolve::{App, Component, HttpRoute, Inherit, Middleware, Variable, resolve};
 pub use routes::{RouteMatch, RoutePattern, Router};
 pub use template::Template;
 

@@ -40,9 +40,81 @@ pub struct HttpRoute {
     pub middleware: Vec<Middleware>,
 }
 
+/// One layer of a route's middleware chain (outermost first). As in
+/// Spin, a middleware component's own configuration is ignored: it gets
+/// only what it inherits from the route's component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Middleware {
     pub component: String,
+    pub inherit: Inherit,
+}
+
+/// Which of the route component's configuration a middleware inherits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inherit {
+    pub allowed_outbound_hosts: bool,
+    pub key_value_stores: bool,
+    pub sqlite_databases: bool,
+    pub variables: bool,
+}
+
+impl Inherit {
+    /// The configuration keys edge-host can pass to a middleware.
+    pub const KEYS: &[&str] = &[
+        "allowed_outbound_hosts",
+        "key_value_stores",
+        "sqlite_databases",
+        "variables",
+    ];
+
+    fn all() -> Inherit {
+        Inherit {
+            allowed_outbound_hosts: true,
+            key_value_stores: true,
+            sqlite_databases: true,
+            variables: true,
+        }
+    }
+
+    /// `true`, `false` or a list of keys.
+    fn parse(field: &str, value: Option<&toml::Value>) -> Result<Inherit, ManifestError> {
+        let keys = match value {
+            None | Some(toml::Value::Boolean(false)) => return Ok(Inherit::default()),
+            Some(toml::Value::Boolean(true)) => return Ok(Inherit::all()),
+            Some(toml::Value::Array(keys)) => keys,
+            Some(other) => {
+                return Err(ManifestError::invalid(
+                    field,
+                    format!("must be true, false or a list of keys, found {other}"),
+                ));
+            }
+        };
+        let mut inherit = Inherit::default();
+        for key in keys {
+            match key.as_str() {
+                Some("allowed_outbound_hosts") => inherit.allowed_outbound_hosts = true,
+                Some("key_value_stores") => inherit.key_value_stores = true,
+                Some("sqlite_databases") => inherit.sqlite_databases = true,
+                Some("variables") => inherit.variables = true,
+                Some(k @ ("ai_models" | "files" | "environment")) => {
+                    return Err(ManifestError::unsupported(
+                        field,
+                        format!("edge-host grants no {k}, so there is none to inherit"),
+                    ));
+                }
+                _ => {
+                    return Err(ManifestError::invalid(
+                        field,
+                        format!(
+                            "unknown key {key}; the keys are {}",
+                            Inherit::KEYS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(inherit)
+    }
 }
 
 pub fn resolve(m: Manifest, base: &Path) -> Result<App, ManifestError> {
@@ -205,13 +277,11 @@ fn resolve_trigger(
             }
             middleware.push(crate::Middleware {
                 component: mw.component.clone(),
+                inherit: Inherit::parse(
+                    &format!("{mfield}.inherit_configuration"),
+                    mw.inherit_configuration.as_ref(),
+                )?,
             });
-        }
-        if !middleware.is_empty() {
-            return Err(ManifestError::unsupported(
-                format!("{field}.dependencies.middleware"),
-                "middleware chains are not composed by this edge-host version yet",
-            ));
         }
     }
     Ok((

@@ -60,7 +60,13 @@ fn summary(app: &edgeshop_manifest::App) -> String {
         .unwrap();
     }
     for (pattern, route) in app.routes.iter() {
-        writeln!(s, "route {} -> {}", pattern.as_str(), route.component).unwrap();
+        let chain: Vec<String> = route
+            .middleware
+            .iter()
+            .map(|m| format!("{}{:?}", m.component, m.inherit))
+            .chain([route.component.clone()])
+            .collect();
+        writeln!(s, "route {} -> {}", pattern.as_str(), chain.join(" -> ")).unwrap();
     }
     s
 }

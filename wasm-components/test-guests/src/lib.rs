@@ -1,7 +1,7 @@
 //! Hostile and minimal guests for the edge host's tests and benchmarks.
 //!
 //! - `/hello`: the smallest useful response (benchmark peer).
-//! - `/headers/...`: echoes the `spin-*` request headers the host set.
+//! - `/headers/...`: echoes the `spin-*` (and `x-*`) request headers it got.
 //! - `/spin`: loops forever (must be stopped at the deadline).
 //! - `/grow`: grows memory until the limit stops it.
 //! - `/panic`: panics (a trap the host must contain).
@@ -39,7 +39,7 @@ async fn handle(req: Request) -> Resp {
             let mut lines: Vec<String> = req
                 .headers()
                 .iter()
-                .filter(|(k, _)| k.as_str().starts_with("spin-"))
+                .filter(|(k, _)| k.as_str().starts_with("spin-") || k.as_str().starts_with("x-"))
                 .map(|(k, v)| format!("{}: {}", k, v.to_str().unwrap_or("?")))
                 .collect();
             lines.sort();
