@@ -140,18 +140,11 @@ pub fn host() -> Result<()> {
     say(
         "building host binaries (edge-host, front-door, edgeshop-origin, native-catalog) in release",
     );
-    cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "edge-host",
-        "-p",
-        "front-door",
-        "-p",
-        "edgeshop-origin",
-        "-p",
-        "native-catalog",
-    ])
+    // The whole workspace's binaries, not `-p` a few: cargo resolves
+    // features over the packages selected, so this build shares its
+    // dependencies (wasmtime above all) with `cargo test --release`
+    // instead of compiling them a second time.
+    cargo(&["build", "--release", "--bins"])
 }
 
 pub fn seed(out: &Path, products: u32, vendors: u32, seed: u64, force: bool) -> Result<()> {
