@@ -42,9 +42,7 @@ pub enum SqliteError {
 pub trait SqliteDatabase: Send + Sync + 'static {
     fn execute<'a>(
         &'a self,
-        sql: &'a str,
-        params: Vec<Value>,
-        max_result_bytes: usize,
+        statement: Statement<'a>,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>>;
 }
 
@@ -154,24 +152,9 @@ impl RemoteDatabase {
 impl SqliteDatabase for RemoteDatabase {
     fn execute<'a>(
         &'a self,
-        sql: &'a str,
-        params: Vec<Value>,
-        max_result_bytes: usize,
+        statement: Statement<'a>,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
-        Box::pin(async move {
-            self.pool
-                .query(
-                    &self.db,
-                    0,
-                    false,
-                    Statement {
-                        sql,
-                        params,
-                        max_result_bytes,
-                    },
-                )
-                .await
-        })
+        Box::pin(async move { self.pool.query(&self.db, 0, false, statement).await })
     }
 }
 
@@ -194,9 +177,7 @@ impl ReplicaDatabase {
 impl SqliteDatabase for ReplicaDatabase {
     fn execute<'a>(
         &'a self,
-        sql: &'a str,
-        params: Vec<Value>,
-        max_result_bytes: usize,
+        statement: Statement<'a>,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
         Box::pin(async move {
             let Some(active) = self.replica.active() else {
@@ -206,11 +187,6 @@ impl SqliteDatabase for ReplicaDatabase {
                 )));
             };
             let _reading = self.replica.read_gate().await;
-            let statement = Statement {
-                sql,
-                params,
-                max_result_bytes,
-            };
             self.pool
                 .query(&active.db, active.epoch, true, statement)
                 .await
@@ -247,32 +223,17 @@ fn from_libsql(v: libsql::Value) -> (Value, usize) {
 impl SqliteDatabase for LibsqlDatabase {
     fn execute<'a>(
         &'a self,
-        sql: &'a str,
-        params: Vec<Value>,
-        max_result_bytes: usize,
+        statement: Statement<'a>,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
-        Box::pin(async move {
-            self.pool
-                .query(
-                    &self.db,
-                    0,
-                    true,
-                    Statement {
-                        sql,
-                        params,
-                        max_result_bytes,
-                    },
-                )
-                .await
-        })
+        Box::pin(async move { self.pool.query(&self.db, 0, true, statement).await })
     }
 }
 
 /// One statement to run, and the most result bytes it may produce.
-struct Statement<'a> {
-    sql: &'a str,
-    params: Vec<Value>,
-    max_result_bytes: usize,
+pub struct Statement<'a> {
+    pub sql: &'a str,
+    pub params: Vec<Value>,
+    pub max_result_bytes: usize,
 }
 
 /// Runs one statement, bounding the result's size.
@@ -407,7 +368,14 @@ impl wit::HostConnection for SqliteView<'_> {
         parameters: Vec<Value>,
     ) -> wasmtime::Result<Result<wit::QueryResult, wit::Error>> {
         let (db, limit) = self.db(&conn)?;
-        match db.execute(&statement, parameters, limit).await {
+        match db
+            .execute(Statement {
+                sql: &statement,
+                params: parameters,
+                max_result_bytes: limit,
+            })
+            .await
+        {
             Ok(out) => {
                 self.record(&conn, &out)?;
                 Ok(Ok(wit::QueryResult {
@@ -464,7 +432,14 @@ impl<T> wit::HostConnectionWithStore<T> for Sqlite {
         // The query runs to completion before the guest sees a row: results
         // are bounded by `limit`, and buffering keeps no database cursor
         // open while the guest is suspended.
-        let out = match db.execute(&statement, parameters, limit).await {
+        let out = match db
+            .execute(Statement {
+                sql: &statement,
+                params: parameters,
+                max_result_bytes: limit,
+            })
+            .await
+        {
             Ok(out) => out,
             Err(e) => return Ok(Err(to_wit_error(e))),
         };
