@@ -6,7 +6,9 @@ use crate::capabilities::outbound::OutboundPolicy;
 use crate::capabilities::sqlite::{
     LibsqlDatabase, RemoteDatabase, ReplicaDatabase, SqliteDatabase, SqliteGrants,
 };
-use crate::capabilities::variables::{ComponentVariables, EnvProvider, VariableProvider};
+use crate::capabilities::variables::{
+    ComponentVariables, EnvProvider, FileProvider, Resolver, VariableProvider,
+};
 use crate::instance::{self, ComponentHandler};
 use crate::limits::Limits;
 use anyhow::{Context, Result, bail};
@@ -30,6 +32,9 @@ pub struct HostOptions {
     pub primary_token: String,
     /// Simulated extra round-trip time to the primary.
     pub origin_delay: std::time::Duration,
+    /// A TOML file of variable values, consulted before the environment
+    /// and re-read when it changes.
+    pub variables_file: Option<PathBuf>,
     /// Where compiled components are cached between runs.
     pub cache_dir: Option<PathBuf>,
     pub limits: Limits,
@@ -100,8 +105,12 @@ pub async fn load(
         databases.insert(label.clone(), Arc::new(ReplicaDatabase::new(r.clone())));
     }
 
-    let env = EnvProvider;
-    let providers: [&dyn VariableProvider; 1] = [&env];
+    let mut providers: Vec<Box<dyn VariableProvider>> = Vec::new();
+    if let Some(path) = &options.variables_file {
+        providers.push(Box::new(FileProvider::open(path.clone())?));
+    }
+    providers.push(Box::new(EnvProvider));
+    let resolver = Arc::new(Resolver::new(&app, providers));
     let mut handlers = BTreeMap::new();
     // Each component's compiled code and its own grants, for building
     // middleware layers from.
@@ -136,16 +145,14 @@ pub async fn load(
                 .clone();
             kv.stores.insert(label.clone(), store);
         }
-        let variables = ComponentVariables::resolve(&app, &c.variables, &providers)
+        let variables = ComponentVariables::resolve(&c.variables, &resolver)
             .with_context(|| format!("component {id}"))?;
         let hosts = c
             .allowed_outbound_hosts
             .iter()
             .map(|h| {
                 let t = edgeshop_manifest::Template::parse(h).map_err(|e| anyhow::anyhow!(e))?;
-                Ok(crate::capabilities::variables::render(
-                    &app, &t, &providers,
-                )?)
+                Ok(resolver.render(&t)?)
             })
             .collect::<Result<Vec<String>>>()
             .with_context(|| format!("component.{id}.allowed_outbound_hosts"))?;

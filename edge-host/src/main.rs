@@ -55,6 +55,11 @@ struct Args {
     /// Simulated extra round-trip time to the primary, in milliseconds.
     #[arg(long, default_value_t = 0)]
     origin_delay_ms: u64,
+    /// A TOML file of application variable values (`name = "value"`),
+    /// looked up before `SPIN_VARIABLE_*` and re-read when it changes, so
+    /// keys can be rotated without a restart.
+    #[arg(long)]
+    variables_file: Option<PathBuf>,
     /// Cache compiled components here, so restarts skip compilation.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -105,6 +110,7 @@ async fn run(args: Args) -> Result<()> {
         remote: args.remote.iter().cloned().collect(),
         primary_token: args.primary_token.clone(),
         origin_delay: Duration::from_millis(args.origin_delay_ms),
+        variables_file: args.variables_file.clone(),
         cache_dir: args.cache_dir.clone(),
         limits: limits.clone(),
     };

@@ -69,6 +69,57 @@ pub const PRODUCTS: u32 = 2_000;
 pub const VENDORS: u32 = 40;
 pub const CURSOR_SECRET: &str = "end-to-end-test-cursor-secret-0123";
 
+/// The token signing key test PoPs use, as `<kid>:<seed>`.
+pub fn signing_secret() -> String {
+    tokens::Signer::from_seed("test-1", [0x42; 32]).to_secret()
+}
+
+/// A JWKS of the public halves of `secrets`.
+pub fn jwks_of(secrets: &[&str]) -> String {
+    let keys: Vec<serde_json::Value> = secrets
+        .iter()
+        .map(|s| {
+            tokens::Signer::from_secret(s)
+                .expect("a signing secret")
+                .public_jwk()
+        })
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+/// The variables `spin.toml` requires, for a test PoP.
+pub fn app_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("SPIN_VARIABLE_CURSOR_SECRET", CURSOR_SECRET.to_string()),
+        ("SPIN_VARIABLE_TOKEN_SIGNING_KEY", signing_secret()),
+        ("SPIN_VARIABLE_TOKEN_JWKS", jwks_of(&[&signing_secret()])),
+    ]
+}
+
+/// An empty, migrated identity database file, made once per test binary.
+pub fn empty_identity() -> &'static Path {
+    static DB: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
+    &DB.get_or_init(|| {
+        let dir = TempDir::new("identity");
+        let path = dir.0.join("identity.db");
+        let p = path.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let (_db, conn) = identity_db::open_local(&p).await.unwrap();
+                    identity_db::migrate(&conn).await.unwrap();
+                });
+        })
+        .join()
+        .expect("creating the test identity database");
+        (dir, path)
+    })
+    .1
+}
+
 /// A seeded catalog database file, written once per test binary.
 pub fn seeded_catalog() -> &'static Path {
     static DB: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
@@ -126,7 +177,9 @@ impl Host {
             .arg(manifest)
             .args(["--listen", "127.0.0.1:0", "--pop", "test"])
             .args(args)
-            .env_remove("SPIN_VARIABLE_CURSOR_SECRET");
+            .env_remove("SPIN_VARIABLE_CURSOR_SECRET")
+            .env_remove("SPIN_VARIABLE_TOKEN_SIGNING_KEY")
+            .env_remove("SPIN_VARIABLE_TOKEN_JWKS");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -174,14 +227,20 @@ impl Host {
         }
     }
 
+    /// The app on local files: the seeded catalog and an empty identity
+    /// database (shared by the test binary; the catalog is only read).
     pub fn catalog() -> Host {
+        let env = app_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Host::start(
             &root().join("spin.toml"),
             &[
                 "--sqlite",
                 &format!("catalog={}", seeded_catalog().display()),
+                "--sqlite",
+                &format!("identity={}", empty_identity().display()),
             ],
-            &[("SPIN_VARIABLE_CURSOR_SECRET", CURSOR_SECRET)],
+            &env,
         )
     }
 
@@ -312,10 +371,12 @@ pub fn start_origin(catalog: &Path, extra: &[&str]) -> Result<Host, String> {
     if !extra.contains(&"--listen") {
         cmd.args(["--listen", "127.0.0.1:0"]);
     }
-    cmd.arg("--catalog")
-        .arg(catalog)
-        .args(extra)
-        .env("EDGESHOP_ORIGIN_TOKEN", ORIGIN_TOKEN);
+    cmd.arg("--catalog").arg(catalog);
+    if !extra.contains(&"--identity") {
+        let identity = catalog.with_file_name("identity.db");
+        cmd.arg("--identity").arg(identity);
+    }
+    cmd.args(extra).env("EDGESHOP_ORIGIN_TOKEN", ORIGIN_TOKEN);
     Host::spawn(cmd)
 }
 
@@ -383,8 +444,8 @@ pub async fn content_hash(conn: &libsql::Connection) -> u64 {
     h.finish()
 }
 
-/// Starts a PoP whose `catalog` is an embedded replica of `origin`'s,
-/// with its files in `dir`, and waits until it has bootstrapped.
+/// Starts a PoP whose `catalog` and `identity` are embedded replicas of
+/// `origin`'s, with their files in `dir`.
 pub fn start_pop(
     manifest: &Path,
     origin: &str,
@@ -394,6 +455,8 @@ pub fn start_pop(
     let mut args = vec![
         "--replica".to_string(),
         format!("catalog={origin}/db/catalog"),
+        "--replica".to_string(),
+        format!("identity={origin}/db/identity"),
         "--replica-dir".to_string(),
         dir.display().to_string(),
         "--sync-interval-ms".to_string(),
@@ -401,14 +464,10 @@ pub fn start_pop(
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Host::try_start(
-        manifest,
-        &args,
-        &[
-            ("EDGESHOP_PRIMARY_TOKEN", ORIGIN_TOKEN),
-            ("SPIN_VARIABLE_CURSOR_SECRET", CURSOR_SECRET),
-        ],
-    )
+    let mut env = app_env();
+    env.push(("EDGESHOP_PRIMARY_TOKEN", ORIGIN_TOKEN.to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Host::try_start(manifest, &args, &env)
 }
 
 /// Waits (at most 30 s) until `host`'s health endpoint says ready.

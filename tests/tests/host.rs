@@ -1,7 +1,7 @@
 //! The edge host's own behaviour, with the hostile guests of
 //! `wasm-components/test-guests` and the real binary.
 
-use edgeshop_e2e::{Host, TempDir, get, request, root, seeded_catalog};
+use edgeshop_e2e::{Host, TempDir, app_env, empty_identity, get, request, root, seeded_catalog};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -131,7 +131,10 @@ async fn health_and_unrouted_paths() {
     let r = get(&format!("{}/.well-known/edgeshop/health", host.url)).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");
-    assert_eq!(r.json()["components"], serde_json::json!(["catalog"]));
+    assert_eq!(
+        r.json()["components"],
+        serde_json::json!(["auth", "auth-middleware", "catalog"])
+    );
     assert_eq!(
         get(&format!("{}/.well-known/spin/health", host.url))
             .await
@@ -172,27 +175,35 @@ fn startup_errors_name_the_problem() {
     assert!(log.contains("component.a.files"), "{log}");
 
     // A required secret variable that is not set.
-    let log = Host::try_start(
-        &root().join("spin.toml"),
-        &[
-            "--sqlite",
-            &format!("catalog={}", seeded_catalog().display()),
-        ],
-        &[],
-    )
-    .err()
-    .expect("refused");
-    assert!(log.contains("SPIN_VARIABLE_CURSOR_SECRET"), "{log}");
+    let databases = [
+        "--sqlite",
+        &format!("catalog={}", seeded_catalog().display()),
+        "--sqlite",
+        &format!("identity={}", empty_identity().display()),
+    ];
+    let env = app_env();
+    let without = |name: &str| -> Vec<(&str, &str)> {
+        env.iter()
+            .filter(|(k, _)| *k != name)
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect()
+    };
+    for name in [
+        "SPIN_VARIABLE_CURSOR_SECRET",
+        "SPIN_VARIABLE_TOKEN_SIGNING_KEY",
+        "SPIN_VARIABLE_TOKEN_JWKS",
+    ] {
+        let log = Host::try_start(&root().join("spin.toml"), &databases, &without(name))
+            .err()
+            .expect("refused");
+        assert!(log.contains(name), "{log}");
+    }
 
     // A database label the component needs but nobody configured.
-    let log = Host::try_start(
-        &root().join("spin.toml"),
-        &[],
-        &[("SPIN_VARIABLE_CURSOR_SECRET", "x".repeat(20).as_str())],
-    )
-    .err()
-    .expect("refused");
-    assert!(log.contains("--sqlite catalog=PATH"), "{log}");
+    let log = Host::try_start(&root().join("spin.toml"), &databases[..2], &without(""))
+        .err()
+        .expect("refused");
+    assert!(log.contains("--sqlite identity=PATH"), "{log}");
 }
 
 #[tokio::test]

@@ -116,6 +116,123 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
         );
     }
 
+    // Accounts through the front door: sign up in one region, use the
+    // token in another, refresh, sign out, and the token stops working in
+    // both within the replication lag.
+    let call = |method: &'static str,
+                path: &str,
+                region: &'static str,
+                token: Option<String>,
+                body: serde_json::Value| {
+        let url = format!("{fd}{path}");
+        async move {
+            let auth = token.map(|t| format!("Bearer {t}"));
+            let mut headers = vec![
+                ("edgeshop-client-region", region),
+                ("content-type", "application/json"),
+            ];
+            if let Some(a) = &auth {
+                headers.push(("authorization", a.as_str()));
+            }
+            let body = if body.is_null() {
+                Vec::new()
+            } else {
+                serde_json::to_vec(&body).unwrap()
+            };
+            edgeshop_e2e::request(method, &url, &headers, body).await
+        }
+    };
+    let creds =
+        serde_json::json!({ "email": "up@example.com", "password": "a long enough password" });
+    let signup = call("POST", "/api/v1/auth/signup", "eu", None, creds.clone()).await;
+    assert_eq!(signup.status, 201, "{}", signup.text());
+    let token = signup.json()["access_token"].as_str().unwrap().to_string();
+    let me = call(
+        "GET",
+        "/api/v1/auth/me",
+        "eu",
+        Some(token.clone()),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(me.json()["email"], "up@example.com");
+    // The token works at sin at once; the account arrives with replication.
+    let started = Instant::now();
+    loop {
+        let r = call(
+            "GET",
+            "/api/v1/auth/me",
+            "ap",
+            Some(token.clone()),
+            serde_json::Value::Null,
+        )
+        .await;
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the account never reached sin"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let login = call("POST", "/api/v1/auth/login", "ap", None, creds.clone()).await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    assert_eq!(login.header("edgeshop-pop"), Some("sin"));
+    let refresh = login.json()["refresh_token"].as_str().unwrap().to_string();
+    let r = call(
+        "POST",
+        "/api/v1/auth/refresh",
+        "us",
+        None,
+        serde_json::json!({ "refresh_token": refresh }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call(
+        "POST",
+        "/api/v1/auth/logout",
+        "eu",
+        Some(token.clone()),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let started = Instant::now();
+    while call(
+        "GET",
+        "/api/v1/products/1",
+        "ap",
+        Some(token.clone()),
+        serde_json::Value::Null,
+    )
+    .await
+    .status
+        != 401
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "sign-out never reached sin"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // `up` seeded an admin, whose password is kept in the state dir.
+    let password = std::fs::read_to_string(state.0.join("secrets/admin_password")).unwrap();
+    let admin = call(
+        "POST",
+        "/api/v1/auth/login",
+        "eu",
+        None,
+        serde_json::json!({ "email": "admin@edgeshop.test", "password": password.trim() }),
+    )
+    .await;
+    assert_eq!(admin.status, 200, "{}", admin.text());
+    assert_eq!(
+        admin.json()["roles"],
+        serde_json::json!(["shopper", "admin"])
+    );
+
     ctrl_c();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {

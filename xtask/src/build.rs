@@ -9,6 +9,8 @@ use std::process::Command;
 /// Guest crates and the file name each is installed under.
 pub const COMPONENTS: &[(&str, &str)] = &[
     ("catalog", "catalog"),
+    ("auth", "auth"),
+    ("auth-middleware", "auth_middleware"),
     ("hello", "hello"),
     ("test-guests", "test_guests"),
     ("test-middleware", "test_middleware"),
@@ -197,5 +199,66 @@ pub fn seed(out: &Path, products: u32, vendors: u32, seed: u64, force: bool) -> 
         out.display(),
         started.elapsed().as_secs_f64()
     ));
+    Ok(())
+}
+
+/// Creates the identity database if needed and makes sure it has an admin
+/// account (`admin` is granted nowhere else). A new admin's password is
+/// generated, kept in `.edgeshop/secrets/admin_password` and printed once.
+/// Run it while the origin is stopped: the origin owns this file.
+pub fn seed_identity(path: &Path, admin_email: &str) -> Result<()> {
+    let email = passwords::normalize_email(admin_email)
+        .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
+    std::fs::create_dir_all(path.parent().context("identity has a directory")?)?;
+    let created = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let (_db, conn) = identity_db::open_local(path).await?;
+            identity_db::migrate(&conn).await?;
+            let mut rows = conn
+                .query(
+                    "SELECT 1 FROM accounts a JOIN account_roles r ON r.account_id = a.id \
+                     WHERE a.email = ?1 AND r.role = 'admin'",
+                    [email.as_str()],
+                )
+                .await?;
+            if rows.next().await?.is_some() {
+                return anyhow::Ok(None);
+            }
+            let password = crate::up::secret("admin_password")?;
+            let mut salt = [0u8; passwords::SALT_BYTES];
+            use std::io::Read;
+            std::fs::File::open("/dev/urandom")?.read_exact(&mut salt)?;
+            let hash = passwords::hash(&password, salt)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs() as i64;
+            // One transaction: an admin without the role never exists.
+            let tx = conn.transaction().await?;
+            tx.execute(
+                "INSERT INTO accounts (email, password_hash, kind, created_at, updated_at) \
+                 VALUES (?1, ?2, 'shopper', ?3, ?3) \
+                 ON CONFLICT (email) DO UPDATE SET password_hash = excluded.password_hash",
+                libsql::params![email.as_str(), hash, now],
+            )
+            .await?;
+            tx.execute(
+                "INSERT OR IGNORE INTO account_roles (account_id, role, granted_at) \
+                 SELECT id, 'admin', ?2 FROM accounts WHERE email = ?1",
+                libsql::params![email.as_str(), now],
+            )
+            .await?;
+            tx.commit().await?;
+            let mut rows = conn.query("PRAGMA wal_checkpoint(TRUNCATE)", ()).await?;
+            while rows.next().await?.is_some() {}
+            anyhow::Ok(Some(password))
+        })?;
+    if let Some(password) = created {
+        say(&format!(
+            "admin account {email} created in {}; its password is in .edgeshop/secrets/admin_password: {password}",
+            path.display()
+        ));
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 mod bench;
 mod build;
+mod keys;
 mod setup;
 mod up;
 
@@ -41,15 +42,24 @@ enum Cmd {
         /// Replace an existing database.
         #[arg(long)]
         force: bool,
-        /// Where to write it (default: .edgeshop/data/catalog.db).
+        /// Where to write it (default: .edgeshop/data/catalog.db); the
+        /// identity database goes next to it.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The admin account made in the identity database if it has none.
+        #[arg(long, default_value = "admin@edgeshop.test")]
+        admin_email: String,
     },
     /// Build, seed if needed, start the origin and every PoP; Ctrl-C stops.
     Up {
         /// Skip setup and build (the binaries and components must exist).
         #[arg(long)]
         no_build: bool,
+    },
+    /// Token signing keys for the embedded default: status, generate, rotate.
+    Keys {
+        #[command(subcommand)]
+        action: Option<KeysAction>,
     },
     /// The whole test suite: formatting, lints, unit, integration, end to end.
     Test,
@@ -69,6 +79,20 @@ enum Cmd {
         #[arg(long)]
         only: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// List the keys and their phases (the default).
+    Status,
+    /// Make a first signing key.
+    Generate {
+        /// Replace every key (signs everyone out).
+        #[arg(long)]
+        force: bool,
+    },
+    /// One rotation step: publish a new key, sign with it, retire the old.
+    Rotate,
 }
 
 /// The workspace root.
@@ -126,11 +150,18 @@ fn main() -> Result<()> {
             seed,
             force,
             out,
+            admin_email,
         } => {
             let out = out.unwrap_or_else(|| state_dir().join("data/catalog.db"));
             build::seed(&out, products, vendors, seed, force)?;
+            build::seed_identity(&out.with_file_name("identity.db"), &admin_email)?;
         }
         Cmd::Up { no_build } => up::run(no_build)?,
+        Cmd::Keys { action } => match action.unwrap_or(KeysAction::Status) {
+            KeysAction::Status => keys::status()?,
+            KeysAction::Generate { force } => keys::generate(force)?,
+            KeysAction::Rotate => keys::rotate()?,
+        },
         Cmd::Test => test()?,
         Cmd::Bench {
             peers,

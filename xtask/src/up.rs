@@ -176,11 +176,16 @@ pub fn edge_host_command(
         .args(["--pop", pop, "--listen", listen])
         .arg("--cache-dir")
         .arg(state_dir().join("cache/wasmtime"))
+        .arg("--variables-file")
+        .arg(crate::keys::ensure()?)
         .env("SPIN_VARIABLE_CURSOR_SECRET", secret("cursor_secret")?);
     match catalog {
         Catalog::File(path) => {
+            let identity = path.with_file_name("identity.db");
             cmd.arg("--sqlite")
-                .arg(format!("catalog={}", path.display()));
+                .arg(format!("catalog={}", path.display()))
+                .arg("--sqlite")
+                .arg(format!("identity={}", identity.display()));
         }
         Catalog::Replica {
             origin,
@@ -190,6 +195,8 @@ pub fn edge_host_command(
         } => {
             cmd.arg("--replica")
                 .arg(format!("catalog={origin}/db/catalog"))
+                .arg("--replica")
+                .arg(format!("identity={origin}/db/identity"))
                 .arg("--replica-dir")
                 .arg(dir)
                 .args(["--origin-delay-ms", &delay_ms.to_string()])
@@ -199,6 +206,8 @@ pub fn edge_host_command(
         Catalog::Remote { origin, delay_ms } => {
             cmd.arg("--remote")
                 .arg(format!("catalog={origin}/db/catalog"))
+                .arg("--remote")
+                .arg(format!("identity={origin}/db/identity"))
                 .args(["--origin-delay-ms", &delay_ms.to_string()])
                 .env("EDGESHOP_PRIMARY_TOKEN", secret("origin_token")?);
         }
@@ -246,6 +255,8 @@ pub fn run(no_build: bool) -> Result<()> {
     }
     let catalog = state_dir().join("data/catalog.db");
     build::seed(&catalog, 10_000, 200, 1, false)?;
+    let identity = state_dir().join("data/identity.db");
+    build::seed_identity(&identity, "admin@edgeshop.test")?;
 
     let mut origin_cmd = Command::new(root().join("target/release/edgeshop-origin"));
     origin_cmd
@@ -255,7 +266,7 @@ pub fn run(no_build: bool) -> Result<()> {
         .arg("--orders")
         .arg(state_dir().join("data/orders.db"))
         .arg("--identity")
-        .arg(state_dir().join("data/identity.db"))
+        .arg(&identity)
         .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?);
     say("starting the origin");
     let origin = Service::start("origin", origin_cmd)?;

@@ -3,37 +3,7 @@
 use crate::cursor::CursorKey;
 use crate::params::{ListParams, Ref, Sort};
 
-/// A SQLite value, as bound parameter or result column.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SqlValue {
-    Integer(i64),
-    Real(f64),
-    Text(String),
-    Blob(Vec<u8>),
-    Null,
-}
-
-impl SqlValue {
-    pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            SqlValue::Integer(i) => Some(*i),
-            _ => None,
-        }
-    }
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            SqlValue::Real(f) => Some(*f),
-            SqlValue::Integer(i) => Some(*i as f64),
-            _ => None,
-        }
-    }
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            SqlValue::Text(s) => Some(s),
-            _ => None,
-        }
-    }
-}
+pub use edge_sql::SqlValue;
 
 /// The columns of a product row, in order (see `model::product`).
 const PRODUCT_COLUMNS: &str = "p.id, p.slug, p.vendor_id, p.title, p.description, p.price_minor, \

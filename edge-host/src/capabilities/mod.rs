@@ -56,7 +56,7 @@ impl ComponentCapabilities {
             variables: if inherit.variables {
                 self.variables.clone()
             } else {
-                Default::default()
+                self.variables.emptied()
             },
             outbound: if inherit.allowed_outbound_hosts {
                 self.outbound.clone()

@@ -8,11 +8,18 @@ use libsql::Connection;
 pub use migrations::{Error, Migration, schema_version};
 
 /// The identity migrations, oldest first; append only.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "identity",
-    sql: include_str!("../migrations/0001_identity.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "identity",
+        sql: include_str!("../migrations/0001_identity.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "login_failures",
+        sql: include_str!("../migrations/0002_login_failures.sql"),
+    },
+];
 
 /// Opens (creating if needed) a local identity database file.
 pub async fn open_local(path: &std::path::Path) -> Result<(libsql::Database, Connection), Error> {
@@ -35,7 +42,7 @@ mod tests {
             .unwrap();
         let conn = db.connect().unwrap();
         conn.execute("PRAGMA foreign_keys = ON", ()).await.unwrap();
-        assert_eq!(migrate(&conn).await.unwrap(), vec![1]);
+        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2]);
         assert!(migrate(&conn).await.unwrap().is_empty(), "idempotent");
         (db, conn)
     }

@@ -5,13 +5,12 @@
 //! All rules live in `catalog-core`; this file only adapts them to Spin.
 
 use bytes::Bytes;
-use catalog_core::{
-    CursorSigner, Request as CatalogRequest, Response as CatalogResponse, SqlValue,
-};
+use catalog_core::{CursorSigner, Request as CatalogRequest, Response as CatalogResponse};
+use edge_sql::Database as _;
 use http_body_util::Full;
 use problem::Problem;
+use spin_glue::SpinDb;
 use spin_sdk::http::Request;
-use spin_sdk::sqlite::{Connection, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -27,7 +26,6 @@ async fn handle(req: Request) -> http::Response<Full<Bytes>> {
 // change between requests is set up once per instance, not per request.
 thread_local! {
     static SIGNER: RefCell<Option<Rc<CursorSigner>>> = const { RefCell::new(None) };
-    static DB: RefCell<Option<Rc<Connection>>> = const { RefCell::new(None) };
 }
 
 async fn signer() -> Result<Rc<CursorSigner>, CatalogResponse> {
@@ -45,19 +43,6 @@ async fn signer() -> Result<Rc<CursorSigner>, CatalogResponse> {
              the operator must configure it",
         ))),
     }
-}
-
-async fn connection() -> Result<Rc<Connection>, String> {
-    if let Some(c) = DB.with_borrow(|c| c.clone()) {
-        return Ok(c);
-    }
-    let conn = Rc::new(
-        Connection::open(DATABASE)
-            .await
-            .map_err(|e| format!("{e:?}"))?,
-    );
-    DB.with_borrow_mut(|c| *c = Some(conn.clone()));
-    Ok(conn)
 }
 
 async fn serve(req: &Request) -> CatalogResponse {
@@ -78,7 +63,10 @@ async fn serve(req: &Request) -> CatalogResponse {
         Ok(p) => p,
         Err(resp) => return resp,
     };
-    let rows = query(&planned.sql, &planned.params).await;
+    let rows = SpinDb(DATABASE)
+        .query(&planned.sql, planned.params.clone())
+        .await
+        .map_err(|e| e.0);
     if let Err(e) = &rows {
         // stderr reaches the host's log; the client gets a generic 503.
         eprintln!("catalog: query failed: {e}");
@@ -86,47 +74,6 @@ async fn serve(req: &Request) -> CatalogResponse {
     catalog_core::render(&planned, rows, &creq, &signer)
 }
 
-async fn query(sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, String> {
-    let db = connection().await?;
-    let params = params.iter().map(|p| match p {
-        SqlValue::Integer(i) => Value::Integer(*i),
-        SqlValue::Real(f) => Value::Real(*f),
-        SqlValue::Text(s) => Value::Text(s.clone()),
-        SqlValue::Blob(b) => Value::Blob(b.clone()),
-        SqlValue::Null => Value::Null,
-    });
-    let result = db
-        .execute(sql, params)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let rows = result.collect().await.map_err(|e| format!("{e:?}"))?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            row.values
-                .into_iter()
-                .map(|v| match v {
-                    Value::Integer(i) => SqlValue::Integer(i),
-                    Value::Real(f) => SqlValue::Real(f),
-                    Value::Text(s) => SqlValue::Text(s),
-                    Value::Blob(b) => SqlValue::Blob(b),
-                    Value::Null => SqlValue::Null,
-                })
-                .collect()
-        })
-        .collect())
-}
-
 fn into_http(resp: CatalogResponse) -> http::Response<Full<Bytes>> {
-    let mut builder = http::Response::builder().status(resp.status);
-    for (name, value) in &resp.headers {
-        builder = builder.header(name, value);
-    }
-    builder
-        .body(Full::new(Bytes::from(resp.body)))
-        .unwrap_or_else(|_| {
-            let mut r = http::Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            r
-        })
+    spin_glue::http_response(resp.status, &resp.headers, resp.body)
 }

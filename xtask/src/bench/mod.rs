@@ -31,6 +31,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 async fn load(
     url: String,
     paths: Vec<String>,
+    headers: Vec<(String, String)>,
     seconds: u64,
     connections: usize,
 ) -> Result<(u64, u64, Vec<u64>, Duration)> {
@@ -42,6 +43,7 @@ async fn load(
     for c in 0..connections {
         let authority = authority.clone();
         let paths = paths.clone();
+        let headers = headers.clone();
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&authority).await?;
             stream.set_nodelay(true)?;
@@ -54,9 +56,11 @@ async fn load(
             while Instant::now() < deadline {
                 let path = &paths[i % paths.len()];
                 i += 1;
-                let req = http::Request::get(path.as_str())
-                    .header("host", &authority)
-                    .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+                let mut req = http::Request::get(path.as_str()).header("host", &authority);
+                for (name, value) in &headers {
+                    req = req.header(name, value);
+                }
+                let req = req.body(http_body_util::Empty::<bytes::Bytes>::new())?;
                 let t = Instant::now();
                 let resp = sender.send_request(req).await?;
                 let ok = resp.status().is_success();
@@ -89,13 +93,38 @@ fn measure(
     seconds: u64,
     connections: usize,
 ) -> Result<Row> {
+    measure_with(rt, name, url, paths, &[], seconds, connections)
+}
+
+/// [`measure`], sending `headers` with every request.
+fn measure_with(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    url: &str,
+    paths: &[String],
+    headers: &[(String, String)],
+    seconds: u64,
+    connections: usize,
+) -> Result<Row> {
     say(&format!(
         "bench: {name} ({connections} connections, {seconds}s)"
     ));
     // Warm up: instances, caches, JIT'd code paths.
-    rt.block_on(load(url.to_string(), paths.to_vec(), 1, connections))?;
-    let (requests, errors, latencies_us, elapsed) =
-        rt.block_on(load(url.to_string(), paths.to_vec(), seconds, connections))?;
+    let headers = headers.to_vec();
+    rt.block_on(load(
+        url.to_string(),
+        paths.to_vec(),
+        headers.clone(),
+        1,
+        connections,
+    ))?;
+    let (requests, errors, latencies_us, elapsed) = rt.block_on(load(
+        url.to_string(),
+        paths.to_vec(),
+        headers,
+        seconds,
+        connections,
+    ))?;
     Ok(Row {
         name: name.to_string(),
         requests,
@@ -140,6 +169,10 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
     build::host()?;
     let catalog = state_dir().join("bench/catalog.db");
     build::seed(&catalog, 10_000, 200, 1, false)?;
+    build::seed_identity(
+        &catalog.with_file_name("identity.db"),
+        "admin@edgeshop.test",
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -164,6 +197,22 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
             "GET /api/v1/products/{id}  edge-host (wasm)",
             &host.url,
             &product_paths,
+            seconds,
+            connections,
+        )?);
+        // The same read with a bearer token: the auth middleware verifies
+        // the signature and looks the session up in the identity database
+        // before the catalog runs.
+        let bearer = vec![(
+            "authorization".to_string(),
+            format!("Bearer {}", crate::keys::bench_token()?),
+        )];
+        rows.push(measure_with(
+            &rt,
+            "GET /api/v1/products/{id}  signed in (verify + app)",
+            &host.url,
+            &product_paths,
+            &bearer,
             seconds,
             connections,
         )?);

@@ -71,6 +71,8 @@ pub fn run(
     let mut cmd = Command::new(root().join("target/release/edgeshop-origin"));
     cmd.args(["--listen", "127.0.0.1:0", "--catalog"])
         .arg(&primary_db)
+        .arg("--identity")
+        .arg(dir.join("identity.db"))
         .env("EDGESHOP_ORIGIN_TOKEN", &token);
     let origin = Service::start("origin", cmd)?;
 

@@ -1,0 +1,421 @@
+//! The flows against real libSQL databases with the real schemas.
+
+use super::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+struct Db(libsql::Connection);
+
+impl Database for Db {
+    async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Row>, DbError> {
+        let params: Vec<libsql::Value> = params
+            .into_iter()
+            .map(|v| match v {
+                SqlValue::Integer(i) => libsql::Value::Integer(i),
+                SqlValue::Real(f) => libsql::Value::Real(f),
+                SqlValue::Text(s) => libsql::Value::Text(s),
+                SqlValue::Blob(b) => libsql::Value::Blob(b),
+                SqlValue::Null => libsql::Value::Null,
+            })
+            .collect();
+        let err = |e: libsql::Error| DbError(e.to_string());
+        let mut rows = self.0.query(sql, params).await.map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.map_err(err)? {
+            let mut values = Vec::new();
+            for i in 0..row.column_count() {
+                values.push(match row.get_value(i).map_err(err)? {
+                    libsql::Value::Integer(i) => SqlValue::Integer(i),
+                    libsql::Value::Real(f) => SqlValue::Real(f),
+                    libsql::Value::Text(s) => SqlValue::Text(s),
+                    libsql::Value::Blob(b) => SqlValue::Blob(b),
+                    libsql::Value::Null => SqlValue::Null,
+                });
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}
+
+struct World {
+    identity: Db,
+    catalog: Db,
+    settings: Settings,
+    signer: Signer,
+    keys: KeySet,
+    now: i64,
+    _dbs: (libsql::Database, libsql::Database),
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(1);
+
+fn random(buf: &mut [u8]) {
+    // Distinct, not secret: enough for tests.
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> ((i % 8) * 8)) as u8 ^ i as u8;
+    }
+}
+
+async fn world() -> World {
+    let open = || async {
+        let db = libsql::Builder::new_local(":memory:")
+            .build()
+            .await
+            .unwrap();
+        let conn = db.connect().unwrap();
+        (db, conn)
+    };
+    let (idb, iconn) = open().await;
+    identity_db::migrate(&iconn).await.unwrap();
+    let (cdb, cconn) = open().await;
+    catalog_db::migrate(&cconn).await.unwrap();
+    let signer = Signer::from_seed("k1", [3; 32]);
+    let keys = KeySet::from_jwks(&serde_json::json!({ "keys": [signer.public_jwk()] }).to_string())
+        .unwrap();
+    World {
+        identity: Db(iconn),
+        catalog: Db(cconn),
+        settings: Settings::default(),
+        signer,
+        keys,
+        now: 1_800_000_000,
+        _dbs: (idb, cdb),
+    }
+}
+
+impl World {
+    async fn call(&self, method: &str, path: &str, body: serde_json::Value) -> Response {
+        self.call_as(method, path, body, None).await
+    }
+
+    async fn call_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+        identity: Option<Identity>,
+    ) -> Response {
+        let body = serde_json::to_vec(&body).unwrap();
+        let env = Env {
+            now: self.now,
+            settings: &self.settings,
+            signer: Some(&self.signer),
+            keys: &self.keys,
+            random: &random,
+            log: &|_| {},
+        };
+        let req = Request {
+            method,
+            path,
+            content_type: Some("application/json"),
+            body: &body,
+            identity,
+        };
+        handle(req, &self.identity, &self.catalog, &env).await
+    }
+
+    async fn login(&self, email: &str, password: &str) -> Response {
+        self.call("POST", "/api/v1/auth/login", creds(email, password))
+            .await
+    }
+
+    fn identity_of(&self, r: &Response) -> Identity {
+        let token = json(r)["access_token"].as_str().unwrap().to_string();
+        let claims = tokens::verify(&token, &self.keys, &self.settings.policy(), self.now).unwrap();
+        Identity::from_claims(&claims).unwrap()
+    }
+}
+
+fn json(r: &Response) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+fn creds(email: &str, password: &str) -> serde_json::Value {
+    serde_json::json!({ "email": email, "password": password })
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+#[tokio::test]
+async fn sign_up_sign_in_refresh_and_sign_out() {
+    let w = world().await;
+    let r = w
+        .call(
+            "POST",
+            "/api/v1/auth/signup",
+            creds(" Ada@Example.COM ", PASSWORD),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let who = w.identity_of(&r);
+    assert_eq!(who.roles, vec!["shopper"]);
+
+    let again = w
+        .call(
+            "POST",
+            "/api/v1/auth/signup",
+            creds("ada@example.com", PASSWORD),
+        )
+        .await;
+    assert_eq!(again.status, 409);
+
+    let login = w.login("ADA@example.com", PASSWORD).await;
+    assert_eq!(login.status, 200);
+    let me = w
+        .call_as(
+            "GET",
+            "/api/v1/auth/me",
+            serde_json::json!(null),
+            Some(w.identity_of(&login)),
+        )
+        .await;
+    assert_eq!(me.status, 200);
+    assert_eq!(json(&me)["email"], "ada@example.com");
+
+    // Rotation: each refresh token works once; the new one works next.
+    let first = json(&login)["refresh_token"].as_str().unwrap().to_string();
+    let r1 = w
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            serde_json::json!({ "refresh_token": first }),
+        )
+        .await;
+    assert_eq!(r1.status, 200, "{}", String::from_utf8_lossy(&r1.body));
+    let second = json(&r1)["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(first, second);
+    let sid = w.identity_of(&r1).session;
+    assert_eq!(sid, w.identity_of(&login).session, "same session");
+
+    // Replaying the rotated token ends the whole session, even for the
+    // token that replaced it.
+    let replay = w
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            serde_json::json!({ "refresh_token": first }),
+        )
+        .await;
+    assert_eq!(replay.status, 401);
+    assert!(
+        json(&replay)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already used")
+    );
+    let revoked = w
+        .identity
+        .query(
+            "SELECT 1 FROM revocations WHERE session_id = ?1",
+            vec![sid.as_str().into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked.len(), 1);
+    let after = w
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            serde_json::json!({ "refresh_token": second }),
+        )
+        .await;
+    assert_eq!(after.status, 401);
+
+    // Sign-out revokes the session it was called with.
+    let out = w
+        .call_as(
+            "POST",
+            "/api/v1/auth/logout",
+            serde_json::json!({}),
+            Some(w.identity_of(&r)),
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    let revoked = w
+        .identity
+        .query(
+            "SELECT revoked_reason FROM sessions WHERE id = ?1",
+            vec![w.identity_of(&r).session.as_str().into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked[0][0], SqlValue::Text("logout".into()));
+    let anonymous = w
+        .call("POST", "/api/v1/auth/logout", serde_json::json!({}))
+        .await;
+    assert_eq!(anonymous.status, 401);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_look_the_same_and_are_throttled() {
+    let mut w = world().await;
+    w.call(
+        "POST",
+        "/api/v1/auth/signup",
+        creds("bob@example.com", PASSWORD),
+    )
+    .await;
+    let wrong = w.login("bob@example.com", "not the password").await;
+    let nobody = w.login("eve@example.com", "not the password").await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(
+        (wrong.status, &wrong.headers, &wrong.body),
+        (nobody.status, &nobody.headers, &nobody.body)
+    );
+
+    // Four more failures reach the free limit: the fifth locks for 1 s.
+    for _ in 0..4 {
+        let r = w.login("bob@example.com", "still wrong!!").await;
+        assert_eq!(r.status, 401);
+    }
+    let locked = w.login("bob@example.com", PASSWORD).await;
+    assert_eq!(locked.status, 429, "even the right password waits");
+    assert_eq!(locked.header("retry-after"), Some("1"));
+    w.now += 1;
+    let r = w.login("bob@example.com", "wrong again!!").await;
+    assert_eq!(r.status, 401);
+    let locked = w.login("bob@example.com", PASSWORD).await;
+    assert_eq!(locked.header("retry-after"), Some("2"), "doubling");
+    w.now += 2;
+    let ok = w.login("bob@example.com", PASSWORD).await;
+    assert_eq!(ok.status, 200);
+    let left = w
+        .identity
+        .query("SELECT count(*) FROM login_failures", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        left[0][0],
+        SqlValue::Integer(1),
+        "only eve's failure is left"
+    );
+
+    // Unknown addresses are locked the same way.
+    for _ in 0..4 {
+        w.login("eve@example.com", "guess guess 1").await;
+    }
+    let r = w.login("eve@example.com", "guess guess 2").await;
+    assert_eq!(r.status, 429);
+
+    // Failures age out of the window.
+    w.now += throttle::WINDOW_SECS + 1;
+    let r = w.login("eve@example.com", "guess guess 3").await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn a_vendor_account_owns_a_new_vendor_row() {
+    let w = world().await;
+    let body = serde_json::json!({
+        "email": "shop@example.com", "password": PASSWORD, "kind": "vendor",
+        "vendor": { "name": "Kettle & Co.", "country": "de" }
+    });
+    let r = w.call("POST", "/api/v1/auth/signup", body.clone()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(w.identity_of(&r).roles, vec!["vendor"]);
+    let rows = w
+        .catalog
+        .query("SELECT id, slug, country FROM vendors", vec![])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0][1].as_str().unwrap().starts_with("kettle-co-"));
+    assert_eq!(rows[0][2], SqlValue::Text("DE".into()));
+    let owner = w
+        .identity
+        .query("SELECT vendor_id FROM accounts", vec![])
+        .await
+        .unwrap();
+    assert_eq!(owner[0][0], rows[0][0]);
+
+    // A second sign-up with the same address leaves no vendor behind.
+    let r = w.call("POST", "/api/v1/auth/signup", body).await;
+    assert_eq!(r.status, 409);
+    let n = w
+        .catalog
+        .query("SELECT count(*) FROM vendors", vec![])
+        .await
+        .unwrap();
+    assert_eq!(n[0][0], SqlValue::Integer(1));
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_problems_and_change_nothing() {
+    let w = world().await;
+    let cases = [
+        (creds("not-an-email", PASSWORD), 400, "email"),
+        (creds("a@example.com", "short"), 400, "password"),
+        (
+            serde_json::json!({ "email": "a@example.com", "password": PASSWORD, "kind": "admin" }),
+            400,
+            "kind",
+        ),
+        (
+            serde_json::json!({ "email": "a@example.com", "password": PASSWORD, "kind": "vendor" }),
+            400,
+            "vendor",
+        ),
+        (
+            serde_json::json!({ "email": "a@example.com", "password": PASSWORD, "role": "admin" }),
+            400,
+            "",
+        ),
+    ];
+    for (body, status, parameter) in cases {
+        let r = w.call("POST", "/api/v1/auth/signup", body.clone()).await;
+        assert_eq!(r.status, status, "{body}");
+        assert_eq!(
+            r.header("content-type"),
+            Some(problem::Problem::CONTENT_TYPE)
+        );
+        if !parameter.is_empty() {
+            assert_eq!(json(&r)["parameter"], parameter, "{body}");
+        }
+    }
+    let n = w
+        .identity
+        .query("SELECT count(*) FROM accounts", vec![])
+        .await
+        .unwrap();
+    assert_eq!(n[0][0], SqlValue::Integer(0));
+
+    let env = Env {
+        now: w.now,
+        settings: &w.settings,
+        signer: Some(&w.signer),
+        keys: &w.keys,
+        random: &random,
+        log: &|_| {},
+    };
+    let form = Request {
+        method: "POST",
+        path: "/api/v1/auth/login",
+        content_type: Some("application/x-www-form-urlencoded"),
+        body: b"email=a",
+        identity: None,
+    };
+    assert_eq!(
+        handle(form, &w.identity, &w.catalog, &env).await.status,
+        415
+    );
+    assert_eq!(
+        w.call("GET", "/api/v1/auth/login", serde_json::json!(null))
+            .await
+            .status,
+        405
+    );
+    assert_eq!(
+        w.call("GET", "/api/v1/auth/nope", serde_json::json!(null))
+            .await
+            .status,
+        404
+    );
+    let jwks = w
+        .call("GET", "/.well-known/jwks.json", serde_json::json!(null))
+        .await;
+    assert_eq!(jwks.status, 200);
+    assert_eq!(json(&jwks)["keys"][0]["kid"], "k1");
+    assert!(json(&jwks)["keys"][0].get("d").is_none());
+}

@@ -1,0 +1,236 @@
+//! The middleware's decision for one request: who is calling (a verified
+//! bearer token, or nobody) and whether the route lets them in.
+//!
+//! A token that is present but bad, expired or revoked is always a 401,
+//! whatever the route needs: a client with a broken token must learn so,
+//! not be served as anonymous.
+
+use crate::identity::Identity;
+use crate::response::Response;
+use crate::rules::Requirement;
+use edge_sql::{Database, DbError};
+use problem::Problem;
+use tokens::{KeySet, Policy, TokenError};
+
+/// The realm in every challenge.
+pub const REALM: &str = "edgeshop";
+
+/// Why a request may not go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub status: u16,
+    /// The RFC 6750 error code (`invalid_request`, `invalid_token`,
+    /// `insufficient_scope`), absent when no credentials were sent.
+    pub error: Option<&'static str>,
+    pub detail: String,
+}
+
+impl Denied {
+    fn invalid_token(detail: impl Into<String>) -> Denied {
+        Denied {
+            status: 401,
+            error: Some("invalid_token"),
+            detail: detail.into(),
+        }
+    }
+
+    /// The problem response, with a `WWW-Authenticate` challenge.
+    pub fn response(&self) -> Response {
+        let (kind, title) = match self.status {
+            401 => ("unauthorized", "Unauthorized"),
+            403 => ("forbidden", "Forbidden"),
+            _ => ("bad-request", "Bad request"),
+        };
+        let mut challenge = format!("Bearer realm=\"{REALM}\"");
+        if let Some(error) = self.error {
+            // The description is our own text; keep it a quoted-string.
+            let description: String = self
+                .detail
+                .chars()
+                .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+                .collect();
+            challenge.push_str(&format!(
+                ", error=\"{error}\", error_description=\"{description}\""
+            ));
+        }
+        Response::problem(Problem::new(self.status, kind, title, self.detail.clone()))
+            .with_header("www-authenticate", challenge)
+    }
+}
+
+/// Reads and verifies the bearer token in `authorization`, if any.
+/// Revocation is checked separately ([`check_revoked`]), since it needs
+/// the database.
+pub fn authenticate(
+    authorization: Option<&str>,
+    keys: &KeySet,
+    policy: &Policy,
+    now: i64,
+) -> Result<Option<Identity>, Denied> {
+    let Some(value) = authorization else {
+        return Ok(None);
+    };
+    let token = match value.trim().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => {
+            return Err(Denied {
+                status: 401,
+                error: Some("invalid_request"),
+                detail: "the Authorization header must be `Bearer <access token>`".into(),
+            });
+        }
+    };
+    let claims = tokens::verify(token, keys, policy, now).map_err(|e| {
+        Denied::invalid_token(match e {
+            TokenError::Expired => {
+                "the access token has expired; get a new one from POST /api/v1/auth/refresh"
+                    .to_string()
+            }
+            other => format!("{other}; sign in again"),
+        })
+    })?;
+    Identity::from_claims(&claims)
+        .map(Some)
+        .ok_or_else(|| Denied::invalid_token("the token does not name an account; sign in again"))
+}
+
+/// Looks the session up in the local replica's revocation list.
+pub async fn check_revoked(db: &impl Database, who: &Identity) -> Result<(), GateError> {
+    let rows = db
+        .query(
+            "SELECT 1 FROM revocations WHERE session_id = ?1",
+            vec![who.session.as_str().into()],
+        )
+        .await
+        .map_err(GateError::Database)?;
+    if rows.is_empty() {
+        Ok(())
+    } else {
+        Err(GateError::Denied(Denied::invalid_token(
+            "the session has ended (signed out or revoked); sign in again",
+        )))
+    }
+}
+
+#[derive(Debug)]
+pub enum GateError {
+    Denied(Denied),
+    /// The revocation list could not be read; the request must not pass.
+    Database(DbError),
+}
+
+/// Whether `who` may use a route that needs `need`.
+pub fn authorize(need: &Requirement, who: Option<&Identity>) -> Result<(), Denied> {
+    match (need, who) {
+        (Requirement::Anyone, _) => Ok(()),
+        (_, None) => Err(Denied {
+            status: 401,
+            error: None,
+            detail:
+                "this route needs a signed-in account; send `Authorization: Bearer <access token>`"
+                    .into(),
+        }),
+        (Requirement::SignedIn, Some(_)) => Ok(()),
+        (Requirement::Role(roles), Some(who)) => {
+            if roles.iter().any(|r| who.has_role(r)) {
+                Ok(())
+            } else {
+                Err(Denied {
+                    status: 403,
+                    error: Some("insufficient_scope"),
+                    detail: format!(
+                        "this route needs the {} role, which this account does not have",
+                        roles.join(" or ")
+                    ),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tokens::Signer, KeySet, Policy) {
+        let signer = tokens::Signer::from_seed("k1", [7; 32]);
+        let keys =
+            KeySet::from_jwks(&serde_json::json!({ "keys": [signer.public_jwk()] }).to_string())
+                .unwrap();
+        let policy = Policy {
+            issuer: "edgeshop".into(),
+            audience: "edgeshop-api".into(),
+            leeway_secs: 30,
+        };
+        (signer, keys, policy)
+    }
+
+    fn claims(sub: &str) -> tokens::Claims {
+        tokens::Claims {
+            iss: "edgeshop".into(),
+            aud: "edgeshop-api".into(),
+            sub: sub.into(),
+            iat: 1000,
+            exp: 1300,
+            nbf: None,
+            jti: "j".into(),
+            sid: "session-abc".into(),
+            roles: vec!["shopper".into()],
+        }
+    }
+
+    #[test]
+    fn no_header_is_anonymous_but_a_bad_one_never_is() {
+        let (signer, keys, policy) = setup();
+        assert_eq!(authenticate(None, &keys, &policy, 1100), Ok(None));
+        let token = tokens::sign(&signer, &claims("42"));
+        let who = authenticate(Some(&format!("Bearer {token}")), &keys, &policy, 1100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(who.account, 42);
+        assert_eq!(who.session, "session-abc");
+        for bad in [
+            "Basic dXNlcjpwYXNz".to_string(),
+            "Bearer".to_string(),
+            "Bearer nope".to_string(),
+            format!("Bearer {token}x"),
+        ] {
+            let d = authenticate(Some(&bad), &keys, &policy, 1100).unwrap_err();
+            assert_eq!(d.status, 401, "{bad}");
+            let r = d.response();
+            assert!(
+                r.header("www-authenticate")
+                    .unwrap()
+                    .starts_with("Bearer realm=")
+            );
+        }
+        let expired = authenticate(Some(&format!("Bearer {token}")), &keys, &policy, 1400);
+        assert!(expired.unwrap_err().detail.contains("refresh"));
+        // Signed by us but not naming an account.
+        let odd = tokens::sign(&signer, &claims("admin"));
+        assert!(authenticate(Some(&format!("Bearer {odd}")), &keys, &policy, 1100).is_err());
+    }
+
+    #[test]
+    fn roles_decide_between_401_and_403() {
+        let shopper = Identity {
+            account: 1,
+            session: "s".into(),
+            roles: vec!["shopper".into()],
+            expires: 0,
+        };
+        let vendor_only = Requirement::Role(vec!["vendor".into()]);
+        assert_eq!(authorize(&vendor_only, None).unwrap_err().status, 401);
+        let d = authorize(&vendor_only, Some(&shopper)).unwrap_err();
+        assert_eq!(d.status, 403);
+        assert!(
+            d.response()
+                .header("www-authenticate")
+                .unwrap()
+                .contains("insufficient_scope")
+        );
+        assert!(authorize(&Requirement::SignedIn, Some(&shopper)).is_ok());
+        assert!(authorize(&Requirement::Anyone, None).is_ok());
+        assert!(authorize(&Requirement::Role(vec!["shopper".into()]), Some(&shopper)).is_ok());
+    }
+}

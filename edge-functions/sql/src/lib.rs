@@ -1,0 +1,91 @@
+//! The seam between edge logic and a SQL database: values, rows and one
+//! narrow trait. Components implement [`Database`] over `spin:sqlite`;
+//! the logic crates stay free of I/O and of any host's types.
+
+use std::future::Future;
+
+/// A SQLite value, as bound parameter or result column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+    Null,
+}
+
+impl SqlValue {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            SqlValue::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            SqlValue::Real(f) => Some(*f),
+            SqlValue::Integer(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            SqlValue::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_blob(&self) -> Option<&[u8]> {
+        match self {
+            SqlValue::Blob(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+impl From<i64> for SqlValue {
+    fn from(v: i64) -> SqlValue {
+        SqlValue::Integer(v)
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(v: &str) -> SqlValue {
+        SqlValue::Text(v.to_string())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(v: String) -> SqlValue {
+        SqlValue::Text(v)
+    }
+}
+
+impl From<Vec<u8>> for SqlValue {
+    fn from(v: Vec<u8>) -> SqlValue {
+        SqlValue::Blob(v)
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(v: Option<T>) -> SqlValue {
+        v.map_or(SqlValue::Null, Into::into)
+    }
+}
+
+/// One result row.
+pub type Row = Vec<SqlValue>;
+
+/// Why a statement failed. The text is for logs, not for clients.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct DbError(pub String);
+
+/// A database one statement at a time (`spin:sqlite` has no transaction
+/// API, so each statement must leave the data consistent on its own).
+pub trait Database {
+    fn query(
+        &self,
+        sql: &str,
+        params: Vec<SqlValue>,
+    ) -> impl Future<Output = Result<Vec<Row>, DbError>>;
+}

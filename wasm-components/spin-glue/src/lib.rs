@@ -1,0 +1,30 @@
+//! What every edgeshop component needs from Spin: databases behind the
+//! [`edge_sql::Database`] seam, and variables parsed once per change.
+
+pub mod db;
+pub mod vars;
+
+pub use db::SpinDb;
+
+use bytes::Bytes;
+use http_body_util::Full;
+
+/// A response from plain parts; a header the `http` crate refuses makes
+/// it a bare 500 rather than a panic.
+pub fn http_response(
+    status: u16,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> http::Response<Full<Bytes>> {
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| {
+            let mut r = http::Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}

@@ -1,0 +1,265 @@
+//! `cargo xtask keys`: the token signing keys of the embedded default.
+//!
+//! The keyring (`.edgeshop/secrets/token-keys.json`) holds every key with
+//! its phase. `rotate` moves one step at a time, so each step can reach
+//! every PoP before the next:
+//!
+//! 1. a new key is *published* (in the JWKS, not signing);
+//! 2. it becomes the *signing* key, the old one *retiring* (still in the
+//!    JWKS, so the tokens it signed keep working);
+//! 3. once the longest token lifetime plus leeway has passed, the retiring
+//!    key is dropped.
+//!
+//! Each step rewrites `.edgeshop/variables.toml`, which running PoPs
+//! re-read (`edge-host --variables-file`): no restart, no failed request.
+
+use crate::{say, state_dir};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Phase {
+    Published,
+    Signing,
+    Retiring,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Key {
+    kid: String,
+    /// `<kid>:<base64url seed>`.
+    secret: String,
+    phase: Phase,
+    /// When the key entered its phase (Unix seconds).
+    since: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Keyring {
+    keys: Vec<Key>,
+}
+
+fn keyring_path() -> PathBuf {
+    state_dir().join("secrets/token-keys.json")
+}
+
+/// The file PoPs read variables from.
+pub fn variables_file() -> PathBuf {
+    state_dir().join("variables.toml")
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn new_key() -> Result<Key> {
+    let mut seed = [0u8; 32];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+    let mut tag = [0u8; 3];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut tag)?;
+    let kid = format!(
+        "k{}-{}",
+        now(),
+        tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let secret = tokens::Signer::from_seed(&kid, seed).to_secret();
+    Ok(Key {
+        kid,
+        secret,
+        phase: Phase::Signing,
+        since: now(),
+    })
+}
+
+fn load() -> Result<Option<Keyring>> {
+    match std::fs::read_to_string(keyring_path()) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).context("reading the token keyring")?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn save(ring: &Keyring) -> Result<()> {
+    let path = keyring_path();
+    std::fs::create_dir_all(path.parent().context("dir")?)?;
+    write_atomically(&path, &serde_json::to_string_pretty(ring)?)?;
+    write_variables(ring)
+}
+
+/// Writes next to `path` and renames, so a reader never sees half a file.
+fn write_atomically(path: &std::path::Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn write_variables(ring: &Keyring) -> Result<()> {
+    let signing = ring
+        .keys
+        .iter()
+        .find(|k| k.phase == Phase::Signing)
+        .context("the keyring has no signing key")?;
+    let public: Vec<serde_json::Value> = ring
+        .keys
+        .iter()
+        .map(|k| {
+            Ok(tokens::Signer::from_secret(&k.secret)
+                .map_err(|e| anyhow::anyhow!("key {}: {e}", k.kid))?
+                .public_jwk())
+        })
+        .collect::<Result<_>>()?;
+    let mut vars = std::collections::BTreeMap::new();
+    vars.insert("token_signing_key", signing.secret.clone());
+    vars.insert(
+        "token_jwks",
+        serde_json::json!({ "keys": public }).to_string(),
+    );
+    let text = format!(
+        "# Written by `cargo xtask keys`; PoPs re-read it when it changes.\n{}",
+        toml::to_string(&vars)?
+    );
+    write_atomically(&variables_file(), &text)
+}
+
+/// Makes sure a keyring and the variables file exist.
+pub fn ensure() -> Result<PathBuf> {
+    match load()? {
+        Some(ring) => write_variables(&ring)?,
+        None => {
+            let ring = Keyring {
+                keys: vec![new_key()?],
+            };
+            save(&ring)?;
+            say(&format!("generated token signing key {}", ring.keys[0].kid));
+        }
+    }
+    Ok(variables_file())
+}
+
+/// Longest a token signed by a key can stay valid after signing stopped.
+fn retire_after() -> i64 {
+    let s = auth_core::Settings::default();
+    s.access_ttl_secs + s.leeway_secs
+}
+
+pub fn generate(force: bool) -> Result<()> {
+    if load()?.is_some() && !force {
+        bail!(
+            "a keyring exists at {}; `cargo xtask keys rotate` replaces keys without \
+             breaking tokens (or pass --force to start over, which signs everyone out)",
+            keyring_path().display()
+        );
+    }
+    let ring = Keyring {
+        keys: vec![new_key()?],
+    };
+    save(&ring)?;
+    say(&format!("generated token signing key {}", ring.keys[0].kid));
+    status()
+}
+
+pub fn rotate() -> Result<()> {
+    let mut ring = load()?.context("no keyring yet: run `cargo xtask keys generate`")?;
+    let now = now();
+    if let Some(i) = ring.keys.iter().position(|k| k.phase == Phase::Retiring) {
+        let wait = ring.keys[i].since + retire_after() - now;
+        if wait > 0 {
+            bail!(
+                "key {} may still have valid tokens for {wait} s (token lifetime plus leeway); \
+                 rotate again after that",
+                ring.keys[i].kid
+            );
+        }
+        let gone = ring.keys.remove(i);
+        say(&format!(
+            "step 3/3: retired key {} (no longer in the JWKS)",
+            gone.kid
+        ));
+    } else if let Some(i) = ring.keys.iter().position(|k| k.phase == Phase::Published) {
+        for k in &mut ring.keys {
+            if k.phase == Phase::Signing {
+                k.phase = Phase::Retiring;
+                k.since = now;
+            }
+        }
+        ring.keys[i].phase = Phase::Signing;
+        ring.keys[i].since = now;
+        say(&format!(
+            "step 2/3: signing with {}; the old key stays published for {} s, then rotate again",
+            ring.keys[i].kid,
+            retire_after()
+        ));
+    } else {
+        let mut key = new_key()?;
+        key.phase = Phase::Published;
+        say(&format!(
+            "step 1/3: published {} next to the signing key; once every PoP has it \
+             (at once for `cargo xtask up`), rotate again to sign with it",
+            key.kid
+        ));
+        ring.keys.push(key);
+    }
+    save(&ring)?;
+    status()
+}
+
+pub fn status() -> Result<()> {
+    let Some(ring) = load()? else {
+        println!("no token keys yet (`cargo xtask keys generate`, or `cargo xtask up` makes one)");
+        return Ok(());
+    };
+    let now = now();
+    for k in &ring.keys {
+        println!(
+            "{:<20} {:<10} for {} s",
+            k.kid,
+            format!("{:?}", k.phase).to_lowercase(),
+            now - k.since
+        );
+    }
+    println!("variables: {}", variables_file().display());
+    Ok(())
+}
+
+/// An access token from the current signing key, valid for ten minutes,
+/// for an account and session the benchmark never revokes.
+pub fn bench_token() -> Result<String> {
+    ensure()?;
+    let ring = load()?.context("keyring")?;
+    let signing = ring
+        .keys
+        .iter()
+        .find(|k| k.phase == Phase::Signing)
+        .context("no signing key")?;
+    let signer = tokens::Signer::from_secret(&signing.secret)
+        .map_err(|e| anyhow::anyhow!("key {}: {e}", signing.kid))?;
+    let settings = auth_core::Settings::default();
+    let now = now();
+    Ok(tokens::sign(
+        &signer,
+        &tokens::Claims {
+            iss: settings.issuer,
+            aud: settings.audience,
+            sub: "1".into(),
+            iat: now,
+            exp: now + 600,
+            nbf: None,
+            jti: format!("bench-{now}"),
+            sid: "bench-session-0000000000".into(),
+            roles: vec!["shopper".into()],
+        },
+    ))
+}
