@@ -131,6 +131,10 @@ fn write_variables(ring: &Keyring) -> Result<()> {
         "# Written by `cargo xtask keys`; PoPs re-read it when it changes.\n{}",
         toml::to_string(&vars)?
     );
+    // Unchanged text is not rewritten, so running PoPs see no change.
+    if std::fs::read_to_string(variables_file()).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
     write_atomically(&variables_file(), &text)
 }
 
@@ -234,9 +238,9 @@ pub fn status() -> Result<()> {
     Ok(())
 }
 
-/// An access token from the current signing key, valid for ten minutes,
-/// for an account and session the benchmark never revokes.
-pub fn bench_token() -> Result<String> {
+/// `n` access tokens from the current signing key, valid for ten minutes,
+/// for sessions the benchmark never revokes.
+pub fn bench_tokens(n: usize) -> Result<Vec<String>> {
     ensure()?;
     let ring = load()?.context("keyring")?;
     let signing = ring
@@ -248,18 +252,22 @@ pub fn bench_token() -> Result<String> {
         .map_err(|e| anyhow::anyhow!("key {}: {e}", signing.kid))?;
     let settings = auth_core::Settings::default();
     let now = now();
-    Ok(tokens::sign(
-        &signer,
-        &tokens::Claims {
-            iss: settings.issuer,
-            aud: settings.audience,
-            sub: "1".into(),
-            iat: now,
-            exp: now + 600,
-            nbf: None,
-            jti: format!("bench-{now}"),
-            sid: "bench-session-0000000000".into(),
-            roles: vec!["shopper".into()],
-        },
-    ))
+    Ok((0..n)
+        .map(|i| {
+            tokens::sign(
+                &signer,
+                &tokens::Claims {
+                    iss: settings.issuer.clone(),
+                    aud: settings.audience.clone(),
+                    sub: (i + 1).to_string(),
+                    iat: now,
+                    exp: now + 600,
+                    nbf: None,
+                    jti: format!("bench-{now}-{i}"),
+                    sid: format!("bench-session-{i:010}"),
+                    roles: vec!["shopper".into()],
+                },
+            )
+        })
+        .collect())
 }

@@ -94,6 +94,65 @@ pub fn authenticate(
         .ok_or_else(|| Denied::invalid_token("the token does not name an account; sign in again"))
 }
 
+/// Tokens this instance has verified, so a client's repeated token costs a
+/// map lookup instead of a signature check. Only successes are kept, each
+/// until its `exp` (plus leeway); revocation is still checked on every
+/// request. The owner must [`VerifiedCache::clear`] it when the key set or
+/// policy changes, so a retired key's tokens stop at once.
+#[derive(Debug, Default)]
+pub struct VerifiedCache {
+    entries: std::collections::HashMap<String, Identity>,
+}
+
+impl VerifiedCache {
+    /// Most tokens kept; past this, expired ones go, then everything.
+    pub const CAPACITY: usize = 512;
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// [`authenticate`], remembering successes in `cache`.
+pub fn authenticate_cached(
+    authorization: Option<&str>,
+    keys: &KeySet,
+    policy: &Policy,
+    now: i64,
+    cache: &mut VerifiedCache,
+) -> Result<Option<Identity>, Denied> {
+    let leeway = policy.leeway_secs.clamp(0, tokens::MAX_LEEWAY_SECS);
+    if let Some(value) = authorization
+        && let Some(who) = cache.entries.get(value)
+    {
+        if now <= who.expires.saturating_add(leeway) {
+            return Ok(Some(who.clone()));
+        }
+        cache.entries.remove(value);
+    }
+    let who = authenticate(authorization, keys, policy, now)?;
+    if let (Some(value), Some(who)) = (authorization, &who) {
+        if cache.entries.len() >= VerifiedCache::CAPACITY {
+            cache
+                .entries
+                .retain(|_, w| now <= w.expires.saturating_add(leeway));
+        }
+        if cache.entries.len() >= VerifiedCache::CAPACITY {
+            cache.entries.clear();
+        }
+        cache.entries.insert(value.to_string(), who.clone());
+    }
+    Ok(who)
+}
+
 /// Looks the session up in the local replica's revocation list.
 pub async fn check_revoked(db: &impl Database, who: &Identity) -> Result<(), GateError> {
     let rows = db
@@ -209,6 +268,34 @@ mod tests {
         // Signed by us but not naming an account.
         let odd = tokens::sign(&signer, &claims("admin"));
         assert!(authenticate(Some(&format!("Bearer {odd}")), &keys, &policy, 1100).is_err());
+    }
+
+    #[test]
+    fn the_cache_answers_like_verification_and_forgets_at_expiry() {
+        let (signer, keys, policy) = setup();
+        let header = format!("Bearer {}", tokens::sign(&signer, &claims("42")));
+        let mut cache = VerifiedCache::default();
+        let first = authenticate_cached(Some(&header), &keys, &policy, 1100, &mut cache);
+        assert_eq!(cache.len(), 1);
+        // Verified from the cache even against an empty key set...
+        let empty = KeySet::default();
+        let again = authenticate_cached(Some(&header), &empty, &policy, 1100, &mut cache);
+        assert_eq!(first, again);
+        // ...but not past exp + leeway, and failures are never kept.
+        assert!(authenticate_cached(Some(&header), &empty, &policy, 1331, &mut cache).is_err());
+        assert!(cache.is_empty());
+        let bad = format!("{header}x");
+        assert!(authenticate_cached(Some(&bad), &keys, &policy, 1100, &mut cache).is_err());
+        assert!(cache.is_empty());
+        // Bounded.
+        for i in 0..(VerifiedCache::CAPACITY + 10) {
+            let t = format!(
+                "Bearer {}",
+                tokens::sign(&signer, &claims(&(i + 1).to_string()))
+            );
+            authenticate_cached(Some(&t), &keys, &policy, 1100, &mut cache).unwrap();
+            assert!(cache.len() <= VerifiedCache::CAPACITY);
+        }
     }
 
     #[test]

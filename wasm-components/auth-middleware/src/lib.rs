@@ -13,7 +13,7 @@
 //! It has only what it inherits from the app component it guards: the
 //! `token_*` variables and the `identity` database.
 
-use auth_core::gate::{self, GateError};
+use auth_core::gate::{self, GateError, VerifiedCache};
 use auth_core::rules::{self, Rules};
 use auth_core::{Response, Settings, identity, settings};
 use bytes::Bytes;
@@ -23,11 +23,16 @@ use spin_glue::SpinDb;
 use spin_glue::vars::{self, Parsed};
 use spin_sdk::http::{IntoResponse, Request};
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::OnceLock;
 use tokens::KeySet;
 
 thread_local! {
     static KEYS: Parsed<KeySet> = const { RefCell::new(None) };
+    /// Tokens verified by this instance, and the key set and policy they
+    /// were verified under.
+    static VERIFIED: RefCell<(Option<Rc<KeySet>>, String, VerifiedCache)> =
+        RefCell::new((None, String::new(), VerifiedCache::default()));
 }
 
 /// The rules built into this component.
@@ -117,7 +122,19 @@ async fn admit(req: &Request) -> Result<Option<auth_core::Identity>, Response> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let who = gate::authenticate(authorization, &keys, &settings.policy(), now)
+    let policy = settings.policy();
+    let stamp = format!("{policy:?}");
+    let who = VERIFIED
+        .with_borrow_mut(|(verified_keys, verified_policy, cache)| {
+            // A new key set (a key retired) or policy empties the cache.
+            let same_keys = verified_keys.as_ref().is_some_and(|k| Rc::ptr_eq(k, &keys));
+            if !same_keys || *verified_policy != stamp {
+                cache.clear();
+                *verified_keys = Some(keys.clone());
+                *verified_policy = stamp;
+            }
+            gate::authenticate_cached(authorization, &keys, &policy, now, cache)
+        })
         .map_err(|d| d.response())?;
     if let Some(who) = &who {
         match gate::check_revoked(&SpinDb("identity"), who).await {

@@ -31,7 +31,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 async fn load(
     url: String,
     paths: Vec<String>,
-    headers: Vec<(String, String)>,
+    header_sets: Vec<Vec<(String, String)>>,
     seconds: u64,
     connections: usize,
 ) -> Result<(u64, u64, Vec<u64>, Duration)> {
@@ -43,7 +43,7 @@ async fn load(
     for c in 0..connections {
         let authority = authority.clone();
         let paths = paths.clone();
-        let headers = headers.clone();
+        let header_sets = header_sets.clone();
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&authority).await?;
             stream.set_nodelay(true)?;
@@ -55,11 +55,13 @@ async fn load(
             let mut i = c;
             while Instant::now() < deadline {
                 let path = &paths[i % paths.len()];
-                i += 1;
                 let mut req = http::Request::get(path.as_str()).header("host", &authority);
-                for (name, value) in &headers {
-                    req = req.header(name, value);
+                if !header_sets.is_empty() {
+                    for (name, value) in &header_sets[i % header_sets.len()] {
+                        req = req.header(name, value);
+                    }
                 }
+                i += 1;
                 let req = req.body(http_body_util::Empty::<bytes::Bytes>::new())?;
                 let t = Instant::now();
                 let resp = sender.send_request(req).await?;
@@ -96,13 +98,13 @@ fn measure(
     measure_with(rt, name, url, paths, &[], seconds, connections)
 }
 
-/// [`measure`], sending `headers` with every request.
+/// [`measure`], sending one of `header_sets` (in turn) with each request.
 fn measure_with(
     rt: &tokio::runtime::Runtime,
     name: &str,
     url: &str,
     paths: &[String],
-    headers: &[(String, String)],
+    header_sets: &[Vec<(String, String)>],
     seconds: u64,
     connections: usize,
 ) -> Result<Row> {
@@ -110,7 +112,7 @@ fn measure_with(
         "bench: {name} ({connections} connections, {seconds}s)"
     ));
     // Warm up: instances, caches, JIT'd code paths.
-    let headers = headers.to_vec();
+    let headers = header_sets.to_vec();
     rt.block_on(load(
         url.to_string(),
         paths.to_vec(),
@@ -200,19 +202,29 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
             seconds,
             connections,
         )?);
-        // The same read with a bearer token: the auth middleware verifies
-        // the signature and looks the session up in the identity database
-        // before the catalog runs.
-        let bearer = vec![(
-            "authorization".to_string(),
-            format!("Bearer {}", crate::keys::bench_token()?),
-        )];
+        // The same read with a bearer token: the auth middleware checks it
+        // and looks the session up in the identity database before the
+        // catalog runs. One token (a client calling again: its signature
+        // is checked once per instance), then 1,000 tokens in turn (each
+        // signature checked afresh).
+        let bearer = |token: String| vec![("authorization".to_string(), format!("Bearer {token}"))];
+        let tokens = crate::keys::bench_tokens(1000)?;
         rows.push(measure_with(
             &rt,
-            "GET /api/v1/products/{id}  signed in (verify + app)",
+            "GET /api/v1/products/{id}  signed in, one token",
             &host.url,
             &product_paths,
-            &bearer,
+            &[bearer(tokens[0].clone())],
+            seconds,
+            connections,
+        )?);
+        let many: Vec<_> = tokens.into_iter().map(bearer).collect();
+        rows.push(measure_with(
+            &rt,
+            "GET /api/v1/products/{id}  signed in, 1000 tokens",
+            &host.url,
+            &product_paths,
+            &many,
             seconds,
             connections,
         )?);
