@@ -466,7 +466,8 @@ fn refresh_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Creates a session and its first refresh token; answers with tokens.
+/// Creates a session and its first refresh token, in one statement (the
+/// `sessions_first_refresh` trigger files the token); answers with tokens.
 async fn start_session(
     db: &impl Database,
     account: i64,
@@ -476,41 +477,22 @@ async fn start_session(
 ) -> Flow {
     let sid = env.token(16);
     let expires = env.now + env.settings.session_ttl_secs;
+    let refresh = env.token(32);
     db.query(
-        "INSERT INTO sessions (id, account_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO sessions (id, account_id, created_at, expires_at, first_refresh_hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
         vec![
             sid.as_str().into(),
             account.into(),
             env.now.into(),
             expires.into(),
+            refresh_hash(&refresh).into(),
         ],
     )
     .await?;
-    let refresh = issue_refresh(db, &sid, expires, env).await?;
     Ok(tokens_response(
         account, &sid, roles, &refresh, expires, signer, env,
     ))
-}
-
-async fn issue_refresh(
-    db: &impl Database,
-    sid: &str,
-    expires: i64,
-    env: &Env<'_>,
-) -> Result<String, DbError> {
-    let token = env.token(32);
-    db.query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4)",
-        vec![
-            refresh_hash(&token).into(),
-            sid.into(),
-            env.now.into(),
-            expires.into(),
-        ],
-    )
-    .await?;
-    Ok(token)
 }
 
 fn tokens_response(
@@ -570,14 +552,25 @@ async fn refresh(req: &Request<'_>, db: &impl Database, env: &Env<'_>) -> Flow {
     }
     let signer = signer(env)?;
     let hash = refresh_hash(&b.refresh_token);
-    // The primary decides: only one request can rotate a token, however
-    // stale this PoP's replica is.
+    let next = env.token(32);
+    // One statement, and the primary decides: the new token is inserted
+    // only while the presented one is unrotated and its session live, and
+    // the `refresh_tokens_rotate` trigger marks the old one rotated. Of
+    // two rotations of one token, however stale this PoP's replica, only
+    // the first inserts anything.
     let rotated = db
         .query(
-            "UPDATE refresh_tokens SET rotated_at = ?2 \
-             WHERE token_hash = ?1 AND rotated_at IS NULL AND expires_at > ?2 \
+            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at, parent_hash) \
+             SELECT ?1, rt.session_id, ?3, rt.expires_at, rt.token_hash \
+             FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
+             WHERE rt.token_hash = ?2 AND rt.rotated_at IS NULL AND rt.expires_at > ?3 \
+               AND s.revoked_at IS NULL \
              RETURNING session_id",
-            vec![hash.clone().into(), env.now.into()],
+            vec![
+                refresh_hash(&next).into(),
+                hash.clone().into(),
+                env.now.into(),
+            ],
         )
         .await?;
     let Some(sid) = rotated
@@ -609,12 +602,11 @@ async fn refresh(req: &Request<'_>, db: &impl Database, env: &Env<'_>) -> Flow {
     if revoked != SqlValue::Null || expires <= env.now {
         return Err(bad_refresh("the session has ended; sign in again").into());
     }
-    let refresh = issue_refresh(db, &sid, expires, env).await?;
     Ok(tokens_response(
         account,
         &sid,
         roles_of(&kind, &extra),
-        &refresh,
+        &next,
         expires,
         signer,
         env,
@@ -626,7 +618,9 @@ async fn refresh(req: &Request<'_>, db: &impl Database, env: &Env<'_>) -> Flow {
 async fn refused_refresh(db: &impl Database, hash: Vec<u8>, env: &Env<'_>) -> Fail {
     let rows = match db
         .query(
-            "SELECT session_id, rotated_at FROM refresh_tokens WHERE token_hash = ?1",
+            "SELECT rt.session_id, rt.rotated_at, s.revoked_at \
+             FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
+             WHERE rt.token_hash = ?1",
             vec![hash.into()],
         )
         .await
@@ -638,7 +632,11 @@ async fn refused_refresh(db: &impl Database, hash: Vec<u8>, env: &Env<'_>) -> Fa
         return bad_refresh("the refresh token is not one we issued; sign in again").into();
     };
     if column(row, 1) == &SqlValue::Null {
-        return bad_refresh("the refresh token has expired; sign in again").into();
+        return if column(row, 2) == &SqlValue::Null {
+            bad_refresh("the refresh token has expired; sign in again").into()
+        } else {
+            bad_refresh("the session has ended; sign in again").into()
+        };
     }
     let sid = column(row, 0).as_str().unwrap_or_default().to_string();
     let revoke = db

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "login_failures",
         sql: include_str!("../migrations/0002_login_failures.sql"),
     },
+    Migration {
+        version: 3,
+        name: "single_statement_sessions",
+        sql: include_str!("../migrations/0003_single_statement_sessions.sql"),
+    },
 ];
 
 /// Opens (creating if needed) a local identity database file.
@@ -42,7 +47,7 @@ mod tests {
             .unwrap();
         let conn = db.connect().unwrap();
         conn.execute("PRAGMA foreign_keys = ON", ()).await.unwrap();
-        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2]);
+        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2, 3]);
         assert!(migrate(&conn).await.unwrap().is_empty(), "idempotent");
         (db, conn)
     }

@@ -188,6 +188,33 @@ async fn sign_up_sign_in_refresh_and_sign_out() {
     assert_ne!(first, second);
     let sid = w.identity_of(&r1).session;
     assert_eq!(sid, w.identity_of(&login).session, "same session");
+    // One statement each: the triggers filed the first token, then marked
+    // it rotated when its child arrived.
+    let chain = w
+        .identity
+        .query(
+            "SELECT rotated_at IS NOT NULL, parent_hash IS NULL FROM refresh_tokens \
+             WHERE session_id = ?1 ORDER BY issued_at, rotated_at IS NULL",
+            vec![sid.as_str().into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        chain,
+        vec![
+            vec![SqlValue::Integer(1), SqlValue::Integer(1)],
+            vec![SqlValue::Integer(0), SqlValue::Integer(0)],
+        ]
+    );
+    let leftover = w
+        .identity
+        .query(
+            "SELECT count(*) FROM sessions WHERE first_refresh_hash IS NOT NULL",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(leftover[0][0], SqlValue::Integer(0));
 
     // Replaying the rotated token ends the whole session, even for the
     // token that replaced it.
@@ -242,6 +269,20 @@ async fn sign_up_sign_in_refresh_and_sign_out() {
         .await
         .unwrap();
     assert_eq!(revoked[0][0], SqlValue::Text("logout".into()));
+    let ended = w
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            serde_json::json!({ "refresh_token": json(&r)["refresh_token"] }),
+        )
+        .await;
+    assert_eq!(ended.status, 401);
+    assert!(
+        json(&ended)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("session has ended")
+    );
     let anonymous = w
         .call("POST", "/api/v1/auth/logout", serde_json::json!({}))
         .await;
