@@ -91,6 +91,21 @@ pub async fn handle(
     catalog_db: &impl Database,
     env: &Env<'_>,
 ) -> Response {
+    let head = req.method == "HEAD";
+    let mut response = route(req, identity_db, catalog_db, env).await;
+    if head {
+        // The same headers as GET, without the body.
+        response.body.clear();
+    }
+    response
+}
+
+async fn route(
+    req: Request<'_>,
+    identity_db: &impl Database,
+    catalog_db: &impl Database,
+    env: &Env<'_>,
+) -> Response {
     let result = match (req.path, req.method) {
         ("/.well-known/jwks.json", "GET" | "HEAD") => Ok(jwks(env)),
         ("/api/v1/auth/signup", "POST") => signup(&req, identity_db, catalog_db, env).await,

@@ -459,4 +459,9 @@ async fn bad_requests_are_refused_with_problems_and_change_nothing() {
     assert_eq!(jwks.status, 200);
     assert_eq!(json(&jwks)["keys"][0]["kid"], "k1");
     assert!(json(&jwks)["keys"][0].get("d").is_none());
+    let head = w
+        .call("HEAD", "/.well-known/jwks.json", serde_json::json!(null))
+        .await;
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(head.header("content-type"), jwks.header("content-type"));
 }
