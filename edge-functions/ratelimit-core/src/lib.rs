@@ -12,5 +12,7 @@
 pub mod gcra;
 pub mod headers;
 pub mod key;
+pub mod limiter;
+pub mod policy;
 
 pub use gcra::{Decision, Quota};
