@@ -11,6 +11,7 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("catalog", "catalog"),
     ("auth", "auth"),
     ("auth-middleware", "auth_middleware"),
+    ("ratelimit", "ratelimit"),
     ("hello", "hello"),
     ("test-guests", "test_guests"),
     ("test-middleware", "test_middleware"),
