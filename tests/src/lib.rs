@@ -253,6 +253,20 @@ impl Host {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits (at most 5 s) until the host's log contains `needle`: lines
+    /// arrive through a pipe, after the response that caused them.
+    pub async fn wait_log(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log never said {needle:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn terminate(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

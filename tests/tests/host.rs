@@ -57,7 +57,7 @@ async fn a_guest_that_loops_forever_is_stopped_at_the_deadline() {
     // The host stays up and serves the next request.
     let r = get(&format!("{}/hello", host.url)).await;
     assert_eq!(r.status, 200);
-    assert!(host.log().contains("deadline"), "{}", host.log());
+    host.wait_log("deadline").await;
 }
 
 #[tokio::test]
@@ -65,7 +65,7 @@ async fn a_guest_that_grows_past_its_memory_limit_traps_cleanly() {
     let host = Host::guests(&["--guest-memory-mib", "16"]);
     get(&format!("{}/grow", host.url)).await.problem(500);
     assert_eq!(get(&format!("{}/hello", host.url)).await.status, 200);
-    assert!(host.log().contains("guest"), "{}", host.log());
+    host.wait_log("guest").await;
 }
 
 #[tokio::test]
