@@ -664,3 +664,30 @@ async fn keys_rotate_under_load_without_a_failed_request() {
     assert_eq!(jwks.json()["keys"].as_array().unwrap().len(), 1);
     assert_eq!(jwks.json()["keys"][0]["kid"], "test-2");
 }
+
+/// Concurrent sign-ins at one PoP are concurrent writes through its
+/// replica; they once stalled each other until the guest deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_sign_ins_at_one_pop_all_complete_promptly() {
+    let dir = TempDir::new("auth-concurrent");
+    let origin = start_origin_on_seed(&dir.0, &[]);
+    let p = std::sync::Arc::new(pop(&origin, &dir.0.join("fra"), &[]).await);
+    let signup = post(&p, "/api/v1/auth/signup", creds("busy@example.com"), None).await;
+    assert_eq!(signup.status, 201, "{}", signup.text());
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                let started = Instant::now();
+                let r = post(&p, "/api/v1/auth/login", creds("busy@example.com"), None).await;
+                (r.status, started.elapsed())
+            }));
+        }
+        for t in tasks {
+            let (status, took) = t.await.unwrap();
+            assert_eq!(status, 200, "round {round}");
+            assert!(took < Duration::from_secs(5), "round {round}: {took:?}");
+        }
+    }
+}

@@ -163,6 +163,23 @@ impl SqliteDatabase for RemoteDatabase {
 pub struct ReplicaDatabase {
     replica: Arc<replica::Replica>,
     pool: Pool,
+    /// Writes go to the primary one at a time: concurrent writes through
+    /// the `libsql` replica (each followed by its read-your-writes pull)
+    /// were seen to stall each other until the guest deadline.
+    writes: tokio::sync::Mutex<()>,
+}
+
+/// True unless `sql` plainly only reads (starts with SELECT, or is an
+/// EXPLAIN). Anything else is treated as a write, which only costs
+/// ordering.
+fn may_write(sql: &str) -> bool {
+    let head: String = sql
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    !matches!(head.as_str(), "SELECT" | "EXPLAIN" | "VALUES")
 }
 
 impl ReplicaDatabase {
@@ -170,6 +187,7 @@ impl ReplicaDatabase {
         ReplicaDatabase {
             replica,
             pool: Pool::new(),
+            writes: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -185,6 +203,11 @@ impl SqliteDatabase for ReplicaDatabase {
                     "the {} replica has not finished its first sync with the primary yet",
                     self.replica.label()
                 )));
+            };
+            let _writing = if may_write(statement.sql) {
+                Some(self.writes.lock().await)
+            } else {
+                None
             };
             let _reading = self.replica.read_gate().await;
             self.pool
@@ -471,5 +494,32 @@ impl<T> wit::HostConnectionWithStore<T> for Sqlite {
         conn: Resource<ConnectionHandle>,
     ) -> wasmtime::Result<u64> {
         accessor.with(|mut access| Ok(access.get().table.get(&conn)?.changes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_write;
+
+    #[test]
+    fn only_plain_reads_skip_the_write_queue() {
+        for read in [
+            "SELECT 1",
+            "  select * from t",
+            "EXPLAIN SELECT 1",
+            "VALUES (1)",
+        ] {
+            assert!(!may_write(read), "{read}");
+        }
+        for write in [
+            "INSERT INTO t VALUES (1)",
+            "update t set a = 1",
+            "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+            "DELETE FROM t",
+            "PRAGMA user_version = 3",
+            "",
+        ] {
+            assert!(may_write(write), "{write}");
+        }
     }
 }
