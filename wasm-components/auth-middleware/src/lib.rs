@@ -100,17 +100,9 @@ async fn admit(req: &Request) -> Result<Option<auth_core::Identity>, Response> {
         gate::authorize(need, None).map_err(|d| d.response())?;
         return Ok(None);
     }
-    let mut values = Vec::new();
-    for name in [settings::ISSUER, settings::AUDIENCE, settings::LEEWAY] {
-        values.push((name, vars::get(name).await));
-    }
-    let settings = Settings::from_variables(|n| {
-        values
-            .iter()
-            .find(|(k, _)| *k == n)
-            .and_then(|(_, v)| v.clone())
-    })
-    .map_err(Response::problem)?;
+    let values = vars::read(&[settings::ISSUER, settings::AUDIENCE, settings::LEEWAY]).await;
+    let settings =
+        Settings::from_variables(|n| values.get(n).cloned()).map_err(Response::problem)?;
     let keys = vars::parsed(&KEYS, settings::JWKS, |s| KeySet::from_jwks(s).ok())
         .await
         .ok_or_else(|| {

@@ -28,22 +28,15 @@ thread_local! {
 }
 
 async fn serve(req: Request) -> Response {
-    let mut values = Vec::new();
-    for name in [
+    let values = vars::read(&[
         settings::ISSUER,
         settings::AUDIENCE,
         settings::ACCESS_TTL,
         settings::SESSION_TTL,
         settings::LEEWAY,
-    ] {
-        values.push((name, vars::get(name).await));
-    }
-    let settings = match Settings::from_variables(|n| {
-        values
-            .iter()
-            .find(|(k, _)| *k == n)
-            .and_then(|(_, v)| v.clone())
-    }) {
+    ])
+    .await;
+    let settings = match Settings::from_variables(|n| values.get(n).cloned()) {
         Ok(s) => s,
         Err(p) => return Response::problem(p),
     };

@@ -123,17 +123,8 @@ async fn budget_key(req: &Request, policy: &Policy) -> String {
 /// client pick its own budget).
 async fn account(authorization: Option<&str>) -> Option<i64> {
     authorization?;
-    let mut values = Vec::new();
-    for name in [settings::ISSUER, settings::AUDIENCE, settings::LEEWAY] {
-        values.push((name, vars::get(name).await));
-    }
-    let settings = Settings::from_variables(|n| {
-        values
-            .iter()
-            .find(|(k, _)| *k == n)
-            .and_then(|(_, v)| v.clone())
-    })
-    .ok()?;
+    let values = vars::read(&[settings::ISSUER, settings::AUDIENCE, settings::LEEWAY]).await;
+    let settings = Settings::from_variables(|n| values.get(n).cloned()).ok()?;
     let keys = vars::parsed(&KEYS, settings::JWKS, |s| KeySet::from_jwks(s).ok()).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

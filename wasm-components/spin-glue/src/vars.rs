@@ -36,3 +36,14 @@ pub async fn parsed<T>(
     cache.with_borrow_mut(|c| *c = Some((raw, value.clone())));
     Some(value)
 }
+
+/// Reads each of `names`; the ones unset or empty are left out.
+pub async fn read(names: &[&'static str]) -> std::collections::BTreeMap<&'static str, String> {
+    let mut values = std::collections::BTreeMap::new();
+    for &name in names {
+        if let Some(v) = get(name).await {
+            values.insert(name, v);
+        }
+    }
+    values
+}
