@@ -7,6 +7,14 @@ use std::collections::BTreeMap;
 /// The policies shipped with the app; built into the middleware.
 pub const SHIPPED: &str = include_str!("../../../cdn-config/ratelimit.toml");
 
+/// The variable that replaces [`SHIPPED`] for one deployment: the whole
+/// text of a policies file. Unset or empty: the shipped policies.
+pub const POLICIES_VARIABLE: &str = "ratelimit_policies";
+
+/// The variable naming the proxies whose `X-Forwarded-For` is believed
+/// (see [`crate::key::TrustedProxies`]). Unset or empty: none.
+pub const TRUSTED_PROXIES_VARIABLE: &str = "ratelimit_trusted_proxies";
+
 /// Whose budget a request spends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyKind {

@@ -2,30 +2,33 @@
 //! `dependencies.middleware`), importing and exporting
 //! `wasi:http/handler@0.3.0`.
 //!
-//! It finds the route's policy in `cdn-config/ratelimit.toml`, works out
-//! whose budget the request spends (the client address the host saw, a
-//! verified account, or an API key header), and runs GCRA against that
+//! It finds the route's policy in `cdn-config/ratelimit.toml` (or the
+//! deployment's `ratelimit_policies`), works out whose budget the request
+//! spends (the client address the host saw, or the one a trusted proxy
+//! forwarded; a verified account; an API key header), and runs GCRA against that
 //! key's TAT in the `ratelimit` key-value store with `wasi:keyvalue`
 //! compare-and-swap, so concurrent requests in every instance of the PoP
 //! count exactly. A refused request gets 429 and goes no further. The
 //! decisions are in `ratelimit-core`.
 //!
 //! It has only what it inherits from the app component: the `ratelimit`
-//! store, and the `token_*` variables for account keys.
+//! store, the `ratelimit_*` variables, and the `token_*` variables for
+//! account keys.
 
 use auth_core::{Settings, gate, settings};
 use bytes::Bytes;
 use http_body_util::Full;
 use problem::Problem;
 use ratelimit_core::gcra::Decision;
+use ratelimit_core::key::TrustedProxies;
 use ratelimit_core::limiter::{self, CasStore, LimitError, Read};
-use ratelimit_core::policy::{KeyKind, Limits, Policy};
+use ratelimit_core::policy::{self, KeyKind, Limits, Policy};
 use ratelimit_core::{headers, key};
 use spin_glue::vars::{self, Parsed};
 use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
 use spin_sdk::http::{IntoResponse, Request};
 use std::cell::RefCell;
-use std::sync::OnceLock;
+use std::rc::Rc;
 use tokens::KeySet;
 
 /// The key-value store label the counters live in.
@@ -35,14 +38,47 @@ const MAX_KEY_BYTES: usize = 256;
 
 thread_local! {
     static KEYS: Parsed<KeySet> = const { RefCell::new(None) };
+    static SHIPPED: Rc<Limits> = Rc::new(shipped());
+    static CUSTOM: Parsed<Limits> = const { RefCell::new(None) };
+    static TRUSTED: Parsed<TrustedProxies> = const { RefCell::new(None) };
 }
 
-fn limits() -> &'static Limits {
-    static LIMITS: OnceLock<Limits> = OnceLock::new();
-    // Checked by ratelimit-core's tests; a broken file cannot ship.
-    LIMITS.get_or_init(|| {
-        Limits::parse(ratelimit_core::policy::SHIPPED).expect("cdn-config/ratelimit.toml is valid")
+/// The deployment's policies when `ratelimit_policies` holds a valid file,
+/// else the shipped ones. A broken override is reported (once per text and
+/// instance) and ignored: the shipped limits are safer than none.
+async fn limits() -> Rc<Limits> {
+    let custom = vars::parsed(&CUSTOM, policy::POLICIES_VARIABLE, |text| {
+        Some(Limits::parse(text).unwrap_or_else(|e| {
+            eprintln!(
+                "ratelimit: {} is invalid ({e}); using the shipped policies",
+                policy::POLICIES_VARIABLE
+            );
+            shipped()
+        }))
     })
+    .await;
+    custom.unwrap_or_else(|| SHIPPED.with(Rc::clone))
+}
+
+fn shipped() -> Limits {
+    // Checked by ratelimit-core's tests; a broken file cannot ship.
+    Limits::parse(policy::SHIPPED).expect("cdn-config/ratelimit.toml is valid")
+}
+
+/// The proxies whose `X-Forwarded-For` is believed; none when unset or
+/// invalid (reported).
+async fn trusted() -> Rc<TrustedProxies> {
+    vars::parsed(&TRUSTED, policy::TRUSTED_PROXIES_VARIABLE, |text| {
+        Some(TrustedProxies::parse(text).unwrap_or_else(|e| {
+            eprintln!(
+                "ratelimit: {} is invalid ({e}); trusting no proxy",
+                policy::TRUSTED_PROXIES_VARIABLE
+            );
+            TrustedProxies::default()
+        }))
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// What the handler returns, whichever way it answers.
@@ -51,7 +87,8 @@ type Answer =
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> Answer {
-    let Some(policy) = limits().policy_for(req.uri().path()) else {
+    let limits = limits().await;
+    let Some(policy) = limits.policy_for(req.uri().path()) else {
         return forward(req, None).await;
     };
     let budget = budget_key(&req, policy).await;
@@ -102,9 +139,21 @@ async fn handle(req: Request) -> Answer {
 async fn budget_key(req: &Request, policy: &Policy) -> String {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     // Set by the host from the connection; a client's own is dropped.
-    let client = header("spin-client-addr")
-        .and_then(key::client_key)
-        .unwrap_or_else(|| "ip:unknown".to_string());
+    let peer = header("spin-client-addr").unwrap_or_default();
+    let trusted = trusted().await;
+    let client = if trusted.is_empty() {
+        key::client_key(peer)
+    } else {
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
+        trusted.client(peer, forwarded.as_deref()).map(key::ip_key)
+    }
+    .unwrap_or_else(|| "ip:unknown".to_string());
     match &policy.key {
         KeyKind::Client => client,
         KeyKind::Header(name) => match header(name) {
