@@ -87,8 +87,44 @@ pub fn jwks_of(secrets: &[&str]) -> String {
     serde_json::json!({ "keys": keys }).to_string()
 }
 
-/// The variables `spin.toml` requires, for a test PoP.
+/// An access token for `account` signed with [`signing_secret`], valid for
+/// ten minutes, in a session of its own that nothing has revoked.
+pub fn access_token(account: i64, roles: &[&str]) -> String {
+    let signer = tokens::Signer::from_secret(&signing_secret()).expect("a signing secret");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    tokens::sign(
+        &signer,
+        &tokens::Claims {
+            iss: "edgeshop".into(),
+            aud: "edgeshop-api".into(),
+            sub: account.to_string(),
+            iat: now,
+            exp: now + 600,
+            nbf: None,
+            jti: format!("test-{account}-{now}"),
+            sid: format!("test-session-{account}"),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        },
+    )
+}
+
+/// The variables `spin.toml` requires, for a test PoP, with rate limits
+/// no test reaches (`tests/fixtures/generous-limits.toml`).
 pub fn app_env() -> Vec<(&'static str, String)> {
+    let mut env = app_env_shipped_limits();
+    env.push((
+        "SPIN_VARIABLE_RATELIMIT_POLICIES",
+        std::fs::read_to_string(root().join("tests/fixtures/generous-limits.toml"))
+            .expect("tests/fixtures/generous-limits.toml"),
+    ));
+    env
+}
+
+/// The variables `spin.toml` requires, with the shipped rate limits.
+pub fn app_env_shipped_limits() -> Vec<(&'static str, String)> {
     vec![
         ("SPIN_VARIABLE_CURSOR_SECRET", CURSOR_SECRET.to_string()),
         ("SPIN_VARIABLE_TOKEN_SIGNING_KEY", signing_secret()),
@@ -420,6 +456,12 @@ pub async fn primary_connection(origin: &Host) -> libsql::Connection {
 /// A digest of everything a database holds: its schema and every row of
 /// every table, in a canonical order. Equal digests mean equal content.
 pub async fn content_hash(conn: &libsql::Connection) -> u64 {
+    try_content_hash(conn).await.expect("reading the database")
+}
+
+/// [`content_hash`], or the error reading it (a replica file that the
+/// running PoP is writing can be busy for a moment).
+pub async fn try_content_hash(conn: &libsql::Connection) -> Result<u64, libsql::Error> {
     use std::hash::{Hash, Hasher};
     let mut tables = Vec::new();
     let mut rows = conn
@@ -427,13 +469,9 @@ pub async fn content_hash(conn: &libsql::Connection) -> u64 {
             "SELECT name, sql FROM sqlite_schema WHERE type = 'table' ORDER BY name",
             (),
         )
-        .await
-        .expect("schema");
-    while let Some(row) = rows.next().await.expect("schema row") {
-        tables.push((
-            row.get::<String>(0).expect("name"),
-            row.get::<Option<String>>(1).expect("sql"),
-        ));
+        .await?;
+    while let Some(row) = rows.next().await? {
+        tables.push((row.get::<String>(0)?, row.get::<Option<String>>(1)?));
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for (name, sql) in tables {
@@ -442,20 +480,17 @@ pub async fn content_hash(conn: &libsql::Connection) -> u64 {
             continue; // its shadow tables hold the data
         }
         let mut lines = Vec::new();
-        let mut rows = conn
-            .query(&format!("SELECT * FROM \"{name}\""), ())
-            .await
-            .expect("table");
-        while let Some(row) = rows.next().await.expect("row") {
-            let cells: Vec<String> = (0..row.column_count())
-                .map(|i| format!("{:?}", row.get_value(i).expect("value")))
-                .collect();
+        let mut rows = conn.query(&format!("SELECT * FROM \"{name}\""), ()).await?;
+        while let Some(row) = rows.next().await? {
+            let cells = (0..row.column_count())
+                .map(|i| row.get_value(i).map(|v| format!("{v:?}")))
+                .collect::<Result<Vec<String>, _>>()?;
             lines.push(cells.join("\u{1f}"));
         }
         lines.sort();
         lines.hash(&mut h);
     }
-    h.finish()
+    Ok(h.finish())
 }
 
 /// Starts a PoP whose `catalog` and `identity` are embedded replicas of
@@ -500,7 +535,8 @@ pub async fn wait_ready(host: &Host) {
 }
 
 /// The content digest of the newest replica file a PoP keeps in `dir`,
-/// opened read-only next to the running PoP.
+/// opened read-only next to the running PoP; `None` if there is none yet
+/// or it cannot be read right now.
 pub async fn replica_hash(dir: &Path) -> Option<u64> {
     let dir = dir.join("catalog");
     let newest = std::fs::read_dir(&dir)
@@ -519,5 +555,6 @@ pub async fn replica_hash(dir: &Path) -> Option<u64> {
         .await
         .ok()?;
     let conn = db.connect().ok()?;
-    Some(content_hash(&conn).await)
+    // Busy while the PoP applies a frame batch: the caller polls again.
+    try_content_hash(&conn).await.ok()
 }

@@ -116,6 +116,29 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
         );
     }
 
+    // Rate limits through the front door: each client has its own budget,
+    // the address the front door saw (a client's own X-Forwarded-For
+    // entries are not believed; here one stands in for a second client).
+    let browse = |xff: &'static str| {
+        let url = format!("{fd}/api/v1/products/2");
+        async move {
+            let r = edgeshop_e2e::request(
+                "GET",
+                &url,
+                &[("edgeshop-client-region", "eu"), ("x-forwarded-for", xff)],
+                vec![],
+            )
+            .await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.header("ratelimit-policy"), Some("\"browse\";q=1200;w=60"));
+            r.header("ratelimit").unwrap().to_string()
+        }
+    };
+    let first = browse("198.51.100.1").await;
+    assert!(first.contains("r=199"), "{first}");
+    assert!(browse("198.51.100.1").await.contains("r=198"));
+    assert!(browse("198.51.100.2").await.contains("r=199"));
+
     // Accounts through the front door: sign up in one region, use the
     // token in another, refresh, sign out, and the token stops working in
     // both within the replication lag.

@@ -286,10 +286,12 @@ pub fn run(no_build: bool) -> Result<()> {
             delay_ms: pop.origin_delay_ms,
             interval_ms: config.replication.sync_interval_ms,
         };
-        let svc = Service::start(
-            &pop.name,
-            edge_host_command(&pop.name, &pop.listen, catalog, &root().join("spin.toml"))?,
-        )?;
+        let mut cmd =
+            edge_host_command(&pop.name, &pop.listen, catalog, &root().join("spin.toml"))?;
+        // Shoppers reach the PoPs through the local front door, so the
+        // client is the address it appends to X-Forwarded-For.
+        cmd.env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1");
+        let svc = Service::start(&pop.name, cmd)?;
         pops.push(PopEndpoint {
             name: pop.name.clone(),
             region: pop.region.clone(),
