@@ -71,8 +71,8 @@ async fn handle(mut req: Request) -> impl IntoResponse {
         Ok(None) => {}
         Err(resp) => return into_http(resp).into_response(),
     }
-    match spin_sdk::http::next(req).await {
-        Ok(resp) => resp.into_response(),
+    match spin_glue::chain::next(req).await {
+        Ok(resp) => spin_glue::chain::respond(resp),
         Err(e) => {
             eprintln!("auth-middleware: the next component failed: {e:?}");
             into_http(Response::problem(Problem::new(

@@ -186,7 +186,7 @@ async fn account(authorization: Option<&str>) -> Option<i64> {
 
 /// Passes the request on, adding the `RateLimit` fields to the answer.
 async fn forward(req: Request, limited: Option<(&Policy, Decision)>) -> Answer {
-    match spin_sdk::http::next(req).await {
+    match spin_glue::chain::next(req).await {
         Ok(mut resp) => {
             if let Some((policy, decision)) = limited {
                 for (name, value) in rate_fields(policy, &decision) {
@@ -195,7 +195,7 @@ async fn forward(req: Request, limited: Option<(&Policy, Decision)>) -> Answer {
                     }
                 }
             }
-            resp.into_response()
+            spin_glue::chain::respond(resp)
         }
         Err(e) => {
             eprintln!("ratelimit: the next component failed: {e:?}");

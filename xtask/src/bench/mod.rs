@@ -32,6 +32,7 @@ async fn load(
     url: String,
     paths: Vec<String>,
     header_sets: Vec<Vec<(String, String)>>,
+    expect: Option<u16>,
     seconds: u64,
     connections: usize,
 ) -> Result<(u64, u64, Vec<u64>, Duration)> {
@@ -65,7 +66,10 @@ async fn load(
                 let req = req.body(http_body_util::Empty::<bytes::Bytes>::new())?;
                 let t = Instant::now();
                 let resp = sender.send_request(req).await?;
-                let ok = resp.status().is_success();
+                let ok = match expect {
+                    Some(status) => resp.status().as_u16() == status,
+                    None => resp.status().is_success(),
+                };
                 http_body_util::BodyExt::collect(resp.into_body()).await?;
                 lat.push(t.elapsed().as_micros() as u64);
                 if !ok {
@@ -108,25 +112,48 @@ fn measure_with(
     seconds: u64,
     connections: usize,
 ) -> Result<Row> {
+    let target = Target {
+        url,
+        paths,
+        header_sets,
+        expect: None,
+    };
+    measure_target(rt, name, &target, seconds, connections)
+}
+
+/// What a row sends, and what answer it counts as served.
+struct Target<'a> {
+    url: &'a str,
+    paths: &'a [String],
+    /// One set per request, in turn; empty: no extra headers.
+    header_sets: &'a [Vec<(String, String)>],
+    /// The status every answer should have; `None`: any 2xx.
+    expect: Option<u16>,
+}
+
+fn measure_target(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    target: &Target<'_>,
+    seconds: u64,
+    connections: usize,
+) -> Result<Row> {
     say(&format!(
         "bench: {name} ({connections} connections, {seconds}s)"
     ));
+    let run = |seconds| {
+        rt.block_on(load(
+            target.url.to_string(),
+            target.paths.to_vec(),
+            target.header_sets.to_vec(),
+            target.expect,
+            seconds,
+            connections,
+        ))
+    };
     // Warm up: instances, caches, JIT'd code paths.
-    let headers = header_sets.to_vec();
-    rt.block_on(load(
-        url.to_string(),
-        paths.to_vec(),
-        headers.clone(),
-        1,
-        connections,
-    ))?;
-    let (requests, errors, latencies_us, elapsed) = rt.block_on(load(
-        url.to_string(),
-        paths.to_vec(),
-        headers,
-        seconds,
-        connections,
-    ))?;
+    run(1)?;
+    let (requests, errors, latencies_us, elapsed) = run(seconds)?;
     Ok(Row {
         name: name.to_string(),
         requests,
@@ -185,14 +212,11 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
     let mut rows = Vec::new();
 
     if want("catalog") {
+        // One client sends everything: its budgets are set out of reach
+        // so the limiter counts every request and refuses none.
         let host = Service::start(
             "edge-host",
-            edge_host_command(
-                "bench",
-                "127.0.0.1:0",
-                Catalog::File(&catalog),
-                &root().join("spin.toml"),
-            )?,
+            bench_host(&catalog, &root().join("spin.toml"), &unreached_limits()?)?,
         )?;
         rows.push(measure(
             &rt,
@@ -202,6 +226,42 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
             seconds,
             connections,
         )?);
+        {
+            // The same read with the rate limiter taken out of the chain.
+            let manifest = without_middleware("ratelimit")?;
+            let bare = Service::start("edge-host", bench_host(&catalog, &manifest, "")?)?;
+            rows.push(measure(
+                &rt,
+                "GET /api/v1/products/{id}  without the rate limiter",
+                &bare.url,
+                &product_paths,
+                seconds,
+                connections,
+            )?);
+        }
+        {
+            // A flood from one client on a spent budget: every answer is
+            // the limiter's 429, and nothing behind it runs.
+            let flood = "[policy.flood]\nquota = 1\nwindow_secs = 3600\nburst = 1\n\
+                         key = \"client\"\non_store_error = \"closed\"\n\
+                         [[route]]\npath = \"/...\"\npolicy = \"flood\"\n";
+            let refusing = Service::start(
+                "edge-host",
+                bench_host(&catalog, &root().join("spin.toml"), flood)?,
+            )?;
+            rows.push(measure_target(
+                &rt,
+                "GET /api/v1/products/{id}  refused: 429 flood",
+                &Target {
+                    url: &refusing.url,
+                    paths: &product_paths,
+                    header_sets: &[],
+                    expect: Some(429),
+                },
+                seconds,
+                connections,
+            )?);
+        }
         // The same read with a bearer token: the auth middleware checks it
         // and looks the session up in the identity database before the
         // catalog runs. One token (a client calling again: its signature
@@ -273,6 +333,22 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
             seconds,
             connections,
         )?);
+        rows.push(measure(
+            &rt,
+            "GET /  hello behind a pass-through middleware",
+            &host.url,
+            &["/layer/".to_string()],
+            seconds,
+            connections,
+        )?);
+        rows.push(measure(
+            &rt,
+            "GET /  hello behind the rate limiter",
+            &host.url,
+            &["/limited/".to_string()],
+            seconds,
+            connections,
+        )?);
     }
     if peers && want("hello") {
         let wasmtime = wasmtime_cli()?;
@@ -329,6 +405,59 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
         replication::print(lag);
     }
     Ok(())
+}
+
+/// An edge host serving `manifest` on the bench databases, with
+/// `ratelimit_policies` set to `limits` (empty: the shipped ones).
+fn bench_host(
+    catalog: &std::path::Path,
+    manifest: &std::path::Path,
+    limits: &str,
+) -> Result<Command> {
+    let mut cmd = edge_host_command("bench", "127.0.0.1:0", Catalog::File(catalog), manifest)?;
+    cmd.env("SPIN_VARIABLE_RATELIMIT_POLICIES", limits);
+    Ok(cmd)
+}
+
+/// The shipped routes with budgets no benchmark reaches (the end-to-end
+/// tests use the same file).
+fn unreached_limits() -> Result<String> {
+    let path = root().join("tests/fixtures/generous-limits.toml");
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// `spin.toml` with `component` taken out of every route's middleware,
+/// written next to the bench databases (component sources made absolute).
+fn without_middleware(component: &str) -> Result<std::path::PathBuf> {
+    let text = std::fs::read_to_string(root().join("spin.toml"))?;
+    let mut manifest: toml::Table = toml::from_str(&text).context("spin.toml")?;
+    let routes = manifest
+        .get_mut("trigger")
+        .and_then(|t| t.get_mut("http"))
+        .and_then(|h| h.as_array_mut())
+        .context("spin.toml has no [[trigger.http]]")?;
+    for route in routes {
+        if let Some(chain) = route
+            .get_mut("dependencies")
+            .and_then(|d| d.get_mut("middleware"))
+            .and_then(|m| m.as_array_mut())
+        {
+            chain.retain(|m| m.get("component").and_then(|c| c.as_str()) != Some(component));
+        }
+    }
+    if let Some(components) = manifest.get_mut("component").and_then(|c| c.as_table_mut()) {
+        components.remove(component);
+        for (_, c) in components.iter_mut() {
+            if let Some(source) = c.get_mut("source")
+                && let Some(rel) = source.as_str()
+            {
+                *source = toml::Value::String(root().join(rel).display().to_string());
+            }
+        }
+    }
+    let path = state_dir().join(format!("bench/spin-without-{component}.toml"));
+    std::fs::write(&path, toml::to_string(&manifest)?)?;
+    Ok(path)
 }
 
 /// `wasmtime serve` reports its address on stderr, not stdout.
