@@ -12,6 +12,7 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("auth", "auth"),
     ("auth-middleware", "auth_middleware"),
     ("ratelimit", "ratelimit"),
+    ("cache", "cache"),
     ("hello", "hello"),
     ("test-guests", "test_guests"),
     ("test-middleware", "test_middleware"),

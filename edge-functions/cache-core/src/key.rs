@@ -136,6 +136,12 @@ pub fn entry_key(primary: &str, secondary: &str) -> String {
     format!("ce:{}", digest(&[primary, secondary]))
 }
 
+/// The store key of the fill lock for a primary key: the one request
+/// fetching it while others wait (request coalescing).
+pub fn lock_key(primary: &str) -> String {
+    format!("cl:{}", digest(&[primary]))
+}
+
 fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {

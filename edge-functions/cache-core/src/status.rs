@@ -6,9 +6,9 @@ pub const CACHE_NAME: &str = "edgeshop";
 /// Why the cache went forward to the next layer (the `fwd` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forward {
-    /// Not even looked up; `detail` says why (`method`, `authorization`,
-    /// `no-store`, ...).
-    Bypass(&'static str),
+    /// Not even looked up, or not usable for this request; the outcome's
+    /// `detail` says why (`method`, `authorization`, ...).
+    Bypass,
     /// Nothing stored for this URI.
     UriMiss,
     /// Something stored for this URI, but not for these `Vary` headers.
@@ -39,10 +39,43 @@ pub enum Outcome {
         /// instead of going forward itself.
         collapsed: bool,
         ttl_secs: Option<i64>,
+        /// Why it bypassed, or how a stale copy came to be served.
+        detail: Option<&'static str>,
     },
 }
 
 impl Outcome {
+    /// Went forward for `why`, nothing more known yet.
+    pub fn forwarded(why: Forward) -> Outcome {
+        Outcome::Forwarded {
+            why,
+            status: None,
+            stored: false,
+            collapsed: false,
+            ttl_secs: None,
+            detail: None,
+        }
+    }
+
+    /// Went past the cache; `detail` says why.
+    pub fn bypass(detail: &'static str) -> Outcome {
+        let mut outcome = Outcome::forwarded(Forward::Bypass);
+        if let Outcome::Forwarded { detail: d, .. } = &mut outcome {
+            *d = Some(detail);
+        }
+        outcome
+    }
+
+    /// The next layer's status, unless one is already set.
+    pub fn with_fwd_status(mut self, fwd_status: Option<u16>) -> Outcome {
+        if let Outcome::Forwarded { status, .. } = &mut self
+            && status.is_none()
+        {
+            *status = fwd_status;
+        }
+        self
+    }
+
     /// The field value, e.g. `edgeshop; hit; ttl=42` or
     /// `edgeshop; fwd=uri-miss; fwd-status=200; stored; ttl=60`.
     pub fn header_value(&self) -> String {
@@ -60,9 +93,10 @@ impl Outcome {
                 stored,
                 collapsed,
                 ttl_secs,
+                detail,
             } => {
                 let fwd = match why {
-                    Forward::Bypass(_) => "bypass",
+                    Forward::Bypass => "bypass",
                     Forward::UriMiss => "uri-miss",
                     Forward::VaryMiss => "vary-miss",
                     Forward::Miss => "miss",
@@ -81,8 +115,8 @@ impl Outcome {
                 if let Some(t) = ttl_secs {
                     out.push_str(&format!("; ttl={t}"));
                 }
-                if let Forward::Bypass(reason) = why {
-                    out.push_str(&format!("; detail={reason}"));
+                if let Some(d) = detail {
+                    out.push_str(&format!("; detail={d}"));
                 }
             }
         }
@@ -124,6 +158,7 @@ mod tests {
                 stored: true,
                 collapsed: false,
                 ttl_secs: Some(60),
+                detail: None,
             }
             .header_value(),
             "edgeshop; fwd=uri-miss; fwd-status=200; stored; ttl=60"
@@ -135,17 +170,19 @@ mod tests {
                 stored: false,
                 collapsed: true,
                 ttl_secs: Some(59),
+                detail: None,
             }
             .header_value(),
             "edgeshop; fwd=miss; fwd-status=200; collapsed; ttl=59"
         );
         assert_eq!(
             Outcome::Forwarded {
-                why: Forward::Bypass("authorization"),
+                why: Forward::Bypass,
                 status: Some(200),
                 stored: false,
                 collapsed: false,
                 ttl_secs: None,
+                detail: Some("authorization"),
             }
             .header_value(),
             "edgeshop; fwd=bypass; fwd-status=200; detail=authorization"

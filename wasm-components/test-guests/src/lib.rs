@@ -15,7 +15,14 @@
 //!   database and answers the rows as JSON text; only the fixture
 //!   `tests/fixtures/replica-guests.toml` grants that database.
 //!
-//! Every route here is exercised by `tests/tests/host.rs`.
+//! - `/origin/...?cc=&vary=&tag=&etag=&cookie=1&status=&delay_ms=&fail_after=`: an app
+//!   for the cache tests. It answers with those headers (values
+//!   percent-decoded), counts its runs per path in the `default` store, and
+//!   says in its body which run it was and which `accept` and
+//!   `edgeshop-auth-account` it saw. `/origin-runs/...` reads the count.
+//!
+//! Every route here is exercised by `tests/tests/host.rs` or
+//! `tests/tests/cache.rs`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -87,12 +94,105 @@ async fn handle(req: Request) -> Resp {
             text(200, format!("slept {ms} ms"))
         }
         p if p.starts_with("/kv/") => kv(p, req.uri().query().unwrap_or("")).await,
+        p if p.starts_with("/origin/") => origin(&req).await,
+        p if p.starts_with("/origin-runs/") => {
+            use spin_sdk::experimental::wasi::keyvalue::store;
+            let key = format!("runs:{}", &p["/origin-runs".len()..]);
+            let bucket = store::open("default").expect("open default");
+            let n = bucket
+                .get(&key)
+                .ok()
+                .flatten()
+                .map(|v| String::from_utf8_lossy(&v).to_string())
+                .unwrap_or_else(|| "0".to_string());
+            text(200, n)
+        }
         "/sql" => match req.into_body().collect().await {
             Ok(b) => sql(&String::from_utf8_lossy(&b.to_bytes())).await,
             Err(e) => text(400, format!("body error: {e:?}")),
         },
         _ => text(404, "no such test route"),
     }
+}
+
+async fn origin(req: &Request) -> Resp {
+    use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
+    let path = &req.uri().path()["/origin".len()..];
+    let query = req.uri().query().unwrap_or("");
+    let bucket = store::open("default").expect("open default");
+    let run = atomics::increment(&bucket, &format!("runs:{path}"), 1).unwrap_or(-1);
+    let delay: u64 = param(query, "delay_ms").parse().unwrap_or(0);
+    if delay > 0 {
+        spin_sdk::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    let seen = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let mut status: u16 = param(query, "status").parse().unwrap_or(200);
+    // Fails from run `fail_after + 1` on, as an app that broke would.
+    let fail_after: i64 = param(query, "fail_after").parse().unwrap_or(i64::MAX);
+    if run > fail_after {
+        status = 503;
+    }
+    let mut builder = http::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain");
+    if status == 503 {
+        return builder
+            .header("cache-control", "no-store")
+            .body(Full::new(Bytes::from(format!("{path} run {run} failed\n"))))
+            .unwrap_or_else(|e| text(500, format!("bad test parameters: {e}")));
+    }
+    for (param_name, header) in [
+        ("cc", "cache-control"),
+        ("vary", "vary"),
+        ("tag", "cache-tag"),
+        ("etag", "etag"),
+    ] {
+        let value = decode(param(query, param_name));
+        if !value.is_empty() {
+            builder = builder.header(header, value);
+        }
+    }
+    if param(query, "cookie") == "1" {
+        builder = builder.header("set-cookie", format!("session=run{run}"));
+    }
+    let body = format!(
+        "{path} run {run} accept={} account={}\n",
+        seen("accept"),
+        seen("edgeshop-auth-account")
+    );
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|e| text(500, format!("bad test parameters: {e}")))
+}
+
+/// `%XX` and `+` decoding, enough for test parameters.
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len()
+                && b[i + 1].is_ascii_hexdigit()
+                && b[i + 2].is_ascii_hexdigit() =>
+            {
+                let v = u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?');
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
 }
 
 fn param<'a>(query: &'a str, name: &str) -> &'a str {

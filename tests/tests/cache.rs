@@ -1,0 +1,393 @@
+//! The cache middleware in the real host, in front of the test guests'
+//! `/origin/...` app (`tests/fixtures/cache.toml`): each directive, `Vary`,
+//! `Age`, 304s, stale-while-revalidate and stale-if-error, credentials,
+//! unsafe methods, tag invalidation through the `changes` table, request
+//! coalescing, and headers that must not reach a cached app.
+
+use edgeshop_e2e::{Host, Reply, TempDir, request, root, seeded_catalog};
+use std::time::Duration;
+
+/// A PoP on its own copy of the catalog (tests write to `changes`).
+fn cached_host() -> (Host, TempDir) {
+    edgeshop_e2e::component("cache");
+    edgeshop_e2e::component("test-guests");
+    let dir = TempDir::new("cache");
+    let db = dir.0.join("catalog.db");
+    std::fs::copy(seeded_catalog(), &db).unwrap();
+    let host = Host::start(
+        &root().join("tests/fixtures/cache.toml"),
+        &["--sqlite", &format!("catalog={}", db.display())],
+        &[],
+    );
+    (host, dir)
+}
+
+/// `s` percent-encoded for a query parameter.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn get(host: &Host, path: &str, headers: &[(&str, &str)]) -> Reply {
+    request("GET", &format!("{}{path}", host.url), headers, Vec::new()).await
+}
+
+fn status(r: &Reply) -> &str {
+    r.header("cache-status").unwrap_or("<none>")
+}
+
+/// Which run of the app produced this body.
+fn run(r: &Reply) -> String {
+    let t = r.text();
+    t.split(" run ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or("?")
+        .trim()
+        .to_string()
+}
+
+async fn runs(host: &Host, name: &str) -> u64 {
+    get(host, &format!("/origin-runs/{name}"), &[])
+        .await
+        .text()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_miss_is_stored_and_then_served_with_age() {
+    let (host, _dir) = cached_host();
+    let path = format!("/origin/a?cc={}&etag={}", enc("max-age=60"), enc("\"v1\""));
+    let first = get(&host, &path, &[]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        status(&first),
+        "edgeshop; fwd=uri-miss; fwd-status=200; stored"
+    );
+    assert!(first.header("age").is_none());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = get(&host, &path, &[]).await;
+    assert_eq!(run(&second), "1", "{}", second.text());
+    assert!(
+        status(&second).starts_with("edgeshop; hit; ttl=5"),
+        "{}",
+        status(&second)
+    );
+    assert_eq!(second.header("age"), Some("1"));
+    assert_eq!(second.header("etag"), Some("\"v1\""));
+    // HEAD is answered from the stored GET.
+    let head = request("HEAD", &format!("{}{path}", host.url), &[], Vec::new()).await;
+    assert!(status(&head).contains("hit"), "{}", status(&head));
+    assert!(head.body.is_empty());
+    // A conditional request is answered 304 from the cache.
+    let cond = get(&host, &path, &[("if-none-match", "W/\"v1\"")]).await;
+    assert_eq!(cond.status, 304);
+    assert!(cond.body.is_empty());
+    assert_eq!(cond.header("etag"), Some("\"v1\""));
+    assert!(status(&cond).contains("hit"));
+    let other = get(&host, &path, &[("if-none-match", "\"v0\"")]).await;
+    assert_eq!(other.status, 200);
+    // Query order and escapes do not split the entry.
+    let reordered = format!(
+        "/origin/%61?etag={}&cc={}",
+        enc("\"v1\""),
+        enc("max-age=60")
+    );
+    assert!(status(&get(&host, &reordered, &[]).await).contains("hit"));
+    assert_eq!(runs(&host, "a").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directives_decide_what_is_stored_and_reused() {
+    let (host, _dir) = cached_host();
+    // (name, cache-control, stored and reused?)
+    for (name, cc, reused) in [
+        ("store", "max-age=60", true),
+        ("shared", "max-age=0, s-maxage=60", true),
+        ("nostore", "max-age=60, no-store", false),
+        ("private", "max-age=60, private", false),
+        ("nocache", "max-age=60, no-cache", false),
+        ("nolife", "public", false),
+        ("expired", "max-age=0", false),
+    ] {
+        let path = format!("/origin/{name}?cc={}", enc(cc));
+        get(&host, &path, &[]).await;
+        let second = get(&host, &path, &[]).await;
+        assert_eq!(
+            status(&second).contains("hit"),
+            reused,
+            "{cc}: {}",
+            status(&second)
+        );
+        assert_eq!(run(&second), if reused { "1" } else { "2" }, "{cc}");
+    }
+    // A response that sets a cookie is never stored.
+    let path = format!("/origin/cookie?cc={}&cookie=1", enc("public, max-age=60"));
+    get(&host, &path, &[]).await;
+    let second = get(&host, &path, &[]).await;
+    assert_eq!(run(&second), "2");
+    assert_eq!(second.header("set-cookie"), Some("session=run2"));
+    // `Vary: *` matches no later request.
+    let path = format!("/origin/star?cc={}&vary=*", enc("max-age=60"));
+    get(&host, &path, &[]).await;
+    assert_eq!(run(&get(&host, &path, &[]).await), "2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vary_keys_on_the_named_request_headers() {
+    let (host, _dir) = cached_host();
+    let path = format!("/origin/v?cc={}&vary=accept", enc("max-age=60"));
+    let json = get(&host, &path, &[("accept", "application/json")]).await;
+    let html = get(&host, &path, &[("accept", "text/html")]).await;
+    assert!(status(&html).contains("vary-miss"), "{}", status(&html));
+    assert!(html.text().contains("accept=text/html"));
+    let again = get(&host, &path, &[("accept", "application/json")]).await;
+    assert!(status(&again).contains("hit"));
+    assert_eq!(again.text(), json.text());
+    let none = get(&host, &path, &[]).await;
+    assert!(none.text().contains("accept=-"), "{}", none.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_never_get_another_clients_response() {
+    let (host, _dir) = cached_host();
+    let bearer = ("authorization", "Bearer whoever");
+    // Stored for an anonymous request; a request with credentials may not
+    // reuse it, and its own response is not stored.
+    let path = format!("/origin/anon?cc={}", enc("max-age=60"));
+    get(&host, &path, &[]).await;
+    let signed = get(&host, &path, &[bearer]).await;
+    assert_eq!(run(&signed), "2");
+    assert!(
+        status(&signed).contains("detail=authorization"),
+        "{}",
+        status(&signed)
+    );
+    assert!(status(&get(&host, &path, &[]).await).contains("hit"));
+    let path = format!("/origin/signed?cc={}", enc("max-age=60"));
+    get(&host, &path, &[bearer]).await;
+    assert_eq!(run(&get(&host, &path, &[bearer]).await), "2");
+    // `public` allows both.
+    let path = format!("/origin/pub?cc={}", enc("public, max-age=60"));
+    get(&host, &path, &[bearer]).await;
+    assert!(status(&get(&host, &path, &[]).await).contains("hit"));
+    assert!(status(&get(&host, &path, &[bearer]).await).contains("hit"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
+    let (host, _dir) = cached_host();
+    let path = format!(
+        "/origin/swr?cc={}",
+        enc("max-age=1, stale-while-revalidate=30")
+    );
+    get(&host, &path, &[]).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let stale = get(&host, &path, &[]).await;
+    assert_eq!(run(&stale), "1");
+    assert!(
+        status(&stale).contains("detail=stale-while-revalidate"),
+        "{}",
+        status(&stale)
+    );
+    // The refresh lands in the background, once.
+    for _ in 0..100 {
+        let r = get(&host, &path, &[]).await;
+        if run(&r) == "2" {
+            assert!(status(&r).contains("hit"), "{}", status(&r));
+            assert_eq!(runs(&host, "swr").await, 2);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the stale entry was never refreshed:\n{}", host.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_if_error_serves_the_last_good_copy_unless_revalidation_is_required() {
+    let (host, _dir) = cached_host();
+    let path = format!(
+        "/origin/sie?cc={}&fail_after=1",
+        enc("max-age=1, stale-if-error=60")
+    );
+    get(&host, &path, &[]).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = get(&host, &path, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(run(&r), "1");
+    assert!(
+        status(&r).contains("fwd=stale; fwd-status=503"),
+        "{}",
+        status(&r)
+    );
+    assert!(status(&r).contains("detail=stale-if-error"));
+    let path = format!(
+        "/origin/mr?cc={}&fail_after=1",
+        enc("max-age=1, must-revalidate, stale-if-error=60")
+    );
+    get(&host, &path, &[]).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(get(&host, &path, &[]).await.status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_and_tag_changes_invalidate() {
+    let (host, _dir) = cached_host();
+    let path = format!("/origin/w?cc={}", enc("max-age=600"));
+    get(&host, &path, &[]).await;
+    let post = request("POST", &format!("{}{path}", host.url), &[], Vec::new()).await;
+    assert!(status(&post).contains("fwd=bypass"), "{}", status(&post));
+    assert!(status(&post).contains("detail=method"));
+    let after = get(&host, &path, &[]).await;
+    assert!(status(&after).contains("uri-miss"), "{}", status(&after));
+
+    let tagged = format!(
+        "/origin/t?cc={}&tag={}",
+        enc("max-age=600"),
+        enc("product:1, vendor:2")
+    );
+    let other = format!(
+        "/origin/u?cc={}&tag={}",
+        enc("max-age=600"),
+        enc("product:9")
+    );
+    get(&host, &tagged, &[]).await;
+    get(&host, &other, &[]).await;
+    assert!(status(&get(&host, &tagged, &[]).await).contains("hit"));
+    let sql = request(
+        "POST",
+        &format!("{}/sql", host.url),
+        &[],
+        b"INSERT INTO changes (tag) VALUES ('vendor:2')".to_vec(),
+    )
+    .await;
+    assert_eq!(sql.status, 200, "{}", sql.text());
+    let r = get(&host, &tagged, &[]).await;
+    assert_eq!(run(&r), "2", "{}", status(&r));
+    assert!(status(&r).contains("fwd=stale"), "{}", status(&r));
+    assert!(status(&get(&host, &tagged, &[]).await).contains("hit"));
+    assert!(status(&get(&host, &other, &[]).await).contains("hit"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_run_the_app_once() {
+    let (host, _dir) = cached_host();
+    let host = std::sync::Arc::new(host);
+    let path = format!("/origin/herd?cc={}&delay_ms=300", enc("max-age=60"));
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let host = host.clone();
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move { get(&host, &path, &[]).await }));
+    }
+    let mut collapsed = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(run(&r), "1");
+        if status(&r).contains("collapsed") {
+            collapsed += 1;
+        }
+    }
+    assert_eq!(runs(&host, "herd").await, 1);
+    assert!(collapsed >= 150, "only {collapsed} collapsed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unkeyed_headers_do_not_reach_a_cached_app() {
+    let (host, _dir) = cached_host();
+    let r = get(
+        &host,
+        "/headers/x",
+        &[
+            ("x-forwarded-host", "evil.example"),
+            ("x-original-url", "/admin"),
+        ],
+    )
+    .await;
+    assert!(!r.text().contains("evil"), "{}", r.text());
+    assert!(!r.text().contains("/admin"), "{}", r.text());
+    // Uncacheable methods pass through untouched.
+    let r = request(
+        "POST",
+        &format!("{}/headers/x", host.url),
+        &[("x-forwarded-host", "evil.example")],
+        Vec::new(),
+    )
+    .await;
+    assert!(r.text().contains("evil"), "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_mixed_requests_never_cross_users() {
+    let (host, _dir) = cached_host();
+    let host = std::sync::Arc::new(host);
+    // Personal responses as an app would mark them; `public` only with the
+    // identity in `Vary`. Accounts 1..=5 and anonymous ("-").
+    let shapes = [
+        format!("cc={}", enc("max-age=60")),
+        format!("cc={}", enc("private, max-age=60")),
+        format!("cc={}", enc("no-store")),
+        format!(
+            "cc={}&vary=edgeshop-auth-account",
+            enc("public, max-age=60")
+        ),
+        format!("cc={}", enc("max-age=1, stale-while-revalidate=30")),
+    ];
+    let mut tasks = Vec::new();
+    for worker in 0..50u64 {
+        let host = host.clone();
+        let shapes = shapes.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut x = 0x2545_f491_4f6c_dd1d ^ (worker + 1);
+            let (mut checked, mut hits) = (0, 0);
+            for _ in 0..200 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let account = x % 6; // 0: anonymous
+                let shape = &shapes[((x >> 8) % shapes.len() as u64) as usize];
+                let path = format!("/origin/mix{}?{shape}", (x >> 16) % 8);
+                let who = account.to_string();
+                let headers: Vec<(&str, &str)> = if account == 0 {
+                    vec![]
+                } else {
+                    vec![("edgeshop-auth-account", who.as_str())]
+                };
+                let r = get(&host, &path, &headers).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                let want = if account == 0 {
+                    "-".to_string()
+                } else {
+                    who.clone()
+                };
+                assert!(
+                    r.text().contains(&format!("account={want}\n")),
+                    "account {want} got {:?} ({})",
+                    r.text(),
+                    status(&r)
+                );
+                checked += 1;
+                if status(&r).contains("hit") {
+                    hits += 1;
+                }
+            }
+            (checked, hits)
+        }));
+    }
+    let (mut total, mut hits) = (0, 0);
+    for t in tasks {
+        let (c, h) = t.await.unwrap();
+        total += c;
+        hits += h;
+    }
+    assert_eq!(total, 10_000);
+    // Not vacuous: about 27% can be hits (anonymous requests for the two
+    // anonymous-reusable shapes, everyone for the keyed public one).
+    assert!(hits > 2_000, "only {hits} hits");
+}

@@ -1,0 +1,444 @@
+//! Going forward to the app, storing what comes back, and building the
+//! responses the cache gives.
+
+use crate::store::{self, Store};
+use crate::{header_values, lines, not_modified, now_ms};
+use bytes::Bytes;
+use cache_core::entry::Entry;
+use cache_core::freshness::{self, Received};
+use cache_core::status::Outcome;
+use cache_core::storable::{self, ResponseFacts};
+use cache_core::{CacheControl, key, tags};
+use http_body_util::BodyExt;
+use spin_sdk::http::{IntoResponse, Request};
+use spin_sdk::wasip3::http::types::ErrorCode;
+
+/// Request headers the app sees on a cacheable request: anything else
+/// could change a response without being part of its key. A header a
+/// stored response's `Vary` names is passed on as well.
+const FORWARDED: &[&str] = &[
+    "accept",
+    "accept-language",
+    "authorization",
+    "cookie",
+    "traceparent",
+    "tracestate",
+];
+/// Prefixes of headers set by the host and the auth middleware, never by
+/// the client (both strip client-sent ones).
+const FORWARDED_PREFIXES: &[&str] = &["spin-", "edgeshop-auth-"];
+/// Response headers never stored: per connection, or this cache's own.
+const NOT_STORED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authenticate",
+    "content-length",
+    "age",
+    "cache-status",
+    "set-cookie",
+];
+
+/// What came back from the app.
+pub enum Fetched {
+    /// Passed through as it streams.
+    Streaming(spin_sdk::http::Response),
+    /// Larger than an entry: what was read, then the rest.
+    Chained(http::Response<Chained>),
+    /// Read whole (to be stored, or as built here).
+    Buffered {
+        status: u16,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Bytes,
+    },
+}
+
+impl Fetched {
+    pub fn status(&self) -> u16 {
+        match self {
+            Fetched::Streaming(r) => r.status().as_u16(),
+            Fetched::Chained(r) => r.status().as_u16(),
+            Fetched::Buffered { status, .. } => *status,
+        }
+    }
+}
+
+/// The URL as the cache keys it: authority, path and query.
+pub fn target(req: &Request) -> String {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    format!("{authority}{path}")
+}
+
+/// Sends the request on untouched.
+pub async fn pass(req: Request) -> Result<Fetched, ErrorCode> {
+    spin_glue::chain::next(req).await.map(Fetched::Streaming)
+}
+
+/// Fetches the current response for a cacheable request and stores it when
+/// it may be. Returns it and whether it was stored.
+pub async fn fill(
+    req: Request,
+    store: &Store,
+    primary: &str,
+    credentials: bool,
+) -> Result<(Fetched, bool), ErrorCode> {
+    let head = req.method() == http::Method::HEAD;
+    let (fetched, stored) =
+        fetch_and_store(req.uri(), req.headers(), store, primary, credentials).await?;
+    // The client's own conditions, evaluated against what it would get.
+    if let Fetched::Buffered {
+        status,
+        headers,
+        body,
+    } = fetched
+    {
+        let etag = headers
+            .iter()
+            .find(|(n, _)| n == "etag")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok());
+        if status == 200 && not_modified(&req, etag) {
+            return Ok((not_modified_response(&headers), stored));
+        }
+        let body = if head { Bytes::new() } else { body };
+        return Ok((
+            Fetched::Buffered {
+                status,
+                headers,
+                body,
+            },
+            stored,
+        ));
+    }
+    Ok((fetched, stored))
+}
+
+async fn fetch_and_store(
+    uri: &http::Uri,
+    request_headers: &http::HeaderMap,
+    store: &Store,
+    primary: &str,
+    credentials: bool,
+) -> Result<(Fetched, bool), ErrorCode> {
+    // Read before fetching: a change after this point is newer than the
+    // entry, so it can never be missed.
+    let as_of = store::changes_db(tags::HIGH_WATER_SQL, Vec::new()).await;
+    let known_vary = store.variants(primary).unwrap_or_default();
+    let (outgoing, dropped) = outgoing(uri, request_headers, &known_vary);
+    let request_time = now_ms();
+    let resp = spin_sdk::http::next(outgoing).await?;
+    let response_time = now_ms();
+
+    let status = resp.status().as_u16();
+    let cc = CacheControl::parse(lines(resp.headers(), "cache-control"));
+    let date = http_date(resp.headers(), "date");
+    let expires = resp.headers().get("expires").map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(freshness::parse_http_date)
+            .unwrap_or(0) // an invalid Expires is in the past
+    });
+    let vary = key::vary_names(lines(resp.headers(), "vary"));
+    let facts = ResponseFacts {
+        status,
+        lifetime: freshness::lifetime(&cc, expires, Some(date.unwrap_or(response_time))),
+        cc: cc.clone(),
+        set_cookie: resp.headers().contains_key("set-cookie"),
+        vary_any: vary.is_none(),
+        content_length: resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse().ok()),
+    };
+    let tag_list = tags::parse(lines(resp.headers(), "cache-tag"));
+    let keep = storable::storable(&facts, credentials, MAX_ENTRY_BYTES).is_ok()
+        && tag_list.is_ok()
+        && as_of.is_some()
+        // The app never saw a header its Vary names: what it said cannot
+        // be keyed on that header's value.
+        && vary
+            .as_ref()
+            .is_some_and(|v| !v.iter().any(|name| dropped.contains(name)));
+    if !keep {
+        return Ok((Fetched::Streaming(resp), false));
+    }
+    let (parts, body) = resp.into_parts();
+    let body = match read_up_to(body, MAX_ENTRY_BYTES as usize).await? {
+        Read::Whole(body) => body,
+        Read::TooLarge(prefix, rest) => {
+            // Larger than an entry may be: pass on what was read and the rest.
+            let body = Chained {
+                prefix: Some(prefix),
+                rest,
+            };
+            return Ok((
+                Fetched::Chained(http::Response::from_parts(parts, body)),
+                false,
+            ));
+        }
+    };
+    let headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .filter(|(n, _)| !NOT_STORED.contains(&n.as_str()))
+        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let vary = vary.unwrap_or_default();
+    let entry = Entry {
+        primary: primary.to_string(),
+        secondary: key::secondary(&vary, |name| lines(request_headers, name)),
+        status,
+        headers: headers.clone(),
+        body: body.to_vec(),
+        response_time,
+        initial_age: Received {
+            request_time,
+            response_time,
+            date,
+            age_secs: parts
+                .headers
+                .get("age")
+                .and_then(|v| v.to_str().ok()?.trim().parse().ok()),
+        }
+        .initial_age(),
+        lifetime: facts.lifetime.unwrap_or(0),
+        as_of_change: as_of.unwrap_or(0),
+        tags: tag_list.unwrap_or_default(),
+    };
+    let stored = store.put(&entry, &vary);
+    Ok((
+        Fetched::Buffered {
+            status,
+            headers,
+            body,
+        },
+        stored,
+    ))
+}
+
+/// Largest response body stored; larger ones pass through.
+pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
+
+type IncomingBody = spin_sdk::wasip3::http_compat::IncomingResponseBody;
+
+enum Read {
+    Whole(Bytes),
+    /// What was read before the limit, and the unread rest.
+    TooLarge(Bytes, IncomingBody),
+}
+
+/// The whole body if it is at most `limit` bytes.
+async fn read_up_to(mut body: IncomingBody, limit: usize) -> Result<Read, ErrorCode> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            out.extend_from_slice(&data);
+            if out.len() > limit {
+                return Ok(Read::TooLarge(Bytes::from(out), body));
+            }
+        }
+    }
+    Ok(Read::Whole(Bytes::from(out)))
+}
+
+/// A body already partly read: the part, then the rest as it streams.
+pub struct Chained {
+    prefix: Option<Bytes>,
+    rest: IncomingBody,
+}
+
+impl http_body::Body for Chained {
+    type Data = Bytes;
+    type Error = ErrorCode;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, ErrorCode>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(prefix))));
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}
+
+/// The request the app gets: GET (a HEAD is filled with the full
+/// response), no conditions (the cache answers those), only the headers
+/// that cannot poison the key. Returns it and the names it dropped.
+fn outgoing(
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    vary: &[String],
+) -> (http::Request<http_body_util::Empty<Bytes>>, Vec<String>) {
+    let mut builder = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(uri.clone());
+    let mut dropped = Vec::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        let keep = FORWARDED.contains(&n)
+            || FORWARDED_PREFIXES.iter().any(|p| n.starts_with(p))
+            || vary.iter().any(|v| v == n);
+        if keep {
+            builder = builder.header(name, value);
+        } else {
+            dropped.push(n.to_string());
+        }
+    }
+    let request = builder
+        .body(http_body_util::Empty::new())
+        .unwrap_or_else(|_| http::Request::new(http_body_util::Empty::new()));
+    (request, dropped)
+}
+
+fn http_date(headers: &http::HeaderMap, name: &str) -> Option<u64> {
+    freshness::parse_http_date(headers.get(name)?.to_str().ok()?)
+}
+
+/// Refreshes an entry served stale, once per PoP however many requests
+/// see it stale: whoever takes the fill lock does it after its answer.
+pub fn refresh_in_background(req: &Request, primary: &str, store: Store) {
+    let lock = key::lock_key(primary);
+    if !store.try_lock(&lock) {
+        return;
+    }
+    let uri = req.uri().clone();
+    let headers = req.headers().clone();
+    let credentials = crate::has_credentials(req);
+    let primary = primary.to_string();
+    spin_sdk::wasip3::wit_bindgen::spawn(async move {
+        if let Err(e) = fetch_and_store(&uri, &headers, &store, &primary, credentials).await {
+            eprintln!("cache: refreshing {primary} failed: {e:?}");
+        }
+        store.unlock(&lock);
+    });
+}
+
+/// A response to the client: the app's, with `Cache-Status`.
+pub fn answer(fetched: Result<Fetched, ErrorCode>, outcome: Outcome) -> crate::Answer {
+    let outcome = outcome.with_fwd_status(fetched.as_ref().ok().map(Fetched::status));
+    let status_value = outcome.header_value();
+    match fetched {
+        Ok(Fetched::Streaming(mut resp)) => {
+            if let Ok(v) = http::HeaderValue::from_str(&status_value) {
+                resp.headers_mut().insert("cache-status", v);
+            }
+            spin_glue::chain::respond(resp)
+        }
+        Ok(Fetched::Chained(mut resp)) => {
+            if let Ok(v) = http::HeaderValue::from_str(&status_value) {
+                resp.headers_mut().insert("cache-status", v);
+            }
+            resp.into_response()
+        }
+        Ok(Fetched::Buffered {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut headers = as_strings(&headers);
+            headers.push(("cache-status".into(), status_value));
+            spin_glue::http_response(status, &headers, body.to_vec()).into_response()
+        }
+        Err(e) => {
+            eprintln!("cache: the app failed: {e:?}");
+            let p = problem::Problem::new(
+                502,
+                "bad-gateway",
+                "Bad gateway",
+                "the component behind the cache failed and there is no stored copy to serve; try again",
+            );
+            let headers = vec![
+                (
+                    "content-type".to_string(),
+                    problem::Problem::CONTENT_TYPE.to_string(),
+                ),
+                ("cache-control".to_string(), "no-store".to_string()),
+                ("cache-status".to_string(), status_value),
+            ];
+            spin_glue::http_response(p.status, &headers, p.to_json()).into_response()
+        }
+    }
+}
+
+/// A response from a stored entry, `age` ms old, honouring the request's
+/// `If-None-Match` and method.
+pub fn from_entry(req: &Request, entry: &Entry, age: u64, outcome: &Outcome) -> crate::Answer {
+    let etag = header_values(entry, "etag").first().copied();
+    let mut resp = if entry.status == 200 && not_modified(req, etag) {
+        (
+            304,
+            as_strings(&not_modified_headers(&entry.headers)),
+            Vec::new(),
+        )
+    } else {
+        let body = if req.method() == http::Method::HEAD {
+            Vec::new()
+        } else {
+            entry.body.clone()
+        };
+        (entry.status, as_strings(&entry.headers), body)
+    };
+    resp.1.push(("age".into(), freshness::age_field(age)));
+    resp.1.push(("cache-status".into(), outcome.header_value()));
+    spin_glue::http_response(resp.0, &resp.1, resp.2).into_response()
+}
+
+/// A stored entry served whatever the request's conditions (a stale copy
+/// after the app failed).
+pub fn from_entry_unconditional(entry: &Entry, age: u64, outcome: &Outcome) -> crate::Answer {
+    let mut headers = as_strings(&entry.headers);
+    headers.push(("age".into(), freshness::age_field(age)));
+    headers.push(("cache-status".into(), outcome.header_value()));
+    spin_glue::http_response(entry.status, &headers, entry.body.clone()).into_response()
+}
+
+/// 304 with the headers RFC 9110 §15.4.5 says it carries.
+fn not_modified_response(headers: &[(String, Vec<u8>)]) -> Fetched {
+    Fetched::Buffered {
+        status: 304,
+        headers: not_modified_headers(headers),
+        body: Bytes::new(),
+    }
+}
+
+fn not_modified_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    const KEPT: &[&str] = &[
+        "cache-control",
+        "content-location",
+        "date",
+        "etag",
+        "expires",
+        "vary",
+        "cache-tag",
+    ];
+    headers
+        .iter()
+        .filter(|(n, _)| KEPT.contains(&n.as_str()))
+        .cloned()
+        .collect()
+}
+
+fn as_strings(headers: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.clone(), String::from_utf8(v.clone()).ok()?)))
+        .collect()
+}

@@ -1,0 +1,282 @@
+//! The cache middleware: a shared HTTP cache (RFC 9111) between the auth
+//! middleware and the app, importing and exporting
+//! `wasi:http/handler@0.3.0` (Spin 4.1 `dependencies.middleware`).
+//!
+//! Responses live in the `cache` key-value store of the PoP. An entry is
+//! judged by its own headers (`Cache-Control`, `Age`, stale allowances)
+//! and by its `Cache-Tag`s against the replicated `changes` table of the
+//! `catalog` database: a change newer than the entry makes it stale, so a
+//! write at the primary purges every PoP as it replicates. Concurrent
+//! misses for one URL wait for a single fetch (a compare-and-swap lock in
+//! the store). The decisions are in `cache-core`; this file does the I/O.
+//!
+//! It has only what it inherits from the app component: the `cache` store
+//! and the `catalog` database.
+
+mod forward;
+mod store;
+
+use cache_core::entry::Entry;
+use cache_core::freshness::{Stored, Usable};
+use cache_core::status::{Forward, Outcome};
+use cache_core::{CacheControl, conditional, key, storable, tags};
+use forward::Fetched;
+use spin_sdk::http::Request;
+use spin_sdk::wasip3::http::types::{ErrorCode, Response};
+use std::time::Duration;
+use store::Store;
+
+/// What the handler returns, whichever way it answers.
+type Answer = Result<Response, ErrorCode>;
+
+/// Longest a request waits for another's fetch of the same URL.
+const MAX_COLLAPSE_WAIT: Duration = Duration::from_secs(5);
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[spin_sdk::http_service]
+async fn handle(req: Request) -> Answer {
+    let method = req.method().as_str().to_string();
+    let request_cc = CacheControl::parse(lines(req.headers(), "cache-control"));
+    let target = forward::target(&req);
+    if let Err(reason) = storable::lookup(&method, &request_cc) {
+        let fetched = forward::pass(req).await;
+        if let Ok(f) = &fetched
+            && storable::invalidates(&method, f.status())
+            && let Ok(store) = Store::open()
+        {
+            // A successful write: what was stored for its URL is out of date.
+            store.forget(&key::primary("GET", &target));
+        }
+        return forward::answer(fetched, Outcome::bypass(reason.detail()));
+    }
+    let Ok(store) = Store::open() else {
+        return forward::answer(
+            forward::pass(req).await,
+            Outcome::bypass("store-unavailable"),
+        );
+    };
+    let primary = key::primary(&method, &target);
+    let credentials = has_credentials(&req);
+    let started = std::time::Instant::now();
+    let mut why = Forward::UriMiss;
+    let mut fallback = None;
+    match lookup(&store, &primary, &req).await {
+        Lookup::UriMiss => {}
+        Lookup::VaryMiss => why = Forward::VaryMiss,
+        Lookup::Found(entry, judged) => {
+            if credentials && !storable::reusable_with_credentials(&judged.cc) {
+                // Stored for anonymous requests only; this one is not.
+                return forward::answer(forward::pass(req).await, Outcome::bypass("authorization"));
+            }
+            match judged.usable {
+                Usable::Fresh { ttl } => {
+                    return hit(&req, &entry, &judged, ttl as i64, None);
+                }
+                Usable::StaleWhileRevalidate { stale } => {
+                    forward::refresh_in_background(&req, &primary, store);
+                    return hit(
+                        &req,
+                        &entry,
+                        &judged,
+                        -(stale as i64),
+                        Some("stale-while-revalidate"),
+                    );
+                }
+                Usable::Stale { if_error, .. } => {
+                    why = Forward::Stale;
+                    fallback = if_error.then_some((entry, judged));
+                }
+                Usable::MustValidate => why = Forward::Miss,
+            }
+        }
+    }
+
+    // Go forward: one request per URL fetches, the others wait for it.
+    let lock = key::lock_key(&primary);
+    loop {
+        if store.try_lock(&lock) {
+            let fetched = forward::fill(req, &store, &primary, credentials).await;
+            store.unlock(&lock);
+            return finish(fetched, why, fallback);
+        }
+        if started.elapsed() >= MAX_COLLAPSE_WAIT {
+            // The fetch we waited for is slow: go ourselves, store nothing.
+            let fetched = forward::pass(req).await.map(|f| (f, false));
+            return finish(fetched, why, fallback);
+        }
+        spin_sdk::time::sleep(poll_interval(started.elapsed())).await;
+        if let Lookup::Found(entry, judged) = lookup(&store, &primary, &req).await
+            && let Usable::Fresh { ttl } = judged.usable
+            && (!credentials || storable::reusable_with_credentials(&judged.cc))
+        {
+            return collapsed(&req, &entry, &judged, ttl as i64);
+        }
+    }
+}
+
+/// Short sleeps while the fetch is likely to land soon, longer after.
+fn poll_interval(waited: Duration) -> Duration {
+    let ms = (waited.as_millis() as u64 / 10).clamp(2, 50);
+    Duration::from_millis(ms)
+}
+
+/// An entry as judged now.
+pub(crate) struct Judged {
+    pub cc: CacheControl,
+    pub usable: Usable,
+    pub age: u64,
+}
+
+enum Lookup {
+    UriMiss,
+    VaryMiss,
+    Found(Entry, Judged),
+}
+
+async fn lookup(store: &Store, primary: &str, req: &Request) -> Lookup {
+    let Some(vary) = store.variants(primary) else {
+        return Lookup::UriMiss;
+    };
+    let secondary = key::secondary(&vary, |name| lines(req.headers(), name));
+    let Some(entry) = store.entry(primary, &secondary) else {
+        return Lookup::VaryMiss;
+    };
+    let judged = judge(&entry, now_ms()).await;
+    Lookup::Found(entry, judged)
+}
+
+/// What may be done with `entry` at `now`: its own freshness, unless one
+/// of its tags changed after it was stored.
+async fn judge(entry: &Entry, now: u64) -> Judged {
+    let cc = CacheControl::parse(header_values(entry, "cache-control"));
+    let stored = Stored {
+        cc: cc.clone(),
+        lifetime: entry.lifetime,
+        initial_age: entry.initial_age,
+        response_time: entry.response_time,
+    };
+    let age = stored.age(now);
+    let mut usable = stored.usable(now);
+    if !matches!(usable, Usable::Stale { .. }) && changed_since(entry).await {
+        // Out of date, but still the last good copy if the app fails.
+        let if_error = !cc.forbids_stale()
+            && cc
+                .stale_if_error
+                .is_some_and(|a| age <= entry.lifetime + a * 1000);
+        usable = Usable::Stale {
+            stale: age.saturating_sub(entry.lifetime),
+            if_error,
+        };
+    }
+    Judged { cc, usable, age }
+}
+
+/// Whether any of the entry's tags changed after it was stored. Unknown
+/// (the database cannot be read) counts as changed.
+async fn changed_since(entry: &Entry) -> bool {
+    if entry.tags.is_empty() {
+        return false;
+    }
+    let params = entry
+        .tags
+        .iter()
+        .map(|t| edge_sql::SqlValue::Text(t.clone()))
+        .collect();
+    match store::changes_db(&tags::newest_change_sql(entry.tags.len()), params).await {
+        Some(newest) => tags::invalidated(entry.as_of_change, newest),
+        None => true,
+    }
+}
+
+/// Answers from the cache.
+fn hit(
+    req: &Request,
+    entry: &Entry,
+    judged: &Judged,
+    ttl_ms: i64,
+    detail: Option<&'static str>,
+) -> Answer {
+    let outcome = Outcome::Hit {
+        ttl_secs: ttl_ms / 1000,
+        detail,
+    };
+    forward::from_entry(req, entry, judged.age, &outcome)
+}
+
+/// Answers from the entry another request's fetch just stored.
+fn collapsed(req: &Request, entry: &Entry, judged: &Judged, ttl_ms: i64) -> Answer {
+    let outcome = Outcome::Forwarded {
+        why: Forward::Miss,
+        status: Some(entry.status),
+        stored: false,
+        collapsed: true,
+        ttl_secs: Some(ttl_ms / 1000),
+        detail: None,
+    };
+    forward::from_entry(req, entry, judged.age, &outcome)
+}
+
+/// The answer after going forward: the app's, or on failure the stale copy
+/// `fallback` when `stale-if-error` allows it.
+fn finish(
+    fetched: Result<(Fetched, bool), ErrorCode>,
+    why: Forward,
+    fallback: Option<(Entry, Judged)>,
+) -> Answer {
+    let failed_status = match &fetched {
+        Ok((f, _)) if f.status() >= 500 => Some(f.status()),
+        Ok(_) => None,
+        Err(_) => Some(502),
+    };
+    if let (Some(status), Some((entry, judged))) = (failed_status, &fallback) {
+        let outcome = Outcome::Forwarded {
+            why,
+            status: Some(status),
+            stored: false,
+            collapsed: false,
+            ttl_secs: Some((entry.lifetime as i64 - judged.age as i64) / 1000),
+            detail: Some("stale-if-error"),
+        };
+        return forward::from_entry_unconditional(entry, judged.age, &outcome);
+    }
+    let mut outcome = Outcome::forwarded(why);
+    if let (Outcome::Forwarded { stored, .. }, Ok((_, true))) = (&mut outcome, &fetched) {
+        *stored = true;
+    }
+    forward::answer(fetched.map(|(f, _)| f), outcome)
+}
+
+/// Credentials of any kind: a bearer token (verified or not), the
+/// identity the auth middleware vouched for, or a cookie.
+pub(crate) fn has_credentials(req: &Request) -> bool {
+    ["authorization", "edgeshop-auth-account", "cookie"]
+        .iter()
+        .any(|h| req.headers().contains_key(*h))
+}
+
+pub(crate) fn lines<'a>(headers: &'a http::HeaderMap, name: &str) -> Vec<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect()
+}
+
+pub(crate) fn header_values<'a>(entry: &'a Entry, name: &str) -> Vec<&'a str> {
+    entry
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .collect()
+}
+
+/// Whether the request's `If-None-Match` matches the entry.
+pub(crate) fn not_modified(req: &Request, etag: Option<&str>) -> bool {
+    conditional::not_modified(lines(req.headers(), "if-none-match"), etag)
+}
