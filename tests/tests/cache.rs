@@ -2,9 +2,13 @@
 //! `/origin/...` app (`tests/fixtures/cache.toml`): each directive, `Vary`,
 //! `Age`, 304s, stale-while-revalidate and stale-if-error, credentials,
 //! unsafe methods, tag invalidation through the `changes` table, request
-//! coalescing, and headers that must not reach a cached app.
+//! coalescing, and headers that must not reach a cached app. Then the
+//! cache in `spin.toml` at two PoPs, purged by a write at the primary.
 
-use edgeshop_e2e::{Host, Reply, TempDir, request, root, seeded_catalog};
+use edgeshop_e2e::{
+    Host, Reply, TempDir, primary_connection, request, root, seeded_catalog, start_origin_on_seed,
+    start_pop, wait_ready,
+};
 use std::time::Duration;
 
 /// A PoP on its own copy of the catalog (tests write to `changes`).
@@ -390,4 +394,62 @@ async fn ten_thousand_mixed_requests_never_cross_users() {
     // Not vacuous: about 27% can be hits (anonymous requests for the two
     // anonymous-reusable shapes, everyone for the keyed public one).
     assert!(hits > 2_000, "only {hits} hits");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_at_the_primary_purges_every_pop_as_it_replicates() {
+    let dir = TempDir::new("cache-purge");
+    let origin = start_origin_on_seed(&dir.0, &[]);
+    let manifest = root().join("spin.toml");
+    let mut pops = Vec::new();
+    for name in ["fra", "iad"] {
+        let pop = start_pop(&manifest, &origin.url, &dir.0.join(name), &[])
+            .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
+        wait_ready(&pop).await;
+        pops.push(pop);
+    }
+    let product = "/api/v1/products/7";
+    let listing = "/api/v1/products?limit=5";
+    for pop in &pops {
+        for path in [product, listing] {
+            get(pop, path, &[]).await;
+            let again = get(pop, path, &[]).await;
+            assert_eq!(again.status, 200);
+            assert!(status(&again).contains("hit"), "{path}: {}", status(&again));
+        }
+    }
+    let primary = primary_connection(&origin).await;
+    let written = std::time::Instant::now();
+    primary
+        .execute(
+            "UPDATE products SET title = 'Freshly purged', updated_at = updated_at + 1 WHERE id = 7",
+            (),
+        )
+        .await
+        .unwrap();
+    for pop in &pops {
+        loop {
+            let r = get(pop, product, &[]).await;
+            assert_eq!(r.status, 200);
+            if r.json()["title"] == "Freshly purged" {
+                println!(
+                    "{} fresh after {:?} ({})",
+                    pop.url,
+                    written.elapsed(),
+                    status(&r)
+                );
+                break;
+            }
+            // Until the change arrives, the old copy is what the replica holds too.
+            assert!(written.elapsed() < Duration::from_secs(10), "never purged");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The new copy is stored and served from the cache again.
+        let r = get(pop, product, &[]).await;
+        assert!(status(&r).contains("hit"), "{}", status(&r));
+        assert_eq!(r.json()["title"], "Freshly purged");
+        // The listing was tagged `catalog`: it was purged as well.
+        let r = get(pop, listing, &[]).await;
+        assert!(!status(&r).starts_with("edgeshop; hit"), "{}", status(&r));
+    }
 }

@@ -133,7 +133,7 @@ async fn health_and_unrouted_paths() {
     assert_eq!(r.json()["status"], "ok");
     assert_eq!(
         r.json()["components"],
-        serde_json::json!(["auth", "auth-middleware", "catalog", "ratelimit"])
+        serde_json::json!(["auth", "auth-middleware", "cache", "catalog", "ratelimit"])
     );
     assert_eq!(
         get(&format!("{}/.well-known/spin/health", host.url))
