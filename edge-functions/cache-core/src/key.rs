@@ -142,6 +142,13 @@ pub fn lock_key(primary: &str) -> String {
     format!("cl:{}", digest(&[primary]))
 }
 
+/// The store key of the mark that a primary key's last fetch was not
+/// storable: requests for it go forward at once instead of queueing
+/// behind each other's fetches.
+pub fn pass_key(primary: &str) -> String {
+    format!("cp:{}", digest(&[primary]))
+}
+
 fn digest(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -204,6 +211,13 @@ mod tests {
         // Length-prefixed parts: moving a boundary changes the digest.
         assert_ne!(entry_key("ab", "c"), entry_key("a", "bc"));
         assert_ne!(variants_key("GET /a"), entry_key("GET /a", ""));
+        let all = [
+            variants_key("GET /a"),
+            lock_key("GET /a"),
+            pass_key("GET /a"),
+        ];
+        assert!(all.iter().all(|k| k.len() < 80));
+        assert!(all[0] != all[1] && all[1] != all[2] && all[0] != all[2]);
     }
 
     #[test]

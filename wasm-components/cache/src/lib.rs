@@ -96,18 +96,26 @@ async fn handle(req: Request) -> Answer {
         }
     }
 
-    // Go forward: one request per URL fetches, the others wait for it.
+    // Go forward: one request per URL fetches, the others wait for it,
+    // unless its responses could not be stored lately (nothing to wait for).
     let lock = key::lock_key(&primary);
     loop {
+        if store.uncacheable(&primary) {
+            let fetched = forward::fill(req, &store, &primary, credentials).await;
+            return finish(fetched, why, fallback, Some("uncacheable"));
+        }
         if store.try_lock(&lock) {
             let fetched = forward::fill(req, &store, &primary, credentials).await;
+            if matches!(fetched, Ok((_, false))) {
+                store.mark_uncacheable(&primary);
+            }
             store.unlock(&lock);
-            return finish(fetched, why, fallback);
+            return finish(fetched, why, fallback, None);
         }
         if started.elapsed() >= MAX_COLLAPSE_WAIT {
             // The fetch we waited for is slow: go ourselves, store nothing.
             let fetched = forward::pass(req).await.map(|f| (f, false));
-            return finish(fetched, why, fallback);
+            return finish(fetched, why, fallback, Some("collapse-timeout"));
         }
         spin_sdk::time::sleep(poll_interval(started.elapsed())).await;
         if let Lookup::Found(entry, judged) = lookup(&store, &primary, &req).await
@@ -227,6 +235,7 @@ fn finish(
     fetched: Result<(Fetched, bool), ErrorCode>,
     why: Forward,
     fallback: Option<(Entry, Judged)>,
+    detail: Option<&'static str>,
 ) -> Answer {
     let failed_status = match &fetched {
         Ok((f, _)) if f.status() >= 500 => Some(f.status()),
@@ -245,8 +254,12 @@ fn finish(
         return forward::from_entry_unconditional(entry, judged.age, &outcome);
     }
     let mut outcome = Outcome::forwarded(why);
-    if let (Outcome::Forwarded { stored, .. }, Ok((_, true))) = (&mut outcome, &fetched) {
-        *stored = true;
+    if let Outcome::Forwarded {
+        stored, detail: d, ..
+    } = &mut outcome
+    {
+        *stored = matches!(fetched, Ok((_, true)));
+        *d = detail;
     }
     forward::answer(fetched.map(|(f, _)| f), outcome)
 }

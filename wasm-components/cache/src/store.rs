@@ -12,6 +12,9 @@ const CHANGES_DB: &str = "catalog";
 /// A fill lock older than this was abandoned (its holder crashed or hit
 /// its deadline); the next request may take it.
 const LOCK_MS: u64 = 10_000;
+/// How long a response that could not be stored keeps its URL's requests
+/// from waiting on each other (they still store it if it changes).
+const PASS_MS: u64 = 30_000;
 
 pub struct Store(store::Bucket);
 
@@ -83,6 +86,25 @@ impl Store {
             return false;
         }
         atomics::swap(cas, (now + LOCK_MS).to_string().as_bytes()).is_ok()
+    }
+
+    /// Marks `primary` as not worth waiting for: its last fetch could not
+    /// be stored.
+    pub fn mark_uncacheable(&self, primary: &str) {
+        let until = crate::now_ms() + PASS_MS;
+        let _ = self
+            .0
+            .set(&key::pass_key(primary), until.to_string().as_bytes());
+    }
+
+    /// Whether `primary`'s last fetch, recently, could not be stored.
+    pub fn uncacheable(&self, primary: &str) -> bool {
+        self.0
+            .get(&key::pass_key(primary))
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
+            .is_some_and(|until| until > crate::now_ms())
     }
 
     pub fn unlock(&self, lock: &str) {

@@ -18,6 +18,19 @@ struct Row {
     errors: u64,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// Answers that carried `Cache-Status`, and of those the cache hits.
+    cached: u64,
+    hits: u64,
+}
+
+/// What one load run counted.
+struct Counts {
+    requests: u64,
+    errors: u64,
+    latencies_us: Vec<u64>,
+    elapsed: Duration,
+    cached: u64,
+    hits: u64,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -35,7 +48,7 @@ async fn load(
     expect: Option<u16>,
     seconds: u64,
     connections: usize,
-) -> Result<(u64, u64, Vec<u64>, Duration)> {
+) -> Result<Counts> {
     let uri: http::Uri = url.parse()?;
     let authority = uri.authority().context("url has host:port")?.to_string();
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -52,17 +65,21 @@ async fn load(
                 hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
             tokio::spawn(conn);
             let mut lat = Vec::new();
-            let mut errors = 0u64;
+            let (mut errors, mut cached, mut hits) = (0u64, 0u64, 0u64);
+            // Connection c sends requests c, c + n, c + 2n, ...: every
+            // request of the run has its own index.
             let mut i = c;
             while Instant::now() < deadline {
                 let path = &paths[i % paths.len()];
-                let mut req = http::Request::get(path.as_str()).header("host", &authority);
-                if !header_sets.is_empty() {
-                    for (name, value) in &header_sets[i % header_sets.len()] {
-                        req = req.header(name, value);
-                    }
+                let set = (!header_sets.is_empty()).then(|| &header_sets[i % header_sets.len()]);
+                let host = set
+                    .and_then(|s| s.iter().find(|(n, _)| n == "host"))
+                    .map_or(authority.as_str(), |(_, v)| v.as_str());
+                let mut req = http::Request::get(path.as_str()).header("host", host);
+                for (name, value) in set.into_iter().flatten().filter(|(n, _)| n != "host") {
+                    req = req.header(name, value);
                 }
-                i += 1;
+                i += connections;
                 let req = req.body(http_body_util::Empty::<bytes::Bytes>::new())?;
                 let t = Instant::now();
                 let resp = sender.send_request(req).await?;
@@ -70,25 +87,40 @@ async fn load(
                     Some(status) => resp.status().as_u16() == status,
                     None => resp.status().is_success(),
                 };
+                if let Some(status) = resp.headers().get("cache-status") {
+                    cached += 1;
+                    if status.as_bytes().starts_with(b"edgeshop; hit") {
+                        hits += 1;
+                    }
+                }
                 http_body_util::BodyExt::collect(resp.into_body()).await?;
                 lat.push(t.elapsed().as_micros() as u64);
                 if !ok {
                     errors += 1;
                 }
             }
-            anyhow::Ok((lat, errors))
+            anyhow::Ok((lat, errors, cached, hits))
         }));
     }
     let mut all = Vec::new();
-    let mut errors = 0;
+    let (mut errors, mut cached, mut hits) = (0, 0, 0);
     for t in tasks {
-        let (lat, e) = t.await??;
+        let (lat, e, c, h) = t.await??;
         all.extend(lat);
         errors += e;
+        cached += c;
+        hits += h;
     }
     let elapsed = started.elapsed();
     all.sort_unstable();
-    Ok((all.len() as u64, errors, all, elapsed))
+    Ok(Counts {
+        requests: all.len() as u64,
+        errors,
+        latencies_us: all,
+        elapsed,
+        cached,
+        hits,
+    })
 }
 
 fn measure(
@@ -153,13 +185,15 @@ fn measure_target(
     };
     // Warm up: instances, caches, JIT'd code paths.
     run(1)?;
-    let (requests, errors, latencies_us, elapsed) = run(seconds)?;
+    let c = run(seconds)?;
     Ok(Row {
         name: name.to_string(),
-        requests,
-        errors,
-        elapsed,
-        latencies_us,
+        requests: c.requests,
+        errors: c.errors,
+        elapsed: c.elapsed,
+        latencies_us: c.latencies_us,
+        cached: c.cached,
+        hits: c.hits,
     })
 }
 
@@ -220,9 +254,38 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
         )?;
         rows.push(measure(
             &rt,
-            "GET /api/v1/products/{id}  edge-host (wasm)",
+            "GET /api/v1/products/{id}  cache hit",
             &host.url,
             &product_paths,
+            seconds,
+            connections,
+        )?);
+        // Every request under its own authority is a key the cache has not
+        // seen: a miss, a run of the app, and a store.
+        let fresh_hosts: Vec<Vec<(String, String)>> = (0..400_000)
+            .map(|i| vec![("host".to_string(), format!("miss-{i}.bench.invalid"))])
+            .collect();
+        rows.push(measure_with(
+            &rt,
+            "GET /api/v1/products/{id}  cache miss",
+            &host.url,
+            &product_paths,
+            &fresh_hosts,
+            seconds,
+            connections,
+        )?);
+        // Popularity as shops see it: Zipf (s = 1) over every product,
+        // from a cold cache (its own authority).
+        let zipf: Vec<String> = zipf_ids(10_000, 1.0, 200_000)
+            .into_iter()
+            .map(|id| format!("/api/v1/products/{id}"))
+            .collect();
+        rows.push(measure_with(
+            &rt,
+            "GET /api/v1/products/{id}  Zipf(1), cold cache",
+            &host.url,
+            &zipf,
+            &[vec![("host".to_string(), "zipf.bench.invalid".to_string())]],
             seconds,
             connections,
         )?);
@@ -288,11 +351,24 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
             seconds,
             connections,
         )?);
+        let listing = ["/api/v1/products?limit=20".to_string()];
         rows.push(measure(
             &rt,
-            "GET /api/v1/products?limit=20  edge-host (wasm)",
+            "GET /api/v1/products?limit=20  cache hit",
             &host.url,
-            &["/api/v1/products?limit=20".to_string()],
+            &listing,
+            seconds,
+            connections,
+        )?);
+        let fresh_hosts: Vec<Vec<(String, String)>> = (0..400_000)
+            .map(|i| vec![("host".to_string(), format!("list-{i}.bench.invalid"))])
+            .collect();
+        rows.push(measure_with(
+            &rt,
+            "GET /api/v1/products?limit=20  cache miss",
+            &host.url,
+            &listing,
+            &fresh_hosts,
             seconds,
             connections,
         )?);
@@ -376,25 +452,33 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
 
     println!();
     println!(
-        "| {:<52} | {:>9} | {:>8} | {:>8} | {:>6} |",
-        "scenario", "req/s", "p50 ms", "p99 ms", "errors"
+        "| {:<52} | {:>9} | {:>8} | {:>8} | {:>6} | {:>6} |",
+        "scenario", "req/s", "p50 ms", "p99 ms", "errors", "hits"
     );
     println!(
-        "|{}|{}|{}|{}|{}|",
+        "|{}|{}|{}|{}|{}|{}|",
         "-".repeat(54),
         "-".repeat(11),
         "-".repeat(10),
         "-".repeat(10),
+        "-".repeat(8),
         "-".repeat(8)
     );
     for r in &rows {
+        // The share of answers the cache gave itself, where it answered.
+        let hits = if r.cached == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}%", 100.0 * r.hits as f64 / r.cached as f64)
+        };
         println!(
-            "| {:<52} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} |",
+            "| {:<52} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>6} |",
             r.name,
             r.requests as f64 / r.elapsed.as_secs_f64(),
             percentile(&r.latencies_us, 0.50),
             percentile(&r.latencies_us, 0.99),
-            r.errors
+            r.errors,
+            hits
         );
     }
     println!();
@@ -405,6 +489,30 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
         replication::print(lag);
     }
     Ok(())
+}
+
+/// `n` ids in 1..=`items` drawn from a Zipf distribution with exponent
+/// `s` (id 1 the most popular), from a fixed seed.
+fn zipf_ids(items: u64, s: f64, n: usize) -> Vec<u64> {
+    let weights: Vec<f64> = (1..=items).map(|k| 1.0 / (k as f64).powf(s)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut cdf = Vec::with_capacity(weights.len());
+    let mut acc = 0.0;
+    for w in weights {
+        acc += w / total;
+        cdf.push(acc);
+    }
+    let mut x: u64 = 0x853c_49e6_748f_ea9b;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            cdf.partition_point(|&c| c < u) as u64 + 1
+        })
+        .map(|id| id.min(items))
+        .collect()
 }
 
 /// An edge host serving `manifest` on the bench databases, with

@@ -260,7 +260,7 @@ pub fn print(lag: &Lag) {
     println!();
     println!(
         "| {:<52} | {:>9} | {:>8} | {:>8} |",
-        "replication: commit at primary -> readable at", "probes", "p50 ms", "p99 ms"
+        "purge-to-fresh: commit at primary -> fresh read at", "probes", "p50 ms", "p99 ms"
     );
     println!(
         "|{}|{}|{}|{}|",
@@ -287,7 +287,7 @@ pub fn print(lag: &Lag) {
     );
     println!();
     println!(
-        "Under {:.0} background commits/s at the primary; visibility polled every 2 ms through GET /api/v1/products/1.",
+        "Under {:.0} background commits/s at the primary; polled every 2 ms through GET /api/v1/products/1, which the PoP's cache\nanswers until the commit's change row replicates and invalidates the entry.",
         lag.writes_per_second
     );
 }
