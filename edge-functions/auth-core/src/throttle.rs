@@ -3,8 +3,10 @@
 //! The first [`FREE_FAILURES`] - 1 failures in a [`WINDOW_SECS`] window
 //! cost nothing extra; from then on every failure locks the address for
 //! twice as long as the one before (1 s, 2 s, 4 s, ... up to
-//! [`MAX_LOCK_SECS`]). A locked address is refused with 429 before any
-//! password is checked. Unknown addresses are counted exactly like known
+//! [`MAX_LOCK_SECS`]). Clocks here count whole seconds, so a lock runs to
+//! the end of the second after its length: never shorter than stated (a
+//! failure at 12.95 s locks a 1 s lock until 14 s, not 13 s). A locked
+//! address is refused with 429 before any password is checked. Unknown addresses are counted exactly like known
 //! ones, so a lock reveals nothing about which addresses have accounts.
 //!
 //! Counting happens at the primary in one statement, so concurrent guesses
@@ -32,12 +34,12 @@ pub fn record_failure_sql() -> String {
         format!("(CASE WHEN window_start <= ?2 - {WINDOW_SECS} THEN 1 ELSE failures + 1 END)");
     format!(
         "INSERT INTO login_failures (email_key, failures, window_start, locked_until) \
-         VALUES (?1, 1, ?2, CASE WHEN 1 >= {FREE_FAILURES} THEN ?2 + 1 ELSE 0 END) \
+         VALUES (?1, 1, ?2, CASE WHEN 1 >= {FREE_FAILURES} THEN ?2 + 2 ELSE 0 END) \
          ON CONFLICT (email_key) DO UPDATE SET \
            failures = {count}, \
            window_start = CASE WHEN window_start <= ?2 - {WINDOW_SECS} THEN ?2 ELSE window_start END, \
            locked_until = CASE WHEN {count} >= {FREE_FAILURES} \
-             THEN ?2 + min({MAX_LOCK_SECS}, 1 << min(20, {count} - {FREE_FAILURES})) ELSE 0 END \
+             THEN ?2 + 1 + min({MAX_LOCK_SECS}, 1 << min(20, {count} - {FREE_FAILURES})) ELSE 0 END \
          RETURNING failures, locked_until"
     )
 }

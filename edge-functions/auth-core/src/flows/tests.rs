@@ -306,20 +306,23 @@ async fn wrong_password_and_unknown_email_look_the_same_and_are_throttled() {
         (nobody.status, &nobody.headers, &nobody.body)
     );
 
-    // Four more failures reach the free limit: the fifth locks for 1 s.
+    // Four more failures reach the free limit: the fifth locks for 1 s,
+    // to the end of the next whole second (the clock counts seconds).
     for _ in 0..4 {
         let r = w.login("bob@example.com", "still wrong!!").await;
         assert_eq!(r.status, 401);
     }
     let locked = w.login("bob@example.com", PASSWORD).await;
     assert_eq!(locked.status, 429, "even the right password waits");
-    assert_eq!(locked.header("retry-after"), Some("1"));
+    assert_eq!(locked.header("retry-after"), Some("2"));
+    w.now += 1;
+    assert_eq!(w.login("bob@example.com", PASSWORD).await.status, 429);
     w.now += 1;
     let r = w.login("bob@example.com", "wrong again!!").await;
     assert_eq!(r.status, 401);
     let locked = w.login("bob@example.com", PASSWORD).await;
-    assert_eq!(locked.header("retry-after"), Some("2"), "doubling");
-    w.now += 2;
+    assert_eq!(locked.header("retry-after"), Some("3"), "doubling");
+    w.now += 3;
     let ok = w.login("bob@example.com", PASSWORD).await;
     assert_eq!(ok.status, 200);
     let left = w
