@@ -3,7 +3,7 @@
 //! and what a catalog read costs at a distant PoP with its local replica
 //! versus reading through the origin.
 
-use super::{Row, measure};
+use super::{Row, measure, unreached_limits, without_middleware};
 use crate::up::{self, Catalog, Service, edge_host_command, secret, wait_ready};
 use crate::{root, say, state_dir};
 use anyhow::{Context, Result, bail};
@@ -68,6 +68,8 @@ pub fn run(
     let primary_db = dir.join("catalog.db");
     std::fs::copy(catalog, &primary_db)?;
     let token = secret("origin_token")?;
+    // One client sends everything: budgets out of its reach.
+    let limits = unreached_limits()?;
     let mut cmd = Command::new(root().join("target/release/edgeshop-origin"));
     cmd.args(["--listen", "127.0.0.1:0", "--catalog"])
         .arg(&primary_db)
@@ -85,10 +87,10 @@ pub fn run(
             delay_ms: pop.origin_delay_ms,
             interval_ms: config.replication.sync_interval_ms,
         };
-        let svc = Service::start(
-            &pop.name,
-            edge_host_command(&pop.name, "127.0.0.1:0", catalog, &root().join("spin.toml"))?,
-        )?;
+        let mut cmd =
+            edge_host_command(&pop.name, "127.0.0.1:0", catalog, &root().join("spin.toml"))?;
+        cmd.env("SPIN_VARIABLE_RATELIMIT_POLICIES", &limits);
+        let svc = Service::start(&pop.name, cmd)?;
         wait_ready(&svc.url, Duration::from_secs(120))?;
         pops.push((pop.name.clone(), pop.origin_delay_ms, svc));
     }
@@ -97,18 +99,18 @@ pub fn run(
         .iter()
         .max_by_key(|p| p.origin_delay_ms)
         .context("cdn-config/pops.toml names no PoP")?;
-    let through = Service::start(
+    // Without the cache: this row is what every query costs over the wire.
+    let mut cmd = edge_host_command(
         "through-origin",
-        edge_host_command(
-            "through-origin",
-            "127.0.0.1:0",
-            Catalog::Remote {
-                origin: &origin.url,
-                delay_ms: far.origin_delay_ms,
-            },
-            &root().join("spin.toml"),
-        )?,
+        "127.0.0.1:0",
+        Catalog::Remote {
+            origin: &origin.url,
+            delay_ms: far.origin_delay_ms,
+        },
+        &without_middleware("cache")?,
     )?;
+    cmd.env("SPIN_VARIABLE_RATELIMIT_POLICIES", &limits);
+    let through = Service::start("through-origin", cmd)?;
     let far_url = &pops
         .iter()
         .find(|(n, ..)| *n == far.name)
@@ -119,7 +121,7 @@ pub fn run(
         measure(
             rt,
             &format!(
-                "product by id at {} (+{} ms), local replica",
+                "product by id at {} (+{} ms), replica + cache",
                 far.name, far.origin_delay_ms
             ),
             far_url,
@@ -130,7 +132,7 @@ pub fn run(
         measure(
             rt,
             &format!(
-                "product by id at {} (+{} ms), through the origin",
+                "product by id at {} (+{} ms), via origin, no cache",
                 far.name, far.origin_delay_ms
             ),
             &through.url,
