@@ -479,3 +479,31 @@ async fn a_write_at_the_primary_purges_every_pop_as_it_replicates() {
         assert!(!status(&r).starts_with("edgeshop; hit"), "{}", status(&r));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_origin_down_cached_catalog_reads_keep_coming_from_the_cache() {
+    let dir = TempDir::new("cache-origin-down");
+    let mut origin = start_origin_on_seed(&dir.0, &[]);
+    let pop = start_pop(
+        &root().join("spin.toml"),
+        &origin.url,
+        &dir.0.join("fra"),
+        &[],
+    )
+    .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
+    wait_ready(&pop).await;
+    let product = "/api/v1/products/11";
+    let first = get(&pop, product, &[]).await;
+    assert_eq!(first.status, 200);
+    origin.kill();
+    for _ in 0..20 {
+        let r = get(&pop, product, &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(status(&r).starts_with("edgeshop; hit"), "{}", status(&r));
+        assert_eq!(r.text(), first.text());
+    }
+    // What was never asked for comes from the PoP's replica, and is stored.
+    let r = get(&pop, "/api/v1/products/12", &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(status(&r).contains("stored"), "{}", status(&r));
+}

@@ -53,7 +53,9 @@ impl Response {
             ("cache-tag".to_string(), tags.join(",")),
             ("vary".to_string(), "accept-encoding".to_string()),
         ];
-        if if_none_match.is_some_and(|inm| if_none_match_matches(inm, &etag)) {
+        if if_none_match
+            .is_some_and(|inm| cache_core::conditional::not_modified([inm], Some(&etag)))
+        {
             return Response {
                 status: 304,
                 headers,
@@ -82,12 +84,4 @@ pub fn etag_for(body: &[u8]) -> String {
     let digest = Sha256::digest(body);
     let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
-}
-
-/// `If-None-Match` uses the weak comparison (RFC 9110 section 13.1.2): `*`
-/// matches, and `W/"x"` matches `"x"`.
-pub fn if_none_match_matches(header: &str, etag: &str) -> bool {
-    let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
-    let ours = bare(etag);
-    header.trim() == "*" || header.split(',').any(|t| bare(t) == ours)
 }

@@ -16,7 +16,7 @@ mod query;
 mod routes;
 
 pub use cursor::{CursorKey, CursorSigner};
-pub use http::{Response, etag_for, if_none_match_matches};
+pub use http::{Response, etag_for};
 pub use params::{ListParams, Sort};
 pub use query::SqlValue;
 pub use routes::Route;
