@@ -304,6 +304,43 @@ async fn concurrent_misses_run_the_app_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_slow_or_failed_fetch_does_not_wedge_the_requests_waiting_for_it() {
+    let (host, _dir) = cached_host();
+    let host = std::sync::Arc::new(host);
+    // The fetch takes longer than anyone waits (2 s): the waiters go on
+    // their own, and every request is answered.
+    let slow = format!("/origin/slow?cc={}&delay_ms=3000", enc("max-age=60"));
+    let failing = format!("/origin/failing?cc={}&status=500", enc("max-age=60"));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let host = host.clone();
+        let path = if i < 10 {
+            slow.clone()
+        } else {
+            failing.clone()
+        };
+        tasks.push(tokio::spawn(async move { get(&host, &path, &[]).await }));
+    }
+    let (mut timed_out, mut failed) = (0, 0);
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            200 => {
+                if status(&r).contains("detail=collapse-timeout") {
+                    timed_out += 1;
+                }
+            }
+            500 => failed += 1,
+            other => panic!("{other}: {}", r.text()),
+        }
+    }
+    assert_eq!(timed_out, 9, "all but the fetcher gave up waiting");
+    // A failed fetch stores nothing and holds no one up.
+    assert_eq!(failed, 10);
+    assert_eq!(runs(&host, "failing").await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn requests_for_an_uncacheable_url_do_not_queue_behind_each_other() {
     let (host, _dir) = cached_host();
     let host = std::sync::Arc::new(host);

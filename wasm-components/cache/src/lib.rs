@@ -29,8 +29,10 @@ use store::Store;
 /// What the handler returns, whichever way it answers.
 type Answer = Result<Response, ErrorCode>;
 
-/// Longest a request waits for another's fetch of the same URL.
-const MAX_COLLAPSE_WAIT: Duration = Duration::from_secs(5);
+/// Longest a request waits for another's fetch of the same URL before
+/// going itself; short enough that waiting and then fetching still fits
+/// a request's deadline.
+const MAX_COLLAPSE_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
