@@ -42,6 +42,10 @@ const NOT_STORED: &[&str] = &[
     "set-cookie",
 ];
 
+/// Whether a fetched response was stored, and then for how many more ms
+/// it is fresh.
+pub type Stored = Option<u64>;
+
 /// What came back from the app.
 pub enum Fetched {
     /// Passed through as it streams.
@@ -99,7 +103,7 @@ pub async fn fill(
     store: &Store,
     primary: &str,
     credentials: bool,
-) -> Result<(Fetched, bool), ErrorCode> {
+) -> Result<(Fetched, Stored), ErrorCode> {
     let head = req.method() == http::Method::HEAD;
     let (fetched, stored) =
         fetch_and_store(req.uri(), req.headers(), store, primary, credentials).await?;
@@ -136,7 +140,7 @@ async fn fetch_and_store(
     store: &Store,
     primary: &str,
     credentials: bool,
-) -> Result<(Fetched, bool), ErrorCode> {
+) -> Result<(Fetched, Stored), ErrorCode> {
     // Read before fetching: a change after this point is newer than the
     // entry, so it can never be missed.
     let as_of = store::changes_db(tags::HIGH_WATER_SQL, Vec::new()).await;
@@ -177,7 +181,7 @@ async fn fetch_and_store(
             .as_ref()
             .is_some_and(|v| !v.iter().any(|name| dropped.contains(name)));
     if !keep {
-        return Ok((Fetched::Streaming(resp), false));
+        return Ok((Fetched::Streaming(resp), None));
     }
     let (parts, body) = resp.into_parts();
     let body = match read_up_to(body, MAX_ENTRY_BYTES as usize).await? {
@@ -190,7 +194,7 @@ async fn fetch_and_store(
             };
             return Ok((
                 Fetched::Chained(http::Response::from_parts(parts, body)),
-                false,
+                None,
             ));
         }
     };
@@ -222,7 +226,8 @@ async fn fetch_and_store(
         as_of_change: as_of.unwrap_or(0),
         tags: tag_list.unwrap_or_default(),
     };
-    let stored = store.put(&entry, &vary);
+    let ttl = entry.lifetime.saturating_sub(entry.initial_age);
+    let stored = store.put(&entry, &vary).then_some(ttl);
     Ok((
         Fetched::Buffered {
             status,

@@ -101,14 +101,27 @@ async fn handle(req: Request) -> Answer {
     // Go forward: one request per URL fetches, the others wait for it,
     // unless its responses could not be stored lately (nothing to wait for).
     let lock = key::lock_key(&primary);
+    let mut waited = false;
     loop {
+        if waited && let Some(answer) = stored_meanwhile(&store, &primary, &req, credentials).await
+        {
+            return answer;
+        }
         if store.uncacheable(&primary) {
             let fetched = forward::fill(req, &store, &primary, credentials).await;
             return finish(fetched, why, fallback, Some("uncacheable"));
         }
         if store.try_lock(&lock) {
+            // The fetch we waited for may have stored its entry and let go
+            // of the lock just before we took it.
+            if waited
+                && let Some(answer) = stored_meanwhile(&store, &primary, &req, credentials).await
+            {
+                store.unlock(&lock);
+                return answer;
+            }
             let fetched = forward::fill(req, &store, &primary, credentials).await;
-            if matches!(fetched, Ok((_, false))) {
+            if matches!(fetched, Ok((_, None))) {
                 store.mark_uncacheable(&primary);
             }
             store.unlock(&lock);
@@ -116,17 +129,30 @@ async fn handle(req: Request) -> Answer {
         }
         if started.elapsed() >= MAX_COLLAPSE_WAIT {
             // The fetch we waited for is slow: go ourselves, store nothing.
-            let fetched = forward::pass(req).await.map(|f| (f, false));
+            let fetched = forward::pass(req).await.map(|f| (f, None));
             return finish(fetched, why, fallback, Some("collapse-timeout"));
         }
         spin_sdk::time::sleep(poll_interval(started.elapsed())).await;
-        if let Lookup::Found(entry, judged) = lookup(&store, &primary, &req).await
-            && let Usable::Fresh { ttl } = judged.usable
-            && (!credentials || storable::reusable_with_credentials(&judged.cc))
-        {
-            return collapsed(&req, &entry, &judged, ttl as i64);
-        }
+        waited = true;
     }
+}
+
+/// The answer from an entry another request's fetch stored while this one
+/// waited, if there is a fresh one this request may use.
+async fn stored_meanwhile(
+    store: &Store,
+    primary: &str,
+    req: &Request,
+    credentials: bool,
+) -> Option<Answer> {
+    let Lookup::Found(entry, judged) = lookup(store, primary, req).await else {
+        return None;
+    };
+    let Usable::Fresh { ttl } = judged.usable else {
+        return None;
+    };
+    (!credentials || storable::reusable_with_credentials(&judged.cc))
+        .then(|| collapsed(req, &entry, &judged, ttl as i64))
 }
 
 /// Short sleeps while the fetch is likely to land soon, longer after.
@@ -234,7 +260,7 @@ fn collapsed(req: &Request, entry: &Entry, judged: &Judged, ttl_ms: i64) -> Answ
 /// The answer after going forward: the app's, or on failure the stale copy
 /// `fallback` when `stale-if-error` allows it.
 fn finish(
-    fetched: Result<(Fetched, bool), ErrorCode>,
+    fetched: Result<(Fetched, forward::Stored), ErrorCode>,
     why: Forward,
     fallback: Option<(Entry, Judged)>,
     detail: Option<&'static str>,
@@ -257,10 +283,16 @@ fn finish(
     }
     let mut outcome = Outcome::forwarded(why);
     if let Outcome::Forwarded {
-        stored, detail: d, ..
+        stored,
+        ttl_secs,
+        detail: d,
+        ..
     } = &mut outcome
     {
-        *stored = matches!(fetched, Ok((_, true)));
+        if let Ok((_, Some(ttl))) = &fetched {
+            *stored = true;
+            *ttl_secs = Some(*ttl as i64 / 1000);
+        }
         *d = detail;
     }
     forward::answer(fetched.map(|(f, _)| f), outcome)
