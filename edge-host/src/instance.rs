@@ -274,3 +274,54 @@ impl WorkerState for Worker {
         drop(store);
     }
 }
+
+/// How long a request may wait for an instance slot when the pool is full.
+const MAX_CAPACITY_WAIT: Duration = Duration::from_secs(2);
+
+/// Why a request got no instance: the pool stayed full for
+/// [`MAX_CAPACITY_WAIT`].
+#[derive(Debug, thiserror::Error)]
+#[error("every instance slot stayed busy for {MAX_CAPACITY_WAIT:?}")]
+pub struct AtCapacity;
+
+/// Hands `request` to `handler`, waiting while the instance pool is full.
+///
+/// When many requests arrive at once and no worker is free yet, the
+/// handler starts one instance per request; past the pool's size those
+/// fail to instantiate and the request comes back. It is tried again after
+/// a short pause (by then the first instances take requests from the
+/// queue), so a burst becomes a queue, and only a pool that stays full
+/// turns into [`AtCapacity`].
+pub async fn handle_with_backpressure(
+    handler: &wasmtime_wasi_http::handler::ProxyHandler<ComponentHandler>,
+    id: u64,
+    mut request: wasmtime_wasi_http::handler::Request,
+) -> wasmtime::Result<wasmtime_wasi_http::handler::Response> {
+    use wasmtime_wasi_http::handler::InstantiationError;
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match handler.handle(id, request).await {
+            Err(e) if e.is::<InstantiationError<u64>>() && is_pool_full(&e) => {
+                if started.elapsed() >= MAX_CAPACITY_WAIT {
+                    return Err(AtCapacity.into());
+                }
+                let Ok(back) = e.downcast::<InstantiationError<u64>>() else {
+                    unreachable!("checked with is::<InstantiationError>");
+                };
+                request = back
+                    .request
+                    .into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_pool_full(e: &wasmtime::Error) -> bool {
+    // wasmtime reports the pool limit only in its message.
+    format!("{e:#}").contains("concurrent limit")
+}

@@ -72,6 +72,10 @@ struct Args {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: u64,
+    /// Guest instances that may exist at once, across all components
+    /// (each reserves its memory limit). Requests beyond them wait.
+    #[arg(long, default_value_t = 200)]
+    max_instances: u32,
 }
 
 fn parse_label_path(s: &str) -> Result<(String, PathBuf), String> {
@@ -102,6 +106,7 @@ async fn run(args: Args) -> Result<()> {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         guest_memory_bytes: args.guest_memory_mib << 20,
         max_request_body_bytes: args.max_body_bytes,
+        max_instances: args.max_instances.max(1),
         ..limits::Limits::default()
     };
     let options = app::HostOptions {

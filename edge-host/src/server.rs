@@ -202,8 +202,17 @@ impl Server {
         let handler = matched.target.clone();
         let component = handler.state().id.clone();
         let started = std::time::Instant::now();
-        match handler.handle(request_id, req).await {
+        match crate::instance::handle_with_backpressure(&handler, request_id, req).await {
             Ok(resp) => resp,
+            Err(e) if e.is::<crate::instance::AtCapacity>() => {
+                tracing::warn!(%component, request_id, "no instance slot came free; refusing");
+                let mut resp = problem(Problem::unavailable(
+                    "this PoP is at capacity; try again in a moment",
+                ));
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            }
             // A worker dropped for overstaying counts as a timeout too.
             Err(e)
                 if e.is::<ExpirationError>()

@@ -233,6 +233,21 @@ async fn stale_if_error_serves_the_last_good_copy_unless_revalidation_is_require
         status(&r)
     );
     assert!(status(&r).contains("detail=stale-if-error"));
+    // An app that does not answer in time counts as failing.
+    let path = format!(
+        "/origin/slowsie?cc={}&slow_after=1&delay_ms=5000",
+        enc("max-age=1, stale-if-error=60")
+    );
+    get(&host, &path, &[]).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = get(&host, &path, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(run(&r), "1");
+    assert!(
+        status(&r).contains("fwd=stale; fwd-status=504"),
+        "{}",
+        status(&r)
+    );
     let path = format!(
         "/origin/mr?cc={}&fail_after=1",
         enc("max-age=1, must-revalidate, stale-if-error=60")
@@ -295,7 +310,7 @@ async fn concurrent_misses_run_the_app_once() {
     let mut collapsed = 0;
     for t in tasks {
         let r = t.await.unwrap();
-        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), host.log());
         assert_eq!(run(&r), "1");
         if status(&r).contains("collapsed") {
             collapsed += 1;

@@ -268,3 +268,22 @@ async fn oversized_headers_are_431() {
     r.problem(431);
     assert_eq!(get(&format!("{}/hello", host.url)).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_bigger_than_the_instance_pool_is_queued_not_failed() {
+    // 300 requests at once on a pool of 8 instances (16 requests each):
+    // with no worker free yet the handler starts an instance per request,
+    // far past the pool. The host must queue them, not answer 500.
+    let host = std::sync::Arc::new(Host::guests(&["--max-instances", "8"]));
+    let mut tasks = Vec::new();
+    for _ in 0..300 {
+        let host = host.clone();
+        tasks.push(tokio::spawn(async move {
+            get(&format!("{}/sleep?ms=200", host.url)).await.status
+        }));
+    }
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert_eq!(status, 200, "{}", host.log());
+    }
+}

@@ -29,10 +29,12 @@ pub fn forward(
 ) -> Box<dyn Future<Output = super::outbound::SendResult> + Send> {
     let id = NEXT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Box::new(async move {
-        let response = next.handle(id, request).await.map_err(|e| {
-            tracing::warn!(error = %format!("{e:#}"), "the next layer failed");
-            wasmtime_wasi_http::Error::InternalError(Some("the next layer failed".into()))
-        })?;
+        let response = crate::instance::handle_with_backpressure(&next, id, request)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "the next layer failed");
+                wasmtime_wasi_http::Error::InternalError(Some("the next layer failed".into()))
+            })?;
         Ok((
             response,
             Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,

@@ -29,6 +29,9 @@ use store::Store;
 /// What the handler returns, whichever way it answers.
 type Answer = Result<Response, ErrorCode>;
 
+/// Longest a fetch may take when a stale copy could stand in for it
+/// (`stale-if-error` also covers an app that does not answer).
+const STALE_IF_ERROR_WAIT: Duration = Duration::from_secs(3);
 /// Longest a request waits for another's fetch of the same URL before
 /// going itself; short enough that waiting and then fetching still fits
 /// a request's deadline.
@@ -107,8 +110,10 @@ async fn handle(req: Request) -> Answer {
         {
             return answer;
         }
+        let can_fall_back = fallback.is_some();
         if store.uncacheable(&primary) {
-            let fetched = forward::fill(req, &store, &primary, credentials).await;
+            let fetch = forward::fill(req, &store, &primary, credentials);
+            let fetched = in_time(fetch, can_fall_back).await;
             return finish(fetched, why, fallback, Some("uncacheable"));
         }
         if store.try_lock(&lock) {
@@ -120,7 +125,8 @@ async fn handle(req: Request) -> Answer {
                 store.unlock(&lock);
                 return answer;
             }
-            let fetched = forward::fill(req, &store, &primary, credentials).await;
+            let fetch = forward::fill(req, &store, &primary, credentials);
+            let fetched = in_time(fetch, can_fall_back).await;
             if matches!(fetched, Ok((_, None))) {
                 store.mark_uncacheable(&primary);
             }
@@ -134,6 +140,23 @@ async fn handle(req: Request) -> Answer {
         }
         spin_sdk::time::sleep(poll_interval(started.elapsed())).await;
         waited = true;
+    }
+}
+
+/// The fetch's result, or a timeout once [`STALE_IF_ERROR_WAIT`] has passed
+/// when a stale copy could answer instead.
+async fn in_time(
+    fetch: impl std::future::Future<Output = Result<(Fetched, forward::Stored), ErrorCode>>,
+    can_fall_back: bool,
+) -> Result<(Fetched, forward::Stored), ErrorCode> {
+    if !can_fall_back {
+        return fetch.await;
+    }
+    let timer = spin_sdk::time::sleep(STALE_IF_ERROR_WAIT);
+    futures::pin_mut!(fetch, timer);
+    match futures::future::select(fetch, timer).await {
+        futures::future::Either::Left((fetched, _)) => fetched,
+        futures::future::Either::Right(((), _)) => Err(ErrorCode::HttpResponseTimeout),
     }
 }
 
@@ -268,6 +291,7 @@ fn finish(
     let failed_status = match &fetched {
         Ok((f, _)) if f.status() >= 500 => Some(f.status()),
         Ok(_) => None,
+        Err(ErrorCode::HttpResponseTimeout) => Some(504),
         Err(_) => Some(502),
     };
     if let (Some(status), Some((entry, judged))) = (failed_status, &fallback) {

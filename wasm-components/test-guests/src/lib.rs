@@ -15,7 +15,7 @@
 //!   database and answers the rows as JSON text; only the fixture
 //!   `tests/fixtures/replica-guests.toml` grants that database.
 //!
-//! - `/origin/...?cc=&vary=&tag=&etag=&cookie=1&status=&delay_ms=&fail_after=`: an app
+//! - `/origin/...?cc=&vary=&tag=&etag=&cookie=1&status=&delay_ms=&slow_after=&fail_after=`: an app
 //!   for the cache tests. It answers with those headers (values
 //!   percent-decoded), counts its runs per path in the `default` store, and
 //!   says in its body which run it was and which `accept` and
@@ -121,7 +121,13 @@ async fn origin(req: &Request) -> Resp {
     let query = req.uri().query().unwrap_or("");
     let bucket = store::open("default").expect("open default");
     let run = atomics::increment(&bucket, &format!("runs:{path}"), 1).unwrap_or(-1);
-    let delay: u64 = param(query, "delay_ms").parse().unwrap_or(0);
+    // `slow_after=N`: only runs after the Nth are delayed.
+    let slow_after: i64 = param(query, "slow_after").parse().unwrap_or(0);
+    let delay: u64 = if run > slow_after {
+        param(query, "delay_ms").parse().unwrap_or(0)
+    } else {
+        0
+    };
     if delay > 0 {
         spin_sdk::time::sleep(std::time::Duration::from_millis(delay)).await;
     }
