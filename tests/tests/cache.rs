@@ -44,6 +44,22 @@ fn status(r: &Reply) -> &str {
     r.header("cache-status").unwrap_or("<none>")
 }
 
+/// GETs every one of `paths` at once and returns the replies in order.
+async fn all_at_once(host: &std::sync::Arc<Host>, paths: Vec<String>) -> Vec<Reply> {
+    let tasks: Vec<_> = paths
+        .into_iter()
+        .map(|path| {
+            let host = host.clone();
+            tokio::spawn(async move { get(&host, &path, &[]).await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for t in tasks {
+        replies.push(t.await.unwrap());
+    }
+    replies
+}
+
 /// Which run of the app produced this body.
 fn run(r: &Reply) -> String {
     let t = r.text();
@@ -301,15 +317,8 @@ async fn concurrent_misses_run_the_app_once() {
     let (host, _dir) = cached_host();
     let host = std::sync::Arc::new(host);
     let path = format!("/origin/herd?cc={}&delay_ms=300", enc("max-age=60"));
-    let mut tasks = Vec::new();
-    for _ in 0..1000 {
-        let host = host.clone();
-        let path = path.clone();
-        tasks.push(tokio::spawn(async move { get(&host, &path, &[]).await }));
-    }
     let mut collapsed = 0;
-    for t in tasks {
-        let r = t.await.unwrap();
+    for r in all_at_once(&host, vec![path; 1000]).await {
         assert_eq!(r.status, 200, "{}\n{}", r.text(), host.log());
         assert_eq!(run(&r), "1");
         if status(&r).contains("collapsed") {
@@ -329,19 +338,9 @@ async fn a_slow_or_failed_fetch_does_not_wedge_the_requests_waiting_for_it() {
     // their own, and every request is answered.
     let slow = format!("/origin/slow?cc={}&delay_ms=3000", enc("max-age=60"));
     let failing = format!("/origin/failing?cc={}&status=500", enc("max-age=60"));
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let host = host.clone();
-        let path = if i < 10 {
-            slow.clone()
-        } else {
-            failing.clone()
-        };
-        tasks.push(tokio::spawn(async move { get(&host, &path, &[]).await }));
-    }
+    let paths = [vec![slow; 10], vec![failing; 10]].concat();
     let (mut timed_out, mut failed) = (0, 0);
-    for t in tasks {
-        let r = t.await.unwrap();
+    for r in all_at_once(&host, paths).await {
         match r.status {
             200 => {
                 if status(&r).contains("detail=collapse-timeout") {
@@ -363,15 +362,8 @@ async fn requests_for_an_uncacheable_url_do_not_queue_behind_each_other() {
     let (host, _dir) = cached_host();
     let host = std::sync::Arc::new(host);
     let path = format!("/origin/pass?cc={}&delay_ms=300", enc("no-store"));
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let host = host.clone();
-        let path = path.clone();
-        tasks.push(tokio::spawn(async move { get(&host, &path, &[]).await }));
-    }
     let mut passed = 0;
-    for t in tasks {
-        let r = t.await.unwrap();
+    for r in all_at_once(&host, vec![path; 20]).await {
         assert_eq!(r.status, 200);
         if status(&r).contains("detail=uncacheable") {
             passed += 1;

@@ -383,36 +383,35 @@ pub fn answer(fetched: Result<Fetched, ErrorCode>, outcome: Outcome) -> crate::A
     }
 }
 
-/// A response from a stored entry, `age` ms old, honouring the request's
-/// `If-None-Match` and method.
-pub fn from_entry(req: &Request, entry: &Entry, age: u64, outcome: &Outcome) -> crate::Answer {
-    let etag = header_values(entry, "etag").first().copied();
-    let mut resp = if entry.status == 200 && not_modified(req, etag) {
+/// A response from a stored entry, `age` ms old. Given the request, its
+/// `If-None-Match` and method are honoured; without one (a stale copy
+/// served after the app failed) the entry is served as it is.
+pub fn from_entry(
+    req: Option<&Request>,
+    entry: Entry,
+    age: u64,
+    outcome: &Outcome,
+) -> crate::Answer {
+    let etag = header_values(&entry, "etag").first().copied();
+    let unchanged = entry.status == 200 && req.is_some_and(|r| not_modified(r, etag));
+    let head = req.is_some_and(|r| r.method() == http::Method::HEAD);
+    let (status, mut headers, body) = if unchanged {
         (
             304,
             as_strings(&not_modified_headers(&entry.headers)),
             Vec::new(),
         )
     } else {
-        let body = if req.method() == http::Method::HEAD {
-            Vec::new()
-        } else {
-            entry.body.clone()
-        };
-        (entry.status, as_strings(&entry.headers), body)
+        let headers = as_strings(&entry.headers);
+        (
+            entry.status,
+            headers,
+            if head { Vec::new() } else { entry.body },
+        )
     };
-    resp.1.push(("age".into(), freshness::age_field(age)));
-    resp.1.push(("cache-status".into(), outcome.header_value()));
-    spin_glue::http_response(resp.0, &resp.1, resp.2).into_response()
-}
-
-/// A stored entry served whatever the request's conditions (a stale copy
-/// after the app failed).
-pub fn from_entry_unconditional(entry: &Entry, age: u64, outcome: &Outcome) -> crate::Answer {
-    let mut headers = as_strings(&entry.headers);
     headers.push(("age".into(), freshness::age_field(age)));
     headers.push(("cache-status".into(), outcome.header_value()));
-    spin_glue::http_response(entry.status, &headers, entry.body.clone()).into_response()
+    spin_glue::http_response(status, &headers, body).into_response()
 }
 
 /// 304 with the headers RFC 9110 §15.4.5 says it carries.

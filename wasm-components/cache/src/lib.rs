@@ -80,13 +80,13 @@ async fn handle(req: Request) -> Answer {
             }
             match judged.usable {
                 Usable::Fresh { ttl } => {
-                    return hit(&req, &entry, &judged, ttl as i64, None);
+                    return hit(&req, entry, &judged, ttl as i64, None);
                 }
                 Usable::StaleWhileRevalidate { stale } => {
                     forward::refresh_in_background(&req, &primary, store);
                     return hit(
                         &req,
-                        &entry,
+                        entry,
                         &judged,
                         -(stale as i64),
                         Some("stale-while-revalidate"),
@@ -175,7 +175,7 @@ async fn stored_meanwhile(
         return None;
     };
     (!credentials || storable::reusable_with_credentials(&judged.cc))
-        .then(|| collapsed(req, &entry, &judged, ttl as i64))
+        .then(|| collapsed(req, entry, &judged, ttl as i64))
 }
 
 /// Short sleeps while the fetch is likely to land soon, longer after.
@@ -255,7 +255,7 @@ async fn changed_since(entry: &Entry) -> bool {
 /// Answers from the cache.
 fn hit(
     req: &Request,
-    entry: &Entry,
+    entry: Entry,
     judged: &Judged,
     ttl_ms: i64,
     detail: Option<&'static str>,
@@ -264,11 +264,11 @@ fn hit(
         ttl_secs: ttl_ms / 1000,
         detail,
     };
-    forward::from_entry(req, entry, judged.age, &outcome)
+    forward::from_entry(Some(req), entry, judged.age, &outcome)
 }
 
 /// Answers from the entry another request's fetch just stored.
-fn collapsed(req: &Request, entry: &Entry, judged: &Judged, ttl_ms: i64) -> Answer {
+fn collapsed(req: &Request, entry: Entry, judged: &Judged, ttl_ms: i64) -> Answer {
     let outcome = Outcome::Forwarded {
         why: Forward::Miss,
         status: Some(entry.status),
@@ -277,7 +277,7 @@ fn collapsed(req: &Request, entry: &Entry, judged: &Judged, ttl_ms: i64) -> Answ
         ttl_secs: Some(ttl_ms / 1000),
         detail: None,
     };
-    forward::from_entry(req, entry, judged.age, &outcome)
+    forward::from_entry(Some(req), entry, judged.age, &outcome)
 }
 
 /// The answer after going forward: the app's, or on failure the stale copy
@@ -294,7 +294,7 @@ fn finish(
         Err(ErrorCode::HttpResponseTimeout) => Some(504),
         Err(_) => Some(502),
     };
-    if let (Some(status), Some((entry, judged))) = (failed_status, &fallback) {
+    if let (Some(status), Some((entry, judged))) = (failed_status, fallback) {
         let outcome = Outcome::Forwarded {
             why,
             status: Some(status),
@@ -303,7 +303,7 @@ fn finish(
             ttl_secs: Some((entry.lifetime as i64 - judged.age as i64) / 1000),
             detail: Some("stale-if-error"),
         };
-        return forward::from_entry_unconditional(entry, judged.age, &outcome);
+        return forward::from_entry(None, entry, judged.age, &outcome);
     }
     let mut outcome = Outcome::forwarded(why);
     if let Outcome::Forwarded {
