@@ -136,6 +136,7 @@ fn main() -> Result<()> {
         Cmd::Setup => {
             setup::run()?;
             setup::npm_tools()?;
+            setup::pypi_tools()?;
         }
         Cmd::Build { components } => {
             let tc = setup::run()?;
@@ -176,6 +177,7 @@ fn main() -> Result<()> {
 fn test() -> Result<()> {
     let tc = setup::run()?;
     let npm = setup::npm_tools()?;
+    let python = setup::pypi_tools()?;
     build::components(&tc)?;
     build::host()?;
     say("checking formatting (cargo fmt --check)");
@@ -195,7 +197,10 @@ fn test() -> Result<()> {
     // The end-to-end tests find the npm oracles through the environment.
     let (passed, failed) = build::cargo_test(
         &["test", "--release"],
-        &[("EDGESHOP_NPM_DIR", npm.as_os_str())],
+        &[
+            ("EDGESHOP_NPM_DIR", npm.as_os_str()),
+            ("EDGESHOP_ORACLE_PYTHON", python.as_os_str()),
+        ],
     )?;
     // One closing line for the whole suite, whatever cargo printed last.
     println!("summary: {passed} passed, {failed} failed");

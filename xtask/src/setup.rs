@@ -74,6 +74,52 @@ pub fn npm_tools() -> Result<std::path::PathBuf> {
     Ok(dir)
 }
 
+/// PyPI packages the test suite drives as third-party oracles: a stateful
+/// fake of the Stripe API.
+pub const LOCALSTRIPE: &str = "localstripe==1.15.10";
+
+/// Installs PyPI oracles once per version into a virtualenv in the tool
+/// cache; returns its Python.
+pub fn pypi_tools() -> Result<PathBuf> {
+    let dir = crate::tool_cache().join("pypi-localstripe-1.15.10");
+    let python = dir.join("bin/python3");
+    let marker = dir.join(".installed");
+    if marker.exists() && python.exists() {
+        say(&format!(
+            "{LOCALSTRIPE} is installed (test oracle for the payment client)"
+        ));
+        return Ok(python);
+    }
+    say(&format!(
+        "installing {LOCALSTRIPE} from PyPI into a virtualenv (test oracle for the payment client)"
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        bail!("python3 -m venv failed (Debian: apt install python3-venv)");
+    }
+    let ok = Command::new(dir.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            LOCALSTRIPE,
+        ])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        bail!("pip install {LOCALSTRIPE} failed");
+    }
+    std::fs::write(&marker, LOCALSTRIPE)?;
+    Ok(python)
+}
+
 pub fn run() -> Result<Toolchain> {
     if std::env::var_os("EDGESHOP_FORCE_BUILD_STD").is_none() {
         if has_rustup_target() {

@@ -1,0 +1,75 @@
+//! The payment provider simulator for the embedded default: a Stripe-shaped
+//! API on one port, with injectable faults (`--decline-percent`, ...; or
+//! `POST /_sim/faults` at run time) and signed webhooks.
+
+use anyhow::Result;
+use clap::Parser;
+use payments::sim::{Faults, Options, Simulator};
+use std::io::Write;
+
+#[derive(Debug, Parser)]
+#[command(name = "edgeshop-paysim")]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:8420")]
+    listen: std::net::SocketAddr,
+    /// Where events are POSTed (the origin's webhook endpoint).
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Signs webhook deliveries (`whsec_...`).
+    #[arg(
+        long,
+        env = "EDGESHOP_WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    webhook_secret: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 0)]
+    decline_percent: u32,
+    #[arg(long, default_value_t = 0)]
+    error_percent: u32,
+    #[arg(long, default_value_t = 0)]
+    timeout_percent: u32,
+    /// How late a "timed out" call answers.
+    #[arg(long, default_value_t = 10_000)]
+    hang_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    duplicate_webhook_percent: u32,
+    #[arg(long, default_value_t = 0)]
+    webhook_jitter_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    edgeshop_telemetry::init("info");
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.webhook_url.is_none() || !args.webhook_secret.is_empty(),
+        "--webhook-url needs a --webhook-secret to sign deliveries with"
+    );
+    let sim = Simulator::new(Options {
+        faults: Faults {
+            seed: args.seed,
+            decline_percent: args.decline_percent,
+            error_percent: args.error_percent,
+            timeout_percent: args.timeout_percent,
+            hang_ms: args.hang_ms,
+            duplicate_webhook_percent: args.duplicate_webhook_percent,
+            webhook_jitter_ms: args.webhook_jitter_ms,
+        },
+        webhook_url: args.webhook_url,
+        webhook_secret: args.webhook_secret,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!(
+        "edgeshop-paysim listening on http://{}",
+        listener.local_addr()?
+    );
+    std::io::stdout().flush()?;
+    tokio::select! {
+        r = sim.serve(listener) => r?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
