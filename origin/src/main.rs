@@ -1,8 +1,11 @@
 //! The edgeshop origin: the libSQL primary for the `catalog` and `orders`
 //! databases. Both are served over Hrana at `/db/{name}`; `catalog` is
 //! also replicated to the PoPs with libSQL's sync protocol at
-//! `/db/catalog/{info,export,sync}`. The order saga grows here later.
+//! `/db/catalog/{info,export,sync}`. Checkout (the order API, the saga
+//! orchestrator, payment webhooks and the outbox) runs here too
+//! ([`checkout`]).
 
+mod checkout;
 mod hrana;
 
 use anyhow::{Context, Result};
@@ -37,6 +40,37 @@ struct Args {
     /// (default: next to each database file, `<file>.replication`).
     #[arg(long)]
     replication_dir: Option<PathBuf>,
+    /// The variables file PoPs read (`token_jwks`, ...): checkout verifies
+    /// shoppers' tokens with the same keys.
+    #[arg(long)]
+    variables_file: Option<PathBuf>,
+    /// The payment provider's API (Stripe-shaped): the simulator
+    /// (`edgeshop-paysim`), localstripe, or an egress proxy to Stripe.
+    /// Checkout is off without it (and without --orders).
+    #[arg(long)]
+    payments_url: Option<String>,
+    /// The provider's secret key.
+    #[arg(
+        long,
+        env = "EDGESHOP_PAYMENTS_KEY",
+        hide_env_values = true,
+        default_value = "sk_test_edgeshop"
+    )]
+    payments_key: String,
+    /// Verifies payment webhooks (`whsec_...`).
+    #[arg(
+        long,
+        env = "EDGESHOP_WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    webhook_secret: String,
+    /// Longest one payment call may take.
+    #[arg(long, default_value_t = 5_000)]
+    payments_timeout_ms: u64,
+    /// How long a checkout request waits for its saga before answering 202.
+    #[arg(long, default_value_t = 8_000)]
+    checkout_budget_ms: u64,
     /// Frames after which a replication generation rolls over.
     #[arg(long, default_value_t = replication::Options::default().roll_frames)]
     roll_frames: u32,
@@ -48,6 +82,9 @@ struct Args {
     checkpoint_frames: u32,
 }
 
+/// Largest body the checkout API and the webhook endpoint read.
+const CHECKOUT_MAX_BODY_BYTES: usize = 64 << 10;
+
 /// Longest a Hrana answer waits for its writes to reach the frame log.
 const SHIP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -55,6 +92,7 @@ type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 struct Origin {
     catalog: libsql::Connection,
+    checkout: Option<Arc<checkout::Checkout>>,
     hrana: Arc<hrana::HranaServer>,
     /// Replicated databases, by name.
     primaries: BTreeMap<String, Arc<replication::Primary>>,
@@ -118,8 +156,44 @@ async fn main() -> Result<()> {
         args.token.clone(),
         &baton_secret,
     );
+    let checkout = match (&args.orders, &args.payments_url) {
+        (Some(orders), Some(url)) => {
+            let catalog_db = libsql::Builder::new_local(&args.catalog).build().await?;
+            let identity_db = match &args.identity {
+                Some(p) => Some(libsql::Builder::new_local(p).build().await?),
+                None => None,
+            };
+            let c = checkout::Checkout::open(
+                orders,
+                &catalog_db,
+                identity_db.as_ref(),
+                checkout::Settings {
+                    variables_file: args.variables_file.clone(),
+                    provider: payments::stripe::Config {
+                        base_url: url.clone(),
+                        secret_key: args.payments_key.clone(),
+                        timeout: std::time::Duration::from_millis(args.payments_timeout_ms),
+                    },
+                    webhook_secret: args.webhook_secret.clone(),
+                    request_budget: std::time::Duration::from_millis(args.checkout_budget_ms),
+                    step_timeout: std::time::Duration::from_millis(
+                        args.payments_timeout_ms.saturating_mul(2),
+                    ),
+                },
+            )
+            .await
+            .context("starting checkout")?;
+            c.start();
+            Some(c)
+        }
+        _ => {
+            tracing::info!("checkout is off (it needs --orders and --payments-url)");
+            None
+        }
+    };
     let origin = Arc::new(Origin {
         catalog: conn,
+        checkout,
         hrana,
         primaries: primaries.clone(),
     });
@@ -196,12 +270,57 @@ impl Origin {
             }
             return self.hrana(req, &path, db).await;
         }
+        if path.starts_with("/api/v1/") || path.starts_with("/webhooks/") {
+            return self.checkout(req).await;
+        }
         match path.as_str() {
             "/health" | "/.well-known/edgeshop/health" => self.health().await,
             path => problem(problem::Problem::not_found(format!(
                 "the origin has no resource at {path}"
             ))),
         }
+    }
+
+    async fn checkout(&self, req: Request<Incoming>) -> Response<Body> {
+        let Some(checkout) = &self.checkout else {
+            return problem(problem::Problem::unavailable(
+                "checkout is not configured at this origin (start it with --orders and --payments-url)",
+            ));
+        };
+        let (parts, body) = req.into_parts();
+        let body = match http_body_util::Limited::new(body, CHECKOUT_MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return problem(problem::Problem::payload_too_large(
+                    CHECKOUT_MAX_BODY_BYTES as u64,
+                ));
+            }
+        };
+        let answer = checkout
+            .handle(
+                &parts.method,
+                parts.uri.path(),
+                parts.uri.query(),
+                &parts.headers,
+                body,
+            )
+            .await;
+        let Some(a) = answer else {
+            return problem(problem::Problem::not_found(format!(
+                "the origin has no resource at {}",
+                parts.uri.path()
+            )));
+        };
+        let mut resp = reply(a.status, a.content_type, a.body);
+        for (name, value) in a.headers {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
+        resp
     }
 
     async fn hrana(&self, req: Request<Incoming>, path: &str, db: &str) -> Response<Body> {
@@ -304,6 +423,9 @@ impl Origin {
                     "status": "ok",
                     "catalog_products": n,
                     "hrana_streams": self.hrana.open_streams(),
+                    "checkout": self.checkout.as_ref().map(|c| serde_json::json!({
+                        "payments_breaker": c.breaker(),
+                    })),
                     "replication": replication,
                 }),
             ),

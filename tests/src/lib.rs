@@ -558,3 +558,72 @@ pub async fn replica_hash(dir: &Path) -> Option<u64> {
     // Busy while the PoP applies a frame batch: the caller polls again.
     try_content_hash(&conn).await.ok()
 }
+
+/// Signs payment webhooks between the test simulator and test origins.
+pub const WEBHOOK_SECRET: &str = "whsec_end_to_end_secret";
+
+/// The payment simulator on a loopback port.
+pub fn start_paysim(args: &[&str]) -> Host {
+    let mut cmd = Command::new(binary("edgeshop-paysim"));
+    cmd.args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("EDGESHOP_WEBHOOK_SECRET", WEBHOOK_SECRET);
+    Host::spawn(cmd).unwrap_or_else(|log| panic!("paysim did not start:\n{log}"))
+}
+
+/// An origin with checkout on: a copy of the seeded catalog, an orders
+/// and an identity database in `dir`, the test signing key's JWKS, and
+/// payments at `paysim` (whose webhooks it is then told to send here).
+pub async fn start_checkout_origin(dir: &Path, paysim: &Host, extra: &[&str]) -> Host {
+    let vars = dir.join("variables.toml");
+    if !vars.exists() {
+        std::fs::write(
+            &vars,
+            format!(
+                "token_jwks = {}\n",
+                toml_string(&jwks_of(&[&signing_secret()]))
+            ),
+        )
+        .unwrap();
+    }
+    let orders = dir.join("orders.db");
+    let mut args = vec![
+        "--orders",
+        orders.to_str().unwrap(),
+        "--variables-file",
+        vars.to_str().unwrap(),
+        "--payments-url",
+        &paysim.url,
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+    ];
+    args.extend_from_slice(extra);
+    let origin = start_origin_on_seed(dir, &args);
+    let r = request(
+        "POST",
+        &format!("{}/_sim/webhook", paysim.url),
+        &[("content-type", "application/json")],
+        serde_json::json!({"url": format!("{}/webhooks/payments", origin.url)})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    origin
+}
+
+/// Replaces the simulator's injected faults (`{}` for none).
+pub async fn set_faults(paysim: &Host, faults: serde_json::Value) {
+    let r = request(
+        "POST",
+        &format!("{}/_sim/faults", paysim.url),
+        &[("content-type", "application/json")],
+        faults.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn toml_string(s: &str) -> String {
+    format!("'''{s}'''")
+}

@@ -3,15 +3,13 @@
 //! (`edgeshop-paysim`, which adds idempotency, search and faults). Both run
 //! as real processes on 127.0.0.1.
 
-use edgeshop_e2e::{Host, binary, request};
+use edgeshop_e2e::{Host, WEBHOOK_SECRET, request, set_faults, start_paysim as paysim};
 use payments::breaker::{Config as BreakerConfig, Guarded, State};
 use payments::stripe::{Client, Config};
 use payments::{Authorise, IntentStatus, PayError, PaymentProvider, webhook};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const WEBHOOK_SECRET: &str = "whsec_end_to_end_secret";
 
 /// localstripe's app, served on a loopback port the OS picks.
 fn localstripe() -> Host {
@@ -30,14 +28,6 @@ web.run_app(app, sock=s, print=None)\n";
     let mut cmd = Command::new(python);
     cmd.args(["-c", script]);
     Host::spawn(cmd).unwrap_or_else(|log| panic!("localstripe did not start:\n{log}"))
-}
-
-fn paysim(args: &[&str]) -> Host {
-    let mut cmd = Command::new(binary("edgeshop-paysim"));
-    cmd.args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("EDGESHOP_WEBHOOK_SECRET", WEBHOOK_SECRET);
-    Host::spawn(cmd).unwrap_or_else(|log| panic!("paysim did not start:\n{log}"))
 }
 
 fn client(url: &str, timeout_ms: u64) -> Client {
@@ -316,17 +306,6 @@ async fn a_timed_out_call_is_retried_safely_and_a_5xx_did_nothing() {
     );
     set_faults(&sim, serde_json::json!({})).await;
     assert!(p.find_for_order("o-21").await.unwrap().is_empty());
-}
-
-async fn set_faults(sim: &Host, faults: serde_json::Value) {
-    let r = request(
-        "POST",
-        &format!("{}/_sim/faults", sim.url),
-        &[("content-type", "application/json")],
-        faults.to_string().into_bytes(),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[tokio::test]

@@ -16,11 +16,18 @@ pub use migrations::{Error, Migration, schema_version};
 
 /// The catalog migrations, oldest first. Append only: a released migration
 /// never changes, a new version is added instead.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "catalog",
-    sql: include_str!("../migrations/0001_catalog.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "catalog",
+        sql: include_str!("../migrations/0001_catalog.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "stock_holds",
+        sql: include_str!("../migrations/0002_stock_holds.sql"),
+    },
+];
 
 /// Opens (creating if needed) a local catalog database file.
 pub async fn open_local(path: &std::path::Path) -> Result<(libsql::Database, Connection), Error> {
@@ -139,9 +146,9 @@ mod tests {
     #[tokio::test]
     async fn migrate_is_idempotent_and_versioned() {
         let (_d, _db, conn) = fresh().await;
-        assert_eq!(migrate(&conn).await.unwrap(), vec![1]);
+        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2]);
         assert_eq!(migrate(&conn).await.unwrap(), Vec::<i64>::new());
-        assert_eq!(schema_version(&conn).await.unwrap(), 1);
+        assert_eq!(schema_version(&conn).await.unwrap(), 2);
     }
 
     #[tokio::test]

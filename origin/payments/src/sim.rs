@@ -120,6 +120,9 @@ impl State {
 pub struct Simulator {
     state: Mutex<State>,
     options: Options,
+    /// Where events go; settable at run time (`POST /_sim/webhook`), as
+    /// the receiver may start after the simulator.
+    webhook_url: Mutex<Option<String>>,
     webhooks: tokio::sync::mpsc::Sender<Bytes>,
     events: AtomicU64,
     dropped: AtomicU64,
@@ -139,6 +142,7 @@ impl Simulator {
                 next_id: 0,
                 stats: Stats::default(),
             }),
+            webhook_url: Mutex::new(options.webhook_url.clone()),
             options,
             webhooks: tx,
             events: AtomicU64::new(0),
@@ -323,6 +327,32 @@ impl Simulator {
                     &format!("bad faults: {e}"),
                 ),
             },
+            ("POST", "/_sim/webhook") => {
+                #[derive(Deserialize)]
+                struct Target {
+                    url: Option<String>,
+                }
+                match serde_json::from_slice::<Target>(body) {
+                    Ok(t) if t.url.as_deref().is_none_or(|u| u.starts_with("http://")) => {
+                        if t.url.is_some() && self.options.webhook_secret.is_empty() {
+                            return error(
+                                400,
+                                "invalid_request_error",
+                                "",
+                                "start the simulator with a webhook secret first",
+                            );
+                        }
+                        *self.webhook_url.lock().expect("sim lock") = t.url;
+                        response(200, Bytes::from_static(b"{}"))
+                    }
+                    _ => error(
+                        400,
+                        "invalid_request_error",
+                        "",
+                        "send {\"url\": \"http://...\"} or {\"url\": null}",
+                    ),
+                }
+            }
             _ => error(
                 404,
                 "invalid_request_error",
@@ -365,7 +395,16 @@ impl Simulator {
                     .take(limit + 1)
                     .collect();
                 let has_more = page.len() > limit;
-                let data: Vec<_> = page.into_iter().take(limit).map(export).collect();
+                // With what was refunded, for audits of a run.
+                let data: Vec<_> = page
+                    .into_iter()
+                    .take(limit)
+                    .map(|pi| {
+                        let mut v = export(pi);
+                        v["amount_refunded"] = s.refunds.get(&pi.id).copied().unwrap_or(0).into();
+                        v
+                    })
+                    .collect();
                 json(
                     200,
                     &serde_json::json!({"object": "list", "data": data, "has_more": has_more}),
@@ -605,7 +644,7 @@ impl Simulator {
     /// Queues an event for delivery; never blocks the API call (and takes
     /// no lock: it runs with the state locked).
     fn emit(&self, kind: &str, object: serde_json::Value) {
-        if self.options.webhook_url.is_none() {
+        if self.webhook_url.lock().expect("sim lock").is_none() {
             return;
         }
         let n = self.events.fetch_add(1, Ordering::Relaxed) + 1;
@@ -629,7 +668,8 @@ async fn deliver(sim: std::sync::Weak<Simulator>, mut rx: tokio::sync::mpsc::Rec
     let permits = Arc::new(tokio::sync::Semaphore::new(64));
     while let Some(payload) = rx.recv().await {
         let Some(this) = sim.upgrade() else { return };
-        let Some(url) = this.options.webhook_url.clone() else {
+        let url = this.webhook_url.lock().expect("sim lock").clone();
+        let Some(url) = url else {
             continue;
         };
         let (jitter, copies) = {

@@ -1,4 +1,4 @@
-//! The order saga as a pure state machine (work in progress for issue 7).
+//! The order saga as a pure state machine.
 //!
 //! Forward steps run in order: reserve stock, authorise the payment
 //! (manual capture), confirm the order, capture. A step's outcome moves the
@@ -9,7 +9,8 @@
 //! caller's job; this crate decides them.
 
 /// A unit of work the orchestrator performs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Step {
     ReserveStock,
     AuthorisePayment,
@@ -32,7 +33,8 @@ pub enum Outcome {
 }
 
 /// Where a saga ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Final {
     Completed,
     OutOfStock,
@@ -43,7 +45,7 @@ pub enum Final {
 }
 
 /// A saga in flight or ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Saga {
     /// Forward steps completed, in order.
     pub done: Vec<Step>,
@@ -62,6 +64,31 @@ const FORWARD: [Step; 4] = [
     Step::ConfirmOrder,
     Step::CapturePayment,
 ];
+
+impl Final {
+    pub fn name(self) -> &'static str {
+        match self {
+            Final::Completed => "completed",
+            Final::OutOfStock => "out_of_stock",
+            Final::PaymentFailed => "payment_failed",
+            Final::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::ReserveStock => "reserve_stock",
+            Step::AuthorisePayment => "authorise_payment",
+            Step::ConfirmOrder => "confirm_order",
+            Step::CapturePayment => "capture_payment",
+            Step::VoidPayment => "release_payment",
+            Step::RefundPayment => "refund_payment",
+            Step::ReleaseStock => "release_stock",
+        }
+    }
+}
 
 /// Attempts a step gets before a transient failure counts as a failure.
 /// Compensations are retried without limit: they must happen (the
@@ -83,6 +110,27 @@ impl Saga {
             attempts: 0,
             ended: None,
         }
+    }
+
+    /// The order's status as people and queries see it.
+    pub fn status(&self) -> &'static str {
+        if let Some(end) = self.ended {
+            return end.name();
+        }
+        if self.failed.is_some() {
+            return "compensating";
+        }
+        match self.done.last() {
+            None => "pending",
+            Some(Step::ReserveStock) => "reserved",
+            Some(Step::AuthorisePayment) => "authorised",
+            Some(_) => "confirmed",
+        }
+    }
+
+    /// Whether `step` ran to completion on the way forward.
+    pub fn did(&self, step: Step) -> bool {
+        self.done.contains(&step)
     }
 
     /// The step to run now; `None` once ended.
@@ -144,6 +192,13 @@ impl Saga {
                 _ => None,
             })
             .collect();
+        // An authorisation that never answered may still have happened at
+        // the provider: release whatever it holds too. It goes last: the
+        // two undos are independent, and while the provider is failing the
+        // stock should not wait for it.
+        if step == Step::AuthorisePayment && outcome == Outcome::Transient {
+            self.undo.push(Step::VoidPayment);
+        }
         self.attempts = 0;
         self.failed = Some(why);
         if self.undo.is_empty() {
@@ -234,10 +289,33 @@ mod tests {
                     // Nothing captured, and whatever was held is given back.
                     assert!(!did(Step::CapturePayment));
                     assert_eq!(did(Step::ReserveStock), did(Step::ReleaseStock));
-                    assert_eq!(did(Step::AuthorisePayment), did(Step::VoidPayment));
+                    if did(Step::AuthorisePayment) {
+                        assert!(did(Step::VoidPayment));
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_authorisation_that_never_answered_is_released_too() {
+        let (s, log) = run(|step| match step {
+            Step::AuthorisePayment => Outcome::Transient,
+            _ => Outcome::Done,
+        });
+        assert_eq!(s.ended, Some(Final::Cancelled));
+        let undo: Vec<Step> = log.iter().rev().take(2).map(|(s, _)| *s).collect();
+        assert_eq!(undo, [Step::VoidPayment, Step::ReleaseStock]);
+    }
+
+    #[test]
+    fn the_state_survives_a_round_trip_through_json() {
+        let mut saga = Saga::new();
+        saga.record(Step::ReserveStock, Outcome::Done);
+        saga.record(Step::AuthorisePayment, Outcome::Transient);
+        let json = serde_json::to_string(&saga).unwrap();
+        assert_eq!(serde_json::from_str::<Saga>(&json).unwrap(), saga);
+        assert_eq!(saga.status(), "reserved");
     }
 
     #[test]

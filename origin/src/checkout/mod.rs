@@ -1,0 +1,756 @@
+//! Checkout at the origin: the order API the edge gateway forwards to, the
+//! saga orchestrator behind it, payment webhooks, and the outbox publisher.
+//!
+//! - `POST /api/v1/checkout` prices the cart at the primary, creates the
+//!   order under its `Idempotency-Key`, and drives the saga for up to a
+//!   request budget; the answer is stored with the key and replayed.
+//! - `GET /api/v1/orders` and `/api/v1/orders/{id}`: the caller's own
+//!   orders only (another account's id is a 404).
+//! - `POST /webhooks/payments`: signed provider events, de-duplicated by
+//!   event id.
+//!
+//! Background tasks resume due sagas (after a crash, or after a request's
+//! budget ran out), publish the outbox, and expire idempotency keys.
+
+mod auth;
+mod saga_run;
+mod stock;
+mod store;
+
+use bytes::Bytes;
+use checkout_core::CheckoutRequest;
+use hmac::{Hmac, Mac};
+use payments::breaker::Guarded;
+use payments::{PayError, stripe, webhook};
+use problem::Problem;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// How the checkout runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub variables_file: Option<PathBuf>,
+    pub provider: stripe::Config,
+    pub webhook_secret: String,
+    /// How long a checkout request drives its saga before answering 202.
+    pub request_budget: Duration,
+    /// Longest one saga step may take.
+    pub step_timeout: Duration,
+}
+
+/// Idempotency keys are kept at least this long.
+pub const KEY_RETENTION_MS: i64 = 24 * 3600 * 1000;
+/// Most sagas the background resumes at once.
+const BACKGROUND_DRIVERS: usize = 32;
+/// Longest webhook body read.
+const MAX_WEBHOOK_BYTES: usize = 64 << 10;
+
+pub struct Checkout {
+    orders: Mutex<libsql::Connection>,
+    catalog: Mutex<libsql::Connection>,
+    identity: Option<Mutex<libsql::Connection>>,
+    provider: Guarded<stripe::Client>,
+    verifier: auth::Verifier,
+    hold_key: Vec<u8>,
+    webhook_secret: String,
+    request_budget: Duration,
+    step_timeout: Duration,
+    /// Orders a task is driving now.
+    driving: std::sync::Mutex<HashSet<String>>,
+    /// Woken whenever a task stops driving an order.
+    finished: tokio::sync::Notify,
+    rng: std::sync::Mutex<u64>,
+}
+
+/// What an HTTP handler answers: status, content type, body, extra headers.
+pub struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Answer {
+    fn json(status: u16, v: &serde_json::Value) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: serde_json::to_vec(v).expect("json"),
+            headers: Vec::new(),
+        }
+    }
+    fn problem(p: Problem) -> Answer {
+        let mut a = Answer {
+            status: p.status,
+            content_type: Problem::CONTENT_TYPE,
+            body: p.to_json(),
+            headers: Vec::new(),
+        };
+        if p.status == 401 {
+            a.headers.push(("www-authenticate", "Bearer".into()));
+        }
+        a
+    }
+    fn with(mut self, name: &'static str, value: impl Into<String>) -> Answer {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+fn internal(e: libsql::Error) -> Answer {
+    tracing::error!("checkout database error: {e}");
+    Answer::problem(Problem::unavailable(
+        "the order service could not reach its database; nothing was charged, try again",
+    ))
+    .with("retry-after", "2")
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn open(db: &libsql::Database, replicated: bool) -> anyhow::Result<libsql::Connection> {
+    let conn = db.connect()?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    if replicated {
+        replication::prepare_connection(&conn).await?;
+    }
+    Ok(conn)
+}
+
+impl Checkout {
+    /// Opens the orders database (migrating it) and connections to the
+    /// catalog and identity primaries.
+    pub async fn open(
+        orders: &std::path::Path,
+        catalog: &libsql::Database,
+        identity: Option<&libsql::Database>,
+        settings: Settings,
+    ) -> anyhow::Result<Arc<Checkout>> {
+        let (orders_db, _) = orders_db::open(orders).await?;
+        let orders_conn = open(&orders_db, false).await?;
+        let hold_key = store::hold_key(&orders_conn).await?.into_bytes();
+        let identity = match identity {
+            Some(db) => Some(Mutex::new(open(db, true).await?)),
+            None => None,
+        };
+        let seed = {
+            use std::io::Read;
+            let mut b = [0u8; 8];
+            std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+            u64::from_le_bytes(b) | 1
+        };
+        Ok(Arc::new(Checkout {
+            orders: Mutex::new(orders_conn),
+            catalog: Mutex::new(open(catalog, true).await?),
+            identity,
+            provider: Guarded::new(
+                stripe::Client::new(settings.provider),
+                payments::breaker::Config::default(),
+            ),
+            verifier: auth::Verifier::new(settings.variables_file),
+            hold_key,
+            webhook_secret: settings.webhook_secret,
+            request_budget: settings.request_budget,
+            step_timeout: settings.step_timeout,
+            driving: std::sync::Mutex::new(HashSet::new()),
+            finished: tokio::sync::Notify::new(),
+            rng: std::sync::Mutex::new(seed),
+        }))
+    }
+
+    /// The payment circuit breaker's state, for health checks.
+    pub fn breaker(&self) -> &'static str {
+        match self.provider.state() {
+            payments::breaker::State::Closed => "closed",
+            payments::breaker::State::Open { .. } => "open",
+            payments::breaker::State::HalfOpen => "half-open",
+        }
+    }
+
+    fn random_unit(&self) -> f64 {
+        let mut x = self.rng.lock().expect("rng lock");
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        (*x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn random_hex(&self, bytes: usize) -> String {
+        (0..bytes)
+            .map(|_| format!("{:02x}", (self.random_unit() * 256.0) as u8))
+            .collect()
+    }
+
+    /// The name of an order's stock hold in the replicated catalog.
+    fn hold_id(&self, order_id: &str) -> String {
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.hold_key).expect("any key length");
+        m.update(order_id.as_bytes());
+        m.finalize()
+            .into_bytes()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Starts the background work: resuming sagas (at once, for any a
+    /// crash left in flight), publishing the outbox, expiring keys.
+    pub fn start(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.resume_loop().await });
+        let me = self.clone();
+        tokio::spawn(async move { me.outbox_loop().await });
+    }
+
+    async fn resume_loop(self: Arc<Self>) {
+        let permits = Arc::new(tokio::sync::Semaphore::new(BACKGROUND_DRIVERS));
+        let mut last_expiry = Instant::now() - Duration::from_secs(3600);
+        loop {
+            let due = store::due(&*self.orders.lock().await, now_ms(), 256).await;
+            match due {
+                Ok(ids) => {
+                    for id in ids {
+                        if self.driving.lock().expect("driving lock").contains(&id) {
+                            continue;
+                        }
+                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        let me = self.clone();
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            if let Err(e) = me.drive(&id, None).await {
+                                tracing::warn!(order = id, "resuming the saga failed: {e}");
+                            }
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!("looking for sagas to resume failed: {e}"),
+            }
+            if last_expiry.elapsed() > Duration::from_secs(600) {
+                last_expiry = Instant::now();
+                match store::expire_keys(&*self.orders.lock().await, now_ms() - KEY_RETENTION_MS)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(keys = n, "expired idempotency keys older than 24 h"),
+                    Err(e) => tracing::warn!("expiring idempotency keys failed: {e}"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Publishes outbox events at least once; the consumer de-duplicates.
+    async fn outbox_loop(self: Arc<Self>) {
+        loop {
+            let batch = store::unpublished(&*self.orders.lock().await, 100).await;
+            let idle = match batch {
+                Ok(events) => {
+                    let idle = events.is_empty();
+                    for e in events {
+                        let conn = self.orders.lock().await;
+                        let delivered = store::notify_vendors(&conn, &e, now_ms()).await;
+                        let marked = match delivered {
+                            Ok(_) => store::published(&conn, e.seq, now_ms()).await,
+                            Err(err) => Err(err),
+                        };
+                        if let Err(err) = marked {
+                            tracing::warn!(
+                                event = e.event_id,
+                                "publishing failed, will retry: {err}"
+                            );
+                            break;
+                        }
+                    }
+                    idle
+                }
+                Err(e) => {
+                    tracing::warn!("reading the outbox failed: {e}");
+                    true
+                }
+            };
+            if idle {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Answers a request under `/api/v1/checkout`, `/api/v1/orders` or
+    /// `/webhooks/payments`; `None` for any other path.
+    pub async fn handle(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &http::HeaderMap,
+        body: Bytes,
+    ) -> Option<Answer> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let answer = match path {
+            "/webhooks/payments" => {
+                if method != http::Method::POST {
+                    return Some(Answer::problem(Problem::method_not_allowed(
+                        method.as_str(),
+                        &["POST"],
+                    )));
+                }
+                self.webhook(header("stripe-signature"), &body).await
+            }
+            "/api/v1/checkout" => {
+                if method != http::Method::POST {
+                    return Some(Answer::problem(Problem::method_not_allowed(
+                        method.as_str(),
+                        &["POST"],
+                    )));
+                }
+                let key = headers.get("idempotency-key").map(|v| v.as_bytes());
+                self.checkout(header("authorization"), key, &body).await
+            }
+            "/api/v1/orders" | "/api/v1/orders/" => {
+                if method != http::Method::GET {
+                    return Some(Answer::problem(Problem::method_not_allowed(
+                        method.as_str(),
+                        &["GET"],
+                    )));
+                }
+                self.list(header("authorization"), query).await
+            }
+            p if p.starts_with("/api/v1/orders/") => {
+                if method != http::Method::GET {
+                    return Some(Answer::problem(Problem::method_not_allowed(
+                        method.as_str(),
+                        &["GET"],
+                    )));
+                }
+                let id = &p["/api/v1/orders/".len()..];
+                self.show(header("authorization"), id).await
+            }
+            _ => return None,
+        };
+        Some(answer.with("cache-control", "private, no-store"))
+    }
+
+    async fn shopper(&self, authorization: Option<&str>) -> Result<auth::Shopper, Answer> {
+        let who = self
+            .verifier
+            .verify(authorization, now_ms() / 1000)
+            .map_err(Answer::problem)?;
+        if let Some(identity) = &self.identity {
+            let conn = identity.lock().await;
+            let mut rows = conn
+                .query(
+                    "SELECT 1 FROM revocations WHERE session_id = ?1",
+                    libsql::params![who.session.clone()],
+                )
+                .await
+                .map_err(internal)?;
+            if rows.next().await.map_err(internal)?.is_some() {
+                return Err(Answer::problem(Problem::new(
+                    401,
+                    "invalid-token",
+                    "Invalid token",
+                    "the session has ended (signed out or revoked); sign in again",
+                )));
+            }
+        }
+        Ok(who)
+    }
+
+    async fn checkout(
+        &self,
+        authorization: Option<&str>,
+        key: Option<&[u8]>,
+        body: &[u8],
+    ) -> Answer {
+        let who = match self.shopper(authorization).await {
+            Ok(w) => w,
+            Err(a) => return a,
+        };
+        if !who.roles.iter().any(|r| r == "shopper") {
+            return Answer::problem(Problem::new(
+                403,
+                "forbidden",
+                "Forbidden",
+                "only shopper accounts can check out",
+            ));
+        }
+        let key = match checkout_core::idempotency_key(key) {
+            Ok(k) => k.to_string(),
+            Err(p) => return Answer::problem(p),
+        };
+        let req = match CheckoutRequest::parse(body) {
+            Ok(r) => r,
+            Err(p) => return Answer::problem(p),
+        };
+        let digest = Sha256::digest(req.canonical()).to_vec();
+        let deadline = Instant::now() + self.request_budget;
+        // A key seen before: the same request gets the same answer.
+        let seen = store::idempotency(&*self.orders.lock().await, who.account, &key).await;
+        match seen {
+            Ok(Some(seen)) => {
+                return self
+                    .replay(who.account, &key, seen, &digest, deadline)
+                    .await;
+            }
+            Ok(None) => {}
+            Err(e) => return internal(e),
+        }
+        // A failing provider: refuse before creating anything.
+        if let Err(PayError::CircuitOpen { retry_after_secs }) = self.provider.check() {
+            return Answer::problem(Problem::unavailable(
+                "payments are failing right now, so checkout is paused; nothing was charged and \
+                 your cart is unchanged, try again shortly",
+            ))
+            .with("retry-after", retry_after_secs.max(1).to_string());
+        }
+        let priced = stock::price(&*self.catalog.lock().await, &req.items).await;
+        let (lines, currency) = match priced {
+            Ok(Ok(p)) => p,
+            Ok(Err(p)) => return Answer::problem(p),
+            Err(e) => return internal(e),
+        };
+        let id = format!("ord_{}", self.random_hex(10));
+        let shipping = serde_json::to_value(&req.shipping_address).expect("json");
+        let created = store::create(
+            &*self.orders.lock().await,
+            &store::NewOrder {
+                id: &id,
+                account_id: who.account,
+                idempotency_key: &key,
+                digest: &digest,
+                currency: &currency,
+                lines: &lines,
+                shipping: &shipping,
+                payment_method: &req.payment_method,
+            },
+            now_ms(),
+        )
+        .await;
+        match created {
+            Ok(true) => {}
+            // Another request with this key won the race.
+            Ok(false) => {
+                // (Bound first: a guard in a match scrutinee would be held
+                // through the arms, and replay locks the database again.)
+                let seen = store::idempotency(&*self.orders.lock().await, who.account, &key).await;
+                return match seen {
+                    Ok(Some(seen)) => {
+                        self.replay(who.account, &key, seen, &digest, deadline)
+                            .await
+                    }
+                    Ok(None) => internal(libsql::Error::QueryReturnedNoRows),
+                    Err(e) => internal(e),
+                };
+            }
+            Err(e) => return internal(e),
+        }
+        if let Err(e) = self.drive(&id, Some(deadline)).await {
+            tracing::warn!(order = id, "the saga stopped on a database error: {e}");
+        }
+        let answer = self.answer_for(&id).await;
+        let stored = std::str::from_utf8(&answer.body).unwrap_or("").to_string();
+        if let Err(e) = store::remember(
+            &*self.orders.lock().await,
+            who.account,
+            &key,
+            answer.status,
+            &stored,
+        )
+        .await
+        {
+            tracing::warn!(order = id, "storing the idempotent answer failed: {e}");
+        }
+        answer.with("location", format!("/api/v1/orders/{id}"))
+    }
+
+    /// Answers a repeated key: the stored answer, or (while the first
+    /// request is still running) the first's answer once it has one.
+    async fn replay(
+        &self,
+        account: i64,
+        key: &str,
+        seen: store::Seen,
+        digest: &[u8],
+        deadline: Instant,
+    ) -> Answer {
+        if seen.digest != digest {
+            return Answer::problem(Problem::new(
+                422,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "this Idempotency-Key was used for a different checkout; use a new key for a new checkout",
+            ));
+        }
+        let mut seen = seen;
+        loop {
+            if let Some((status, body)) = seen.response {
+                let content_type = if (200..300).contains(&status) {
+                    "application/json"
+                } else {
+                    Problem::CONTENT_TYPE
+                };
+                return Answer {
+                    status,
+                    content_type,
+                    body: body.into_bytes(),
+                    headers: vec![
+                        ("idempotent-replayed", "true".into()),
+                        ("location", format!("/api/v1/orders/{}", seen.order_id)),
+                    ],
+                };
+            }
+            // The first request is still working on it (or crashed before
+            // answering): wait for its answer, bounded by our budget.
+            let notified = self.finished.notified();
+            if Instant::now() >= deadline {
+                return self
+                    .answer_for(&seen.order_id)
+                    .await
+                    .with("location", format!("/api/v1/orders/{}", seen.order_id));
+            }
+            let not_driven = !self
+                .driving
+                .lock()
+                .expect("driving lock")
+                .contains(&seen.order_id);
+            if not_driven {
+                // Nobody is on it (the first request's process died):
+                // drive it here, answer, and store the answer.
+                let _ = self.drive(&seen.order_id, Some(deadline)).await;
+                let answer = self.answer_for(&seen.order_id).await;
+                let body = std::str::from_utf8(&answer.body).unwrap_or("").to_string();
+                let _ = store::remember(
+                    &*self.orders.lock().await,
+                    account,
+                    key,
+                    answer.status,
+                    &body,
+                )
+                .await;
+            } else {
+                let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            }
+            match store::idempotency(&*self.orders.lock().await, account, key).await {
+                Ok(Some(s)) => seen = s,
+                Ok(None) => return internal(libsql::Error::QueryReturnedNoRows),
+                Err(e) => return internal(e),
+            }
+        }
+    }
+
+    /// The checkout answer an order's current state gives.
+    async fn answer_for(&self, id: &str) -> Answer {
+        let order = match store::load(&*self.orders.lock().await, id, None).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return internal(libsql::Error::QueryReturnedNoRows),
+            Err(e) => return internal(e),
+        };
+        let view = view(&order, None);
+        let reason = order.reason.clone().unwrap_or_default();
+        // A failed order is answered as failed while its compensations
+        // finish: its outcome no longer changes.
+        match order.saga.ended.or(order.saga.failed) {
+            Some(saga::Final::Completed) => Answer::json(201, &view),
+            None => Answer::json(202, &view),
+            Some(saga::Final::PaymentFailed) => Answer::problem(
+                Problem::new(402, "payment-failed", "Payment failed", format!(
+                    "{reason}; nothing was charged; try another payment method with a new Idempotency-Key"
+                ))
+                .with("order", view),
+            ),
+            Some(saga::Final::OutOfStock) => Answer::problem(
+                Problem::new(409, "out-of-stock", "Out of stock", format!(
+                    "{reason}; nothing was charged; adjust the cart and check out again"
+                ))
+                .with("order", view),
+            ),
+            Some(saga::Final::Cancelled) => Answer::problem(
+                Problem::new(503, "checkout-failed", "Checkout could not complete", format!(
+                    "{reason}; the order was cancelled and anything held was released; try again shortly"
+                ))
+                .with("order", view),
+            )
+            .with("retry-after", "5"),
+        }
+    }
+
+    async fn show(&self, authorization: Option<&str>, id: &str) -> Answer {
+        let who = match self.shopper(authorization).await {
+            Ok(w) => w,
+            Err(a) => return a,
+        };
+        let not_found = || {
+            Answer::problem(Problem::not_found(format!(
+                "you have no order {id:?}; GET /api/v1/orders lists yours"
+            )))
+        };
+        if checkout_core::order_id(id).is_none() {
+            return not_found();
+        }
+        let conn = self.orders.lock().await;
+        match store::load(&conn, id, Some(who.account)).await {
+            Ok(Some(order)) => match store::history(&conn, id).await {
+                Ok(h) => Answer::json(200, &view(&order, Some(h))),
+                Err(e) => internal(e),
+            },
+            Ok(None) => not_found(),
+            Err(e) => internal(e),
+        }
+    }
+
+    async fn list(&self, authorization: Option<&str>, query: Option<&str>) -> Answer {
+        let who = match self.shopper(authorization).await {
+            Ok(w) => w,
+            Err(a) => return a,
+        };
+        let mut limit = 20i64;
+        let mut before = None;
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*k {
+                "limit" => match v.parse::<i64>() {
+                    Ok(n) if (1..=100).contains(&n) => limit = n,
+                    _ => {
+                        return Answer::problem(Problem::invalid_parameter(
+                            "limit",
+                            "limit must be a whole number from 1 to 100",
+                        ));
+                    }
+                },
+                "before" => match checkout_core::order_id(&v) {
+                    Some(id) => before = Some(id.to_string()),
+                    None => {
+                        return Answer::problem(Problem::invalid_parameter(
+                            "before",
+                            "before must be an order id from a previous page",
+                        ));
+                    }
+                },
+                other => {
+                    return Answer::problem(Problem::invalid_parameter(
+                        other,
+                        "unknown parameter; use limit and before",
+                    ));
+                }
+            }
+        }
+        let orders = store::list(
+            &*self.orders.lock().await,
+            who.account,
+            before.as_deref(),
+            limit,
+        )
+        .await;
+        match orders {
+            Ok(orders) => {
+                let next = (orders.len() as i64 == limit)
+                    .then(|| {
+                        orders
+                            .last()
+                            .map(|o| format!("/api/v1/orders?limit={limit}&before={}", o.id))
+                    })
+                    .flatten();
+                Answer::json(
+                    200,
+                    &serde_json::json!({
+                        "orders": orders.iter().map(|o| view(o, None)).collect::<Vec<_>>(),
+                        "next": next,
+                    }),
+                )
+            }
+            Err(e) => internal(e),
+        }
+    }
+
+    /// A provider event: verified, de-duplicated, and used to learn an
+    /// order's PaymentIntent when the authorisation's answer was lost. The
+    /// saga never moves backwards on an event, so their order is moot.
+    async fn webhook(&self, signature: Option<&str>, body: &[u8]) -> Answer {
+        if self.webhook_secret.is_empty() {
+            return Answer::problem(Problem::unavailable("webhooks are not configured"));
+        }
+        if body.len() > MAX_WEBHOOK_BYTES {
+            return Answer::problem(Problem::payload_too_large(MAX_WEBHOOK_BYTES as u64));
+        }
+        if let Err(e) = webhook::verify(
+            signature.unwrap_or(""),
+            body,
+            &self.webhook_secret,
+            now_ms() / 1000,
+        ) {
+            tracing::warn!("refused a webhook: {e}");
+            return Answer::problem(Problem::bad_request(format!(
+                "the webhook signature is not valid: {e}"
+            )));
+        }
+        let event: webhook::Event = match serde_json::from_slice(body) {
+            Ok(e) => e,
+            Err(e) => return Answer::problem(Problem::bad_request(format!("not an event: {e}"))),
+        };
+        let pi = event.payment_intent();
+        let conn = self.orders.lock().await;
+        let first = store::webhook_seen(
+            &conn,
+            &event.id,
+            &event.kind,
+            pi.as_ref().map(|p| p.id.as_str()),
+            event.created,
+            now_ms(),
+        )
+        .await;
+        match first {
+            Ok(false) => {
+                return Answer::json(
+                    200,
+                    &serde_json::json!({"received": true, "duplicate": true}),
+                );
+            }
+            Ok(true) => {}
+            Err(e) => return internal(e),
+        }
+        if let Some(pi) = pi
+            && let Some(order) = pi.metadata.get("order_id")
+            && checkout_core::order_id(order).is_some()
+        {
+            let detail = format!("{} ({}, {:?})", event.kind, pi.id, pi.status);
+            if let Err(e) = store::webhook_for_order(&conn, order, &pi.id, &detail, now_ms()).await
+            {
+                return internal(e);
+            }
+        }
+        Answer::json(200, &serde_json::json!({"received": true}))
+    }
+}
+
+/// An order as the shopper sees it.
+fn view(o: &store::Order, history: Option<Vec<serde_json::Value>>) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": o.id,
+        "status": o.saga.status(),
+        "final": o.saga.ended.is_some(),
+        "currency": o.currency,
+        "total_minor": o.total_minor,
+        "lines": o.lines.iter().map(|l| serde_json::json!({
+            "product_id": l.product_id, "title": l.title, "quantity": l.quantity,
+            "unit_price_minor": l.unit_price_minor,
+        })).collect::<Vec<_>>(),
+        "shipping_address": o.shipping,
+        "created_at_ms": o.created_at,
+        "updated_at_ms": o.updated_at,
+    });
+    if let Some(r) = &o.reason {
+        v["reason"] = r.clone().into();
+    }
+    if let Some(h) = history {
+        v["history"] = h.into();
+    }
+    v
+}

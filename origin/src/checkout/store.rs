@@ -1,0 +1,482 @@
+//! The orders database as the orchestrator uses it: an order and its saga
+//! move in one transaction with the event that says why and, when it ends,
+//! the outbox event that announces it.
+
+use super::stock::Line;
+use libsql::{Connection, params};
+use saga::Saga;
+
+/// An order as stored.
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: String,
+    pub saga: Saga,
+    pub currency: String,
+    pub total_minor: i64,
+    pub shipping: serde_json::Value,
+    pub payment_method: String,
+    pub payment_intent: Option<String>,
+    pub reason: Option<String>,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub lines: Vec<Line>,
+}
+
+/// A new order, as the checkout request made it.
+pub struct NewOrder<'a> {
+    pub id: &'a str,
+    pub account_id: i64,
+    pub idempotency_key: &'a str,
+    pub digest: &'a [u8],
+    pub currency: &'a str,
+    pub lines: &'a [Line],
+    pub shipping: &'a serde_json::Value,
+    pub payment_method: &'a str,
+}
+
+/// What an idempotency key already names.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub digest: Vec<u8>,
+    pub order_id: String,
+    pub response: Option<(u16, String)>,
+}
+
+pub async fn idempotency(
+    conn: &Connection,
+    account: i64,
+    key: &str,
+) -> Result<Option<Seen>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT digest, order_id, status, response FROM idempotency
+             WHERE account_id = ?1 AND key = ?2",
+            params![account, key],
+        )
+        .await?;
+    let Some(r) = rows.next().await? else {
+        return Ok(None);
+    };
+    let status: Option<i64> = r.get(2)?;
+    let response: Option<String> = r.get(3)?;
+    Ok(Some(Seen {
+        digest: r.get(0)?,
+        order_id: r.get(1)?,
+        response: status.zip(response).map(|(s, b)| (s as u16, b)),
+    }))
+}
+
+/// Creates the order, its lines, its first event and the idempotency
+/// record in one transaction. `Ok(false)` if the key was taken meanwhile.
+pub async fn create(
+    conn: &Connection,
+    o: &NewOrder<'_>,
+    now_ms: i64,
+) -> Result<bool, libsql::Error> {
+    let saga = Saga::new();
+    let total: i64 = o
+        .lines
+        .iter()
+        .map(|l| l.unit_price_minor * l.quantity)
+        .sum();
+    let tx = conn.transaction().await?;
+    tx.execute(
+        "INSERT INTO orders (id, account_id, status, saga, currency, total_minor, shipping,
+                             payment_method, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+        params![
+            o.id,
+            o.account_id,
+            saga.status(),
+            serde_json::to_string(&saga).expect("json"),
+            o.currency,
+            total,
+            o.shipping.to_string(),
+            o.payment_method,
+            now_ms
+        ],
+    )
+    .await?;
+    let taken = tx
+        .execute(
+            "INSERT INTO idempotency (account_id, key, digest, order_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![
+                o.account_id,
+                o.idempotency_key,
+                o.digest.to_vec(),
+                o.id,
+                now_ms
+            ],
+        )
+        .await?;
+    if taken == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    for l in o.lines {
+        tx.execute(
+            "INSERT INTO order_lines (order_id, product_id, vendor_id, title, quantity, unit_price_minor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![o.id, l.product_id, l.vendor_id, l.title.clone(), l.quantity, l.unit_price_minor],
+        )
+        .await?;
+    }
+    tx.execute(
+        "INSERT INTO order_events (order_id, at, kind, detail) VALUES (?1, ?2, 'created', ?3)",
+        params![
+            o.id,
+            now_ms,
+            format!(
+                "{} lines, {total} {} (minor units)",
+                o.lines.len(),
+                o.currency
+            )
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Stores the first answer given for a key; later answers replay it.
+pub async fn remember(
+    conn: &Connection,
+    account: i64,
+    key: &str,
+    status: u16,
+    body: &str,
+) -> Result<(), libsql::Error> {
+    conn.execute(
+        "UPDATE idempotency SET status = ?3, response = ?4
+         WHERE account_id = ?1 AND key = ?2 AND response IS NULL",
+        params![account, key, status as i64, body],
+    )
+    .await?;
+    Ok(())
+}
+
+const ORDER_COLUMNS: &str = "id, account_id, saga, currency, total_minor, shipping, payment_method,
+     payment_intent, reason, next_attempt_at, created_at, updated_at";
+
+fn order_from(r: &libsql::Row) -> Result<Order, libsql::Error> {
+    let saga: String = r.get(2)?;
+    let shipping: String = r.get(5)?;
+    Ok(Order {
+        id: r.get(0)?,
+        saga: serde_json::from_str(&saga).unwrap_or_default(),
+        currency: r.get(3)?,
+        total_minor: r.get(4)?,
+        shipping: serde_json::from_str(&shipping).unwrap_or_default(),
+        payment_method: r.get(6)?,
+        payment_intent: r.get(7)?,
+        reason: r.get(8)?,
+        next_attempt_at: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+        lines: Vec::new(),
+    })
+}
+
+async fn lines(conn: &Connection, order: &mut Order) -> Result<(), libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT product_id, vendor_id, title, quantity, unit_price_minor FROM order_lines
+             WHERE order_id = ?1 ORDER BY product_id",
+            params![order.id.clone()],
+        )
+        .await?;
+    while let Some(r) = rows.next().await? {
+        order.lines.push(Line {
+            product_id: r.get(0)?,
+            vendor_id: r.get(1)?,
+            title: r.get(2)?,
+            quantity: r.get(3)?,
+            unit_price_minor: r.get(4)?,
+        });
+    }
+    Ok(())
+}
+
+/// An order with its lines; with `account`, only if it is that account's.
+pub async fn load(
+    conn: &Connection,
+    id: &str,
+    account: Option<i64>,
+) -> Result<Option<Order>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            &format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1 AND (?2 IS NULL OR account_id = ?2)"
+            ),
+            params![id, account],
+        )
+        .await?;
+    let Some(r) = rows.next().await? else {
+        return Ok(None);
+    };
+    let mut order = order_from(&r)?;
+    drop(rows);
+    lines(conn, &mut order).await?;
+    Ok(Some(order))
+}
+
+/// An account's orders, newest first, after the `before` order if given.
+pub async fn list(
+    conn: &Connection,
+    account: i64,
+    before: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Order>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            &format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE account_id = ?1
+                   AND (?2 IS NULL OR (created_at, id) < (SELECT created_at, id FROM orders
+                                                          WHERE id = ?2 AND account_id = ?1))
+                 ORDER BY created_at DESC, id DESC LIMIT ?3"
+            ),
+            params![account, before, limit],
+        )
+        .await?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().await? {
+        out.push(order_from(&r)?);
+    }
+    drop(rows);
+    for o in &mut out {
+        lines(conn, o).await?;
+    }
+    Ok(out)
+}
+
+/// An order's history, oldest first.
+pub async fn history(conn: &Connection, id: &str) -> Result<Vec<serde_json::Value>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT at, kind, detail FROM order_events WHERE order_id = ?1 ORDER BY seq LIMIT 500",
+            params![id],
+        )
+        .await?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().await? {
+        out.push(serde_json::json!({
+            "at_ms": r.get::<i64>(0)?, "event": r.get::<String>(1)?, "detail": r.get::<String>(2)?,
+        }));
+    }
+    Ok(out)
+}
+
+/// One move of a saga: the new state, the event that says why and, if it
+/// ended, the outbox event, in one transaction.
+pub async fn advance(
+    conn: &Connection,
+    order: &Order,
+    event: &str,
+    detail: &str,
+    now_ms: i64,
+) -> Result<(), libsql::Error> {
+    let ended = order.saga.ended;
+    let tx = conn.transaction().await?;
+    tx.execute(
+        "UPDATE orders SET status = ?2, final = ?3, saga = ?4, payment_intent = ?5, reason = ?6,
+                           next_attempt_at = ?7, updated_at = ?8
+         WHERE id = ?1",
+        params![
+            order.id.clone(),
+            order.saga.status(),
+            ended.is_some() as i64,
+            serde_json::to_string(&order.saga).expect("json"),
+            order.payment_intent.clone(),
+            order.reason.clone(),
+            order.next_attempt_at,
+            now_ms
+        ],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO order_events (order_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![order.id.clone(), now_ms, event, detail],
+    )
+    .await?;
+    if let Some(end) = ended {
+        let topic = match end {
+            saga::Final::Completed => "order.confirmed",
+            saga::Final::OutOfStock => "order.out_of_stock",
+            saga::Final::PaymentFailed => "order.payment_failed",
+            saga::Final::Cancelled => "order.cancelled",
+        };
+        let payload = serde_json::json!({
+            "order_id": order.id, "status": end.name(), "currency": order.currency,
+            "total_minor": order.total_minor, "reason": order.reason,
+            "lines": order.lines.iter().map(|l| serde_json::json!({
+                "product_id": l.product_id, "vendor_id": l.vendor_id, "quantity": l.quantity,
+            })).collect::<Vec<_>>(),
+        });
+        tx.execute(
+            "INSERT INTO outbox (event_id, topic, order_id, payload, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                format!("{}.{topic}", order.id),
+                topic,
+                order.id.clone(),
+                payload.to_string(),
+                now_ms
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Orders whose saga is due to move, oldest first.
+pub async fn due(conn: &Connection, now_ms: i64, limit: i64) -> Result<Vec<String>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT id FROM orders WHERE final = 0 AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at LIMIT ?2",
+            params![now_ms, limit],
+        )
+        .await?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().await? {
+        out.push(r.get(0)?);
+    }
+    Ok(out)
+}
+
+/// Records a payment webhook; false if this event id was seen before.
+pub async fn webhook_seen(
+    conn: &Connection,
+    event_id: &str,
+    kind: &str,
+    intent: Option<&str>,
+    created: i64,
+    now_ms: i64,
+) -> Result<bool, libsql::Error> {
+    let n = conn
+        .execute(
+            "INSERT INTO payment_webhooks (event_id, kind, payment_intent, created, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![event_id, kind, intent, created, now_ms],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Learns an order's PaymentIntent from a webhook (when the answer to the
+/// authorisation was lost) and records the event in its history.
+pub async fn webhook_for_order(
+    conn: &Connection,
+    order_id: &str,
+    intent: &str,
+    detail: &str,
+    now_ms: i64,
+) -> Result<(), libsql::Error> {
+    let tx = conn.transaction().await?;
+    let n = tx
+        .execute(
+            "UPDATE orders SET payment_intent = coalesce(payment_intent, ?2) WHERE id = ?1",
+            params![order_id, intent],
+        )
+        .await?;
+    if n == 1 {
+        tx.execute(
+            "INSERT INTO order_events (order_id, at, kind, detail) VALUES (?1, ?2, 'payment.webhook', ?3)",
+            params![order_id, now_ms, detail],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An outbox event not yet handed to the consumer.
+pub struct Outgoing {
+    pub seq: i64,
+    pub event_id: String,
+    pub topic: String,
+    pub order_id: String,
+    pub payload: String,
+}
+
+pub async fn unpublished(conn: &Connection, limit: i64) -> Result<Vec<Outgoing>, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT seq, event_id, topic, order_id, payload FROM outbox
+             WHERE published_at IS NULL ORDER BY seq LIMIT ?1",
+            params![limit],
+        )
+        .await?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().await? {
+        out.push(Outgoing {
+            seq: r.get(0)?,
+            event_id: r.get(1)?,
+            topic: r.get(2)?,
+            order_id: r.get(3)?,
+            payload: r.get(4)?,
+        });
+    }
+    Ok(out)
+}
+
+pub async fn published(conn: &Connection, seq: i64, now_ms: i64) -> Result<(), libsql::Error> {
+    conn.execute(
+        "UPDATE outbox SET published_at = ?2 WHERE seq = ?1",
+        params![seq, now_ms],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The consumer: one notification per vendor in the order, de-duplicated
+/// by event id, so a redelivery changes nothing.
+pub async fn notify_vendors(
+    conn: &Connection,
+    e: &Outgoing,
+    now_ms: i64,
+) -> Result<u64, libsql::Error> {
+    let payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap_or_default();
+    let mut vendors: Vec<i64> = payload["lines"]
+        .as_array()
+        .map(|ls| ls.iter().filter_map(|l| l["vendor_id"].as_i64()).collect())
+        .unwrap_or_default();
+    vendors.sort_unstable();
+    vendors.dedup();
+    let tx = conn.transaction().await?;
+    let mut new = 0;
+    for v in vendors {
+        new += tx
+            .execute(
+                "INSERT INTO vendor_notifications (event_id, vendor_id, topic, order_id, payload, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                params![e.event_id.clone(), v, e.topic.clone(), e.order_id.clone(), e.payload.clone(), now_ms],
+            )
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// Forgets idempotency keys older than `older_than_ms` (at least 24 h).
+pub async fn expire_keys(conn: &Connection, older_than_ms: i64) -> Result<u64, libsql::Error> {
+    conn.execute(
+        "DELETE FROM idempotency WHERE created_at < ?1",
+        params![older_than_ms],
+    )
+    .await
+}
+
+/// The per-database key that names stock holds.
+pub async fn hold_key(conn: &Connection) -> Result<String, libsql::Error> {
+    let mut rows = conn
+        .query("SELECT value FROM settings WHERE name = 'hold_key'", ())
+        .await?;
+    match rows.next().await? {
+        Some(r) => r.get(0),
+        None => Err(libsql::Error::QueryReturnedNoRows),
+    }
+}
