@@ -501,6 +501,17 @@ pub fn start_pop(
     dir: &Path,
     extra: &[&str],
 ) -> Result<Host, String> {
+    start_pop_with(manifest, origin, dir, extra, &[])
+}
+
+/// [`start_pop`] with more environment, e.g. `SPIN_VARIABLE_ORIGIN_URL`.
+pub fn start_pop_with(
+    manifest: &Path,
+    origin: &str,
+    dir: &Path,
+    extra: &[&str],
+    extra_env: &[(&'static str, String)],
+) -> Result<Host, String> {
     let mut args = vec![
         "--replica".to_string(),
         format!("catalog={origin}/db/catalog"),
@@ -515,6 +526,7 @@ pub fn start_pop(
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut env = app_env();
     env.push(("EDGESHOP_PRIMARY_TOKEN", ORIGIN_TOKEN.to_string()));
+    env.extend(extra_env.iter().cloned());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Host::try_start(manifest, &args, &env)
 }

@@ -489,6 +489,124 @@ async fn a_failing_provider_trips_the_breaker_and_checkout_fails_fast() {
     assert_eq!(stock_of(&s.origin, id).await, stock);
 }
 
+/// Through a real PoP running `spin.toml`: the gateway forwards to the
+/// origin with the shopper's token; the stock change reaches the PoP's
+/// replica and purges its cache; with the origin gone, checkout fails fast
+/// while browsing goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkout_through_a_pop_and_with_the_origin_down() {
+    let mut s = stack("checkout-edge", &[], &[]).await;
+    let pop = edgeshop_e2e::start_pop_with(
+        &edgeshop_e2e::root().join("spin.toml"),
+        &s.origin.url,
+        &s._dir.0.join("pop"),
+        &[],
+        &[("SPIN_VARIABLE_ORIGIN_URL", s.origin.url.clone())],
+    )
+    .unwrap_or_else(|log| panic!("the PoP did not start:\n{log}"));
+    edgeshop_e2e::wait_ready(&pop).await;
+    let ps = products(&s.origin, 1, 3).await;
+    let (id, price, stock) = ps[0];
+    let product_url = format!("{}/api/v1/products/{id}", pop.url);
+    let before = edgeshop_e2e::get(&product_url).await;
+    assert_eq!(before.json()["stock"], stock, "{}", before.text());
+
+    let ada = access_token(601, &["shopper"]);
+    let r = checkout(
+        &pop,
+        &ada,
+        Some("edge-1"),
+        body(&[(id, 2, price)], "pm_card_visa"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}\n{}", r.text(), pop.log());
+    assert_eq!(r.header("cache-control"), Some("private, no-store"));
+    // The rate limiter runs in front (the shipped `checkout` budget is per
+    // account; these tests run with budgets no test reaches).
+    assert!(r.header("ratelimit").is_some(), "{:?}", r.headers);
+    let order = r.json();
+    let order_id = order["id"].as_str().unwrap();
+    let mine = get_as(&pop, &ada, &format!("/api/v1/orders/{order_id}")).await;
+    assert_eq!(mine.status, 200, "{}", mine.text());
+    assert_eq!(mine.json()["status"], "completed");
+    assert_eq!(mine.header("cache-control"), Some("private, no-store"));
+    // Another shopper, a vendor, nobody.
+    get_as(
+        &pop,
+        &access_token(602, &["shopper"]),
+        &format!("/api/v1/orders/{order_id}"),
+    )
+    .await
+    .problem(404);
+    checkout(
+        &pop,
+        &access_token(603, &["vendor"]),
+        Some("edge-2"),
+        body(&[(id, 1, price)], "pm_card_visa"),
+    )
+    .await
+    .problem(403);
+    edgeshop_e2e::get(&format!("{}/api/v1/orders", pop.url))
+        .await
+        .problem(401);
+    // Refused at the edge: no key, a bad body, a malformed order id.
+    checkout(&pop, &ada, None, body(&[(id, 1, price)], "pm_card_visa"))
+        .await
+        .problem(400);
+    checkout(
+        &pop,
+        &ada,
+        Some("edge-3"),
+        body(&[(id, 0, price)], "pm_card_visa"),
+    )
+    .await
+    .problem(422);
+    let r = get_as(&pop, &ada, "/api/v1/orders/../../db/orders").await;
+    assert!((400..500).contains(&r.status), "{} {}", r.status, r.text());
+    get_as(&pop, &ada, "/api/v1/orders/not-an-order")
+        .await
+        .problem(404);
+
+    // The stock change replicates and the PoP's cached product is purged.
+    let mut seen = None;
+    for _ in 0..100 {
+        let r = edgeshop_e2e::get(&product_url).await;
+        if r.json()["stock"] == stock - 2 {
+            seen = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.is_some(), "the PoP never saw the stock change");
+
+    // The origin goes away: checkout fails fast with a clear problem,
+    // browsing carries on from the replica.
+    s.origin.kill();
+    let started = std::time::Instant::now();
+    let r = checkout(
+        &pop,
+        &ada,
+        Some("edge-4"),
+        body(&[(id, 1, price)], "pm_card_visa"),
+    )
+    .await;
+    let p = r.problem(503);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Nothing was charged"),
+        "{p}"
+    );
+    assert!(r.header("retry-after").is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(edgeshop_e2e::get(&product_url).await.status, 200);
+}
+
 /// A seeded, replayable fault run: 1,000 checkouts from 50 shoppers with
 /// 20% of payment calls faulted (declines, 5xx, answers lost to timeouts),
 /// one in ten sent twice, duplicated and shuffled webhooks, and the origin

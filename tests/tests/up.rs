@@ -1,6 +1,7 @@
-//! The README's first command: `cargo xtask up` starts the origin and every
-//! PoP from `cdn-config/pops.toml`, writes `topology.json`, serves the
-//! catalog at every PoP, and stops everything on Ctrl-C.
+//! The README's first command: `cargo xtask up` starts the payment
+//! simulator, the origin and every PoP from `cdn-config/pops.toml`, writes
+//! `topology.json`, serves the catalog and checkout at every PoP, and stops
+//! everything on Ctrl-C.
 
 use edgeshop_e2e::{TempDir, binary, get};
 use std::os::unix::process::CommandExt;
@@ -200,6 +201,61 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Check out through the front door: the PoP's gateway forwards to the
+    // origin, which runs the saga against the payment simulator.
+    let product = call(
+        "GET",
+        "/api/v1/products/1",
+        "eu",
+        None,
+        serde_json::Value::Null,
+    )
+    .await;
+    let product = product.json();
+    let mut order = None;
+    let started = Instant::now();
+    while order.is_none() {
+        let r = edgeshop_e2e::request(
+            "POST",
+            &format!("{fd}/api/v1/checkout"),
+            &[
+                ("edgeshop-client-region", "eu"),
+                ("content-type", "application/json"),
+                ("authorization", &format!("Bearer {token}")),
+                ("idempotency-key", "up-checkout-1"),
+            ],
+            serde_json::to_vec(&serde_json::json!({
+                "items": [{"product_id": 1, "quantity": 1,
+                           "unit_price_minor": product["price"]["amount"]}],
+                "shipping_address": {"name": "Up Shopper", "line1": "1 Main St",
+                                     "city": "Frankfurt", "postal_code": "60311", "country": "DE"},
+                "payment_method": "pm_card_visa",
+            }))
+            .unwrap(),
+        )
+        .await;
+        match r.status {
+            201 => order = Some(r.json()),
+            // Checkout needs the origin; give a slow machine a moment.
+            503 if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => panic!("checkout through the front door: {} {}", r.status, r.text()),
+        }
+    }
+    let order = order.unwrap();
+    assert_eq!(order["status"], "completed", "{order}");
+    let orders = call(
+        "GET",
+        "/api/v1/orders",
+        "ap",
+        Some(token.clone()),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(orders.status, 200, "{}", orders.text());
+    assert_eq!(orders.json()["orders"][0]["id"], order["id"]);
+
     let login = call("POST", "/api/v1/auth/login", "ap", None, creds.clone()).await;
     assert_eq!(login.status, 200, "{}", login.text());
     assert_eq!(login.header("edgeshop-pop"), Some("sin"));

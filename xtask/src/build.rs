@@ -13,6 +13,7 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("auth-middleware", "auth_middleware"),
     ("ratelimit", "ratelimit"),
     ("cache", "cache"),
+    ("checkout", "checkout"),
     ("hello", "hello"),
     ("test-guests", "test_guests"),
     ("test-middleware", "test_middleware"),

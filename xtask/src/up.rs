@@ -56,6 +56,8 @@ pub struct PopConfig {
 #[derive(Debug, Serialize)]
 struct Topology {
     origin: Endpoint,
+    /// The payment provider simulator (Stripe-shaped).
+    payments: Endpoint,
     front_door: Endpoint,
     pops: Vec<PopEndpoint>,
 }
@@ -215,6 +217,34 @@ pub fn edge_host_command(
     Ok(cmd)
 }
 
+/// POSTs a JSON body to a local service and expects a 2xx answer.
+pub fn post_json(base: &str, path: &str, body: &serde_json::Value) -> Result<()> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    let ok = answer
+        .split(' ')
+        .nth(1)
+        .is_some_and(|code| code.starts_with('2'));
+    if !ok {
+        bail!(
+            "{base}{path} answered: {}",
+            answer.lines().next().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
 /// Waits (at most `limit`) until a server's health endpoint answers 200:
 /// for a PoP, until its replica has bootstrapped.
 pub fn wait_ready(url: &str, limit: Duration) -> Result<()> {
@@ -258,6 +288,18 @@ pub fn run(no_build: bool) -> Result<()> {
     let identity = state_dir().join("data/identity.db");
     build::seed_identity(&identity, "admin@edgeshop.test")?;
 
+    let mut services = Vec::new();
+    // The payment provider: the simulator, no faults unless asked for
+    // (POST /_sim/faults).
+    let webhook_secret = format!("whsec_{}", secret("webhook_secret")?);
+    let mut paysim_cmd = Command::new(root().join("target/release/edgeshop-paysim"));
+    paysim_cmd
+        .current_dir(root())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("EDGESHOP_WEBHOOK_SECRET", &webhook_secret);
+    say("starting the payment simulator");
+    let paysim = Service::start("paysim", paysim_cmd)?;
+
     let mut origin_cmd = Command::new(root().join("target/release/edgeshop-origin"));
     origin_cmd
         .current_dir(root())
@@ -267,11 +309,22 @@ pub fn run(no_build: bool) -> Result<()> {
         .arg(state_dir().join("data/orders.db"))
         .arg("--identity")
         .arg(&identity)
-        .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?);
+        // Checkout verifies shoppers' tokens with the keys PoPs use.
+        .arg("--variables-file")
+        .arg(crate::keys::ensure()?)
+        .args(["--payments-url", &paysim.url])
+        .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?)
+        .env("EDGESHOP_WEBHOOK_SECRET", &webhook_secret);
     say("starting the origin");
     let origin = Service::start("origin", origin_cmd)?;
+    post_json(
+        &paysim.url,
+        "/_sim/webhook",
+        &serde_json::json!({ "url": format!("{}/webhooks/payments", origin.url) }),
+    )
+    .context("pointing the simulator's webhooks at the origin")?;
+    services.push(paysim);
 
-    let mut services = Vec::new();
     let config = pops_file()?;
     let mut pops = Vec::new();
     for pop in &config.pop {
@@ -290,7 +343,8 @@ pub fn run(no_build: bool) -> Result<()> {
             edge_host_command(&pop.name, &pop.listen, catalog, &root().join("spin.toml"))?;
         // Shoppers reach the PoPs through the local front door, so the
         // client is the address it appends to X-Forwarded-For.
-        cmd.env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1");
+        cmd.env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1")
+            .env("SPIN_VARIABLE_ORIGIN_URL", &origin.url);
         let svc = Service::start(&pop.name, cmd)?;
         pops.push(PopEndpoint {
             name: pop.name.clone(),
@@ -329,6 +383,9 @@ pub fn run(no_build: bool) -> Result<()> {
         origin: Endpoint {
             url: origin.url.clone(),
         },
+        payments: Endpoint {
+            url: services[0].url.clone(),
+        },
         front_door: Endpoint {
             url: services.last().expect("front door").url.clone(),
         },
@@ -345,6 +402,10 @@ pub fn run(no_build: bool) -> Result<()> {
         topology.front_door.url
     );
     println!("  origin  {}", origin.url);
+    println!(
+        "  payments {}   (simulator; inject faults with POST /_sim/faults)",
+        topology.payments.url
+    );
     for p in &topology.pops {
         println!("  pop {:<4} {}", p.name, p.url);
     }

@@ -140,7 +140,7 @@ impl Checkout {
             )
             .await?;
             if let Some(end) = order.saga.ended {
-                tracing::info!(order = id, status = end.name(), "order ended");
+                tracing::debug!(order = id, status = end.name(), "order ended");
                 return Ok(());
             }
         }

@@ -4,6 +4,7 @@
 //! The load generator is a closed loop: `connections` keep-alive clients,
 //! each sending its next request when the last answered, for a fixed time.
 
+mod checkout;
 mod replication;
 
 use crate::up::{Catalog, Service, edge_host_command};
@@ -41,15 +42,23 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx] as f64 / 1000.0
 }
 
+/// Tells one load run's requests from another's where a header value
+/// says `{i}` (a fresh Idempotency-Key per request, across runs too).
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[allow(clippy::too_many_arguments)]
 async fn load(
     url: String,
+    method: http::Method,
     paths: Vec<String>,
+    bodies: Vec<bytes::Bytes>,
     header_sets: Vec<Vec<(String, String)>>,
     expect: Option<u16>,
     first: usize,
     seconds: u64,
     connections: usize,
 ) -> Result<Counts> {
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let uri: http::Uri = url.parse()?;
     let authority = uri.authority().context("url has host:port")?.to_string();
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -58,6 +67,8 @@ async fn load(
     for c in 0..connections {
         let authority = authority.clone();
         let paths = paths.clone();
+        let bodies = bodies.clone();
+        let method = method.clone();
         let header_sets = header_sets.clone();
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&authority).await?;
@@ -76,12 +87,24 @@ async fn load(
                 let host = set
                     .and_then(|s| s.iter().find(|(n, _)| n == "host"))
                     .map_or(authority.as_str(), |(_, v)| v.as_str());
-                let mut req = http::Request::get(path.as_str()).header("host", host);
+                let mut req = http::Request::builder()
+                    .method(method.clone())
+                    .uri(path.as_str())
+                    .header("host", host);
                 for (name, value) in set.into_iter().flatten().filter(|(n, _)| n != "host") {
-                    req = req.header(name, value);
+                    if value.contains("{i}") {
+                        req = req.header(name, value.replace("{i}", &format!("{run}-{i}")));
+                    } else {
+                        req = req.header(name, value);
+                    }
                 }
+                let body = if bodies.is_empty() {
+                    bytes::Bytes::new()
+                } else {
+                    bodies[i % bodies.len()].clone()
+                };
                 i += connections;
-                let req = req.body(http_body_util::Empty::<bytes::Bytes>::new())?;
+                let req = req.body(http_body_util::Full::new(body))?;
                 let t = Instant::now();
                 let resp = sender.send_request(req).await?;
                 let ok = match expect {
@@ -150,14 +173,20 @@ fn measure_with(
         paths,
         header_sets,
         expect: None,
+        ..Target::default()
     };
     measure_target(rt, name, &target, seconds, connections)
 }
 
 /// What a row sends, and what answer it counts as served.
+#[derive(Default)]
 struct Target<'a> {
     url: &'a str,
+    /// GET unless set.
+    method: Option<http::Method>,
     paths: &'a [String],
+    /// Request bodies, one per request in turn; empty: none.
+    bodies: &'a [bytes::Bytes],
     /// One set per request, in turn; empty: no extra headers.
     header_sets: &'a [Vec<(String, String)>],
     /// The status every answer should have; `None`: any 2xx.
@@ -177,7 +206,9 @@ fn measure_target(
     let run = |first, seconds| {
         rt.block_on(load(
             target.url.to_string(),
+            target.method.clone().unwrap_or(http::Method::GET),
             target.paths.to_vec(),
+            target.bodies.to_vec(),
             target.header_sets.to_vec(),
             target.expect,
             first,
@@ -324,6 +355,7 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
                     paths: &product_paths,
                     header_sets: &[],
                     expect: Some(429),
+                    ..Target::default()
                 },
                 seconds,
                 connections,
@@ -445,6 +477,10 @@ pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) ->
             seconds,
             connections,
         )?);
+    }
+
+    if want("checkout") {
+        rows.extend(checkout::run(&rt, &catalog, seconds, connections)?);
     }
 
     let mut lag = None;

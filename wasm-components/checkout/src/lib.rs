@@ -1,0 +1,177 @@
+//! The checkout gateway at the edge: `POST /api/v1/checkout`,
+//! `GET /api/v1/orders` and `GET /api/v1/orders/{id}`.
+//!
+//! Orders live only at the origin, so this component validates what it can
+//! (the body, the `Idempotency-Key`, the order id) to spare the origin bad
+//! requests, then forwards over outbound HTTP to `origin_url` with the
+//! shopper's own bearer token, which the origin verifies again. Answers
+//! pass through as `private, no-store`. When the origin cannot be reached
+//! checkout fails fast with a problem that says nothing was charged and
+//! that retrying with the same key is safe; browsing is unaffected.
+
+use bytes::Bytes;
+use checkout_core::CheckoutRequest;
+use http_body_util::{BodyExt, Full, Limited};
+use problem::Problem;
+use spin_sdk::http::Request;
+use std::time::Duration;
+
+/// How long a checkout may take at the origin: its saga budget and margin.
+const CHECKOUT_WAIT: Duration = Duration::from_secs(15);
+/// How long an order read may take.
+const READ_WAIT: Duration = Duration::from_secs(5);
+/// Largest origin answer passed on.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+/// Headers the origin's answer keeps.
+const PASSED_ON: &[&str] = &[
+    "content-type",
+    "location",
+    "retry-after",
+    "idempotent-replayed",
+];
+
+#[spin_sdk::http_service]
+async fn handle(req: Request) -> http::Response<Full<Bytes>> {
+    let mut resp = match serve(req).await {
+        Ok(r) => r,
+        Err(p) => problem(p),
+    };
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("private, no-store"),
+    );
+    resp
+}
+
+async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
+    let path = req.uri().path().to_string();
+    let (allowed, wait) = match path.as_str() {
+        "/api/v1/checkout" => ("POST", CHECKOUT_WAIT),
+        "/api/v1/orders" => ("GET", READ_WAIT),
+        p if p.starts_with("/api/v1/orders/") => {
+            if checkout_core::order_id(&p["/api/v1/orders/".len()..]).is_none() {
+                return Err(Problem::not_found(
+                    "there is no such order; GET /api/v1/orders lists yours",
+                ));
+            }
+            ("GET", READ_WAIT)
+        }
+        _ => return Err(Problem::not_found(format!("there is nothing at {path}"))),
+    };
+    if req.method().as_str() != allowed {
+        return Err(Problem::method_not_allowed(
+            req.method().as_str(),
+            &[allowed],
+        ));
+    }
+    // The auth middleware in front has verified the token and the route's
+    // role; without its identity header this was not routed through it.
+    if req.headers().get("edgeshop-auth-account").is_none() {
+        return Err(Problem::new(
+            401,
+            "unauthenticated",
+            "Sign-in required",
+            "sign in and send your access token as `Authorization: Bearer <token>`",
+        ));
+    }
+    let mut forward = http::Request::builder().method(allowed).uri(format!(
+        "{}{}",
+        origin().await?,
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or(&path)
+    ));
+    for name in ["authorization", "idempotency-key", "content-type"] {
+        if let Some(v) = req.headers().get(name) {
+            forward = forward.header(name, v);
+        }
+    }
+    let body = if allowed == "POST" {
+        checkout_core::idempotency_key(req.headers().get("idempotency-key").map(|v| v.as_bytes()))?;
+        let body = Limited::new(req.into_body(), checkout_core::MAX_BODY_BYTES)
+            .collect()
+            .await
+            .map_err(|_| Problem::payload_too_large(checkout_core::MAX_BODY_BYTES as u64))?
+            .to_bytes();
+        CheckoutRequest::parse(&body)?;
+        body
+    } else {
+        Bytes::new()
+    };
+    let forward = forward
+        .body(Full::new(body))
+        .map_err(|e| Problem::internal(format!("building the origin request failed: {e}")))?;
+    let exchange = async {
+        let resp = spin_sdk::http::send(forward).await?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await;
+        Ok::<_, spin_sdk::http::Error>((parts, body.ok().map(|b| b.to_bytes())))
+    };
+    let timer = spin_sdk::time::sleep(wait);
+    futures::pin_mut!(exchange, timer);
+    let (parts, body) = match futures::future::select(exchange, timer).await {
+        futures::future::Either::Left((Ok((parts, Some(body))), _)) => (parts, body),
+        futures::future::Either::Left((Ok((_, None)), _)) => {
+            return Err(unreachable_origin("its answer was cut short or too large"));
+        }
+        futures::future::Either::Left((Err(e), _)) => {
+            eprintln!("checkout: the origin could not be reached: {e:?}");
+            return Err(unreachable_origin("it could not be reached"));
+        }
+        futures::future::Either::Right(((), _)) => {
+            return Err(Problem::gateway_timeout(
+                "the order service did not answer in time; your checkout may still complete: \
+                 retry with the same Idempotency-Key to get its outcome (you will not be charged twice)",
+            )
+            .with("retry_after", 5));
+        }
+    };
+    let mut resp = http::Response::new(Full::new(body));
+    *resp.status_mut() = parts.status;
+    for name in PASSED_ON {
+        if let Some(v) = parts.headers.get(*name) {
+            resp.headers_mut().insert(*name, v.clone());
+        }
+    }
+    Ok(resp)
+}
+
+fn unreachable_origin(how: &str) -> Problem {
+    Problem::unavailable(format!(
+        "checkout is unavailable from here right now: the order service {how}. \
+         Nothing was charged; browsing still works. Retry with the same Idempotency-Key."
+    ))
+    .with("retry_after", 5)
+}
+
+/// The origin's base URL, from the `origin_url` variable.
+async fn origin() -> Result<String, Problem> {
+    match spin_glue::vars::get("origin_url").await {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Ok(url.trim_end_matches('/').to_string())
+        }
+        _ => Err(Problem::unavailable(
+            "checkout is not configured at this edge location (the origin_url variable is not set)",
+        )),
+    }
+}
+
+fn problem(p: Problem) -> http::Response<Full<Bytes>> {
+    let retry = p
+        .extensions
+        .get("retry_after")
+        .and_then(|v| v.as_u64())
+        .map(|s| s.to_string());
+    let mut headers = vec![(
+        "content-type".to_string(),
+        Problem::CONTENT_TYPE.to_string(),
+    )];
+    if let Some(r) = retry {
+        headers.push(("retry-after".to_string(), r));
+    }
+    if p.status == 401 {
+        headers.push(("www-authenticate".to_string(), "Bearer".to_string()));
+    }
+    spin_glue::http_response(p.status, &headers, p.to_json())
+}
