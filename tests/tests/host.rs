@@ -133,7 +133,14 @@ async fn health_and_unrouted_paths() {
     assert_eq!(r.json()["status"], "ok");
     assert_eq!(
         r.json()["components"],
-        serde_json::json!(["auth", "auth-middleware", "cache", "catalog", "ratelimit"])
+        serde_json::json!([
+            "auth",
+            "auth-middleware",
+            "cache",
+            "catalog",
+            "checkout",
+            "ratelimit"
+        ])
     );
     assert_eq!(
         get(&format!("{}/.well-known/spin/health", host.url))

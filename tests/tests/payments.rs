@@ -393,3 +393,29 @@ async fn the_simulator_signs_duplicates_and_shuffles_webhooks() {
         "the jitter should deliver some events out of order"
     );
 }
+
+#[tokio::test]
+async fn a_stored_failure_is_replayed_as_a_refusal_not_an_outage() {
+    let sim = paysim(&["--capture-fail-percent", "100"]);
+    let p = client(&sim.url, 5_000);
+    let pi = p
+        .authorise(&order("o-30", "key-30", "pm_card_visa"))
+        .await
+        .unwrap();
+    let first = p.capture(&pi.id, "key-30-capture").await.unwrap_err();
+    assert!(
+        first.is_transient() && first.is_provider_failure(),
+        "{first:?}"
+    );
+    let again = p.capture(&pi.id, "key-30-capture").await.unwrap_err();
+    assert!(
+        matches!(&again, PayError::Refused { status: 500, code, .. } if code == "idempotent_replay"),
+        "{again:?}"
+    );
+    assert!(!again.is_transient() && !again.is_provider_failure());
+    // The authorisation is still there to be voided.
+    assert_eq!(
+        p.cancel(&pi.id, "key-30-void").await.unwrap().status,
+        IntentStatus::Canceled
+    );
+}

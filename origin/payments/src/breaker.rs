@@ -186,10 +186,22 @@ impl<P: PaymentProvider> Guarded<P> {
         }
         let result = call.await;
         let failed = matches!(&result, Err(e) if e.is_provider_failure());
-        self.breaker
-            .lock()
-            .expect("breaker lock")
-            .record(self.now_ms(), failed);
+        let (before, after) = {
+            let mut b = self.breaker.lock().expect("breaker lock");
+            let before = b.state();
+            b.record(self.now_ms(), failed);
+            (before, b.state())
+        };
+        match (before, after) {
+            (State::Open { .. }, _) | (_, State::HalfOpen) => {}
+            (_, State::Open { .. }) => {
+                if let Err(e) = &result {
+                    tracing::warn!("payment breaker opened: the provider is failing ({e})");
+                }
+            }
+            (State::HalfOpen, State::Closed) => tracing::info!("payment breaker closed"),
+            _ => {}
+        }
         result
     }
 }

@@ -52,6 +52,10 @@ pub struct Faults {
     /// Each webhook waits a random 0..this before delivery, so they
     /// arrive out of order.
     pub webhook_jitter_ms: u64,
+    /// Authorisations that can never be captured (every capture is a 500,
+    /// as for an intent stuck at the provider): the caller must give up
+    /// and void them.
+    pub capture_fail_percent: u32,
 }
 
 /// How the simulator runs.
@@ -94,6 +98,8 @@ struct State {
     /// Refunded amount per intent.
     refunds: HashMap<String, i64>,
     idempotency: HashMap<String, Stored>,
+    /// Intents picked by `capture_fail_percent`.
+    stuck: std::collections::HashSet<String>,
     next_id: u64,
     stats: Stats,
 }
@@ -139,6 +145,7 @@ impl Simulator {
                 intents: BTreeMap::new(),
                 refunds: HashMap::new(),
                 idempotency: HashMap::new(),
+                stuck: Default::default(),
                 next_id: 0,
                 stats: Stats::default(),
             }),
@@ -446,6 +453,15 @@ impl Simulator {
                 let Some(pi) = s.intents.get(&id).cloned() else {
                     return missing(&id);
                 };
+                if *action == "capture" && s.stuck.contains(&id) {
+                    s.stats.injected_errors += 1;
+                    return json_error(
+                        500,
+                        "api_error",
+                        "",
+                        "injected: this authorisation cannot be captured",
+                    );
+                }
                 let (next, event) = match (*action, &pi.status) {
                     ("capture", IntentStatus::RequiresCapture) => {
                         (IntentStatus::Succeeded, "payment_intent.succeeded")
@@ -624,6 +640,10 @@ impl Simulator {
             pi.status = IntentStatus::RequiresCapture;
             pi.amount_capturable = amount;
             s.stats.authorised += 1;
+            let stuck = s.faults.capture_fail_percent;
+            if s.roll(stuck) {
+                s.stuck.insert(id.clone());
+            }
         } else {
             pi.status = IntentStatus::Succeeded;
             pi.amount_received = amount;

@@ -104,24 +104,37 @@ impl Client {
                 .await
                 .map_err(|e| PayError::Transient(format!("request failed: {e}")))?;
             let status = resp.status().as_u16();
+            let replayed = resp
+                .headers()
+                .get("idempotent-replayed")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
             let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
                 .map_err(|e| PayError::Transient(format!("reading the answer failed: {e}")))?
                 .to_bytes();
-            Ok::<_, PayError>((status, body))
+            Ok::<_, PayError>((status, body, replayed))
         };
-        let (status, body) = tokio::time::timeout(self.config.timeout, exchange)
+        let (status, body, replayed) = tokio::time::timeout(self.config.timeout, exchange)
             .await
             .map_err(|_| {
-                PayError::Transient(format!(
-                    "no answer within {} ms",
-                    self.config.timeout.as_millis()
-                ))
-            })??;
+            PayError::Transient(format!(
+                "no answer within {} ms",
+                self.config.timeout.as_millis()
+            ))
+        })??;
         if (200..300).contains(&status) {
             return serde_json::from_slice(&body).map_err(|e| {
                 PayError::Transient(format!("the provider's answer did not parse: {e}"))
+            });
+        }
+        if replayed && status >= 500 {
+            // The provider stored a failure under this key and replays it:
+            // the same key can never succeed, and the provider is not down.
+            return Err(PayError::Refused {
+                status,
+                code: "idempotent_replay".into(),
+                message: "the provider replayed a failure stored for this idempotency key".into(),
             });
         }
         Err(error_from(status, &body))

@@ -453,7 +453,9 @@ impl Checkout {
             }
             Err(e) => return internal(e),
         }
-        if let Err(e) = self.drive(&id, Some(deadline)).await {
+        // A duplicate may have started driving it already (between our
+        // commit and here): then wait for the outcome instead.
+        if let Err(e) = self.drive_or_wait(&id, deadline).await {
             tracing::warn!(order = id, "the saga stopped on a database error: {e}");
         }
         let answer = self.answer_for(&id).await;
@@ -470,6 +472,25 @@ impl Checkout {
             tracing::warn!(order = id, "storing the idempotent answer failed: {e}");
         }
         answer.with("location", format!("/api/v1/orders/{id}"))
+    }
+
+    /// Drives an order until its outcome is decided or the deadline; if
+    /// another task is driving it, waits for that instead.
+    async fn drive_or_wait(&self, id: &str, deadline: Instant) -> Result<(), libsql::Error> {
+        loop {
+            let notified = self.finished.notified();
+            if self.try_drive(id, Some(deadline)).await? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Ok(());
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+            let order = store::load(&*self.orders.lock().await, id, None).await?;
+            if order.is_none_or(|o| o.saga.ended.or(o.saga.failed).is_some()) {
+                return Ok(());
+            }
+        }
     }
 
     /// Answers a repeated key: the stored answer, or (while the first
@@ -498,7 +519,7 @@ impl Checkout {
                 } else {
                     Problem::CONTENT_TYPE
                 };
-                return Answer {
+                let mut answer = Answer {
                     status,
                     content_type,
                     body: body.into_bytes(),
@@ -507,6 +528,10 @@ impl Checkout {
                         ("location", format!("/api/v1/orders/{}", seen.order_id)),
                     ],
                 };
+                if status == 503 {
+                    answer = answer.with("retry-after", "5");
+                }
+                return answer;
             }
             // The first request is still working on it (or crashed before
             // answering): wait for its answer, bounded by our budget.

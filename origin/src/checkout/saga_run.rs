@@ -54,18 +54,27 @@ impl Checkout {
     /// next move would be after it. Only one task drives an order at a
     /// time; others return at once.
     pub async fn drive(&self, id: &str, deadline: Option<Instant>) -> Result<(), libsql::Error> {
+        self.try_drive(id, deadline).await.map(|_| ())
+    }
+
+    /// [`Checkout::drive`]; `Ok(false)` if another task was driving it.
+    pub async fn try_drive(
+        &self,
+        id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<bool, libsql::Error> {
         if !self
             .driving
             .lock()
             .expect("driving lock")
             .insert(id.to_string())
         {
-            return Ok(());
+            return Ok(false);
         }
         let result = self.drive_claimed(id, deadline).await;
         self.driving.lock().expect("driving lock").remove(id);
         self.finished.notify_waiters();
-        result
+        result.map(|()| true)
     }
 
     async fn drive_claimed(

@@ -38,6 +38,9 @@ struct Args {
     duplicate_webhook_percent: u32,
     #[arg(long, default_value_t = 0)]
     webhook_jitter_ms: u64,
+    /// Authorisations whose every capture fails.
+    #[arg(long, default_value_t = 0)]
+    capture_fail_percent: u32,
 }
 
 #[tokio::main]
@@ -57,6 +60,7 @@ async fn main() -> Result<()> {
             hang_ms: args.hang_ms,
             duplicate_webhook_percent: args.duplicate_webhook_percent,
             webhook_jitter_ms: args.webhook_jitter_ms,
+            capture_fail_percent: args.capture_fail_percent,
         },
         webhook_url: args.webhook_url,
         webhook_secret: args.webhook_secret,
