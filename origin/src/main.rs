@@ -36,6 +36,11 @@ struct Args {
     /// Bearer token Hrana and replication clients must send.
     #[arg(long, env = "EDGESHOP_ORIGIN_TOKEN", hide_env_values = true)]
     token: String,
+    /// The token PoPs use: it reaches only the replicated databases
+    /// (catalog and identity), so an edge location never holds a key to
+    /// `orders`.
+    #[arg(long, env = "EDGESHOP_EDGE_TOKEN", hide_env_values = true)]
+    edge_token: Option<String>,
     /// Where replication histories live, one subdirectory per database
     /// (default: next to each database file, `<file>.replication`).
     #[arg(long)]
@@ -106,6 +111,12 @@ async fn main() -> Result<()> {
         args.token.len() >= 16,
         "the origin token must be at least 16 characters"
     );
+    anyhow::ensure!(
+        args.edge_token
+            .as_ref()
+            .is_none_or(|t| t.len() >= 16 && *t != args.token),
+        "the edge token must be at least 16 characters and differ from the origin token"
+    );
     let options = replication::Options {
         roll_frames: args.roll_frames.max(1),
         retain: args.retain_generations.max(1),
@@ -154,6 +165,7 @@ async fn main() -> Result<()> {
         dbs,
         primaries.keys().cloned().collect::<BTreeSet<_>>(),
         args.token.clone(),
+        args.edge_token.clone(),
         &baton_secret,
     );
     let checkout = match (&args.orders, &args.payments_url) {

@@ -414,6 +414,9 @@ pub async fn get(url: &str) -> Reply {
 /// The bearer token test origins accept.
 pub const ORIGIN_TOKEN: &str = "end-to-end-origin-token-0123456789";
 
+/// The token test PoPs use: it reaches only `catalog` and `identity`.
+pub const EDGE_TOKEN: &str = "end-to-end-edge-token-9876543210";
+
 /// Starts `edgeshop-origin` on `catalog` (created and migrated if new),
 /// with `extra` arguments.
 pub fn start_origin(catalog: &Path, extra: &[&str]) -> Result<Host, String> {
@@ -426,7 +429,9 @@ pub fn start_origin(catalog: &Path, extra: &[&str]) -> Result<Host, String> {
         let identity = catalog.with_file_name("identity.db");
         cmd.arg("--identity").arg(identity);
     }
-    cmd.args(extra).env("EDGESHOP_ORIGIN_TOKEN", ORIGIN_TOKEN);
+    cmd.args(extra)
+        .env("EDGESHOP_ORIGIN_TOKEN", ORIGIN_TOKEN)
+        .env("EDGESHOP_EDGE_TOKEN", EDGE_TOKEN);
     Host::spawn(cmd)
 }
 
@@ -525,7 +530,7 @@ pub fn start_pop_with(
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut env = app_env();
-    env.push(("EDGESHOP_PRIMARY_TOKEN", ORIGIN_TOKEN.to_string()));
+    env.push(("EDGESHOP_PRIMARY_TOKEN", EDGE_TOKEN.to_string()));
     env.extend(extra_env.iter().cloned());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Host::try_start(manifest, &args, &env)

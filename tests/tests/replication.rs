@@ -92,6 +92,42 @@ async fn an_embedded_replica_bootstraps_pulls_and_writes_through() {
     assert!(r.text().contains("not replicated"), "{}", r.text());
     let r = edgeshop_e2e::get(&format!("{}/db/catalog/export/1", origin.url)).await;
     assert_eq!(r.status, 401);
+
+    // The PoPs' token reaches the catalog (replication and Hrana) but
+    // never `orders`, which holds shoppers' addresses.
+    let edge = format!("Bearer {}", edgeshop_e2e::EDGE_TOKEN);
+    let pipeline = br#"{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"SELECT 1"}}]}"#;
+    let r = edgeshop_e2e::request(
+        "GET",
+        &format!("{}/db/catalog/info", origin.url),
+        &[("authorization", &edge)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for (db, status) in [("catalog", 200), ("orders", 403)] {
+        let r = edgeshop_e2e::request(
+            "POST",
+            &format!("{}/db/{db}/v3/pipeline", origin.url),
+            &[("authorization", &edge)],
+            pipeline.to_vec(),
+        )
+        .await;
+        assert_eq!(r.status, status, "{db}: {}", r.text());
+    }
+    let r = edgeshop_e2e::request(
+        "POST",
+        &format!("{}/db/orders/v3/pipeline", origin.url),
+        &[("authorization", &auth)],
+        pipeline.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        200,
+        "the origin token still reaches orders: {}",
+        r.text()
+    );
 }
 
 /// Runs `n` small write transactions at the primary.

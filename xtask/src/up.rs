@@ -203,7 +203,7 @@ pub fn edge_host_command(
                 .arg(dir)
                 .args(["--origin-delay-ms", &delay_ms.to_string()])
                 .args(["--sync-interval-ms", &interval_ms.to_string()])
-                .env("EDGESHOP_PRIMARY_TOKEN", secret("origin_token")?);
+                .env("EDGESHOP_PRIMARY_TOKEN", secret("edge_token")?);
         }
         Catalog::Remote { origin, delay_ms } => {
             cmd.arg("--remote")
@@ -211,7 +211,7 @@ pub fn edge_host_command(
                 .arg("--remote")
                 .arg(format!("identity={origin}/db/identity"))
                 .args(["--origin-delay-ms", &delay_ms.to_string()])
-                .env("EDGESHOP_PRIMARY_TOKEN", secret("origin_token")?);
+                .env("EDGESHOP_PRIMARY_TOKEN", secret("edge_token")?);
         }
     }
     Ok(cmd)
@@ -314,6 +314,7 @@ pub fn run(no_build: bool) -> Result<()> {
         .arg(crate::keys::ensure()?)
         .args(["--payments-url", &paysim.url])
         .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?)
+        .env("EDGESHOP_EDGE_TOKEN", secret("edge_token")?)
         .env("EDGESHOP_WEBHOOK_SECRET", &webhook_secret);
     say("starting the origin");
     let origin = Service::start("origin", origin_cmd)?;

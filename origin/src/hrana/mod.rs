@@ -51,6 +51,9 @@ pub struct HranaServer {
     /// connections must never checkpoint.
     replicated: std::collections::BTreeSet<String>,
     token: String,
+    /// The PoPs' token: it reaches only the replicated databases (catalog
+    /// and identity), never `orders`.
+    edge_token: Option<String>,
     key: BatonKey,
     streams: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<Stream>>>>,
     next_stream: AtomicU64,
@@ -97,12 +100,14 @@ impl HranaServer {
         dbs: BTreeMap<String, libsql::Database>,
         replicated: std::collections::BTreeSet<String>,
         token: String,
+        edge_token: Option<String>,
         baton_secret: &[u8],
     ) -> Arc<HranaServer> {
         let server = Arc::new(HranaServer {
             dbs,
             replicated,
             token,
+            edge_token,
             key: BatonKey::new(baton_secret),
             streams: Mutex::new(HashMap::new()),
             next_stream: AtomicU64::new(1),
@@ -174,12 +179,25 @@ impl HranaServer {
         }
     }
 
-    /// Checks the bearer token and that `db` exists.
+    /// Checks the bearer token, that it reaches `db`, and that `db` exists.
     pub fn admit(&self, db: &str, authorization: Option<&str>) -> Result<(), Problem> {
-        let authorized = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|t| same(t.as_bytes(), self.token.as_bytes()));
-        if !authorized {
+        let presented = authorization.and_then(|h| h.strip_prefix("Bearer "));
+        let admin = presented.is_some_and(|t| same(t.as_bytes(), self.token.as_bytes()));
+        let edge = !admin
+            && presented
+                .zip(self.edge_token.as_deref())
+                .is_some_and(|(t, e)| same(t.as_bytes(), e.as_bytes()));
+        if edge && !self.replicated.contains(db) {
+            return Err(Problem::new(
+                403,
+                "forbidden",
+                "Forbidden",
+                format!(
+                    "the edge token reaches only the databases that replicate to PoPs, not {db:?}"
+                ),
+            ));
+        }
+        if !admin && !edge {
             return Err(Problem::new(
                 401,
                 "unauthorized",

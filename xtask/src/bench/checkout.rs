@@ -40,6 +40,7 @@ pub fn run(
         .arg(keys::ensure()?)
         .args(["--payments-url", &sim.url])
         .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?)
+        .env("EDGESHOP_EDGE_TOKEN", secret("edge_token")?)
         .env("EDGESHOP_WEBHOOK_SECRET", &webhook_secret);
     let origin = Service::start("origin", origin)?;
     post_json(

@@ -75,7 +75,8 @@ pub fn run(
         .arg(&primary_db)
         .arg("--identity")
         .arg(dir.join("identity.db"))
-        .env("EDGESHOP_ORIGIN_TOKEN", &token);
+        .env("EDGESHOP_ORIGIN_TOKEN", &token)
+        .env("EDGESHOP_EDGE_TOKEN", secret("edge_token")?);
     let origin = Service::start("origin", cmd)?;
 
     let config = up::pops_file()?;
