@@ -317,17 +317,31 @@ async fn concurrent_misses_run_the_app_once() {
     let (host, _dir) = cached_host();
     let host = std::sync::Arc::new(host);
     let path = format!("/origin/herd?cc={}&delay_ms=300", enc("max-age=60"));
-    let mut collapsed = 0;
+    let (mut fetched, mut collapsed, mut hits) = (0, 0, 0);
     for r in all_at_once(&host, vec![path; 1000]).await {
         assert_eq!(r.status, 200, "{}\n{}", r.text(), host.log());
         assert_eq!(run(&r), "1");
-        if status(&r).contains("collapsed") {
+        let s = status(&r);
+        if s.contains("collapsed") {
             collapsed += 1;
+        } else if s.contains("; hit;") {
+            hits += 1;
+        } else {
+            assert!(s.contains("fwd=uri-miss") && s.contains("stored"), "{s}");
+            fetched += 1;
         }
     }
     assert_eq!(runs(&host, "herd").await, 1);
-    // The rest arrived while the one fetch ran, or found its entry stored.
-    assert!(collapsed >= 500, "only {collapsed} collapsed");
+    // One request went forward; every other one waited for its fetch or,
+    // arriving after it was stored, was a hit. How many land in which
+    // depends on how fast the host admits them, so only the split is
+    // checked, and that waiting happened at all.
+    assert_eq!(
+        (fetched, collapsed + hits),
+        (1, 999),
+        "{collapsed} collapsed, {hits} hits"
+    );
+    assert!(collapsed > 0, "nobody waited for the fetch ({hits} hits)");
 }
 
 #[tokio::test(flavor = "multi_thread")]

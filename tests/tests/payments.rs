@@ -337,7 +337,8 @@ async fn the_breaker_fails_fast_while_the_provider_fails_and_recovers() {
         "{e:?}"
     );
     assert!(p.check().is_err());
-    assert!(started.elapsed() < Duration::from_millis(50));
+    // No I/O: far inside the provider timeout even on a loaded machine.
+    assert!(started.elapsed() < Duration::from_millis(500));
     let before = request("GET", &format!("{}/_sim/stats", sim.url), &[], vec![])
         .await
         .json();
