@@ -49,11 +49,15 @@ struct Args {
     /// shoppers' tokens with the same keys.
     #[arg(long)]
     variables_file: Option<PathBuf>,
-    /// The payment provider's API (Stripe-shaped): the simulator
-    /// (`edgeshop-paysim`), localstripe, or an egress proxy to Stripe.
+    /// The payment provider's API (Stripe-shaped): `https://api.stripe.com`,
+    /// the simulator (`edgeshop-paysim`), localstripe, or an egress proxy.
     /// Checkout is off without it (and without --orders).
     #[arg(long)]
     payments_url: Option<String>,
+    /// Certificates (PEM) trusted for the provider's HTTPS besides the web
+    /// PKI's roots: a private CA, or an egress proxy's.
+    #[arg(long)]
+    payments_ca: Option<PathBuf>,
     /// The provider's secret key.
     #[arg(
         long,
@@ -117,6 +121,24 @@ async fn main() -> Result<()> {
             .is_none_or(|t| t.len() >= 16 && *t != args.token),
         "the edge token must be at least 16 characters and differ from the origin token"
     );
+    // Payment settings are checked before any database is opened, so a
+    // mistake stops the origin at once, naming the flag.
+    let provider = match &args.payments_url {
+        Some(url) => Some(
+            payments::stripe::Client::new(payments::stripe::Config {
+                base_url: url.clone(),
+                secret_key: args.payments_key.clone(),
+                timeout: std::time::Duration::from_millis(args.payments_timeout_ms),
+                extra_roots: match &args.payments_ca {
+                    Some(path) => payments::stripe::read_pem_certificates(path)
+                        .context("reading --payments-ca")?,
+                    None => Vec::new(),
+                },
+            })
+            .context("--payments-url")?,
+        ),
+        None => None,
+    };
     let options = replication::Options {
         roll_frames: args.roll_frames.max(1),
         retain: args.retain_generations.max(1),
@@ -168,8 +190,8 @@ async fn main() -> Result<()> {
         args.edge_token.clone(),
         &baton_secret,
     );
-    let checkout = match (&args.orders, &args.payments_url) {
-        (Some(orders), Some(url)) => {
+    let checkout = match (&args.orders, provider) {
+        (Some(orders), Some(provider)) => {
             let catalog_db = libsql::Builder::new_local(&args.catalog).build().await?;
             let identity_db = match &args.identity {
                 Some(p) => Some(libsql::Builder::new_local(p).build().await?),
@@ -181,11 +203,7 @@ async fn main() -> Result<()> {
                 identity_db.as_ref(),
                 checkout::Settings {
                     variables_file: args.variables_file.clone(),
-                    provider: payments::stripe::Config {
-                        base_url: url.clone(),
-                        secret_key: args.payments_key.clone(),
-                        timeout: std::time::Duration::from_millis(args.payments_timeout_ms),
-                    },
+                    provider,
                     webhook_secret: args.webhook_secret.clone(),
                     request_budget: std::time::Duration::from_millis(args.checkout_budget_ms),
                     step_timeout: std::time::Duration::from_millis(

@@ -588,10 +588,64 @@ pub fn start_paysim(args: &[&str]) -> Host {
     Host::spawn(cmd).unwrap_or_else(|log| panic!("paysim did not start:\n{log}"))
 }
 
+/// A private certificate authority and a server certificate it signed
+/// for `localhost` and 127.0.0.1, as PEM files in a directory.
+pub struct PrivateCa {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Makes a [`PrivateCa`] in `dir`.
+pub fn private_ca(dir: &Path) -> PrivateCa {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "edgeshop test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let files = PrivateCa {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&files.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&files.cert, leaf_cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    files
+}
+
 /// An origin with checkout on: a copy of the seeded catalog, an orders
 /// and an identity database in `dir`, the test signing key's JWKS, and
 /// payments at `paysim` (whose webhooks it is then told to send here).
 pub async fn start_checkout_origin(dir: &Path, paysim: &Host, extra: &[&str]) -> Host {
+    let origin = start_checkout_origin_at(dir, &paysim.url, extra);
+    let r = request(
+        "POST",
+        &format!("{}/_sim/webhook", paysim.url),
+        &[("content-type", "application/json")],
+        serde_json::json!({"url": format!("{}/webhooks/payments", origin.url)})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    origin
+}
+
+/// [`start_checkout_origin`] with payments at `payments_url`, and no
+/// webhooks wired.
+pub fn start_checkout_origin_at(dir: &Path, payments_url: &str, extra: &[&str]) -> Host {
     let vars = dir.join("variables.toml");
     if !vars.exists() {
         std::fs::write(
@@ -610,23 +664,12 @@ pub async fn start_checkout_origin(dir: &Path, paysim: &Host, extra: &[&str]) ->
         "--variables-file",
         vars.to_str().unwrap(),
         "--payments-url",
-        &paysim.url,
+        payments_url,
         "--webhook-secret",
         WEBHOOK_SECRET,
     ];
     args.extend_from_slice(extra);
-    let origin = start_origin_on_seed(dir, &args);
-    let r = request(
-        "POST",
-        &format!("{}/_sim/webhook", paysim.url),
-        &[("content-type", "application/json")],
-        serde_json::json!({"url": format!("{}/webhooks/payments", origin.url)})
-            .to_string()
-            .into_bytes(),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    origin
+    start_origin_on_seed(dir, &args)
 }
 
 /// Replaces the simulator's injected faults (`{}` for none).

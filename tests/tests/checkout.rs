@@ -1154,3 +1154,54 @@ where
 {
     futures::future::join_all((0..n).map(f)).await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkout_reaches_an_https_provider_through_the_configured_ca() {
+    let dir = TempDir::new("checkout-tls");
+    let ca = edgeshop_e2e::private_ca(&dir.0);
+    let sim = start_paysim(&[
+        "--tls-cert",
+        ca.cert.to_str().unwrap(),
+        "--tls-key",
+        ca.key.to_str().unwrap(),
+    ]);
+    // A CA file that holds no certificate stops the origin at start-up,
+    // naming the flag, instead of failing every checkout later.
+    let empty = dir.0.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    // (It stops before opening any database, so the catalog is untouched.)
+    let catalog = dir.0.join("untouched.db");
+    let log = edgeshop_e2e::start_origin(
+        &catalog,
+        &[
+            "--orders",
+            dir.0.join("never.db").to_str().unwrap(),
+            "--payments-url",
+            &sim.url,
+            "--payments-ca",
+            empty.to_str().unwrap(),
+        ],
+    )
+    .err()
+    .expect("the origin refuses an empty --payments-ca");
+    assert!(log.contains("--payments-ca"), "{log}");
+    assert!(!catalog.exists());
+
+    let origin = edgeshop_e2e::start_checkout_origin_at(
+        &dir.0,
+        &sim.url,
+        &["--payments-ca", ca.ca.to_str().unwrap()],
+    );
+    let ps = products(&origin, 1, 1).await;
+    let ada = access_token(101, &["shopper"]);
+    let r = checkout(
+        &origin,
+        &ada,
+        Some("k-tls-1"),
+        body(&[(ps[0].0, 1, ps[0].1)], "pm_card_visa"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["status"], "completed");
+    assert_eq!(stock_of(&origin, ps[0].0).await, ps[0].2 - 1);
+}

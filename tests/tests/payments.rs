@@ -3,7 +3,9 @@
 //! (`edgeshop-paysim`, which adds idempotency, search and faults). Both run
 //! as real processes on 127.0.0.1.
 
-use edgeshop_e2e::{Host, WEBHOOK_SECRET, request, set_faults, start_paysim as paysim};
+use edgeshop_e2e::{
+    Host, TempDir, WEBHOOK_SECRET, private_ca, request, set_faults, start_paysim as paysim,
+};
 use payments::breaker::{Config as BreakerConfig, Guarded, State};
 use payments::stripe::{Client, Config};
 use payments::{Authorise, IntentStatus, PayError, PaymentProvider, webhook};
@@ -35,7 +37,9 @@ fn client(url: &str, timeout_ms: u64) -> Client {
         base_url: url.to_string(),
         secret_key: "sk_test_edgeshop".into(),
         timeout: Duration::from_millis(timeout_ms),
+        extra_roots: Vec::new(),
     })
+    .unwrap()
 }
 
 fn order(order_id: &str, key: &str, method: &'static str) -> Authorise<'static> {
@@ -128,7 +132,9 @@ async fn the_client_works_against_localstripe() {
         base_url: ls.url.clone(),
         secret_key: String::new(),
         timeout: Duration::from_secs(5),
-    });
+        extra_roots: Vec::new(),
+    })
+    .unwrap();
     assert!(refused(&bad.retrieve("pi_x").await.unwrap_err(), 401));
 }
 
@@ -140,8 +146,49 @@ async fn the_client_works_against_the_simulator() {
         base_url: sim.url.clone(),
         secret_key: "pk_wrong".into(),
         timeout: Duration::from_secs(5),
-    });
+        extra_roots: Vec::new(),
+    })
+    .unwrap();
     assert!(refused(&bad.retrieve("pi_x").await.unwrap_err(), 401));
+}
+
+#[tokio::test]
+async fn the_client_speaks_https_and_trusts_only_the_roots_it_is_given() {
+    let dir = TempDir::new("payments-tls");
+    let ca = private_ca(&dir.0);
+    let sim = paysim(&[
+        "--tls-cert",
+        ca.cert.to_str().unwrap(),
+        "--tls-key",
+        ca.key.to_str().unwrap(),
+    ]);
+    assert!(sim.url.starts_with("https://127.0.0.1:"), "{}", sim.url);
+    let trusting = Client::new(Config {
+        base_url: sim.url.clone(),
+        secret_key: "sk_test_edgeshop".into(),
+        timeout: Duration::from_secs(5),
+        extra_roots: payments::stripe::read_pem_certificates(&ca.ca).unwrap(),
+    })
+    .unwrap();
+    contract(&trusting).await;
+
+    // With only the web PKI's roots the handshake fails: a provider
+    // failure (the breaker counts it), saying why, and nothing was sent.
+    let untrusting = client(&sim.url, 5_000);
+    let e = untrusting
+        .authorise(&order("o-tls", "k-tls", "pm_card_visa"))
+        .await
+        .unwrap_err();
+    assert!(e.is_provider_failure(), "{e:?}");
+    assert!(e.to_string().contains("invalid peer certificate"), "{e}");
+    assert!(trusting.find_for_order("o-tls").await.unwrap().is_empty());
+    // Plain HTTP to the TLS port gets no answer that parses as one.
+    let plain = client(&sim.url.replace("https://", "http://"), 2_000);
+    assert!(plain.retrieve("pi_x").await.unwrap_err().is_transient());
+    // A file without certificates is a start-up error, not a silent default.
+    let empty = dir.0.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    assert!(payments::stripe::read_pem_certificates(&empty).is_err());
 }
 
 /// A server that records webhook deliveries: (Stripe-Signature, body).

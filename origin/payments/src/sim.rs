@@ -27,6 +27,8 @@ use std::time::Duration;
 
 /// Largest request body the simulator reads.
 const MAX_BODY_BYTES: usize = 64 << 10;
+/// Longest a client may take to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Objects kept before new ones are refused (503).
 const MAX_OBJECTS: usize = 1_000_000;
 /// Webhook deliveries queued before new events are dropped (and counted).
@@ -165,22 +167,46 @@ impl Simulator {
         stats
     }
 
-    /// Serves until the listener fails.
+    /// Serves plain HTTP until the listener fails.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
-            let sim = self.clone();
+            tokio::spawn(self.clone().connection(stream));
+        }
+    }
+
+    /// Serves HTTPS until the listener fails, as the real API does; a
+    /// failed handshake ends only its own connection.
+    pub async fn serve_tls(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        tls: tokio_rustls::TlsAcceptor,
+    ) -> std::io::Result<()> {
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let (sim, tls) = (self.clone(), tls.clone());
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let sim = sim.clone();
-                    async move { Ok::<_, std::convert::Infallible>(sim.handle(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream));
+                if let Ok(Ok(stream)) = handshake.await {
+                    sim.connection(stream).await;
+                }
             });
         }
+    }
+
+    async fn connection<S>(self: Arc<Self>, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let svc = hyper::service::service_fn(move |req| {
+            let sim = self.clone();
+            async move { Ok::<_, std::convert::Infallible>(sim.handle(req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+            .await;
     }
 
     async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -2,16 +2,22 @@
 //! requests, a secret key as the bearer, `Idempotency-Key` on every
 //! mutating call, errors as `{"error": {"type", "code", "message"}}`.
 //!
-//! It speaks plain HTTP: the embedded default's simulator, `localstripe`,
-//! or a TLS-terminating egress proxy in front of the real API.
+//! It speaks HTTPS (the real API, verified against the web PKI's roots and
+//! any extra roots the deployment trusts, such as an egress proxy's) and
+//! plain HTTP (the embedded default's simulator, `localstripe`). Plain HTTP
+//! to anything but loopback is allowed, for a sidecar proxy, but logged: it
+//! carries the secret key in the clear.
 
 use crate::{Authorise, IntentStatus, PayError, PaymentIntent, PaymentProvider, Refund};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{Client as HyperClient, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_rustls::rustls::{self, pki_types::CertificateDer};
 
 /// Longest answer the client reads; Stripe objects are a few KB.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -25,13 +31,28 @@ pub struct Config {
     pub secret_key: String,
     /// Per call, connection to last byte.
     pub timeout: Duration,
+    /// Roots trusted besides the web PKI's for `https://` (a private CA,
+    /// an egress proxy's); see [`read_pem_certificates`].
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+/// Why a [`Client`] could not be made: a configuration mistake, found at
+/// start-up rather than on the first checkout.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the payments URL {0:?} is not an http:// or https:// URL with a host")]
+    Url(String),
+    #[error("an extra root certificate was refused: {0}")]
+    Root(rustls::Error),
+    #[error("TLS could not be set up: {0}")]
+    Tls(rustls::Error),
 }
 
 /// The HTTP client; cheap to clone (one connection pool).
 #[derive(Clone)]
 pub struct Client {
-    config: std::sync::Arc<Config>,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    config: Arc<Config>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -43,21 +64,45 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    pub fn new(mut config: Config) -> Client {
+    pub fn new(mut config: Config) -> Result<Client, ConfigError> {
         while config.base_url.ends_with('/') {
             config.base_url.pop();
+        }
+        let uri: http::Uri = config
+            .base_url
+            .parse()
+            .map_err(|_| ConfigError::Url(config.base_url.clone()))?;
+        let host = uri.host().unwrap_or_default();
+        match uri.scheme_str() {
+            Some("https") if !host.is_empty() => {}
+            Some("http") if !host.is_empty() => {
+                if !is_loopback(host) {
+                    tracing::warn!(
+                        url = %config.base_url,
+                        "the payment provider is reached over plain HTTP: the secret key \
+                         travels unencrypted (use https://, or a proxy on loopback)"
+                    );
+                }
+            }
+            _ => return Err(ConfigError::Url(config.base_url.clone())),
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.timeout));
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(&config.extra_roots)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(32)
             .build(connector);
-        Client {
-            config: std::sync::Arc::new(config),
+        Ok(Client {
+            config: Arc::new(config),
             http,
-        }
+        })
     }
 
     async fn call<T: DeserializeOwned>(
@@ -102,7 +147,7 @@ impl Client {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| PayError::Transient(format!("request failed: {e}")))?;
+                .map_err(|e| PayError::Transient(format!("request failed: {}", chain(&e))))?;
             let status = resp.status().as_u16();
             let replayed = resp
                 .headers()
@@ -139,6 +184,63 @@ impl Client {
         }
         Err(error_from(status, &body))
     }
+}
+
+/// The client's TLS settings: TLS 1.2 and 1.3 with ring, the web PKI's roots
+/// plus `extra`. (The connector sets ALPN to HTTP/1.1 itself.)
+fn tls_config(extra: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, ConfigError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in extra {
+        roots.add(cert.clone()).map_err(ConfigError::Root)?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(ConfigError::Tls)?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+/// Every certificate in a PEM file (`--payments-ca`).
+pub fn read_pem_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, std::io::Error> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "{}: no PEM certificates in it",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An error and its causes on one line: hyper's top-level message ("client
+/// error (Connect)") says nothing a person can act on; the TLS or socket
+/// error under it does.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Maps a provider error answer to what the saga can do about it.
@@ -350,6 +452,32 @@ mod tests {
             matches!(&refused, PayError::Refused { status: 400, code, .. } if code == "payment_intent_unexpected_state")
         );
         assert!(!refused.is_transient() && !refused.is_provider_failure());
+    }
+
+    #[test]
+    fn only_http_and_https_urls_with_a_host_make_a_client() {
+        let config = |url: &str| Config {
+            base_url: url.into(),
+            secret_key: "sk_test_x".into(),
+            timeout: Duration::from_secs(1),
+            extra_roots: Vec::new(),
+        };
+        for good in [
+            "https://api.stripe.com",
+            "https://api.stripe.com/",
+            "http://127.0.0.1:8420",
+            "http://[::1]:8420",
+        ] {
+            assert!(Client::new(config(good)).is_ok(), "{good}");
+        }
+        for bad in ["", "api.stripe.com", "ftp://x", "https://", "/v1"] {
+            assert!(
+                matches!(Client::new(config(bad)), Err(ConfigError::Url(_))),
+                "{bad}"
+            );
+        }
+        assert!(is_loopback("localhost") && is_loopback("127.0.0.2") && is_loopback("[::1]"));
+        assert!(!is_loopback("10.0.0.1") && !is_loopback("api.stripe.com"));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use tokio::sync::Mutex;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub variables_file: Option<PathBuf>,
-    pub provider: stripe::Config,
+    pub provider: stripe::Client,
     pub webhook_secret: String,
     /// How long a checkout request drives its saga before answering 202.
     pub request_budget: Duration,
@@ -151,10 +151,7 @@ impl Checkout {
             orders: Mutex::new(orders_conn),
             catalog: Mutex::new(open(catalog, true).await?),
             identity,
-            provider: Guarded::new(
-                stripe::Client::new(settings.provider),
-                payments::breaker::Config::default(),
-            ),
+            provider: Guarded::new(settings.provider, payments::breaker::Config::default()),
             verifier: auth::Verifier::new(settings.variables_file),
             hold_key,
             webhook_secret: settings.webhook_secret,

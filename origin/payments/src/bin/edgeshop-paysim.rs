@@ -2,10 +2,16 @@
 //! API on one port, with injectable faults (`--decline-percent`, ...; or
 //! `POST /_sim/faults` at run time) and signed webhooks.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use payments::sim::{Faults, Options, Simulator};
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_rustls::rustls::{
+    self,
+    pki_types::{PrivateKeyDer, pem::PemObject},
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "edgeshop-paysim")]
@@ -41,6 +47,12 @@ struct Args {
     /// Authorisations whose every capture fails.
     #[arg(long, default_value_t = 0)]
     capture_fail_percent: u32,
+    /// Serve HTTPS with this certificate chain (PEM), as the real API does.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -65,15 +77,42 @@ async fn main() -> Result<()> {
         webhook_url: args.webhook_url,
         webhook_secret: args.webhook_secret,
     });
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "edgeshop-paysim listening on http://{}",
+        "edgeshop-paysim listening on {scheme}://{}",
         listener.local_addr()?
     );
     std::io::stdout().flush()?;
+    let serve = async {
+        match tls {
+            Some(tls) => sim.serve_tls(listener, tls).await,
+            None => sim.serve(listener).await,
+        }
+    };
     tokio::select! {
-        r = sim.serve(listener) => r?,
+        r = serve => r?,
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
+}
+
+/// A TLS acceptor for the certificate chain and key in these PEM files.
+fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
+    let chain = payments::stripe::read_pem_certificates(cert).context("reading --tls-cert")?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading a private key from {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("the certificate and key do not go together")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
