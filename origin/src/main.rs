@@ -7,6 +7,7 @@
 
 mod checkout;
 mod hrana;
+mod sqlite;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;

@@ -263,3 +263,54 @@ async fn acknowledged_writes_survive_kill_9() {
     assert_eq!(row.get::<i64>(1).unwrap(), 1);
     assert_eq!(row.get::<i64>(2).unwrap(), 0);
 }
+
+/// A client inside a write transaction makes other writers wait for
+/// SQLite's lock. Their waiting must not hold up the origin: if it did, the
+/// holder could not even commit, and every waiter would give up with
+/// "database is locked" having achieved nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn writers_waiting_for_the_lock_do_not_stall_the_origin() {
+    let dir = TempDir::new("hrana-wait");
+    let origin = origin(&dir);
+    let setup = remote(&origin, "orders", TOKEN).await;
+    setup
+        .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)", ())
+        .await
+        .unwrap();
+    let holder = remote(&origin, "orders", TOKEN).await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("INSERT INTO t (who) VALUES ('holder')", ())
+        .await
+        .unwrap();
+    // More waiting writers than the origin has worker threads.
+    let workers = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let waiters: Vec<_> = (0..workers * 4)
+        .map(|i| {
+            let url = origin.url.clone();
+            tokio::spawn(async move {
+                let conn = libsql::Builder::new_remote(format!("{url}/db/orders"), TOKEN.into())
+                    .build()
+                    .await
+                    .unwrap()
+                    .connect()
+                    .unwrap();
+                conn.execute("INSERT INTO t (who) VALUES (?1)", params![format!("w{i}")])
+                    .await
+            })
+        })
+        .collect();
+    // Give them time to reach the lock and start waiting on it.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let health = request("GET", &format!("{}/health", origin.url), &[], vec![]).await;
+    assert_eq!(health.status, 200, "{}", health.text());
+    tx.commit().await.unwrap();
+    for (i, w) in waiters.into_iter().enumerate() {
+        let written = w.await.unwrap();
+        assert!(written.is_ok(), "writer {i}: {written:?}");
+    }
+    let mut rows = setup.query("SELECT count(*) FROM t", ()).await.unwrap();
+    assert_eq!(
+        rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap(),
+        1 + workers as i64 * 4
+    );
+}

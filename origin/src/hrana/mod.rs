@@ -160,14 +160,14 @@ impl HranaServer {
             },
             ("POST", "v2/pipeline" | "v3/pipeline") => {
                 match serde_json::from_slice::<PipelineReqBody>(&body) {
-                    Ok(req) => self.pipeline(db, req).await,
+                    Ok(req) => crate::sqlite::off_runtime(self.pipeline(db, req)).await,
                     Err(e) => Reply::problem(Problem::bad_request(format!(
                         "the pipeline request is not valid Hrana JSON: {e}"
                     ))),
                 }
             }
             ("POST", "v3/cursor") => match serde_json::from_slice::<CursorReqBody>(&body) {
-                Ok(req) => self.cursor(db, req).await,
+                Ok(req) => crate::sqlite::off_runtime(self.cursor(db, req)).await,
                 Err(e) => Reply::problem(Problem::bad_request(format!(
                     "the cursor request is not valid Hrana JSON: {e}"
                 ))),
