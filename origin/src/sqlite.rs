@@ -7,6 +7,10 @@
 //! request that would commit and let go of the lock: the waiters then fail
 //! with `SQLITE_BUSY` having achieved nothing. [`off_runtime`] moves the
 //! wait off the worker.
+//!
+//! The hand-off is not free: on two cores, doing it for checkout's three
+//! stock writes per order cost a third of checkout throughput, so those
+//! stay on the worker (a stalled stock write times out into a retry).
 
 use std::future::Future;
 use tokio::runtime::{Handle, RuntimeFlavor};

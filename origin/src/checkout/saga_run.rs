@@ -8,7 +8,6 @@
 use super::stock::{self, Held};
 use super::store::{self, Order};
 use super::{Checkout, now_ms};
-use crate::sqlite::off_runtime;
 use payments::{Authorise, IntentStatus, PayError, PaymentProvider};
 use saga::{Outcome, Step};
 use std::time::{Duration, Instant};
@@ -160,13 +159,7 @@ impl Checkout {
         let hold = self.hold_id(&order.id);
         match step {
             Step::ReserveStock => {
-                match off_runtime(stock::hold(
-                    &*self.catalog.lock().await,
-                    &hold,
-                    &order.lines,
-                ))
-                .await
-                {
+                match stock::hold(&*self.catalog.lock().await, &hold, &order.lines).await {
                     Ok(Held::Done) => Attempt::done(format!("{} lines held", order.lines.len())),
                     Ok(Held::Short { product_id, left }) => {
                         Attempt::rejected(format!("product {product_id} has only {left} left"))
@@ -174,18 +167,14 @@ impl Checkout {
                     Err(e) => Attempt::transient(format!("catalog: {e}")),
                 }
             }
-            Step::ConfirmOrder => {
-                match off_runtime(stock::sell(&*self.catalog.lock().await, &hold)).await {
-                    Ok(()) => Attempt::done("stock sold"),
-                    Err(e) => Attempt::transient(format!("catalog: {e}")),
-                }
-            }
-            Step::ReleaseStock => {
-                match off_runtime(stock::release(&*self.catalog.lock().await, &hold)).await {
-                    Ok(()) => Attempt::done("stock returned"),
-                    Err(e) => Attempt::transient(format!("catalog: {e}")),
-                }
-            }
+            Step::ConfirmOrder => match stock::sell(&*self.catalog.lock().await, &hold).await {
+                Ok(()) => Attempt::done("stock sold"),
+                Err(e) => Attempt::transient(format!("catalog: {e}")),
+            },
+            Step::ReleaseStock => match stock::release(&*self.catalog.lock().await, &hold).await {
+                Ok(()) => Attempt::done("stock returned"),
+                Err(e) => Attempt::transient(format!("catalog: {e}")),
+            },
             Step::AuthorisePayment => self.authorise(order).await,
             Step::CapturePayment => self.capture(order).await,
             Step::VoidPayment | Step::RefundPayment => self.release_payment(order).await,
