@@ -340,7 +340,10 @@ impl Drop for Host {
 pub struct Reply {
     pub status: u16,
     pub headers: http::HeaderMap,
+    /// The body as a client reads it: any `Content-Encoding` undone.
     pub body: Vec<u8>,
+    /// The body as it came over the wire.
+    pub wire: Vec<u8>,
 }
 
 impl Reply {
@@ -366,9 +369,16 @@ impl Reply {
         assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()), "{p}");
         p
     }
+    /// The cache's `Cache-Status`, or `<none>`.
+    pub fn cache_status(&self) -> &str {
+        self.header("cache-status").unwrap_or("<none>")
+    }
 }
 
-/// Sends one request on a fresh connection.
+pub use edgeshop_clients::{Client, Purpose};
+
+/// Sends one request on a fresh connection, with exactly `headers` (and
+/// `Host`): a bare client. The body is decoded as any client decodes it.
 pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
     let uri: http::Uri = url.parse().expect("url");
     let authority = uri.authority().expect("authority").to_string();
@@ -396,18 +406,87 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Ve
         .expect("response");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = http_body_util::BodyExt::collect(resp.into_body())
+    let wire = http_body_util::BodyExt::collect(resp.into_body())
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
+    let coding = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok());
+    // A HEAD, a 304 and a part of a coded body have nothing to decode on
+    // their own.
+    let body = if method == "HEAD" || status == 304 || status == 206 {
+        wire.clone()
+    } else {
+        edgeshop_clients::decode(coding, &wire)
+            .unwrap_or_else(|e| panic!("{method} {url}: {e} ({status}, {headers:?})"))
+    };
     Reply {
         status,
         headers,
         body,
+        wire,
     }
 }
 
+/// Sends one request the way `client` would for `purpose`: its own header
+/// fields, then `extra` (which replace the client's of the same name).
+pub async fn request_as(
+    client: Client,
+    purpose: Purpose,
+    method: &str,
+    url: &str,
+    extra: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    let uri: http::Uri = url.parse().expect("url");
+    let authority = uri.authority().expect("authority").to_string();
+    let fields = edgeshop_clients::merged(
+        edgeshop_clients::headers(client, purpose, &authority),
+        extra,
+    );
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    request(method, url, &fields, body).await
+}
+
+/// A shopper's browser reading `url` (a page script's `fetch`): what most
+/// tests send, because it is what most users send.
 pub async fn get(url: &str) -> Reply {
+    browse(url, &[]).await
+}
+
+/// [`get`] with more fields (a token, a condition).
+pub async fn browse(url: &str, extra: &[(&str, &str)]) -> Reply {
+    request_as(
+        Client::Chromium,
+        Purpose::Read,
+        "GET",
+        url,
+        extra,
+        Vec::new(),
+    )
+    .await
+}
+
+/// A browser's script posting JSON to `url`.
+pub async fn post_json(url: &str, body: &serde_json::Value, extra: &[(&str, &str)]) -> Reply {
+    request_as(
+        Client::Chromium,
+        Purpose::SendJson,
+        "POST",
+        url,
+        extra,
+        body.to_string().into_bytes(),
+    )
+    .await
+}
+
+/// A probe: a plain GET with no client's fields (health checks, status
+/// endpoints, monitoring).
+pub async fn probe(url: &str) -> Reply {
     request("GET", url, &[], Vec::new()).await
 }
 
@@ -539,7 +618,7 @@ pub fn start_pop_with(
 /// Waits (at most 30 s) until `host`'s health endpoint says ready.
 pub async fn wait_ready(host: &Host) {
     for _ in 0..300 {
-        if get(&format!("{}/.well-known/edgeshop/health", host.url))
+        if probe(&format!("{}/.well-known/edgeshop/health", host.url))
             .await
             .status
             == 200
@@ -686,4 +765,120 @@ pub async fn set_faults(paysim: &Host, faults: serde_json::Value) {
 
 fn toml_string(s: &str) -> String {
     format!("'''{s}'''")
+}
+
+/// A proxy between a PoP and the origin that can lose answers: armed with
+/// needles, it forwards the next request whose body contains them all,
+/// lets the origin run it, then closes the connection instead of
+/// answering. The
+/// PoP sees what a network failure after sending looks like: the outcome
+/// of its statement is unknown to it. A fault injector, not a stand-in:
+/// everything else passes through to the real origin.
+pub struct AnswerDropper {
+    pub url: String,
+    armed: std::sync::Arc<std::sync::Mutex<Option<Vec<String>>>>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AnswerDropper {
+    pub async fn start(origin: &str) -> AnswerDropper {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let armed = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<String>>));
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let origin: http::Uri = origin.parse().unwrap();
+        let (a, d) = (armed.clone(), dropped.clone());
+        let task = tokio::spawn(async move {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (client, origin, armed, dropped) =
+                    (client.clone(), origin.clone(), a.clone(), d.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (client, origin, armed, dropped) = (
+                            client.clone(),
+                            origin.clone(),
+                            armed.clone(),
+                            dropped.clone(),
+                        );
+                        async move {
+                            let (mut parts, body) = req.into_parts();
+                            let body = http_body_util::BodyExt::collect(body)
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let lose = {
+                                let mut armed = armed.lock().unwrap();
+                                let text = String::from_utf8_lossy(&body);
+                                let hit = armed.as_ref().is_some_and(|needles| {
+                                    needles.iter().all(|n| text.contains(n.as_str()))
+                                });
+                                if hit {
+                                    *armed = None;
+                                }
+                                hit
+                            };
+                            let mut uri = origin.clone().into_parts();
+                            uri.path_and_query = parts.uri.path_and_query().cloned();
+                            parts.uri = http::Uri::from_parts(uri).unwrap();
+                            parts.headers.remove("host");
+                            let req =
+                                http::Request::from_parts(parts, http_body_util::Full::new(body));
+                            let resp = client.request(req).await;
+                            if lose {
+                                dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                // The origin ran it; the PoP never hears.
+                                return Err::<http::Response<http_body_util::Full<bytes::Bytes>>, _>(
+                                    "answer dropped on purpose",
+                                );
+                            }
+                            let resp = resp.map_err(|_| "origin unreachable")?;
+                            let (parts, body) = resp.into_parts();
+                            let body = http_body_util::BodyExt::collect(body)
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            Ok(http::Response::from_parts(
+                                parts,
+                                http_body_util::Full::new(body),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        AnswerDropper {
+            url,
+            armed,
+            dropped,
+            task,
+        }
+    }
+
+    /// Loses the answer to the next request whose body contains every
+    /// one of `needles`.
+    pub fn arm(&self, needles: &[&str]) {
+        *self.armed.lock().unwrap() = Some(needles.iter().map(|n| n.to_string()).collect());
+    }
+
+    /// Answers lost so far.
+    pub fn dropped(&self) -> u32 {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for AnswerDropper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
