@@ -6,8 +6,8 @@
 //! cache in `spin.toml` at two PoPs, purged by a write at the primary.
 
 use edgeshop_e2e::{
-    Host, Reply, TempDir, primary_connection, request, root, seeded_catalog, start_origin_on_seed,
-    start_pop, wait_ready,
+    Client, Host, Purpose, Reply, TempDir, primary_connection, request, request_as, root,
+    seeded_catalog, start_origin_on_seed, start_pop, wait_ready,
 };
 use std::time::Duration;
 
@@ -36,8 +36,27 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+/// A bare request with exactly `headers`: the protocol tests below name
+/// every field they send.
 async fn get(host: &Host, path: &str, headers: &[(&str, &str)]) -> Reply {
     request("GET", &format!("{}{path}", host.url), headers, Vec::new()).await
+}
+
+/// `client`'s request for `path`, as a page script sends it, plus `extra`.
+async fn as_client(
+    client: Client,
+    method: &str,
+    host: &Host,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let url = format!("{}{path}", host.url);
+    request_as(client, Purpose::Read, method, &url, extra, Vec::new()).await
+}
+
+/// A browser's read of `path`.
+async fn browser(host: &Host, path: &str, extra: &[(&str, &str)]) -> Reply {
+    as_client(Client::Chromium, "GET", host, path, extra).await
 }
 
 fn status(r: &Reply) -> &str {
@@ -499,8 +518,8 @@ async fn a_write_at_the_primary_purges_every_pop_as_it_replicates() {
     let listing = "/api/v1/products?limit=5";
     for pop in &pops {
         for path in [product, listing] {
-            get(pop, path, &[]).await;
-            let again = get(pop, path, &[]).await;
+            browser(pop, path, &[]).await;
+            let again = browser(pop, path, &[]).await;
             assert_eq!(again.status, 200);
             assert!(status(&again).contains("hit"), "{path}: {}", status(&again));
         }
@@ -516,7 +535,7 @@ async fn a_write_at_the_primary_purges_every_pop_as_it_replicates() {
         .unwrap();
     for pop in &pops {
         loop {
-            let r = get(pop, product, &[]).await;
+            let r = browser(pop, product, &[]).await;
             assert_eq!(r.status, 200);
             if r.json()["title"] == "Freshly purged" {
                 println!(
@@ -532,11 +551,11 @@ async fn a_write_at_the_primary_purges_every_pop_as_it_replicates() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // The new copy is stored and served from the cache again.
-        let r = get(pop, product, &[]).await;
+        let r = browser(pop, product, &[]).await;
         assert!(status(&r).contains("hit"), "{}", status(&r));
         assert_eq!(r.json()["title"], "Freshly purged");
         // The listing was tagged `catalog`: it was purged as well.
-        let r = get(pop, listing, &[]).await;
+        let r = browser(pop, listing, &[]).await;
         assert!(!status(&r).starts_with("edgeshop; hit"), "{}", status(&r));
     }
 }
@@ -554,17 +573,376 @@ async fn with_the_origin_down_cached_catalog_reads_keep_coming_from_the_cache() 
     .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
     wait_ready(&pop).await;
     let product = "/api/v1/products/11";
-    let first = get(&pop, product, &[]).await;
+    let first = browser(&pop, product, &[]).await;
     assert_eq!(first.status, 200);
     origin.kill();
     for _ in 0..20 {
-        let r = get(&pop, product, &[]).await;
+        let r = browser(&pop, product, &[]).await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(status(&r).starts_with("edgeshop; hit"), "{}", status(&r));
         assert_eq!(r.text(), first.text());
     }
     // What was never asked for comes from the PoP's replica, and is stored.
-    let r = get(&pop, "/api/v1/products/12", &[]).await;
+    let r = browser(&pop, "/api/v1/products/12", &[]).await;
     assert_eq!(r.status, 200);
     assert!(status(&r).contains("stored"), "{}", status(&r));
+}
+
+/// A JSON page big enough to be worth compressing, fresh for a minute.
+fn page(name: &str, extra: &str) -> String {
+    format!(
+        "/origin/{name}?cc={}&etag={}&type={}&pad=4000{extra}",
+        enc("public, max-age=60"),
+        enc("\"v1\""),
+        enc("application/json"),
+    )
+}
+
+/// Browsers ask for brotli on every request. The app is asked for
+/// identity only; the cache stores that and serves each client the coding
+/// it accepts, each coding made once from the stored response. Before
+/// this, a browser-shaped request was never a hit.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_client_gets_the_coding_it_accepts_from_one_stored_response() {
+    let (host, _dir) = cached_host();
+    let path = page("coded", "");
+    let first = browser(&host, &path, &[]).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(
+        first
+            .cache_status()
+            .starts_with("edgeshop; fwd=uri-miss; fwd-status=200; stored; ttl="),
+        "{}",
+        first.cache_status()
+    );
+    assert_eq!(first.header("content-encoding"), Some("br"));
+    assert_eq!(first.header("vary"), Some("accept-encoding"));
+    assert_eq!(first.header("etag"), Some("\"v1-br\""));
+    assert_eq!(
+        first.header("content-length"),
+        Some(first.wire.len().to_string().as_str())
+    );
+    assert!(
+        first.wire.len() * 4 < first.body.len(),
+        "{} compressed bytes for {}",
+        first.wire.len(),
+        first.body.len()
+    );
+    // The app saw identity, whatever the browser asked for.
+    assert!(
+        first.text().contains("encoding=identity"),
+        "{}",
+        first.text()
+    );
+
+    let second = browser(&host, &path, &[]).await;
+    assert!(
+        second.cache_status().starts_with("edgeshop; hit"),
+        "{}",
+        second.cache_status()
+    );
+    assert_eq!(second.wire, first.wire);
+
+    // Other clients, other codings, the same stored response.
+    for (client, extra, coding, etag) in [
+        (Client::Curl, vec![], None, "\"v1\""),
+        (Client::Bare, vec![], None, "\"v1\""),
+        (Client::CurlCompressed, vec![], Some("br"), "\"v1-br\""),
+        (
+            Client::Bare,
+            vec![("accept-encoding", "gzip")],
+            Some("gzip"),
+            "\"v1-gzip\"",
+        ),
+        (
+            Client::Bare,
+            vec![("accept-encoding", "br;q=0, gzip")],
+            Some("gzip"),
+            "\"v1-gzip\"",
+        ),
+        (
+            Client::Bare,
+            vec![("accept-encoding", "gzip;q=0.5, identity")],
+            None,
+            "\"v1\"",
+        ),
+        (
+            Client::Bare,
+            vec![("accept-encoding", "*;q=0, identity")],
+            None,
+            "\"v1\"",
+        ),
+        (Client::Bare, vec![("accept-encoding", "")], None, "\"v1\""),
+        (
+            Client::Bare,
+            vec![("accept-encoding", "zstd, br")],
+            Some("br"),
+            "\"v1-br\"",
+        ),
+    ] {
+        let r = as_client(client, "GET", &host, &path, &extra).await;
+        let what = format!("{client:?} {extra:?}");
+        assert_eq!(r.status, 200, "{what}");
+        assert!(
+            r.cache_status().starts_with("edgeshop; hit"),
+            "{what}: {}",
+            r.cache_status()
+        );
+        assert_eq!(r.header("content-encoding"), coding, "{what}");
+        assert_eq!(r.header("etag"), Some(etag), "{what}");
+        assert_eq!(r.header("vary"), Some("accept-encoding"), "{what}");
+        assert_eq!(r.body, first.body, "{what}: the same content");
+    }
+    // Refusing every coding, identity included, is 406.
+    for refusal in ["identity;q=0, *;q=0", "*;q=0", "zstd, identity;q=0"] {
+        let r = get(&host, &path, &[("accept-encoding", refusal)]).await;
+        r.problem(406);
+        assert_eq!(r.header("vary"), Some("accept-encoding"));
+    }
+    // The real curl, as a user runs it.
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--compressed", "-D", "-", "-o", "/dev/null"])
+        .arg(format!("{}{path}", host.url))
+        .output()
+        .expect("curl runs");
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.contains("cache-status: edgeshop; hit"), "{head}");
+    assert!(head.contains("content-encoding: br"), "{head}");
+    // One app run served them all.
+    assert_eq!(runs(&host, "coded").await, 1);
+
+    // A miss answered in gzip stores gzip too; a later browser gets its
+    // brotli made from the stored identity response, not from the app.
+    let path = page("gz-first", "");
+    let r = get(&host, &path, &[("accept-encoding", "gzip")]).await;
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert!(r.cache_status().contains("stored"));
+    let r = browser(&host, &path, &[]).await;
+    assert_eq!(r.header("content-encoding"), Some("br"));
+    assert!(
+        r.cache_status().starts_with("edgeshop; hit"),
+        "{}",
+        r.cache_status()
+    );
+    assert_eq!(runs(&host, "gz-first").await, 1);
+}
+
+/// What is not worth compressing, or must not be, is served as the app
+/// sent it, to every client, and still cached.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_binary_coded_and_no_transform_responses_are_sent_as_they_are() {
+    let (host, _dir) = cached_host();
+    let cc = enc("public, max-age=60");
+    for (name, query, coded) in [
+        (
+            "small",
+            format!("cc={cc}&type={}", enc("application/json")),
+            None,
+        ),
+        (
+            "image",
+            format!("cc={cc}&type={}&pad=4000", enc("image/webp")),
+            None,
+        ),
+        (
+            "notransform",
+            format!(
+                "cc={}&type={}&pad=4000",
+                enc("public, max-age=60, no-transform"),
+                enc("text/html")
+            ),
+            None,
+        ),
+        // An app that compressed by itself is passed on untouched, never
+        // compressed twice.
+        (
+            "precoded",
+            format!("cc={cc}&type={}&pad=4000&coded=gzip", enc("text/css")),
+            Some("gzip"),
+        ),
+    ] {
+        let path = format!("/origin/{name}?{query}");
+        let first = as_client(Client::Chromium, "GET", &host, &path, &[]).await;
+        assert_eq!(first.status, 200, "{name}");
+        let second = as_client(Client::Chromium, "GET", &host, &path, &[]).await;
+        assert!(
+            second.cache_status().starts_with("edgeshop; hit"),
+            "{name}: {}",
+            second.cache_status()
+        );
+        assert_eq!(second.header("content-encoding"), coded, "{name}");
+        assert_eq!(second.header("vary"), None, "{name}: nothing negotiated");
+        if coded.is_none() {
+            let plain = get(&host, &path, &[]).await;
+            assert_eq!(
+                plain.wire, second.wire,
+                "{name}: the same bytes for everyone"
+            );
+        }
+    }
+}
+
+/// Ranges apply to the bytes sent, so to the coded variant; one range is a
+/// 206, a range past the end a 416, and what this cache does not serve
+/// (several ranges, another unit, a stale `If-Range`) the whole response.
+#[tokio::test(flavor = "multi_thread")]
+async fn ranges_and_head_are_answered_from_the_stored_response() {
+    let (host, _dir) = cached_host();
+    let path = page("ranged", "");
+    let whole = get(&host, &path, &[]).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    let len = whole.body.len();
+
+    let r = get(&host, &path, &[("range", "bytes=0-9")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 0-9/{len}").as_str())
+    );
+    assert_eq!(r.body, whole.body[..10]);
+    assert!(r.cache_status().starts_with("edgeshop; hit"));
+    let r = get(&host, &path, &[("range", "bytes=-5")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, whole.body[len - 5..]);
+
+    // A browser resuming a brotli download gets brotli bytes.
+    let br = browser(&host, &path, &[]).await;
+    let r = browser(&host, &path, &[("range", "bytes=10-")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-encoding"), Some("br"));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 10-{}/{}", br.wire.len() - 1, br.wire.len()).as_str())
+    );
+    assert_eq!(r.wire, br.wire[10..]);
+
+    let r = get(&host, &path, &[("range", &format!("bytes={len}-"))]).await;
+    r.problem(416);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{len}").as_str())
+    );
+    for (range, if_range) in [
+        ("bytes=0-1, 5-6", None),
+        ("items=0-9", None),
+        ("bytes=9-0", None),
+        ("bytes=0-9", Some("\"v0\"")),
+        ("bytes=0-9", Some("W/\"v1\"")),
+    ] {
+        let mut fields = vec![("range", range)];
+        fields.extend(if_range.map(|v| ("if-range", v)));
+        let r = get(&host, &path, &fields).await;
+        assert_eq!(r.status, 200, "{range} {if_range:?}");
+        assert_eq!(r.body, whole.body);
+    }
+    let r = get(
+        &host,
+        &path,
+        &[("range", "bytes=0-9"), ("if-range", "\"v1\"")],
+    )
+    .await;
+    assert_eq!(r.status, 206);
+
+    // A miss answers a range too, from what it just stored.
+    let fresh = page("ranged-miss", "");
+    let r = get(&host, &fresh, &[("range", "bytes=0-4")]).await;
+    assert_eq!(r.status, 206, "{}", r.cache_status());
+    assert!(r.cache_status().contains("stored"));
+    assert_eq!(r.body, b"/rang");
+
+    // HEAD: the headers a GET would get, no body, no app run.
+    for client in [Client::Chromium, Client::Curl] {
+        let get = as_client(client, "GET", &host, &path, &[]).await;
+        let head = as_client(client, "HEAD", &host, &path, &[]).await;
+        assert_eq!(head.status, 200);
+        assert!(head.wire.is_empty());
+        assert!(head.cache_status().starts_with("edgeshop; hit"));
+        for field in [
+            "etag",
+            "content-encoding",
+            "vary",
+            "content-type",
+            "cache-control",
+        ] {
+            assert_eq!(head.header(field), get.header(field), "{client:?} {field}");
+        }
+    }
+    assert_eq!(runs(&host, "ranged").await, 1);
+}
+
+/// `If-None-Match` answers 304 however the response is produced: a hit, a
+/// fill, a response that could not be stored, one too large to store, a
+/// stale copy served for a failing app, a request with credentials that
+/// goes past the cache. The app never answers conditions itself here.
+#[tokio::test(flavor = "multi_thread")]
+async fn if_none_match_gives_304_on_every_path() {
+    let (host, _dir) = cached_host();
+    let tag = enc("\"v1\"");
+    let cc = |v: &str| enc(v);
+    let cases = [
+        (
+            "fill",
+            format!("cc={}&etag={tag}", cc("max-age=60")),
+            vec![],
+        ),
+        (
+            "nostore",
+            format!("cc={}&etag={tag}", cc("no-store")),
+            vec![],
+        ),
+        (
+            "private",
+            format!("cc={}&etag={tag}", cc("private, max-age=60")),
+            vec![],
+        ),
+        (
+            "toolarge",
+            format!("cc={}&etag={tag}&pad=1100000", cc("max-age=60")),
+            vec![],
+        ),
+        (
+            "signed",
+            format!("cc={}&etag={tag}", cc("max-age=60")),
+            vec![("authorization", "Bearer someone")],
+        ),
+    ];
+    for (name, query, extra) in &cases {
+        let path = format!("/origin/inm-{name}?{query}");
+        let mut fields = extra.clone();
+        fields.push(("if-none-match", "\"v1\""));
+        for round in 0..2 {
+            let r = get(&host, &path, &fields).await;
+            assert_eq!(r.status, 304, "{name} round {round}: {}", r.cache_status());
+            assert!(r.wire.is_empty());
+            assert_eq!(r.header("etag"), Some("\"v1\""), "{name}");
+        }
+        // Another validator gets the whole response.
+        let mut other = extra.clone();
+        other.push(("if-none-match", "\"v0\""));
+        assert_eq!(get(&host, &path, &other).await.status, 200, "{name}");
+    }
+    // A stale copy served because the app fails is answered the same way.
+    let path = format!(
+        "/origin/inm-sie?cc={}&etag={tag}&fail_after=1",
+        cc("max-age=1, stale-if-error=60")
+    );
+    get(&host, &path, &[]).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = get(&host, &path, &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(r.status, 304, "{}", r.cache_status());
+    assert!(
+        r.cache_status().contains("detail=stale-if-error"),
+        "{}",
+        r.cache_status()
+    );
+    // Unsafe methods are never turned into 304.
+    let r = request(
+        "POST",
+        &format!("{}/origin/inm-post?etag={tag}", host.url),
+        &[("if-none-match", "\"v1\"")],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
 }

@@ -24,6 +24,9 @@ pub struct CacheControl {
     pub stale_if_error: Option<u64>,
     /// Request only: answer from cache or not at all.
     pub only_if_cached: bool,
+    /// The content must reach the client as the server sent it: no
+    /// content coding added (RFC 9111 §5.2.2.6).
+    pub no_transform: bool,
 }
 
 impl CacheControl {
@@ -60,6 +63,7 @@ impl CacheControl {
             "must-revalidate" => self.must_revalidate = true,
             "proxy-revalidate" => self.proxy_revalidate = true,
             "only-if-cached" => self.only_if_cached = true,
+            "no-transform" => self.no_transform = true,
             _ => {}
         }
     }

@@ -42,6 +42,9 @@ pub enum Outcome {
         /// Why it bypassed, or how a stale copy came to be served.
         detail: Option<&'static str>,
     },
+    /// Answered by the cache itself without a representation (406 when
+    /// the client refuses every coding the stored response comes in).
+    Refused { detail: &'static str },
 }
 
 impl Outcome {
@@ -81,6 +84,7 @@ impl Outcome {
     pub fn header_value(&self) -> String {
         let mut out = String::from(CACHE_NAME);
         match self {
+            Outcome::Refused { detail } => out.push_str(&format!("; detail={detail}")),
             Outcome::Hit { ttl_secs, detail } => {
                 out.push_str(&format!("; hit; ttl={ttl_secs}"));
                 if let Some(d) = detail {
@@ -186,6 +190,13 @@ mod tests {
             }
             .header_value(),
             "edgeshop; fwd=bypass; fwd-status=200; detail=authorization"
+        );
+        assert_eq!(
+            Outcome::Refused {
+                detail: "not-acceptable"
+            }
+            .header_value(),
+            "edgeshop; detail=not-acceptable"
         );
         assert_eq!(ttl_secs(5_999, 0), 5);
         assert_eq!(ttl_secs(0, 3_500), -3);

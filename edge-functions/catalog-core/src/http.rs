@@ -51,7 +51,6 @@ impl Response {
             ("etag".to_string(), etag.clone()),
             ("cache-control".to_string(), cache_control.to_string()),
             ("cache-tag".to_string(), tags.join(",")),
-            ("vary".to_string(), "accept-encoding".to_string()),
         ];
         if if_none_match
             .is_some_and(|inm| cache_core::conditional::not_modified([inm], Some(&etag)))

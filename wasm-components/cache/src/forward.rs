@@ -1,9 +1,11 @@
 //! Going forward to the app, storing what comes back, and building the
 //! responses the cache gives.
 
+use crate::represent::{self, Asked};
 use crate::store::{self, Store};
-use crate::{header_values, lines, not_modified, now_ms};
+use crate::{lines, now_ms};
 use bytes::Bytes;
+use cache_core::encoding::{self, Coding};
 use cache_core::entry::Entry;
 use cache_core::freshness::{self, Received};
 use cache_core::status::Outcome;
@@ -15,7 +17,9 @@ use spin_sdk::wasip3::http::types::ErrorCode;
 
 /// Request headers the app sees on a cacheable request: anything else
 /// could change a response without being part of its key. A header a
-/// stored response's `Vary` names is passed on as well.
+/// stored response's `Vary` names is passed on as well, except
+/// `Accept-Encoding`: the app is always asked for identity, and the cache
+/// does the coding.
 const FORWARDED: &[&str] = &[
     "accept",
     "accept-language",
@@ -52,12 +56,15 @@ pub enum Fetched {
     Streaming(spin_sdk::http::Response),
     /// Larger than an entry: what was read, then the rest.
     Chained(http::Response<Chained>),
-    /// Read whole (to be stored, or as built here).
+    /// Read whole (to be stored, or as built here): the representation
+    /// in the coding the client gets.
     Buffered {
         status: u16,
         headers: Vec<(String, Vec<u8>)>,
         body: Bytes,
     },
+    /// The client refuses every coding the response is stored in.
+    NotAcceptable,
 }
 
 impl Fetched {
@@ -66,6 +73,7 @@ impl Fetched {
             Fetched::Streaming(r) => r.status().as_u16(),
             Fetched::Chained(r) => r.status().as_u16(),
             Fetched::Buffered { status, .. } => *status,
+            Fetched::NotAcceptable => 406,
         }
     }
 }
@@ -97,41 +105,24 @@ pub async fn pass(req: Request) -> Result<Fetched, ErrorCode> {
 }
 
 /// Fetches the current response for a cacheable request and stores it when
-/// it may be. Returns it and whether it was stored.
+/// it may be. Returns it (in the coding the client gets) and whether it
+/// was stored.
 pub async fn fill(
     req: Request,
     store: &Store,
     primary: &str,
     credentials: bool,
+    coding: Option<Coding>,
 ) -> Result<(Fetched, Stored), ErrorCode> {
-    let head = req.method() == http::Method::HEAD;
-    let (fetched, stored) =
-        fetch_and_store(req.uri(), req.headers(), store, primary, credentials).await?;
-    // The client's own conditions, evaluated against what it would get.
-    if let Fetched::Buffered {
-        status,
-        headers,
-        body,
-    } = fetched
-    {
-        let etag = headers
-            .iter()
-            .find(|(n, _)| n == "etag")
-            .and_then(|(_, v)| std::str::from_utf8(v).ok());
-        if status == 200 && not_modified(&req, etag) {
-            return Ok((not_modified_response(&headers), stored));
-        }
-        let body = if head { Bytes::new() } else { body };
-        return Ok((
-            Fetched::Buffered {
-                status,
-                headers,
-                body,
-            },
-            stored,
-        ));
-    }
-    Ok((fetched, stored))
+    fetch_and_store(
+        req.uri(),
+        req.headers(),
+        store,
+        primary,
+        credentials,
+        coding,
+    )
+    .await
 }
 
 async fn fetch_and_store(
@@ -140,6 +131,7 @@ async fn fetch_and_store(
     store: &Store,
     primary: &str,
     credentials: bool,
+    coding: Option<Coding>,
 ) -> Result<(Fetched, Stored), ErrorCode> {
     // Read before fetching: a change after this point is newer than the
     // entry, so it can never be missed.
@@ -159,7 +151,14 @@ async fn fetch_and_store(
             .and_then(freshness::parse_http_date)
             .unwrap_or(0) // an invalid Expires is in the past
     });
-    let vary = key::vary_names(lines(resp.headers(), "vary"));
+    // The app saw `Accept-Encoding: identity` whatever it varies on; the
+    // cache keys codings itself (below).
+    let vary = key::vary_names(lines(resp.headers(), "vary")).map(|names| {
+        names
+            .into_iter()
+            .filter(|n| n != "accept-encoding")
+            .collect::<Vec<_>>()
+    });
     let facts = ResponseFacts {
         status,
         lifetime: freshness::lifetime(&cc, expires, Some(date.unwrap_or(response_time))),
@@ -198,18 +197,27 @@ async fn fetch_and_store(
             ));
         }
     };
-    let headers: Vec<(String, Vec<u8>)> = parts
+    let mut headers: Vec<(String, Vec<u8>)> = parts
         .headers
         .iter()
         .filter(|(n, _)| !NOT_STORED.contains(&n.as_str()))
         .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
         .collect();
-    let vary = vary.unwrap_or_default();
+    let mut vary = vary.unwrap_or_default();
+    let negotiated = encoding::negotiable(&headers, body.len(), cc.no_transform);
+    if negotiated {
+        headers = encoding::identity_fields(&headers);
+        vary.push("accept-encoding".into());
+        vary.sort();
+    }
+    if status == 200 {
+        headers.push(("accept-ranges".into(), b"bytes".to_vec()));
+    }
     let entry = Entry {
         primary: primary.to_string(),
-        secondary: key::secondary(&vary, |name| lines(request_headers, name)),
+        secondary: crate::secondary(&vary, request_headers, Coding::Identity),
         status,
-        headers: headers.clone(),
+        headers,
         body: body.to_vec(),
         response_time,
         initial_age: Received {
@@ -228,11 +236,27 @@ async fn fetch_and_store(
     };
     let ttl = entry.lifetime.saturating_sub(entry.initial_age);
     let stored = store.put(&entry, &vary).then_some(ttl);
+    // What this client gets: identity, or its coding, made once and stored
+    // for the next client that asks for it.
+    let served = match (negotiated, coding) {
+        (false, _) | (true, Some(Coding::Identity)) => entry,
+        (true, None) => return Ok((Fetched::NotAcceptable, stored)),
+        (true, Some(c)) => {
+            let secondary = crate::secondary(&vary, request_headers, c);
+            match encoding::variant(&entry, c, secondary) {
+                Some(variant) => {
+                    store.put(&variant, &vary);
+                    variant
+                }
+                None => entry,
+            }
+        }
+    };
     Ok((
         Fetched::Buffered {
-            status,
-            headers,
-            body,
+            status: served.status,
+            headers: served.headers,
+            body: Bytes::from(served.body),
         },
         stored,
     ))
@@ -298,9 +322,10 @@ fn outgoing(
     let mut dropped = Vec::new();
     for (name, value) in headers {
         let n = name.as_str();
-        let keep = FORWARDED.contains(&n)
-            || FORWARDED_PREFIXES.iter().any(|p| n.starts_with(p))
-            || vary.iter().any(|v| v == n);
+        let keep = n != "accept-encoding"
+            && (FORWARDED.contains(&n)
+                || FORWARDED_PREFIXES.iter().any(|p| n.starts_with(p))
+                || vary.iter().any(|v| v == n));
         if keep {
             builder = builder.header(name, value);
         } else {
@@ -308,6 +333,7 @@ fn outgoing(
         }
     }
     let request = builder
+        .header("accept-encoding", "identity")
         .body(http_body_util::Empty::new())
         .unwrap_or_else(|_| http::Request::new(http_body_util::Empty::new()));
     (request, dropped)
@@ -319,7 +345,7 @@ fn http_date(headers: &http::HeaderMap, name: &str) -> Option<u64> {
 
 /// Refreshes an entry served stale, once per PoP however many requests
 /// see it stale: whoever takes the fill lock does it after its answer.
-pub fn refresh_in_background(req: &Request, primary: &str, store: Store) {
+pub fn refresh_in_background(req: &Request, primary: &str, store: Store, coding: Coding) {
     let lock = key::lock_key(primary);
     if !store.try_lock(&lock) {
         return;
@@ -329,25 +355,38 @@ pub fn refresh_in_background(req: &Request, primary: &str, store: Store) {
     let credentials = crate::has_credentials(req);
     let primary = primary.to_string();
     spin_sdk::wasip3::wit_bindgen::spawn(async move {
-        if let Err(e) = fetch_and_store(&uri, &headers, &store, &primary, credentials).await {
+        let refreshed =
+            fetch_and_store(&uri, &headers, &store, &primary, credentials, Some(coding)).await;
+        if let Err(e) = refreshed {
             eprintln!("cache: refreshing {primary} failed: {e:?}");
         }
         store.unlock(&lock);
     });
 }
 
-/// A response to the client: the app's, with `Cache-Status`.
-pub fn answer(fetched: Result<Fetched, ErrorCode>, outcome: Outcome) -> crate::Answer {
+/// A response to the client: the app's, with `Cache-Status`, answering
+/// the client's conditions, range and method.
+pub fn answer(
+    fetched: Result<Fetched, ErrorCode>,
+    outcome: Outcome,
+    asked: &Asked,
+) -> crate::Answer {
     let outcome = outcome.with_fwd_status(fetched.as_ref().ok().map(Fetched::status));
     let status_value = outcome.header_value();
     match fetched {
         Ok(Fetched::Streaming(mut resp)) => {
+            if let Some(answer) = unchanged(asked, resp.status(), resp.headers(), &status_value) {
+                return answer;
+            }
             if let Ok(v) = http::HeaderValue::from_str(&status_value) {
                 resp.headers_mut().insert("cache-status", v);
             }
             spin_glue::chain::respond(resp)
         }
         Ok(Fetched::Chained(mut resp)) => {
+            if let Some(answer) = unchanged(asked, resp.status(), resp.headers(), &status_value) {
+                return answer;
+            }
             if let Ok(v) = http::HeaderValue::from_str(&status_value) {
                 resp.headers_mut().insert("cache-status", v);
             }
@@ -357,11 +396,14 @@ pub fn answer(fetched: Result<Fetched, ErrorCode>, outcome: Outcome) -> crate::A
             status,
             headers,
             body,
-        }) => {
-            let mut headers = as_strings(&headers);
-            headers.push(("cache-status".into(), status_value));
-            spin_glue::http_response(status, &headers, body.to_vec()).into_response()
-        }
+        }) => represent::whole(
+            asked,
+            status,
+            &headers,
+            &body,
+            vec![("cache-status".into(), status_value)],
+        ),
+        Ok(Fetched::NotAcceptable) => represent::not_acceptable(status_value),
         Err(e) => {
             eprintln!("cache: the app failed: {e:?}");
             let p = problem::Problem::new(
@@ -383,66 +425,39 @@ pub fn answer(fetched: Result<Fetched, ErrorCode>, outcome: Outcome) -> crate::A
     }
 }
 
-/// A response from a stored entry, `age` ms old. Given the request, its
-/// `If-None-Match` and method are honoured; without one (a stale copy
-/// served after the app failed) the entry is served as it is.
-pub fn from_entry(
-    req: Option<&Request>,
-    entry: Entry,
-    age: u64,
-    outcome: &Outcome,
-) -> crate::Answer {
-    let etag = header_values(&entry, "etag").first().copied();
-    let unchanged = entry.status == 200 && req.is_some_and(|r| not_modified(r, etag));
-    let head = req.is_some_and(|r| r.method() == http::Method::HEAD);
-    let (status, mut headers, body) = if unchanged {
-        (
-            304,
-            as_strings(&not_modified_headers(&entry.headers)),
-            Vec::new(),
-        )
-    } else {
-        let headers = as_strings(&entry.headers);
-        (
-            entry.status,
-            headers,
-            if head { Vec::new() } else { entry.body },
-        )
-    };
-    headers.push(("age".into(), freshness::age_field(age)));
-    headers.push(("cache-status".into(), outcome.header_value()));
-    spin_glue::http_response(status, &headers, body).into_response()
-}
-
-/// 304 with the headers RFC 9110 §15.4.5 says it carries.
-fn not_modified_response(headers: &[(String, Vec<u8>)]) -> Fetched {
-    Fetched::Buffered {
-        status: 304,
-        headers: not_modified_headers(headers),
-        body: Bytes::new(),
+/// 304 for a streamed 200 the client already has (its body is dropped
+/// unread): the app may not answer conditions itself, and on a cacheable
+/// request it never saw them.
+fn unchanged(
+    asked: &Asked,
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    cache_status: &str,
+) -> Option<crate::Answer> {
+    let etag = headers.get("etag").and_then(|v| v.to_str().ok());
+    if !asked.has_current(status.as_u16(), etag) {
+        return None;
     }
+    let fields: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let mut kept = represent::as_strings(&represent::not_modified_fields(&fields));
+    kept.push(("cache-status".into(), cache_status.to_string()));
+    Some(spin_glue::http_response(304, &kept, Vec::new()).into_response())
 }
 
-fn not_modified_headers(headers: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
-    const KEPT: &[&str] = &[
-        "cache-control",
-        "content-location",
-        "date",
-        "etag",
-        "expires",
-        "vary",
-        "cache-tag",
-    ];
-    headers
-        .iter()
-        .filter(|(n, _)| KEPT.contains(&n.as_str()))
-        .cloned()
-        .collect()
-}
-
-fn as_strings(headers: &[(String, Vec<u8>)]) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter_map(|(n, v)| Some((n.clone(), String::from_utf8(v.clone()).ok()?)))
-        .collect()
+/// A response from a stored entry, `age` ms old, answering the client's
+/// conditions, range and method.
+pub fn from_entry(asked: &Asked, entry: Entry, age: u64, outcome: &Outcome) -> crate::Answer {
+    represent::whole(
+        asked,
+        entry.status,
+        &entry.headers,
+        &entry.body,
+        vec![
+            represent::age(age),
+            ("cache-status".into(), outcome.header_value()),
+        ],
+    )
 }

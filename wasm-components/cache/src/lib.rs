@@ -8,19 +8,25 @@
 //! `catalog` database: a change newer than the entry makes it stale, so a
 //! write at the primary purges every PoP as it replicates. Concurrent
 //! misses for one URL wait for a single fetch (a compare-and-swap lock in
-//! the store). The decisions are in `cache-core`; this file does the I/O.
+//! the store). Content codings are negotiated here, as a CDN does: the
+//! app is asked for identity, and each coding a client asks for is made
+//! once from the stored response and stored beside it. The decisions are
+//! in `cache-core`; this file does the I/O.
 //!
 //! It has only what it inherits from the app component: the `cache` store
 //! and the `catalog` database.
 
 mod forward;
+mod represent;
 mod store;
 
+use cache_core::encoding::{self, Coding};
 use cache_core::entry::Entry;
 use cache_core::freshness::{Stored, Usable};
 use cache_core::status::{Forward, Outcome};
-use cache_core::{CacheControl, conditional, key, storable, tags};
+use cache_core::{CacheControl, key, storable, tags};
 use forward::Fetched;
+use represent::Asked;
 use spin_sdk::http::Request;
 use spin_sdk::wasip3::http::types::{ErrorCode, Response};
 use std::time::Duration;
@@ -46,6 +52,7 @@ pub(crate) fn now_ms() -> u64 {
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> Answer {
     let method = req.method().as_str().to_string();
+    let asked = Asked::of(&req);
     let request_cc = CacheControl::parse(lines(req.headers(), "cache-control"));
     let target = forward::target(&req);
     if let Err(reason) = storable::lookup(&method, &request_cc) {
@@ -57,12 +64,13 @@ async fn handle(req: Request) -> Answer {
             // A successful write: what was stored for its URL is out of date.
             store.forget(&key::primary("GET", &target));
         }
-        return forward::answer(fetched, Outcome::bypass(reason.detail()));
+        return forward::answer(fetched, Outcome::bypass(reason.detail()), &asked);
     }
     let Ok(store) = Store::open() else {
         return forward::answer(
             forward::pass(req).await,
             Outcome::bypass("store-unavailable"),
+            &asked,
         );
     };
     let primary = key::primary(&method, &target);
@@ -70,22 +78,34 @@ async fn handle(req: Request) -> Answer {
     let started = std::time::Instant::now();
     let mut why = Forward::UriMiss;
     let mut fallback = None;
-    match lookup(&store, &primary, &req).await {
+    match lookup(&store, &primary, &req, &asked).await {
         Lookup::UriMiss => {}
         Lookup::VaryMiss => why = Forward::VaryMiss,
-        Lookup::Found(entry, judged) => {
+        Lookup::NotAcceptable => {
+            return represent::not_acceptable(
+                Outcome::Refused {
+                    detail: "not-acceptable",
+                }
+                .header_value(),
+            );
+        }
+        Lookup::Found(entry, judged, coding) => {
             if credentials && !storable::reusable_with_credentials(&judged.cc) {
                 // Stored for anonymous requests only; this one is not.
-                return forward::answer(forward::pass(req).await, Outcome::bypass("authorization"));
+                return forward::answer(
+                    forward::pass(req).await,
+                    Outcome::bypass("authorization"),
+                    &asked,
+                );
             }
             match judged.usable {
                 Usable::Fresh { ttl } => {
-                    return hit(&req, entry, &judged, ttl as i64, None);
+                    return hit(&asked, entry, &judged, ttl as i64, None);
                 }
                 Usable::StaleWhileRevalidate { stale } => {
-                    forward::refresh_in_background(&req, &primary, store);
+                    forward::refresh_in_background(&req, &primary, store, coding);
                     return hit(
-                        &req,
+                        &asked,
                         entry,
                         &judged,
                         -(stale as i64),
@@ -106,37 +126,40 @@ async fn handle(req: Request) -> Answer {
     let lock = key::lock_key(&primary);
     let mut waited = false;
     loop {
-        if waited && let Some(answer) = stored_meanwhile(&store, &primary, &req, credentials).await
+        if waited
+            && let Some(answer) =
+                stored_meanwhile(&store, &primary, &req, &asked, credentials).await
         {
             return answer;
         }
         let can_fall_back = fallback.is_some();
         if store.uncacheable(&primary) {
-            let fetch = forward::fill(req, &store, &primary, credentials);
+            let fetch = forward::fill(req, &store, &primary, credentials, asked.coding);
             let fetched = in_time(fetch, can_fall_back).await;
-            return finish(fetched, why, fallback, Some("uncacheable"));
+            return finish(&asked, fetched, why, fallback, Some("uncacheable"));
         }
         if store.try_lock(&lock) {
             // The fetch we waited for may have stored its entry and let go
             // of the lock just before we took it.
             if waited
-                && let Some(answer) = stored_meanwhile(&store, &primary, &req, credentials).await
+                && let Some(answer) =
+                    stored_meanwhile(&store, &primary, &req, &asked, credentials).await
             {
                 store.unlock(&lock);
                 return answer;
             }
-            let fetch = forward::fill(req, &store, &primary, credentials);
+            let fetch = forward::fill(req, &store, &primary, credentials, asked.coding);
             let fetched = in_time(fetch, can_fall_back).await;
             if matches!(fetched, Ok((_, None))) {
                 store.mark_uncacheable(&primary);
             }
             store.unlock(&lock);
-            return finish(fetched, why, fallback, None);
+            return finish(&asked, fetched, why, fallback, None);
         }
         if started.elapsed() >= MAX_COLLAPSE_WAIT {
             // The fetch we waited for is slow: go ourselves, store nothing.
             let fetched = forward::pass(req).await.map(|f| (f, None));
-            return finish(fetched, why, fallback, Some("collapse-timeout"));
+            return finish(&asked, fetched, why, fallback, Some("collapse-timeout"));
         }
         spin_sdk::time::sleep(poll_interval(started.elapsed())).await;
         waited = true;
@@ -166,16 +189,17 @@ async fn stored_meanwhile(
     store: &Store,
     primary: &str,
     req: &Request,
+    asked: &Asked,
     credentials: bool,
 ) -> Option<Answer> {
-    let Lookup::Found(entry, judged) = lookup(store, primary, req).await else {
+    let Lookup::Found(entry, judged, _) = lookup(store, primary, req, asked).await else {
         return None;
     };
     let Usable::Fresh { ttl } = judged.usable else {
         return None;
     };
     (!credentials || storable::reusable_with_credentials(&judged.cc))
-        .then(|| collapsed(req, entry, &judged, ttl as i64))
+        .then(|| collapsed(asked, entry, &judged, ttl as i64))
 }
 
 /// Short sleeps while the fetch is likely to land soon, longer after.
@@ -194,19 +218,57 @@ pub(crate) struct Judged {
 enum Lookup {
     UriMiss,
     VaryMiss,
-    Found(Entry, Judged),
+    /// Stored in codings the client refuses, identity included.
+    NotAcceptable,
+    /// The entry in the coding the client gets.
+    Found(Entry, Judged, Coding),
 }
 
-async fn lookup(store: &Store, primary: &str, req: &Request) -> Lookup {
+async fn lookup(store: &Store, primary: &str, req: &Request, asked: &Asked) -> Lookup {
     let Some(vary) = store.variants(primary) else {
         return Lookup::UriMiss;
     };
-    let secondary = key::secondary(&vary, |name| lines(req.headers(), name));
-    let Some(entry) = store.entry(primary, &secondary) else {
-        return Lookup::VaryMiss;
+    let coding = if vary.iter().any(|n| n == "accept-encoding") {
+        match asked.coding {
+            Some(c) => c,
+            None => return Lookup::NotAcceptable,
+        }
+    } else {
+        Coding::Identity
+    };
+    let wanted = secondary(&vary, req.headers(), coding);
+    let entry = match store.entry(primary, &wanted) {
+        Some(entry) => entry,
+        // Stored as identity only so far: make this coding from it, once.
+        None if coding != Coding::Identity => {
+            let identity = secondary(&vary, req.headers(), Coding::Identity);
+            let Some(variant) = store
+                .entry(primary, &identity)
+                .and_then(|base| encoding::variant(&base, coding, wanted))
+            else {
+                return Lookup::VaryMiss;
+            };
+            store.put(&variant, &vary);
+            variant
+        }
+        None => return Lookup::VaryMiss,
     };
     let judged = judge(&entry, now_ms()).await;
-    Lookup::Found(entry, judged)
+    Lookup::Found(entry, judged, coding)
+}
+
+/// The secondary key of a request for the coding it gets: the values of
+/// the headers `vary` names, with `Accept-Encoding` keyed by the coding
+/// negotiated rather than the client's spelling of it, so every browser
+/// shares one brotli entry.
+pub(crate) fn secondary(vary: &[String], headers: &http::HeaderMap, coding: Coding) -> String {
+    key::secondary(vary, |name| {
+        if name == "accept-encoding" {
+            vec![coding.token()]
+        } else {
+            lines(headers, name)
+        }
+    })
 }
 
 /// What may be done with `entry` at `now`: its own freshness, unless one
@@ -254,7 +316,7 @@ async fn changed_since(entry: &Entry) -> bool {
 
 /// Answers from the cache.
 fn hit(
-    req: &Request,
+    asked: &Asked,
     entry: Entry,
     judged: &Judged,
     ttl_ms: i64,
@@ -264,11 +326,11 @@ fn hit(
         ttl_secs: ttl_ms / 1000,
         detail,
     };
-    forward::from_entry(Some(req), entry, judged.age, &outcome)
+    forward::from_entry(asked, entry, judged.age, &outcome)
 }
 
 /// Answers from the entry another request's fetch just stored.
-fn collapsed(req: &Request, entry: Entry, judged: &Judged, ttl_ms: i64) -> Answer {
+fn collapsed(asked: &Asked, entry: Entry, judged: &Judged, ttl_ms: i64) -> Answer {
     let outcome = Outcome::Forwarded {
         why: Forward::Miss,
         status: Some(entry.status),
@@ -277,12 +339,13 @@ fn collapsed(req: &Request, entry: Entry, judged: &Judged, ttl_ms: i64) -> Answe
         ttl_secs: Some(ttl_ms / 1000),
         detail: None,
     };
-    forward::from_entry(Some(req), entry, judged.age, &outcome)
+    forward::from_entry(asked, entry, judged.age, &outcome)
 }
 
 /// The answer after going forward: the app's, or on failure the stale copy
 /// `fallback` when `stale-if-error` allows it.
 fn finish(
+    asked: &Asked,
     fetched: Result<(Fetched, forward::Stored), ErrorCode>,
     why: Forward,
     fallback: Option<(Entry, Judged)>,
@@ -303,7 +366,7 @@ fn finish(
             ttl_secs: Some((entry.lifetime as i64 - judged.age as i64) / 1000),
             detail: Some("stale-if-error"),
         };
-        return forward::from_entry(None, entry, judged.age, &outcome);
+        return forward::from_entry(asked, entry, judged.age, &outcome);
     }
     let mut outcome = Outcome::forwarded(why);
     if let Outcome::Forwarded {
@@ -319,7 +382,7 @@ fn finish(
         }
         *d = detail;
     }
-    forward::answer(fetched.map(|(f, _)| f), outcome)
+    forward::answer(fetched.map(|(f, _)| f), outcome, asked)
 }
 
 /// Credentials of any kind: a bearer token (verified or not), the
@@ -338,16 +401,11 @@ pub(crate) fn lines<'a>(headers: &'a http::HeaderMap, name: &str) -> Vec<&'a str
         .collect()
 }
 
-pub(crate) fn header_values<'a>(entry: &'a Entry, name: &str) -> Vec<&'a str> {
+fn header_values<'a>(entry: &'a Entry, name: &str) -> Vec<&'a str> {
     entry
         .headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case(name))
         .filter_map(|(_, v)| std::str::from_utf8(v).ok())
         .collect()
-}
-
-/// Whether the request's `If-None-Match` matches the entry.
-pub(crate) fn not_modified(req: &Request, etag: Option<&str>) -> bool {
-    conditional::not_modified(lines(req.headers(), "if-none-match"), etag)
 }

@@ -15,11 +15,13 @@
 //!   database and answers the rows as JSON text; only the fixture
 //!   `tests/fixtures/replica-guests.toml` grants that database.
 //!
-//! - `/origin/...?cc=&vary=&tag=&etag=&cookie=1&status=&delay_ms=&slow_after=&fail_after=`: an app
-//!   for the cache tests. It answers with those headers (values
-//!   percent-decoded), counts its runs per path in the `default` store, and
-//!   says in its body which run it was and which `accept` and
-//!   `edgeshop-auth-account` it saw. `/origin-runs/...` reads the count.
+//! - `/origin/...?cc=&vary=&tag=&etag=&cookie=1&status=&delay_ms=&slow_after=&fail_after=&type=&coded=&pad=`:
+//!   an app for the cache tests. It answers with those headers (values
+//!   percent-decoded; `type` is the content type, `coded` a
+//!   `Content-Encoding` it claims), counts its runs per path in the
+//!   `default` store, and says in its body which run it was and which
+//!   `accept`, `accept-encoding` and `edgeshop-auth-account` it saw, then
+//!   `pad` bytes of text. `/origin-runs/...` reads the count.
 //!
 //! Every route here is exercised by `tests/tests/host.rs` or
 //! `tests/tests/cache.rs`.
@@ -144,9 +146,13 @@ async fn origin(req: &Request) -> Resp {
     if run > fail_after {
         status = 503;
     }
+    let content_type = match decode(param(query, "type")) {
+        t if t.is_empty() => "text/plain".to_string(),
+        t => t,
+    };
     let mut builder = http::Response::builder()
         .status(status)
-        .header("content-type", "text/plain");
+        .header("content-type", content_type);
     if status == 503 {
         return builder
             .header("cache-control", "no-store")
@@ -158,6 +164,7 @@ async fn origin(req: &Request) -> Resp {
         ("vary", "vary"),
         ("tag", "cache-tag"),
         ("etag", "etag"),
+        ("coded", "content-encoding"),
     ] {
         let value = decode(param(query, param_name));
         if !value.is_empty() {
@@ -167,11 +174,26 @@ async fn origin(req: &Request) -> Resp {
     if param(query, "cookie") == "1" {
         builder = builder.header("set-cookie", format!("session=run{run}"));
     }
-    let body = format!(
-        "{path} run {run} accept={} account={}\n",
+    let mut body = format!(
+        "{path} run {run} accept={} encoding={} account={}\n",
         seen("accept"),
+        seen("accept-encoding"),
         seen("edgeshop-auth-account")
     );
+    let pad: usize = param(query, "pad").parse().unwrap_or(0);
+    // Text that compresses like a catalog page does, capped at 2 MiB.
+    for i in 0..pad.min(2 << 20) {
+        body.push(char::from(b"edge shop catalog page "[i % 23]));
+    }
+    if param(query, "coded") == "gzip" {
+        // An app that compresses by itself, for real.
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let coded = gz.write_all(body.as_bytes()).and_then(|()| gz.finish());
+        return builder
+            .body(Full::new(Bytes::from(coded.unwrap_or_default())))
+            .unwrap_or_else(|e| text(500, format!("bad test parameters: {e}")));
+    }
     builder
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|e| text(500, format!("bad test parameters: {e}")))
