@@ -23,6 +23,11 @@ use tokens::{Claims, KeySet, Signer};
 /// Largest request body an auth route reads.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// How long after a rotation the same refresh token may be presented once
+/// more, by a client retrying a refresh whose answer it never got (a
+/// broken connection after the rotation committed).
+pub const REFRESH_RETRY_GRACE_SECS: i64 = 60;
+
 /// One request, as the component saw it.
 #[derive(Debug)]
 pub struct Request<'a> {
@@ -245,7 +250,8 @@ async fn signup(
             409,
             "email-taken",
             "Email taken",
-            "an account with this email already exists; sign in instead",
+            "an account with this email already exists; sign in instead \
+             (a sign-up that seemed to fail may have created it)",
         )
         .with("parameter", "email")
     };
@@ -573,18 +579,30 @@ async fn refresh(req: &Request<'_>, db: &impl Database, env: &Env<'_>) -> Flow {
     // the `refresh_tokens_rotate` trigger marks the old one rotated. Of
     // two rotations of one token, however stale this PoP's replica, only
     // the first inserts anything.
+    //
+    // A retry of a refresh whose answer was lost presents a token rotated
+    // moments ago whose child was never used. Within the grace the child
+    // is rotated instead (the client never got it), so the retry succeeds
+    // once. A second use of the same token, any use after the child moved
+    // on, and a retry of a token that was itself made by a retry are
+    // reuses and end the session.
     let rotated = db
         .query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at, parent_hash) \
-             SELECT ?1, rt.session_id, ?3, rt.expires_at, rt.token_hash \
+            "INSERT INTO refresh_tokens \
+               (token_hash, session_id, issued_at, expires_at, parent_hash, by_retry) \
+             SELECT ?1, rt.session_id, ?3, rt.expires_at, rt.token_hash, rt.token_hash <> ?2 \
              FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
-             WHERE rt.token_hash = ?2 AND rt.rotated_at IS NULL AND rt.expires_at > ?3 \
-               AND s.revoked_at IS NULL \
+             WHERE rt.rotated_at IS NULL AND rt.expires_at > ?3 AND s.revoked_at IS NULL \
+               AND (rt.token_hash = ?2 \
+                    OR (rt.parent_hash = ?2 AND rt.by_retry = 0 \
+                        AND EXISTS (SELECT 1 FROM refresh_tokens p \
+                          WHERE p.token_hash = ?2 AND p.rotated_at >= ?3 - ?4))) \
              RETURNING session_id",
             vec![
                 refresh_hash(&next).into(),
                 hash.clone().into(),
                 env.now.into(),
+                REFRESH_RETRY_GRACE_SECS.into(),
             ],
         )
         .await?;

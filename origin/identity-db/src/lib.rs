@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "single_statement_sessions",
         sql: include_str!("../migrations/0003_single_statement_sessions.sql"),
     },
+    Migration {
+        version: 4,
+        name: "refresh_retry",
+        sql: include_str!("../migrations/0004_refresh_retry.sql"),
+    },
 ];
 
 /// Opens (creating if needed) a local identity database file.
@@ -47,7 +52,7 @@ mod tests {
             .unwrap();
         let conn = db.connect().unwrap();
         conn.execute("PRAGMA foreign_keys = ON", ()).await.unwrap();
-        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2, 3, 4]);
         assert!(migrate(&conn).await.unwrap().is_empty(), "idempotent");
         (db, conn)
     }

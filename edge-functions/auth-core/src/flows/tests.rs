@@ -216,13 +216,37 @@ async fn sign_up_sign_in_refresh_and_sign_out() {
         .unwrap();
     assert_eq!(leftover[0][0], SqlValue::Integer(0));
 
-    // Replaying the rotated token ends the whole session, even for the
-    // token that replaced it.
-    let replay = w
+    // Presenting the rotated token again within the grace is a retry of a
+    // refresh whose answer was lost: its unused child is rotated instead,
+    // once. The child the client never got is dead from then on.
+    let retried = w
         .call(
             "POST",
             "/api/v1/auth/refresh",
             serde_json::json!({ "refresh_token": first }),
+        )
+        .await;
+    assert_eq!(
+        retried.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&retried.body)
+    );
+    assert_eq!(w.identity_of(&retried).session, sid, "the same session");
+    let third = json(&retried)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(third != first && third != second);
+
+    // Any further use of a rotated token is a reuse: it may have been
+    // copied, so the whole session ends, even for the token that
+    // replaced it. Here the lost child turns up after all.
+    let replay = w
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            serde_json::json!({ "refresh_token": second }),
         )
         .await;
     assert_eq!(replay.status, 401);
@@ -241,14 +265,16 @@ async fn sign_up_sign_in_refresh_and_sign_out() {
         .await
         .unwrap();
     assert_eq!(revoked.len(), 1);
-    let after = w
-        .call(
-            "POST",
-            "/api/v1/auth/refresh",
-            serde_json::json!({ "refresh_token": second }),
-        )
-        .await;
-    assert_eq!(after.status, 401);
+    for token in [&first, &third] {
+        let after = w
+            .call(
+                "POST",
+                "/api/v1/auth/refresh",
+                serde_json::json!({ "refresh_token": token }),
+            )
+            .await;
+        assert_eq!(after.status, 401);
+    }
 
     // Sign-out revokes the session it was called with.
     let out = w
@@ -467,4 +493,116 @@ async fn bad_requests_are_refused_with_problems_and_change_nothing() {
         .await;
     assert_eq!((head.status, head.body.len()), (200, 0));
     assert_eq!(head.header("content-type"), jwks.header("content-type"));
+}
+
+async fn refresh(w: &World, token: &str) -> Response {
+    let body = serde_json::json!({ "refresh_token": token });
+    w.call("POST", "/api/v1/auth/refresh", body).await
+}
+
+fn token(r: &Response) -> String {
+    json(r)["refresh_token"].as_str().unwrap().to_string()
+}
+
+async fn revoked(w: &World, sid: &str) -> bool {
+    !w.identity
+        .query(
+            "SELECT 1 FROM revocations WHERE session_id = ?1",
+            vec![sid.into()],
+        )
+        .await
+        .unwrap()
+        .is_empty()
+}
+
+/// A refresh whose answer was lost is retried with the same token: that
+/// works once, within the grace, and never opens a second branch.
+#[tokio::test]
+async fn a_lost_refresh_answer_can_be_retried_once_within_the_grace() {
+    let mut w = world().await;
+    let signup = w
+        .call(
+            "POST",
+            "/api/v1/auth/signup",
+            creds("lin@example.com", PASSWORD),
+        )
+        .await;
+    assert_eq!(signup.status, 201);
+    let sid = w.identity_of(&signup).session;
+    // Two retries of one lost answer: the first works, the second is a
+    // reuse (two clients hold the token) and ends the session.
+    let t0 = token(&signup);
+    let lost = refresh(&w, &t0).await;
+    assert_eq!(lost.status, 200);
+    w.now += REFRESH_RETRY_GRACE_SECS - 1;
+    let retry = refresh(&w, &t0).await;
+    assert_eq!(
+        retry.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&retry.body)
+    );
+    assert!(!revoked(&w, &sid).await);
+    let t2 = token(&retry);
+    assert_ne!(t2, token(&lost));
+    let again = refresh(&w, &t0).await;
+    assert_eq!(again.status, 401);
+    assert!(revoked(&w, &sid).await);
+    assert_eq!(
+        refresh(&w, &t2).await.status,
+        401,
+        "the whole session ended"
+    );
+
+    // Past the grace, the rotated token is a reuse at once.
+    let login = w.login("lin@example.com", PASSWORD).await;
+    let sid = w.identity_of(&login).session;
+    let t0 = token(&login);
+    let next = refresh(&w, &t0).await;
+    assert_eq!(next.status, 200);
+    w.now += REFRESH_RETRY_GRACE_SECS + 1;
+    assert_eq!(refresh(&w, &t0).await.status, 401);
+    let rows = w
+        .identity
+        .query(
+            "SELECT revoked_reason FROM sessions WHERE id = ?1",
+            vec![sid.as_str().into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0][0], SqlValue::Text("refresh_reuse".into()));
+    assert_eq!(refresh(&w, &token(&next)).await.status, 401);
+
+    // Once the child was used, the parent is not a retry any more.
+    let login = w.login("lin@example.com", PASSWORD).await;
+    let t0 = token(&login);
+    let t1 = token(&refresh(&w, &t0).await);
+    assert_eq!(refresh(&w, &t1).await.status, 200);
+    assert_eq!(refresh(&w, &t0).await.status, 401);
+}
+
+/// Two holders of one refresh token cannot take turns at the grace: the
+/// token a retry made cannot be retried in turn.
+#[tokio::test]
+async fn two_holders_of_a_token_cannot_keep_rotating_each_other() {
+    let w = world().await;
+    let login = {
+        w.call(
+            "POST",
+            "/api/v1/auth/signup",
+            creds("eve@example.com", PASSWORD),
+        )
+        .await
+    };
+    let sid = w.identity_of(&login).session;
+    let stolen = token(&login);
+    // The owner refreshes; the thief presents the old token in the grace
+    // and gets the next one (indistinguishable from a retry).
+    let owner = token(&refresh(&w, &stolen).await);
+    let thief = refresh(&w, &stolen).await;
+    assert_eq!(thief.status, 200);
+    // The owner's next refresh is the reuse that ends it for both.
+    assert_eq!(refresh(&w, &owner).await.status, 401);
+    assert!(revoked(&w, &sid).await);
+    assert_eq!(refresh(&w, &token(&thief)).await.status, 401);
 }
