@@ -4,6 +4,13 @@
 //! file and [`ReplicaDatabase`] an embedded replica of a primary. Every
 //! query is bounded by a result-size limit so a guest cannot make the host
 //! buffer an unbounded result.
+//!
+//! Statements that reach the primary ride on a Hrana stream that the
+//! primary closes when it has been idle (10 s at our origin) or when it
+//! restarts. A pooled connection is therefore not kept past
+//! [`REMOTE_IDLE`], and a statement the primary refused because its stream
+//! was gone, or that never reached it, runs once more on a new connection:
+//! in both cases nothing ran, so running it again cannot run it twice.
 
 use crate::bindings::spin::sqlite::sqlite as wit;
 use futures::future::BoxFuture;
@@ -13,6 +20,10 @@ use wasmtime::component::{Accessor, FutureReader, HasData, Resource, ResourceTab
 
 /// How long a query waits for a lock before failing.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest a connection whose statements may reach the primary stays in
+/// the pool: well inside the 10 s after which our origin drops an idle
+/// Hrana stream, so a connection taken from the pool still has its stream.
+const REMOTE_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A value bound to or read from SQLite.
 pub type Value = wit::Value;
@@ -36,6 +47,28 @@ pub enum SqliteError {
     /// Not ready yet (a replica still bootstrapping); retrying helps.
     #[error("{0}")]
     Unavailable(String),
+    /// The primary ran nothing: it no longer had the connection's stream
+    /// (idle too long, or restarted), or it could not be reached at all.
+    /// Safe to run again on a new connection.
+    #[error("{0}")]
+    NotExecuted(String),
+}
+
+/// Whether the primary certainly ran nothing of a statement that failed
+/// with `e`. The `libsql` crate keeps its Hrana error types private and
+/// renders them as text, so this reads the text: an HTTP 400 naming the
+/// stream or its baton is the primary refusing a stream it no longer has
+/// (our origin and sqld both say so that way), and a failure to connect
+/// sent nothing. Anything else, a connection that broke after the request
+/// went out included, may have run.
+fn not_executed(e: &libsql::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    let stream_gone =
+        text.contains("status=400") && (text.contains("baton") || text.contains("stream"));
+    let never_sent = text.contains("error trying to connect")
+        || text.contains("tcp connect error")
+        || text.contains("connection refused");
+    stream_gone || never_sent
 }
 
 /// One database a component may open.
@@ -46,34 +79,58 @@ pub trait SqliteDatabase: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>>;
 }
 
-/// Idle connections, each tagged with the database incarnation it
-/// belongs to, so a replaced replica's connections are not reused.
+/// An idle connection, with the database incarnation it belongs to (a
+/// replaced replica's connections are not reused) and when it went idle.
+struct Idle {
+    epoch: u64,
+    conn: libsql::Connection,
+    since: std::time::Instant,
+}
+
+/// Idle connections, most recently used last.
 struct Pool {
-    idle: Mutex<Vec<(u64, libsql::Connection)>>,
+    idle: Mutex<Vec<Idle>>,
     max_idle: usize,
+    /// Connections idle longer are closed rather than reused (`None`:
+    /// local files, which keep nothing that expires).
+    max_idle_age: Option<std::time::Duration>,
 }
 
 impl Pool {
-    fn new() -> Pool {
+    fn new(max_idle_age: Option<std::time::Duration>) -> Pool {
         Pool {
             idle: Mutex::new(Vec::new()),
             max_idle: 32,
+            max_idle_age,
         }
     }
 
     /// Runs one statement on a pooled connection of `db` (incarnation
-    /// `epoch`); `local` connections get a busy timeout.
+    /// `epoch`); `local` connections get a busy timeout. With `remote`, a
+    /// statement the primary certainly did not run is run once more on a
+    /// new connection.
     async fn query(
         &self,
         db: &libsql::Database,
         epoch: u64,
         local: bool,
+        remote: bool,
         statement: Statement<'_>,
     ) -> Result<QueryOutput, SqliteError> {
+        let again = remote.then(|| statement.clone());
         let conn = self.take(db, epoch, local)?;
-        let out = run(&conn, statement).await?;
-        self.give_back(epoch, conn);
-        Ok(out)
+        let out = match (run(&conn, statement).await, again) {
+            (Ok(out), _) => (out, conn),
+            (Err(SqliteError::NotExecuted(why)), Some(again)) => {
+                tracing::info!(error = %why, "the primary ran nothing of a statement; running it on a new connection");
+                drop(conn);
+                let conn = Self::connect(db, local)?;
+                (run(&conn, again).await?, conn)
+            }
+            (Err(e), _) => return Err(e),
+        };
+        self.give_back(epoch, out.1);
+        Ok(out.0)
     }
 
     fn take(
@@ -82,14 +139,29 @@ impl Pool {
         epoch: u64,
         local: bool,
     ) -> Result<libsql::Connection, SqliteError> {
+        let now = std::time::Instant::now();
         loop {
-            let pooled = self.idle.lock().expect("pool lock").pop();
-            match pooled {
-                Some((e, c)) if e == epoch => return Ok(c),
-                Some(_) => continue, // from a replaced replica
-                None => break,
+            let mut idle = self.idle.lock().expect("pool lock");
+            let Some(pooled) = idle.pop() else { break };
+            if self
+                .max_idle_age
+                .is_some_and(|max| now.duration_since(pooled.since) > max)
+            {
+                // The rest went idle earlier still.
+                let stale = std::mem::take(&mut *idle);
+                drop(idle);
+                drop(stale);
+                break;
             }
+            if pooled.epoch == epoch {
+                return Ok(pooled.conn);
+            }
+            // From a replaced replica: dropped.
         }
+        Self::connect(db, local)
+    }
+
+    fn connect(db: &libsql::Database, local: bool) -> Result<libsql::Connection, SqliteError> {
         let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
         let conn = db.connect().map_err(backend)?;
         if local {
@@ -103,7 +175,11 @@ impl Pool {
     fn give_back(&self, epoch: u64, conn: libsql::Connection) {
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < self.max_idle {
-            idle.push((epoch, conn));
+            idle.push(Idle {
+                epoch,
+                conn,
+                since: std::time::Instant::now(),
+            });
         }
     }
 }
@@ -119,7 +195,7 @@ impl LibsqlDatabase {
         let db = libsql::Builder::new_local(path).build().await?;
         Ok(LibsqlDatabase {
             db,
-            pool: Pool::new(),
+            pool: Pool::new(None),
         })
     }
 }
@@ -144,7 +220,7 @@ impl RemoteDatabase {
             .await?;
         Ok(RemoteDatabase {
             db,
-            pool: Pool::new(),
+            pool: Pool::new(Some(REMOTE_IDLE)),
         })
     }
 }
@@ -154,7 +230,7 @@ impl SqliteDatabase for RemoteDatabase {
         &'a self,
         statement: Statement<'a>,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
-        Box::pin(async move { self.pool.query(&self.db, 0, false, statement).await })
+        Box::pin(async move { self.pool.query(&self.db, 0, false, true, statement).await })
     }
 }
 
@@ -186,7 +262,7 @@ impl ReplicaDatabase {
     pub fn new(replica: Arc<replica::Replica>) -> ReplicaDatabase {
         ReplicaDatabase {
             replica,
-            pool: Pool::new(),
+            pool: Pool::new(Some(REMOTE_IDLE)),
             writes: tokio::sync::Mutex::new(()),
         }
     }
@@ -204,14 +280,15 @@ impl SqliteDatabase for ReplicaDatabase {
                     self.replica.label()
                 )));
             };
-            let _writing = if may_write(statement.sql) {
+            let remote = may_write(statement.sql);
+            let _writing = if remote {
                 Some(self.writes.lock().await)
             } else {
                 None
             };
             let _reading = self.replica.read_gate().await;
             self.pool
-                .query(&active.db, active.epoch, true, statement)
+                .query(&active.db, active.epoch, true, remote, statement)
                 .await
         })
     }
@@ -248,11 +325,12 @@ impl SqliteDatabase for LibsqlDatabase {
         &'a self,
         statement: Statement<'a>,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
-        Box::pin(async move { self.pool.query(&self.db, 0, true, statement).await })
+        Box::pin(async move { self.pool.query(&self.db, 0, true, false, statement).await })
     }
 }
 
 /// One statement to run, and the most result bytes it may produce.
+#[derive(Clone)]
 pub struct Statement<'a> {
     pub sql: &'a str,
     pub params: Vec<Value>,
@@ -269,7 +347,13 @@ async fn run(
         params,
         max_result_bytes,
     } = statement;
-    let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
+    let backend = |e: libsql::Error| {
+        if not_executed(&e) {
+            SqliteError::NotExecuted(e.to_string())
+        } else {
+            SqliteError::Backend(e.to_string())
+        }
+    };
     let params: Vec<libsql::Value> = params.into_iter().map(to_libsql).collect();
     let mut rows = conn.query(sql, params).await.map_err(backend)?;
     let ncols = rows.column_count();
@@ -370,7 +454,9 @@ impl SqliteView<'_> {
 fn to_wit_error(e: SqliteError) -> wit::Error {
     match e {
         SqliteError::ResultTooLarge { .. } => wit::Error::Io(e.to_string()),
-        SqliteError::Backend(m) | SqliteError::Unavailable(m) => wit::Error::Io(m),
+        SqliteError::Backend(m) | SqliteError::Unavailable(m) | SqliteError::NotExecuted(m) => {
+            wit::Error::Io(m)
+        }
     }
 }
 
@@ -499,7 +585,35 @@ impl<T> wit::HostConnectionWithStore<T> for Sqlite {
 
 #[cfg(test)]
 mod tests {
-    use super::may_write;
+    use super::{may_write, not_executed};
+
+    fn hrana(text: &str) -> libsql::Error {
+        libsql::Error::Hrana(text.to_string().into())
+    }
+
+    #[test]
+    fn only_refusals_before_running_are_run_again() {
+        // As the `libsql` crate renders them (seen against our origin).
+        for gone in [
+            "api error: `status=400 Bad Request, body={\"detail\":\"the baton has expired; open a new stream without a baton\"}`",
+            "api error: `status=400 Bad Request, body={\"detail\":\"the baton was not issued by this server; open a new stream without a baton\"}`",
+            "api error: `status=400 Bad Request, body={\"detail\":\"the stream has closed or expired; open a new one\"}`",
+            "http error: `error trying to connect: tcp connect error: Connection refused (os error 111)`",
+        ] {
+            assert!(not_executed(&hrana(gone)), "{gone}");
+        }
+        for unknown in [
+            // Sent, then the connection broke: it may have run.
+            "http error: `connection closed before message completed`",
+            "http error: `connection error: Connection reset by peer (os error 104)`",
+            // The statement ran and failed.
+            "stream error: `Error { message: \"UNIQUE constraint failed: accounts.email\", code: \"SQLITE_CONSTRAINT\" }`",
+            "api error: `status=401 Unauthorized, body={\"detail\":\"send the database token\"}`",
+            "api error: `status=503 Service Unavailable, body={\"detail\":\"too many open streams\"}`",
+        ] {
+            assert!(!not_executed(&hrana(unknown)), "{unknown}");
+        }
+    }
 
     #[test]
     fn only_plain_reads_skip_the_write_queue() {
