@@ -200,3 +200,45 @@ async fn a_write_whose_answer_is_lost_can_be_retried() {
         1
     );
 }
+
+/// The primary stops answering without closing anything (a partition, a
+/// hung process): reads at the PoP go on from its replica, a write fails
+/// with a 503 in bounded time instead of holding the PoP's write queue
+/// forever, and writes work again once the primary answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_that_stops_answering_costs_writes_a_bounded_wait() {
+    let dir = TempDir::new("stall");
+    let origin = start_origin_on_seed(&dir.0, &[]);
+    let proxy = AnswerDropper::start(&origin.url).await;
+    let pop = pop(&proxy.url, &dir).await;
+    let signed_up = signup(&pop, "kim@example.com").await;
+    assert_eq!(signed_up.status, 201, "{}", signed_up.text());
+    let access = field(&signed_up, "access_token");
+
+    proxy.stall(true);
+    let started = std::time::Instant::now();
+    let r = login(&pop, "kim@example.com").await;
+    let waited = started.elapsed();
+    r.problem(503);
+    assert!(r.header("retry-after").is_some());
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    // Reads are local: they do not wait for the primary.
+    for _ in 0..5 {
+        let product = browse(&format!("{}/api/v1/products/9", pop.url), &[]).await;
+        assert_eq!(product.status, 200);
+        assert_eq!(me(&pop, &access).await.status, 200);
+    }
+
+    proxy.stall(false);
+    let mut last = None;
+    for _ in 0..40 {
+        let r = login(&pop, "kim@example.com").await;
+        if r.status == 200 {
+            last = None;
+            break;
+        }
+        last = Some(format!("{}: {}", r.status, r.text()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(last, None, "writes never came back:\n{}", pop.log());
+}

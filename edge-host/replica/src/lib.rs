@@ -94,6 +94,12 @@ struct State {
 
 /// How often the primary's position is asked for.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// Longest one pull may take. The `libsql` client sets no timeout of its
+/// own, and a pull that never ends would stop replication (and every
+/// write that waits to read its own) without a word. A long catch-up cut
+/// short loses nothing: every committed transaction it applied stays, and
+/// the next round goes on from there.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Frames a replica lacks, when both positions are in one generation.
 fn frames_behind(replica: Option<Position>, primary: Option<Position>) -> Option<u64> {
@@ -117,6 +123,17 @@ pub enum Error {
     Libsql(#[from] libsql::Error),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// One pull, bounded by [`SYNC_TIMEOUT`].
+async fn pull(db: &libsql::Database) -> Result<(), Error> {
+    match tokio::time::timeout(SYNC_TIMEOUT, db.sync()).await {
+        Ok(result) => result.map(drop).map_err(classify),
+        Err(_) => Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("a pull took longer than {SYNC_TIMEOUT:?}"),
+        ))),
+    }
 }
 
 /// libsql reports a 410 from the sync endpoint as an error whose text
@@ -325,9 +342,9 @@ impl Replica {
             None => self.bootstrap().await,
             Some(a) if exclusive => {
                 let _alone = self.gate.write().await;
-                a.db.sync().await.map(drop).map_err(classify)
+                pull(&a.db).await
             }
-            Some(a) => a.db.sync().await.map(drop).map_err(classify),
+            Some(a) => pull(&a.db).await,
         };
         let position = self.active().and_then(|a| Position::read(&a.path));
         let gone = matches!(result, Err(Error::Gone(_)));

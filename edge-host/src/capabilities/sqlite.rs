@@ -52,6 +52,9 @@ pub enum SqliteError {
     /// Safe to run again on a new connection.
     #[error("{0}")]
     NotExecuted(String),
+    /// The local file was locked (SQLITE_BUSY): a read may try again.
+    #[error("{0}")]
+    Locked(String),
 }
 
 /// Whether the primary certainly ran nothing of a statement that failed
@@ -87,28 +90,43 @@ struct Idle {
     since: std::time::Instant,
 }
 
-/// Idle connections, most recently used last.
+/// Idle connections, most recently used last, in two lists: those that
+/// only ever read locally, kept however long they idle, and those that
+/// sent a statement to the primary and so hold a stream there, kept at
+/// most `max_stream_idle`. Opening a replica connection is not free (the
+/// `libsql` crate waits for any pull in progress), so reads keep theirs.
 struct Pool {
-    idle: Mutex<Vec<Idle>>,
+    reads: Mutex<Vec<Idle>>,
+    streams: Mutex<Vec<Idle>>,
     max_idle: usize,
-    /// Connections idle longer are closed rather than reused (`None`:
-    /// local files, which keep nothing that expires).
-    max_idle_age: Option<std::time::Duration>,
+    max_stream_idle: std::time::Duration,
 }
 
+/// Longest a statement may wait for the primary: it holds the PoP's write
+/// queue meanwhile, and the guest's own deadline is 10 s.
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+/// Longest a local read retries while the replica applies frames.
+const LOCKED_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Pool {
-    fn new(max_idle_age: Option<std::time::Duration>) -> Pool {
+    fn new() -> Pool {
         Pool {
-            idle: Mutex::new(Vec::new()),
+            reads: Mutex::new(Vec::new()),
+            streams: Mutex::new(Vec::new()),
             max_idle: 32,
-            max_idle_age,
+            max_stream_idle: REMOTE_IDLE,
         }
     }
 
     /// Runs one statement on a pooled connection of `db` (incarnation
-    /// `epoch`); `local` connections get a busy timeout. With `remote`, a
-    /// statement the primary certainly did not run is run once more on a
-    /// new connection.
+    /// `epoch`); `local` connections get a busy timeout.
+    ///
+    /// With `remote`, the statement may go to the primary: it is bounded
+    /// by [`REMOTE_TIMEOUT`], and if the primary certainly ran nothing of
+    /// it, it runs once more on a new connection. Without, it reads the
+    /// local file, and a read that meets the file locked (a replica
+    /// applying frames; the `libsql` crate's synced connections do not
+    /// take a busy timeout) tries again for up to [`LOCKED_RETRY`].
     async fn query(
         &self,
         db: &libsql::Database,
@@ -117,20 +135,51 @@ impl Pool {
         remote: bool,
         statement: Statement<'_>,
     ) -> Result<QueryOutput, SqliteError> {
-        let again = remote.then(|| statement.clone());
-        let conn = self.take(db, epoch, local)?;
-        let out = match (run(&conn, statement).await, again) {
-            (Ok(out), _) => (out, conn),
-            (Err(SqliteError::NotExecuted(why)), Some(again)) => {
+        if !remote {
+            return self.read(db, epoch, local, statement).await;
+        }
+        let again = statement.clone();
+        let conn = self.take(db, epoch, local, true)?;
+        let out = match bounded(run(&conn, statement)).await {
+            Ok(out) => (out, conn),
+            Err(SqliteError::NotExecuted(why)) => {
                 tracing::info!(error = %why, "the primary ran nothing of a statement; running it on a new connection");
                 drop(conn);
                 let conn = Self::connect(db, local)?;
-                (run(&conn, again).await?, conn)
+                (bounded(run(&conn, again)).await?, conn)
             }
-            (Err(e), _) => return Err(e),
+            Err(e) => return Err(e),
         };
-        self.give_back(epoch, out.1);
+        self.give_back(epoch, out.1, true);
         Ok(out.0)
+    }
+
+    async fn read(
+        &self,
+        db: &libsql::Database,
+        epoch: u64,
+        local: bool,
+        statement: Statement<'_>,
+    ) -> Result<QueryOutput, SqliteError> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            let conn = self.take(db, epoch, local, false)?;
+            match run(&conn, statement.clone()).await {
+                Ok(out) => {
+                    self.give_back(epoch, conn, false);
+                    return Ok(out);
+                }
+                Err(SqliteError::Locked(why)) if started.elapsed() < LOCKED_RETRY => {
+                    tracing::debug!(error = %why, "a read met the replica locked; trying again");
+                    self.give_back(epoch, conn, false);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                }
+                Err(SqliteError::Locked(why)) => return Err(SqliteError::Backend(why)),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn take(
@@ -138,26 +187,32 @@ impl Pool {
         db: &libsql::Database,
         epoch: u64,
         local: bool,
+        remote: bool,
     ) -> Result<libsql::Connection, SqliteError> {
         let now = std::time::Instant::now();
-        loop {
-            let mut idle = self.idle.lock().expect("pool lock");
-            let Some(pooled) = idle.pop() else { break };
-            if self
-                .max_idle_age
-                .is_some_and(|max| now.duration_since(pooled.since) > max)
-            {
-                // The rest went idle earlier still.
-                let stale = std::mem::take(&mut *idle);
-                drop(idle);
-                drop(stale);
-                break;
+        if remote {
+            let mut streams = self.streams.lock().expect("pool lock");
+            while let Some(pooled) = streams.pop() {
+                if now.duration_since(pooled.since) > self.max_stream_idle {
+                    // Its stream may be gone, and the rest went idle
+                    // earlier still.
+                    streams.clear();
+                    break;
+                }
+                if pooled.epoch == epoch {
+                    return Ok(pooled.conn);
+                }
             }
+        }
+        // A connection that only read has no stream yet: good for either.
+        let mut reads = self.reads.lock().expect("pool lock");
+        while let Some(pooled) = reads.pop() {
             if pooled.epoch == epoch {
                 return Ok(pooled.conn);
             }
             // From a replaced replica: dropped.
         }
+        drop(reads);
         Self::connect(db, local)
     }
 
@@ -172,8 +227,9 @@ impl Pool {
         Ok(conn)
     }
 
-    fn give_back(&self, epoch: u64, conn: libsql::Connection) {
-        let mut idle = self.idle.lock().expect("pool lock");
+    fn give_back(&self, epoch: u64, conn: libsql::Connection, remote: bool) {
+        let list = if remote { &self.streams } else { &self.reads };
+        let mut idle = list.lock().expect("pool lock");
         if idle.len() < self.max_idle {
             idle.push(Idle {
                 epoch,
@@ -182,6 +238,19 @@ impl Pool {
             });
         }
     }
+}
+
+/// A statement that may reach the primary, bounded by [`REMOTE_TIMEOUT`].
+async fn bounded(
+    statement: impl std::future::Future<Output = Result<QueryOutput, SqliteError>>,
+) -> Result<QueryOutput, SqliteError> {
+    tokio::time::timeout(REMOTE_TIMEOUT, statement)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SqliteError::Backend(format!(
+                "the primary did not answer within {REMOTE_TIMEOUT:?}"
+            )))
+        })
 }
 
 /// A local libSQL database file.
@@ -195,7 +264,7 @@ impl LibsqlDatabase {
         let db = libsql::Builder::new_local(path).build().await?;
         Ok(LibsqlDatabase {
             db,
-            pool: Pool::new(None),
+            pool: Pool::new(),
         })
     }
 }
@@ -220,7 +289,7 @@ impl RemoteDatabase {
             .await?;
         Ok(RemoteDatabase {
             db,
-            pool: Pool::new(Some(REMOTE_IDLE)),
+            pool: Pool::new(),
         })
     }
 }
@@ -262,7 +331,7 @@ impl ReplicaDatabase {
     pub fn new(replica: Arc<replica::Replica>) -> ReplicaDatabase {
         ReplicaDatabase {
             replica,
-            pool: Pool::new(Some(REMOTE_IDLE)),
+            pool: Pool::new(),
             writes: tokio::sync::Mutex::new(()),
         }
     }
@@ -350,6 +419,9 @@ async fn run(
     let backend = |e: libsql::Error| {
         if not_executed(&e) {
             SqliteError::NotExecuted(e.to_string())
+        } else if matches!(e, libsql::Error::SqliteFailure(code, _) if code & 0xff == 5) {
+            // SQLITE_BUSY, extended codes included.
+            SqliteError::Locked(e.to_string())
         } else {
             SqliteError::Backend(e.to_string())
         }
@@ -454,9 +526,10 @@ impl SqliteView<'_> {
 fn to_wit_error(e: SqliteError) -> wit::Error {
     match e {
         SqliteError::ResultTooLarge { .. } => wit::Error::Io(e.to_string()),
-        SqliteError::Backend(m) | SqliteError::Unavailable(m) | SqliteError::NotExecuted(m) => {
-            wit::Error::Io(m)
-        }
+        SqliteError::Backend(m)
+        | SqliteError::Unavailable(m)
+        | SqliteError::NotExecuted(m)
+        | SqliteError::Locked(m) => wit::Error::Io(m),
     }
 }
 
