@@ -7,7 +7,9 @@
 mod bench;
 mod build;
 mod keys;
+mod platform;
 mod setup;
+mod soak;
 mod up;
 
 use anyhow::Result;
@@ -61,8 +63,21 @@ enum Cmd {
         #[command(subcommand)]
         action: Option<KeysAction>,
     },
-    /// The whole test suite: formatting, lints, unit, integration, end to end.
+    /// The whole test suite: formatting, lints, unit, integration, end to
+    /// end, and a three-minute soak run.
     Test,
+    /// The whole platform under mixed browser-shaped traffic, with quiet
+    /// spells past every timeout and restarts of the origin and a PoP;
+    /// reports every answer a user would count as a failure.
+    Soak {
+        /// How long to run; from 10 minutes on, quiet spells also outlast
+        /// the access token.
+        #[arg(long, default_value_t = 3)]
+        minutes: u64,
+        /// Skip setup and build (the binaries and components must exist).
+        #[arg(long)]
+        no_build: bool,
+    },
     /// Benchmarks; prints a table.
     Bench {
         /// Also run peer hosts (wasmtime serve) in the same run.
@@ -137,6 +152,7 @@ fn main() -> Result<()> {
             setup::run()?;
             setup::npm_tools()?;
             setup::pypi_tools()?;
+            setup::spin()?;
         }
         Cmd::Build { components } => {
             let tc = setup::run()?;
@@ -164,6 +180,14 @@ fn main() -> Result<()> {
             KeysAction::Rotate => keys::rotate()?,
         },
         Cmd::Test => test()?,
+        Cmd::Soak { minutes, no_build } => {
+            if !no_build {
+                let tc = setup::run()?;
+                build::components(&tc)?;
+                build::host()?;
+            }
+            soak::run(minutes)?;
+        }
         Cmd::Bench {
             peers,
             seconds,
@@ -178,6 +202,7 @@ fn test() -> Result<()> {
     let tc = setup::run()?;
     let npm = setup::npm_tools()?;
     let python = setup::pypi_tools()?;
+    let spin = setup::spin()?;
     build::components(&tc)?;
     build::host()?;
     say("checking formatting (cargo fmt --check)");
@@ -195,13 +220,27 @@ fn test() -> Result<()> {
     build::guest_clippy(&tc)?;
     say("running unit, integration and end-to-end tests (release profile, shared with the build)");
     // The end-to-end tests find the npm oracles through the environment.
+    let spin = spin.map(|p| p.into_os_string()).unwrap_or_default();
     let (passed, failed) = build::cargo_test(
-        &["test", "--release"],
+        &["test", "--release", "--no-fail-fast"],
         &[
             ("EDGESHOP_NPM_DIR", npm.as_os_str()),
             ("EDGESHOP_ORACLE_PYTHON", python.as_os_str()),
+            // Empty when there is no Spin here: its tests say they skipped.
+            ("EDGESHOP_SPIN_BIN", spin.as_os_str()),
         ],
     )?;
+    // Real time with real clients: quiet spells and restarts under
+    // browser-shaped traffic (the short form; `cargo xtask soak --minutes
+    // 30` is the long one).
+    say("soak: three minutes of browser-shaped traffic with quiet spells and restarts");
+    let (passed, failed) = match soak::run(3) {
+        Ok(()) => (passed + 1, failed),
+        Err(e) => {
+            eprintln!("soak run failed: {e:#}");
+            (passed, failed + 1)
+        }
+    };
     // One closing line for the whole suite, whatever cargo printed last.
     println!("summary: {passed} passed, {failed} failed");
     if failed > 0 || passed == 0 {

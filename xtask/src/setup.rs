@@ -186,3 +186,101 @@ fn build_std() -> Result<Toolchain> {
         lld_dir,
     })
 }
+
+/// The Spin the tests run `spin.toml` on: `$EDGESHOP_SPIN`, else `spin` on
+/// `PATH`, else a build in a `shared/tools/spin/` folder next to the
+/// checkout or above it (`$EDGESHOP_SHARED_TOOLS` names another), unpacked
+/// once into the tool cache. `None` when there is none: Spin is not in any
+/// registry this machine reaches, so the Spin tests then say they skipped.
+pub fn spin() -> Result<Option<PathBuf>> {
+    if let Some(path) = std::env::var_os("EDGESHOP_SPIN").map(PathBuf::from) {
+        if !path.exists() {
+            bail!(
+                "EDGESHOP_SPIN names {}, which does not exist",
+                path.display()
+            );
+        }
+        say(&format!("real Spin: {} (EDGESHOP_SPIN)", path.display()));
+        return Ok(Some(path));
+    }
+    let on_path = Command::new("spin")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    if let Some(out) = on_path {
+        say(&format!(
+            "real Spin: spin on PATH ({})",
+            String::from_utf8_lossy(&out.stdout).trim()
+        ));
+        return Ok(Some(PathBuf::from("spin")));
+    }
+    let Some(packed) = shared_tool("spin", "spin-", "-x86_64-linux.xz") else {
+        say(
+            "real Spin: not found (no EDGESHOP_SPIN, no spin on PATH, no shared/tools/spin/); \
+             the tests on real Spin will be skipped",
+        );
+        return Ok(None);
+    };
+    let version = packed
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("spin-")?.strip_suffix("-x86_64-linux.xz"))
+        .unwrap_or("unknown")
+        .to_string();
+    let dir = crate::tool_cache().join(format!("spin-{version}"));
+    let binary = dir.join("spin");
+    if !binary.exists() {
+        say(&format!(
+            "unpacking Spin {version} from {} into {}",
+            packed.display(),
+            dir.display()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let part = dir.join("spin.part");
+        let out = std::fs::File::create(&part)?;
+        let ok = Command::new("xz")
+            .arg("-dc")
+            .arg(&packed)
+            .stdout(out)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            bail!(
+                "xz -dc {} failed (Debian: apt install xz-utils)",
+                packed.display()
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&part, &binary)?;
+    }
+    say(&format!(
+        "real Spin: {version}, unpacked from the shared tools into {}",
+        binary.display()
+    ));
+    Ok(Some(binary))
+}
+
+/// A packed third-party build in `shared/tools/<tool>/` whose file name
+/// starts with `prefix` and ends with `suffix`, looked for in
+/// `$EDGESHOP_SHARED_TOOLS`, then beside the checkout and each folder above.
+fn shared_tool(tool: &str, prefix: &str, suffix: &str) -> Option<PathBuf> {
+    let mut places: Vec<PathBuf> = std::env::var_os("EDGESHOP_SHARED_TOOLS")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    let root = crate::root();
+    places.extend(root.ancestors().map(|a| a.join("shared/tools")));
+    places.into_iter().find_map(|tools| {
+        std::fs::read_dir(tools.join(tool))
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
+            })
+    })
+}

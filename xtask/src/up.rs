@@ -1,5 +1,6 @@
 //! `cargo xtask up`: the whole system on one machine.
 
+use crate::platform::{Layout, Platform};
 use crate::{build, root, say, setup, state_dir};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,7 @@ pub struct FrontDoorSection {
     pub nearest: std::collections::BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct PopConfig {
     pub name: String,
     pub region: String,
@@ -84,9 +85,25 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts `cmd` and waits for its `... listening on http://ADDR` line.
-    pub fn start(name: &str, mut cmd: Command) -> Result<Service> {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    /// Starts `cmd` and waits for its `... listening on http://ADDR` line;
+    /// its log goes to this process's stderr.
+    pub fn start(name: &str, cmd: Command) -> Result<Service> {
+        Self::start_logging(name, cmd, None)
+    }
+
+    /// [`Service::start`], with the log appended to `log` when given.
+    pub fn start_logging(name: &str, mut cmd: Command, log: Option<&Path>) -> Result<Service> {
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?,
+            ),
+            None => Stdio::inherit(),
+        };
+        cmd.stdout(Stdio::piped()).stderr(stderr);
         let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
         let stdout = child.stdout.take().context("stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -105,18 +122,23 @@ impl Service {
             }),
             Err(_) => {
                 let _ = child.kill();
-                bail!("{name} did not start within 60 s (see its log above)")
+                let _ = child.wait();
+                bail!("{name} did not start within 60 s (see its log)")
             }
         }
+    }
+
+    /// `host:port`, to start a successor on the same address.
+    pub fn address(&self) -> &str {
+        self.url.trim_start_matches("http://")
     }
 
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
-}
 
-impl Drop for Service {
-    fn drop(&mut self) {
+    /// SIGTERM, then SIGKILL if it has not exited within 10 s.
+    pub fn stop(&mut self) {
         if self.exited().is_some() {
             return;
         }
@@ -130,8 +152,19 @@ impl Drop for Service {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.kill();
+    }
+
+    /// SIGKILL: a crash, as far as the process can tell.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -283,114 +316,35 @@ pub fn run(no_build: bool) -> Result<()> {
         build::components(&tc)?;
         build::host()?;
     }
-    let catalog = state_dir().join("data/catalog.db");
-    build::seed(&catalog, 10_000, 200, 1, false)?;
-    let identity = state_dir().join("data/identity.db");
-    build::seed_identity(&identity, "admin@edgeshop.test")?;
+    let layout = Layout {
+        root: state_dir(),
+        logs: false,
+    };
+    build::seed(&layout.catalog(), 10_000, 200, 1, false)?;
+    build::seed_identity(&layout.identity(), "admin@edgeshop.test")?;
+    let mut platform = Platform::start(layout)?;
 
-    let mut services = Vec::new();
-    // The payment provider: the simulator, no faults unless asked for
-    // (POST /_sim/faults).
-    let webhook_secret = format!("whsec_{}", secret("webhook_secret")?);
-    let mut paysim_cmd = Command::new(root().join("target/release/edgeshop-paysim"));
-    paysim_cmd
-        .current_dir(root())
-        .args(["--listen", "127.0.0.1:0"])
-        .env("EDGESHOP_WEBHOOK_SECRET", &webhook_secret);
-    say("starting the payment simulator");
-    let paysim = Service::start("paysim", paysim_cmd)?;
-
-    let mut origin_cmd = Command::new(root().join("target/release/edgeshop-origin"));
-    origin_cmd
-        .current_dir(root())
-        .args(["--listen", "127.0.0.1:0", "--catalog"])
-        .arg(&catalog)
-        .arg("--orders")
-        .arg(state_dir().join("data/orders.db"))
-        .arg("--identity")
-        .arg(&identity)
-        // Checkout verifies shoppers' tokens with the keys PoPs use.
-        .arg("--variables-file")
-        .arg(crate::keys::ensure()?)
-        .args(["--payments-url", &paysim.url])
-        .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?)
-        .env("EDGESHOP_EDGE_TOKEN", secret("edge_token")?)
-        .env("EDGESHOP_WEBHOOK_SECRET", &webhook_secret);
-    say("starting the origin");
-    let origin = Service::start("origin", origin_cmd)?;
-    post_json(
-        &paysim.url,
-        "/_sim/webhook",
-        &serde_json::json!({ "url": format!("{}/webhooks/payments", origin.url) }),
-    )
-    .context("pointing the simulator's webhooks at the origin")?;
-    services.push(paysim);
-
-    let config = pops_file()?;
-    let mut pops = Vec::new();
-    for pop in &config.pop {
-        // Each PoP reads an embedded replica of the origin's catalog.
-        say(&format!(
-            "starting PoP {} ({}, origin {} ms away)",
-            pop.name, pop.region, pop.origin_delay_ms
-        ));
-        let catalog = Catalog::Replica {
-            origin: &origin.url,
-            dir: state_dir().join("pops").join(&pop.name),
-            delay_ms: pop.origin_delay_ms,
-            interval_ms: config.replication.sync_interval_ms,
-        };
-        let mut cmd =
-            edge_host_command(&pop.name, &pop.listen, catalog, &root().join("spin.toml"))?;
-        // Shoppers reach the PoPs through the local front door, so the
-        // client is the address it appends to X-Forwarded-For.
-        cmd.env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1")
-            .env("SPIN_VARIABLE_ORIGIN_URL", &origin.url);
-        let svc = Service::start(&pop.name, cmd)?;
-        pops.push(PopEndpoint {
-            name: pop.name.clone(),
-            region: pop.region.clone(),
-            url: svc.url.clone(),
-            origin_delay_ms: pop.origin_delay_ms,
-            replication: format!("{}/.well-known/edgeshop/replication", svc.url),
-        });
-        services.push(svc);
-    }
-    for pop in &pops {
-        wait_ready(&pop.url, Duration::from_secs(120))
-            .with_context(|| format!("PoP {} bootstrapping its replica", pop.name))?;
-    }
-
-    let fd_config = state_dir().join("front-door.json");
-    std::fs::write(
-        &fd_config,
-        serde_json::to_string_pretty(&serde_json::json!({
-            "pops": pops.iter().map(|p| serde_json::json!({
-                "name": p.name, "region": p.region, "url": p.url,
-            })).collect::<Vec<_>>(),
-            "nearest": config.front_door.nearest,
-            "region_header": config.front_door.region_header,
-        }))?,
-    )?;
-    let mut fd_cmd = Command::new(root().join("target/release/front-door"));
-    fd_cmd
-        .current_dir(root())
-        .args(["--listen", &config.front_door.listen, "--config"])
-        .arg(&fd_config);
-    say("starting the front door");
-    let front_door = Service::start("front-door", fd_cmd)?;
-    services.push(front_door);
     let topology = Topology {
         origin: Endpoint {
-            url: origin.url.clone(),
+            url: platform.origin.url.clone(),
         },
         payments: Endpoint {
-            url: services[0].url.clone(),
+            url: platform.paysim.url.clone(),
         },
         front_door: Endpoint {
-            url: services.last().expect("front door").url.clone(),
+            url: platform.front_door.url.clone(),
         },
-        pops,
+        pops: platform
+            .pops
+            .iter()
+            .map(|p| PopEndpoint {
+                name: p.config.name.clone(),
+                region: p.config.region.clone(),
+                url: p.service.url.clone(),
+                origin_delay_ms: p.config.origin_delay_ms,
+                replication: format!("{}/.well-known/edgeshop/replication", p.service.url),
+            })
+            .collect(),
     };
     let topo_path = state_dir().join("topology.json");
     std::fs::write(&topo_path, serde_json::to_string_pretty(&topology)?)?;
@@ -402,7 +356,7 @@ pub fn run(no_build: bool) -> Result<()> {
         "  front door  {}   (send `edgeshop-client-region: eu|us|ap`)",
         topology.front_door.url
     );
-    println!("  origin  {}", origin.url);
+    println!("  origin  {}", topology.origin.url);
     println!(
         "  payments {}   (simulator; inject faults with POST /_sim/faults)",
         topology.payments.url
@@ -412,7 +366,7 @@ pub fn run(no_build: bool) -> Result<()> {
     }
     println!();
     println!(
-        "  curl -i -H 'edgeshop-client-region: eu' {}/api/v1/products/1",
+        "  curl -i --compressed -H 'edgeshop-client-region: eu' {}/api/v1/products/1",
         topology.front_door.url
     );
     if let Some(first) = topology.pops.first() {
@@ -434,13 +388,9 @@ pub fn run(no_build: bool) -> Result<()> {
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         });
     }
-    let mut origin = origin;
     let stopping = || stop.load(std::sync::atomic::Ordering::SeqCst);
     while !stopping() {
-        let exited = std::iter::once(&mut origin)
-            .chain(services.iter_mut())
-            .find_map(|s| s.exited().map(|status| (s.name.clone(), status)));
-        if let Some((name, status)) = exited {
+        if let Some((name, status)) = platform.exited() {
             // A terminal's Ctrl-C reaches the children too, and one may exit
             // before our own handler has run: give it a moment to say so.
             std::thread::sleep(Duration::from_millis(500));
@@ -452,8 +402,7 @@ pub fn run(no_build: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     say("stopping PoPs and origin");
-    drop(services);
-    drop(origin);
+    drop(platform);
     let _ = std::fs::remove_file(&topo_path);
     Ok(())
 }

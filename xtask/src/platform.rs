@@ -1,0 +1,273 @@
+//! The whole system on one machine: the payment simulator, the origin,
+//! every PoP of `cdn-config/pops.toml` and the front door, over the
+//! databases in one directory. `cargo xtask up` runs it until Ctrl-C;
+//! `cargo xtask soak` also restarts its parts on their own addresses.
+
+use crate::up::{
+    Catalog, PopConfig, PopsFile, Service, edge_host_command, pops_file, post_json, secret,
+    wait_ready,
+};
+use crate::{keys, root, say};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// Where a platform keeps its files: `data/{catalog,identity,orders}.db`,
+/// a replica directory per PoP under `pops/`, the front door's config,
+/// and with `logs`, a log file per process.
+pub struct Layout {
+    pub root: PathBuf,
+    /// Write each process's log to `root/logs/<name>.log` instead of this
+    /// terminal.
+    pub logs: bool,
+}
+
+impl Layout {
+    pub fn catalog(&self) -> PathBuf {
+        self.root.join("data/catalog.db")
+    }
+
+    pub fn identity(&self) -> PathBuf {
+        self.root.join("data/identity.db")
+    }
+
+    fn log(&self, name: &str) -> Option<PathBuf> {
+        self.logs
+            .then(|| self.root.join("logs").join(format!("{name}.log")))
+    }
+}
+
+/// A PoP and what it was started from.
+pub struct RunningPop {
+    pub config: PopConfig,
+    pub service: Service,
+}
+
+/// Every process of the system, running.
+pub struct Platform {
+    layout: Layout,
+    config: PopsFile,
+    webhook_secret: String,
+    pub paysim: Service,
+    pub origin: Service,
+    pub pops: Vec<RunningPop>,
+    pub front_door: Service,
+}
+
+impl Platform {
+    /// Starts everything over the (seeded) databases of `layout` and waits
+    /// until every PoP has bootstrapped its replicas.
+    pub fn start(layout: Layout) -> Result<Platform> {
+        if layout.logs {
+            std::fs::create_dir_all(layout.root.join("logs"))?;
+        }
+        let config = pops_file()?;
+        let webhook_secret = format!("whsec_{}", secret("webhook_secret")?);
+        // The payment provider: the simulator, no faults unless asked for
+        // (POST /_sim/faults).
+        let mut paysim_cmd = Command::new(root().join("target/release/edgeshop-paysim"));
+        paysim_cmd
+            .current_dir(root())
+            .args(["--listen", "127.0.0.1:0"])
+            .env("EDGESHOP_WEBHOOK_SECRET", &webhook_secret);
+        say("starting the payment simulator");
+        let paysim = Service::start_logging("paysim", paysim_cmd, layout.log("paysim").as_deref())?;
+        say("starting the origin");
+        let origin = Service::start_logging(
+            "origin",
+            origin_command(&layout, &paysim.url, &webhook_secret, "127.0.0.1:0")?,
+            layout.log("origin").as_deref(),
+        )?;
+        post_json(
+            &paysim.url,
+            "/_sim/webhook",
+            &serde_json::json!({ "url": format!("{}/webhooks/payments", origin.url) }),
+        )
+        .context("pointing the simulator's webhooks at the origin")?;
+
+        let mut pops = Vec::new();
+        for pop in &config.pop {
+            // Each PoP reads an embedded replica of the origin's databases.
+            say(&format!(
+                "starting PoP {} ({}, origin {} ms away)",
+                pop.name, pop.region, pop.origin_delay_ms
+            ));
+            let cmd = pop_command(&layout, &config, pop, &origin.url, &pop.listen)?;
+            let service = Service::start_logging(&pop.name, cmd, layout.log(&pop.name).as_deref())?;
+            pops.push(RunningPop {
+                config: pop.clone(),
+                service,
+            });
+        }
+        for pop in &pops {
+            wait_ready(&pop.service.url, Duration::from_secs(120))
+                .with_context(|| format!("PoP {} bootstrapping its replica", pop.config.name))?;
+        }
+
+        let fd_config = layout.root.join("front-door.json");
+        std::fs::write(
+            &fd_config,
+            serde_json::to_string_pretty(&serde_json::json!({
+                "pops": pops.iter().map(|p| serde_json::json!({
+                    "name": p.config.name, "region": p.config.region, "url": p.service.url,
+                })).collect::<Vec<_>>(),
+                "nearest": config.front_door.nearest,
+                "region_header": config.front_door.region_header,
+            }))?,
+        )?;
+        let mut fd_cmd = Command::new(root().join("target/release/front-door"));
+        fd_cmd
+            .current_dir(root())
+            .args(["--listen", &config.front_door.listen, "--config"])
+            .arg(&fd_config);
+        say("starting the front door");
+        let front_door =
+            Service::start_logging("front-door", fd_cmd, layout.log("front-door").as_deref())?;
+        Ok(Platform {
+            layout,
+            config,
+            webhook_secret,
+            paysim,
+            origin,
+            pops,
+            front_door,
+        })
+    }
+
+    /// The region header the front door routes by.
+    pub fn region_header(&self) -> &str {
+        &self.config.front_door.region_header
+    }
+
+    /// Stops the origin (`crash`: SIGKILL, else SIGTERM and a drain) and
+    /// starts it again on the same address, over the same files.
+    pub fn restart_origin(&mut self, crash: bool) -> Result<()> {
+        let listen = self.origin.address().to_string();
+        if crash {
+            self.origin.kill();
+        } else {
+            self.origin.stop();
+        }
+        let cmd = origin_command(
+            &self.layout,
+            &self.paysim.url,
+            &self.webhook_secret,
+            &listen,
+        )?;
+        self.origin = Service::start_logging("origin", cmd, self.layout.log("origin").as_deref())?;
+        Ok(())
+    }
+
+    /// Stops PoP `name` (`crash`: SIGKILL) and starts it again on the same
+    /// address over its replica files; returns once it is ready.
+    pub fn restart_pop(&mut self, name: &str, crash: bool) -> Result<()> {
+        let i = self
+            .pops
+            .iter()
+            .position(|p| p.config.name == name)
+            .with_context(|| format!("no PoP named {name}"))?;
+        let listen = self.pops[i].service.address().to_string();
+        if crash {
+            self.pops[i].service.kill();
+        } else {
+            self.pops[i].service.stop();
+        }
+        let cmd = pop_command(
+            &self.layout,
+            &self.config,
+            &self.pops[i].config,
+            &self.origin.url,
+            &listen,
+        )?;
+        self.pops[i].service = Service::start_logging(name, cmd, self.layout.log(name).as_deref())?;
+        wait_ready(&self.pops[i].service.url, Duration::from_secs(120))
+    }
+
+    /// The first process that has exited, if any: its name and status.
+    pub fn exited(&mut self) -> Option<(String, std::process::ExitStatus)> {
+        std::iter::once(&mut self.paysim)
+            .chain(std::iter::once(&mut self.origin))
+            .chain(self.pops.iter_mut().map(|p| &mut p.service))
+            .chain(std::iter::once(&mut self.front_door))
+            .find_map(|s| s.exited().map(|status| (s.name.clone(), status)))
+    }
+
+    /// The last `lines` lines of each process's log file (with `logs`).
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        let Ok(dir) = std::fs::read_dir(self.layout.root.join("logs")) else {
+            return out;
+        };
+        let mut files: Vec<PathBuf> = dir.filter_map(|e| Some(e.ok()?.path())).collect();
+        files.sort();
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            out.push_str(&format!("--- {} ---\n", path.display()));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Platform {
+    /// Front to back: no PoP sees its clients' requests fail for a
+    /// missing origin before the front door has stopped sending them.
+    fn drop(&mut self) {
+        self.front_door.stop();
+        for pop in &mut self.pops {
+            pop.service.stop();
+        }
+        self.origin.stop();
+        self.paysim.stop();
+    }
+}
+
+fn origin_command(
+    layout: &Layout,
+    payments_url: &str,
+    webhook_secret: &str,
+    listen: &str,
+) -> Result<Command> {
+    let mut cmd = Command::new(root().join("target/release/edgeshop-origin"));
+    cmd.current_dir(root())
+        .args(["--listen", listen, "--catalog"])
+        .arg(layout.catalog())
+        .arg("--orders")
+        .arg(layout.root.join("data/orders.db"))
+        .arg("--identity")
+        .arg(layout.identity())
+        // Checkout verifies shoppers' tokens with the keys PoPs use.
+        .arg("--variables-file")
+        .arg(keys::ensure()?)
+        .args(["--payments-url", payments_url])
+        .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?)
+        .env("EDGESHOP_EDGE_TOKEN", secret("edge_token")?)
+        .env("EDGESHOP_WEBHOOK_SECRET", webhook_secret);
+    Ok(cmd)
+}
+
+fn pop_command(
+    layout: &Layout,
+    config: &PopsFile,
+    pop: &PopConfig,
+    origin: &str,
+    listen: &str,
+) -> Result<Command> {
+    let catalog = Catalog::Replica {
+        origin,
+        dir: layout.root.join("pops").join(&pop.name),
+        delay_ms: pop.origin_delay_ms,
+        interval_ms: config.replication.sync_interval_ms,
+    };
+    let mut cmd = edge_host_command(&pop.name, listen, catalog, &root().join("spin.toml"))?;
+    // Shoppers reach the PoPs through the local front door, so the client
+    // is the address it appends to X-Forwarded-For.
+    cmd.env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1")
+        .env("SPIN_VARIABLE_ORIGIN_URL", origin);
+    Ok(cmd)
+}
