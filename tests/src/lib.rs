@@ -452,6 +452,12 @@ pub async fn request_as(
     request(method, url, &fields, body).await
 }
 
+/// The fields a browser's page script adds to a read of `authority`, for
+/// tests that write their requests by hand.
+pub fn client_fields(authority: &str) -> Vec<(&'static str, String)> {
+    edgeshop_clients::headers(Client::Chromium, Purpose::Read, authority)
+}
+
 /// A shopper's browser reading `url` (a page script's `fetch`): what most
 /// tests send, because it is what most users send.
 pub async fn get(url: &str) -> Reply {
@@ -767,17 +773,19 @@ fn toml_string(s: &str) -> String {
     format!("'''{s}'''")
 }
 
-/// A proxy between a PoP and the origin that can lose answers: armed with
-/// needles, it forwards the next request whose body contains them all,
-/// lets the origin run it, then closes the connection instead of
-/// answering. The
-/// PoP sees what a network failure after sending looks like: the outcome
-/// of its statement is unknown to it. A fault injector, not a stand-in:
-/// everything else passes through to the real origin.
+/// A proxy between a PoP and the origin that injects network faults.
+/// Armed with needles, it forwards the next request whose body contains
+/// them all, lets the origin run it, then closes the connection instead of
+/// answering: the PoP sees what a failure after sending looks like, and
+/// the outcome of its statement is unknown to it. Stalled, it holds every
+/// request unanswered until released: a primary that stopped answering.
+/// A fault injector, not a stand-in: everything else passes through to
+/// the real origin.
 pub struct AnswerDropper {
     pub url: String,
     armed: std::sync::Arc<std::sync::Mutex<Option<Vec<String>>>>,
     dropped: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    stalled: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -789,6 +797,7 @@ impl AnswerDropper {
         let armed = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<String>>));
         let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
         let origin: http::Uri = origin.parse().unwrap();
+        let (stalled, stall_rx) = tokio::sync::watch::channel(false);
         let (a, d) = (armed.clone(), dropped.clone());
         let task = tokio::spawn(async move {
             let client =
@@ -798,17 +807,25 @@ impl AnswerDropper {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (client, origin, armed, dropped) =
-                    (client.clone(), origin.clone(), a.clone(), d.clone());
+                let (client, origin, armed, dropped, stall) = (
+                    client.clone(),
+                    origin.clone(),
+                    a.clone(),
+                    d.clone(),
+                    stall_rx.clone(),
+                );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (client, origin, armed, dropped) = (
+                        let (client, origin, armed, dropped, mut stall) = (
                             client.clone(),
                             origin.clone(),
                             armed.clone(),
                             dropped.clone(),
+                            stall.clone(),
                         );
                         async move {
+                            // Held while stalled, forwarded once released.
+                            let _ = stall.wait_for(|stalled| !*stalled).await;
                             let (mut parts, body) = req.into_parts();
                             let body = http_body_util::BodyExt::collect(body)
                                 .await
@@ -861,8 +878,15 @@ impl AnswerDropper {
             url,
             armed,
             dropped,
+            stalled,
             task,
         }
+    }
+
+    /// Holds every request from now on unanswered (`true`), or lets them
+    /// all through (`false`).
+    pub fn stall(&self, stalled: bool) {
+        self.stalled.send_replace(stalled);
     }
 
     /// Loses the answer to the next request whose body contains every
@@ -880,5 +904,88 @@ impl AnswerDropper {
 impl Drop for AnswerDropper {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Real Spin, as `cargo xtask test` found it (`EDGESHOP_SPIN_BIN`); `None`
+/// when there is none on this machine, and the caller says it skipped.
+pub fn spin_binary() -> Option<PathBuf> {
+    std::env::var_os("EDGESHOP_SPIN_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `spin up` on the project's own `spin.toml`, unmodified, with a runtime
+/// config that opens the seeded catalog and a fresh identity database in
+/// `dir` (local files, as the README's "Running on real Spin" does).
+pub fn start_spin(spin: &Path, dir: &Path) -> Host {
+    let catalog = dir.join("catalog.db");
+    std::fs::copy(seeded_catalog(), &catalog).expect("copy the seeded catalog");
+    let identity = dir.join("identity.db");
+    std::fs::copy(empty_identity(), &identity).expect("copy the identity database");
+    let config = dir.join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sqlite_database.catalog]\ntype = \"spin\"\npath = {:?}\n\
+             [sqlite_database.identity]\ntype = \"spin\"\npath = {:?}\n\
+             [key_value_store.ratelimit]\ntype = \"spin\"\npath = {:?}\n\
+             [key_value_store.cache]\ntype = \"spin\"\npath = {:?}\n",
+            catalog,
+            identity,
+            dir.join("ratelimit.db"),
+            dir.join("cache.db"),
+        ),
+    )
+    .unwrap();
+    // Spin takes a fixed address: find a free one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut cmd = Command::new(spin);
+    cmd.arg("up")
+        .arg("--from")
+        .arg(root().join("spin.toml"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--runtime-config-file")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in app_env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spin up");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    for pipe in [
+        Box::new(stdout) as Box<dyn std::io::Read + Send>,
+        Box::new(stderr),
+    ] {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+    }
+    // Spin compiles every component before it serves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !log.lock().unwrap().contains("Serving http://") {
+        if std::time::Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            panic!("spin up did not serve:\n{}", log.lock().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Host {
+        url: format!("http://127.0.0.1:{port}"),
+        child,
+        stderr: log,
     }
 }

@@ -19,26 +19,19 @@ async fn pop(origin: &Host, dir: &Path, extra: &[&str]) -> Host {
     pop
 }
 
+/// A browser's script posting JSON (with a bearer token when signed in).
 async fn post(pop: &Host, path: &str, body: serde_json::Value, token: Option<&str>) -> Reply {
     let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers = vec![("content-type", "application/json")];
-    if let Some(a) = &auth {
-        headers.push(("authorization", a));
-    }
-    request(
-        "POST",
-        &format!("{}{path}", pop.url),
-        &headers,
-        serde_json::to_vec(&body).unwrap(),
-    )
-    .await
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    edgeshop_e2e::post_json(&format!("{}{path}", pop.url), &body, &headers).await
 }
 
+/// A browser's signed-in read.
 async fn get_as(pop: &Host, path: &str, token: &str, extra: &[(&str, &str)]) -> Reply {
     let auth = format!("Bearer {token}");
     let mut headers = vec![("authorization", auth.as_str())];
     headers.extend_from_slice(extra);
-    request("GET", &format!("{}{path}", pop.url), &headers, Vec::new()).await
+    edgeshop_e2e::browse(&format!("{}{path}", pop.url), &headers).await
 }
 
 const PASSWORD: &str = "a long enough password";

@@ -1,7 +1,7 @@
 //! The front door: nearest healthy PoP by client region, health checks,
 //! and failover with no failed request when a PoP dies.
 
-use edgeshop_e2e::{Host, TempDir, binary, get, request};
+use edgeshop_e2e::{Host, TempDir, binary, browse, probe};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,11 +22,9 @@ fn front_door(pops: &[(&str, &str, &Host)], dir: &TempDir) -> Host {
 }
 
 async fn served_by(fd: &Host, region: &str) -> (u16, String) {
-    let r = request(
-        "GET",
+    let r = browse(
         &format!("{}/api/v1/products/1", fd.url),
         &[("edgeshop-client-region", region)],
-        vec![],
     )
     .await;
     (
@@ -78,7 +76,7 @@ async fn routes_to_the_nearest_pop_and_fails_over_without_errors() {
     );
 
     // The health checks agree within a couple of seconds.
-    let status = get(&format!("{}/.well-known/edgeshop/front-door", fd.url))
+    let status = probe(&format!("{}/.well-known/edgeshop/front-door", fd.url))
         .await
         .json();
     let fra_status = status["pops"]
@@ -99,7 +97,7 @@ async fn no_reachable_pop_is_a_503_with_retry_after() {
     assert_eq!(served_by(&fd, "eu").await.0, 200);
     let _ = only.child.kill();
     let _ = only.child.wait();
-    let r = request("GET", &format!("{}/api/v1/products/1", fd.url), &[], vec![]).await;
+    let r = browse(&format!("{}/api/v1/products/1", fd.url), &[]).await;
     r.problem(503);
     assert_eq!(r.header("retry-after"), Some("1"));
 }

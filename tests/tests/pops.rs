@@ -3,7 +3,7 @@
 //! and the faults a PoP must ride out without a manual step.
 
 use edgeshop_e2e::{
-    Host, TempDir, content_hash, get, primary_connection, replica_hash, request, root,
+    Host, TempDir, content_hash, get, primary_connection, probe, replica_hash, request, root,
     start_origin, start_origin_on_seed, start_pop, wait_ready,
 };
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ async fn converged(dir: &Path, want: u64, what: &str, pop: &Host) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status = get(&format!("{}/.well-known/edgeshop/replication", pop.url)).await;
+    let status = probe(&format!("{}/.well-known/edgeshop/replication", pop.url)).await;
     panic!(
         "{what} did not converge; status {}\n{}",
         status.text(),
@@ -79,7 +79,7 @@ async fn a_pop_always_reads_its_own_writes() {
     // position has been asked for, zero lag.
     let mut caught_up = false;
     for _ in 0..100 {
-        let status = get(&format!("{}/.well-known/edgeshop/replication", pop.url))
+        let status = probe(&format!("{}/.well-known/edgeshop/replication", pop.url))
             .await
             .json();
         let r = &status["replicas"][0];
@@ -204,7 +204,7 @@ async fn an_offline_pop_catches_up_across_generations_or_bootstraps_again() {
         &fra,
     )
     .await;
-    let s = get(&format!("{}/.well-known/edgeshop/replication", fra.url))
+    let s = probe(&format!("{}/.well-known/edgeshop/replication", fra.url))
         .await
         .json();
     assert_eq!(
@@ -238,7 +238,7 @@ async fn an_offline_pop_catches_up_across_generations_or_bootstraps_again() {
         &iad,
     )
     .await;
-    let s = get(&format!("{}/.well-known/edgeshop/replication", iad.url))
+    let s = probe(&format!("{}/.well-known/edgeshop/replication", iad.url))
         .await
         .json();
     assert_eq!(s["replicas"][0]["bootstraps"], 1, "{s}");
@@ -261,7 +261,7 @@ async fn a_pop_keeps_serving_reads_while_the_origin_is_down() {
     wait_ready(&fra).await;
     let r = get(&format!("{}/api/v1/products/42", fra.url)).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let s = get(&format!("{}/.well-known/edgeshop/replication", fra.url))
+    let s = probe(&format!("{}/.well-known/edgeshop/replication", fra.url))
         .await
         .json();
     assert!(s["replicas"][0]["last_error"].is_string(), "{s}");
@@ -270,7 +270,7 @@ async fn a_pop_keeps_serving_reads_while_the_origin_is_down() {
     // routes answer 503 with Retry-After rather than an empty catalog.
     let fresh = start_pop(&manifest, "http://127.0.0.1:9", &dir.0.join("new"), &[])
         .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
-    let h = get(&format!("{}/.well-known/edgeshop/health", fresh.url)).await;
+    let h = probe(&format!("{}/.well-known/edgeshop/health", fresh.url)).await;
     assert_eq!(h.status, 503);
     let r = get(&format!("{}/api/v1/products/42", fresh.url)).await;
     assert_eq!(r.status, 503);
@@ -319,7 +319,7 @@ async fn a_pop_under_read_load_follows_generation_rolls() {
     // current generation instead of stalling at a generation's end.
     let mut status = serde_json::Value::Null;
     for _ in 0..100 {
-        status = get(&format!("{}/.well-known/edgeshop/replication", fra.url))
+        status = probe(&format!("{}/.well-known/edgeshop/replication", fra.url))
             .await
             .json();
         let r = &status["replicas"][0];

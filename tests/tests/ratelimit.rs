@@ -37,10 +37,23 @@ async fn exchange_from(
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
+    // A browser's own fields, unless the test sends its own of a name.
+    let named = |n: &str| {
+        extra.lines().any(|l| {
+            l.split(':')
+                .next()
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case(n))
+        })
+    };
+    let browser: String = edgeshop_e2e::client_fields(&addr.to_string())
+        .into_iter()
+        .filter(|(n, _)| !named(n))
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     stream
         .write_all(
             format!(
-                "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\n{extra}connection: close\r\n\r\n"
+                "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\n{browser}{extra}connection: close\r\n\r\n"
             )
             .as_bytes(),
         )

@@ -3,7 +3,7 @@
 //! `topology.json`, serves the catalog and checkout at every PoP, and stops
 //! everything on Ctrl-C.
 
-use edgeshop_e2e::{TempDir, binary, get};
+use edgeshop_e2e::{Client, Purpose, TempDir, binary, browse, get, probe, request_as};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
     let names: Vec<&str> = pops.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["fra", "iad", "sin"]);
 
-    let origin = get(&format!(
+    let origin = probe(&format!(
         "{}/health",
         topology["origin"]["url"].as_str().unwrap()
     ))
@@ -96,18 +96,16 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let status = get(pop["replication"].as_str().unwrap()).await.json();
+        let status = probe(pop["replication"].as_str().unwrap()).await.json();
         assert_eq!(status["replicas"][0]["bootstrapped"], true, "{status}");
     }
 
     // The front door sends each region to its nearest PoP.
     let fd = topology["front_door"]["url"].as_str().unwrap();
     for (region, pop) in [("eu", "fra"), ("us", "iad"), ("ap", "sin")] {
-        let r = edgeshop_e2e::request(
-            "GET",
+        let r = browse(
             &format!("{fd}/api/v1/products/1"),
             &[("edgeshop-client-region", region)],
-            vec![],
         )
         .await;
         assert_eq!(
@@ -117,17 +115,61 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
         );
     }
 
+    // What browsers and curl get at every PoP, directly and through the
+    // front door: a product page, listings and the categories are brotli
+    // cache hits from the second request on, and revalidate to 304.
+    let mut places: Vec<(String, Vec<(&str, &str)>)> = pops
+        .iter()
+        .map(|p| (p["url"].as_str().unwrap().to_string(), vec![]))
+        .collect();
+    for region in ["eu", "us", "ap"] {
+        places.push((fd.to_string(), vec![("edgeshop-client-region", region)]));
+    }
+    for (base, fields) in &places {
+        for path in [
+            "/api/v1/products/3",
+            "/api/v1/products?limit=20",
+            "/api/v1/products?q=walnut+lamp&limit=3",
+            "/api/v1/categories",
+        ] {
+            let url = format!("{base}{path}");
+            let first = browse(&url, fields).await;
+            assert_eq!(first.status, 200, "{url}: {}", first.text());
+            let second = browse(&url, fields).await;
+            assert!(
+                second.cache_status().starts_with("edgeshop; hit"),
+                "{url} {fields:?}: the second browser request was {}",
+                second.cache_status()
+            );
+            assert_eq!(second.header("content-encoding"), Some("br"), "{url}");
+            assert_eq!(second.body, first.body);
+            let etag = second.header("etag").unwrap().to_string();
+            let mut conditional = fields.clone();
+            conditional.push(("if-none-match", &etag));
+            assert_eq!(browse(&url, &conditional).await.status, 304, "{url}");
+            let curl = request_as(
+                Client::CurlCompressed,
+                Purpose::Read,
+                "GET",
+                &url,
+                fields,
+                vec![],
+            )
+            .await;
+            assert!(curl.cache_status().starts_with("edgeshop; hit"), "{url}");
+            assert_eq!(curl.body, first.body);
+        }
+    }
+
     // Rate limits through the front door: each client has its own budget,
     // the address the front door saw (a client's own X-Forwarded-For
     // entries are not believed; here one stands in for a second client).
     let browse = |xff: &'static str| {
         let url = format!("{fd}/api/v1/products/2");
         async move {
-            let r = edgeshop_e2e::request(
-                "GET",
+            let r = browse(
                 &url,
                 &[("edgeshop-client-region", "eu"), ("x-forwarded-for", xff)],
-                vec![],
             )
             .await;
             assert_eq!(r.status, 200);
@@ -151,19 +193,16 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
         let url = format!("{fd}{path}");
         async move {
             let auth = token.map(|t| format!("Bearer {t}"));
-            let mut headers = vec![
-                ("edgeshop-client-region", region),
-                ("content-type", "application/json"),
-            ];
+            let mut headers = vec![("edgeshop-client-region", region)];
             if let Some(a) = &auth {
                 headers.push(("authorization", a.as_str()));
             }
-            let body = if body.is_null() {
-                Vec::new()
+            let (purpose, body) = if body.is_null() {
+                (Purpose::Read, Vec::new())
             } else {
-                serde_json::to_vec(&body).unwrap()
+                (Purpose::SendJson, serde_json::to_vec(&body).unwrap())
             };
-            edgeshop_e2e::request(method, &url, &headers, body).await
+            request_as(Client::Chromium, purpose, method, &url, &headers, body).await
         }
     };
     let creds =
@@ -215,12 +254,13 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
     let mut order = None;
     let started = Instant::now();
     while order.is_none() {
-        let r = edgeshop_e2e::request(
+        let r = request_as(
+            Client::Chromium,
+            Purpose::SendJson,
             "POST",
             &format!("{fd}/api/v1/checkout"),
             &[
                 ("edgeshop-client-region", "eu"),
-                ("content-type", "application/json"),
                 ("authorization", &format!("Bearer {token}")),
                 ("idempotency-key", "up-checkout-1"),
             ],
