@@ -915,10 +915,29 @@ pub fn spin_binary() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// A running `spin up` and the trigger process it starts, killed together
+/// (as a process group) when dropped.
+pub struct SpinApp(Host);
+
+impl std::ops::Deref for SpinApp {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.0
+    }
+}
+
+impl Drop for SpinApp {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.child.id())])
+            .status();
+    }
+}
+
 /// `spin up` on the project's own `spin.toml`, unmodified, with a runtime
 /// config that opens the seeded catalog and a fresh identity database in
 /// `dir` (local files, as the README's "Running on real Spin" does).
-pub fn start_spin(spin: &Path, dir: &Path) -> Host {
+pub fn start_spin(spin: &Path, dir: &Path) -> SpinApp {
     let catalog = dir.join("catalog.db");
     std::fs::copy(seeded_catalog(), &catalog).expect("copy the seeded catalog");
     let identity = dir.join("identity.db");
@@ -944,6 +963,9 @@ pub fn start_spin(spin: &Path, dir: &Path) -> Host {
         .expect("a free port")
         .port();
     let mut cmd = Command::new(spin);
+    // Its own process group: `spin up` runs the trigger as a child, which
+    // must go when the test's handle does.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.arg("up")
         .arg("--from")
         .arg(root().join("spin.toml"))
@@ -978,14 +1000,16 @@ pub fn start_spin(spin: &Path, dir: &Path) -> Host {
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while !log.lock().unwrap().contains("Serving http://") {
         if std::time::Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
-            let _ = child.kill();
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             panic!("spin up did not serve:\n{}", log.lock().unwrap());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Host {
+    SpinApp(Host {
         url: format!("http://127.0.0.1:{port}"),
         child,
         stderr: log,
-    }
+    })
 }

@@ -90,9 +90,12 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         connections: usize,
         /// Only the rows whose group matches: catalog, native, hello,
-        /// replication.
+        /// replication, checkout.
         #[arg(long)]
         only: Option<String>,
+        /// Whose requests every row sends (`edgeshop-clients` shapes).
+        #[arg(long, value_enum, default_value_t = bench::BenchClient::Chromium)]
+        client: bench::BenchClient,
     },
 }
 
@@ -193,7 +196,8 @@ fn main() -> Result<()> {
             seconds,
             connections,
             only,
-        } => bench::run(peers, seconds, connections, only.as_deref())?,
+            client,
+        } => bench::run(peers, seconds, connections, only.as_deref(), client)?,
     }
     Ok(())
 }

@@ -52,7 +52,8 @@ async fn load(
     method: http::Method,
     paths: Vec<String>,
     bodies: Vec<bytes::Bytes>,
-    header_sets: Vec<Vec<(String, String)>>,
+    client_fields: std::sync::Arc<Vec<(String, String)>>,
+    header_sets: std::sync::Arc<Vec<Vec<(String, String)>>>,
     expect: Option<u16>,
     first: usize,
     seconds: u64,
@@ -70,6 +71,7 @@ async fn load(
         let bodies = bodies.clone();
         let method = method.clone();
         let header_sets = header_sets.clone();
+        let client_fields = client_fields.clone();
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&authority).await?;
             stream.set_nodelay(true)?;
@@ -91,6 +93,13 @@ async fn load(
                     .method(method.clone())
                     .uri(path.as_str())
                     .header("host", host);
+                // The client's own fields, unless the row sets one of a name.
+                for (name, value) in client_fields
+                    .iter()
+                    .filter(|(n, _)| set.is_none_or(|s| !s.iter().any(|(m, _)| m == n)))
+                {
+                    req = req.header(name, value);
+                }
                 for (name, value) in set.into_iter().flatten().filter(|(n, _)| n != "host") {
                     if value.contains("{i}") {
                         req = req.header(name, value.replace("{i}", &format!("{run}-{i}")));
@@ -178,7 +187,10 @@ fn measure_with(
     measure_target(rt, name, &target, seconds, connections)
 }
 
-/// What a row sends, and what answer it counts as served.
+/// What a row sends, and what answer it counts as served. Every request
+/// is a browser's (`edgeshop-clients`: Chromium's fields, brotli asked
+/// for, a cookie; `--client` picks another), with the row's own header
+/// set on top.
 #[derive(Default)]
 struct Target<'a> {
     url: &'a str,
@@ -203,13 +215,17 @@ fn measure_target(
     say(&format!(
         "bench: {name} ({connections} connections, {seconds}s)"
     ));
+    let method = target.method.clone().unwrap_or(http::Method::GET);
+    let client_fields = std::sync::Arc::new(browser_fields(target.url, &method));
+    let header_sets = std::sync::Arc::new(target.header_sets.to_vec());
     let run = |first, seconds| {
         rt.block_on(load(
             target.url.to_string(),
-            target.method.clone().unwrap_or(http::Method::GET),
+            method.clone(),
             target.paths.to_vec(),
             target.bodies.to_vec(),
-            target.header_sets.to_vec(),
+            client_fields.clone(),
+            header_sets.clone(),
             target.expect,
             first,
             seconds,
@@ -230,6 +246,29 @@ fn measure_target(
         cached: c.cached,
         hits: c.hits,
     })
+}
+
+/// The bench client's own fields for `method` to `url` (a browser's
+/// unless `--client` says otherwise); a row's header sets go on top, per
+/// request.
+fn browser_fields(url: &str, method: &http::Method) -> Vec<(String, String)> {
+    use edgeshop_clients::{Client, Purpose, headers};
+    let client = match CLIENT.get().copied().unwrap_or(BenchClient::Chromium) {
+        BenchClient::Chromium => Client::Chromium,
+        BenchClient::CurlCompressed => Client::CurlCompressed,
+        BenchClient::Curl => Client::Curl,
+        BenchClient::Bare => Client::Bare,
+    };
+    let authority = url.trim_start_matches("http://");
+    let purpose = if method == http::Method::GET {
+        Purpose::Read
+    } else {
+        Purpose::SendJson
+    };
+    headers(client, purpose, authority)
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect()
 }
 
 fn wasmtime_cli() -> Result<std::path::PathBuf> {
@@ -260,7 +299,31 @@ fn wasmtime_cli() -> Result<std::path::PathBuf> {
     Ok(bin)
 }
 
-pub fn run(peers: bool, seconds: u64, connections: usize, only: Option<&str>) -> Result<()> {
+/// The client every row's requests come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchClient {
+    /// A browser's page script: Chromium's fields, brotli asked for.
+    Chromium,
+    /// `curl --compressed`.
+    CurlCompressed,
+    /// `curl`: no `Accept-Encoding`.
+    Curl,
+    /// Nothing but `Host`.
+    Bare,
+}
+
+/// Set once, before any row runs.
+static CLIENT: std::sync::OnceLock<BenchClient> = std::sync::OnceLock::new();
+
+pub fn run(
+    peers: bool,
+    seconds: u64,
+    connections: usize,
+    only: Option<&str>,
+    client: BenchClient,
+) -> Result<()> {
+    let _ = CLIENT.set(client);
+    say(&format!("bench: every request is {client:?}-shaped"));
     let want = |group: &str| only.is_none_or(|o| o == group);
     let tc = setup::run()?;
     build::components(&tc)?;

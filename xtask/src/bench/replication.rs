@@ -48,11 +48,27 @@ async fn primary_write(client: &Client, origin: &str, token: &str, sql: &str) ->
     Ok(())
 }
 
+/// A browser's read of `url`, decoded as the browser decodes it.
 async fn body(client: &Client, url: &str) -> Result<String> {
-    let req = http::Request::get(url).body(Full::new(Bytes::new()))?;
-    let resp = client.request(req).await?;
+    let uri: http::Uri = url.parse()?;
+    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let mut req = http::Request::get(url);
+    for (name, value) in edgeshop_clients::headers(
+        edgeshop_clients::Client::Chromium,
+        edgeshop_clients::Purpose::Read,
+        &authority,
+    ) {
+        req = req.header(name, value);
+    }
+    let resp = client.request(req.body(Full::new(Bytes::new()))?).await?;
+    let coding = resp
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    let decoded = edgeshop_clients::decode(coding.as_deref(), &bytes)?;
+    Ok(String::from_utf8_lossy(&decoded).into_owned())
 }
 
 pub fn run(
