@@ -60,9 +60,26 @@ enum Phase {
     RestartPop { crash: bool },
 }
 
+impl Phase {
+    /// How long the phase is planned to take (a restart costs a few
+    /// seconds of its own).
+    fn planned_secs(&self) -> u64 {
+        match self {
+            Phase::Traffic(s) | Phase::Quiet(s) => *s,
+            Phase::RestartOrigin { .. } | Phase::RestartPop { .. } => 4,
+        }
+    }
+}
+
+/// How long `phases` are planned to take, in seconds.
+fn planned(phases: &[Phase]) -> u64 {
+    phases.iter().map(Phase::planned_secs).sum()
+}
+
 /// The schedule for `minutes`: rounds of traffic, quiet spells past the
 /// stream, pool and cache timeouts, an origin restart and a PoP restart;
 /// from 10 minutes on, every other round also waits out the access token.
+/// As many whole rounds as fit.
 fn schedule(minutes: u64) -> Vec<Phase> {
     use Phase::*;
     let budget = minutes * 60;
@@ -85,17 +102,16 @@ fn schedule(minutes: u64) -> Vec<Phase> {
             },
             Traffic(15),
         ];
-        if minutes >= 10 && round.is_multiple_of(2) {
-            next.extend([Quiet(340), Traffic(20)]);
+        // Every other round also waits out the access token, where that
+        // still fits; a round that no longer fits with it runs without.
+        let long_gap = [Quiet(340), Traffic(20)];
+        if minutes >= 10
+            && round.is_multiple_of(2)
+            && used + planned(&next) + planned(&long_gap) <= budget
+        {
+            next.extend(long_gap);
         }
-        // A restart costs a few seconds of its own.
-        let cost: u64 = next
-            .iter()
-            .map(|p| match p {
-                Traffic(s) | Quiet(s) => *s,
-                _ => 4,
-            })
-            .sum();
+        let cost = planned(&next);
         // The first round always runs; later ones only if they fit.
         if round > 0 && used + cost > budget {
             break;
@@ -221,17 +237,10 @@ fn soak(minutes: u64) -> Result<String> {
         .build()?;
     let (products, categories) = rt.block_on(catalog_sample(&layout.catalog()))?;
     let mut platform = Platform::start(layout)?;
-    let planned: u64 = phases
-        .iter()
-        .map(|p| match p {
-            Phase::Traffic(s) | Phase::Quiet(s) => *s,
-            _ => 4,
-        })
-        .sum();
     say(&format!(
         "soak: {SHOPPERS} browser-shaped shoppers through the front door for about {} min \
          ({} phases); logs in {}",
-        planned.div_ceil(60),
+        planned(&phases).div_ceil(60),
         phases.len(),
         state_dir().join("soak/logs").display()
     ));
@@ -950,27 +959,18 @@ mod tests {
                     .any(|p| matches!(p, Phase::RestartOrigin { .. }))
             );
             assert!(phases.iter().any(|p| matches!(p, Phase::RestartPop { .. })));
-            let secs: u64 = phases
-                .iter()
-                .map(|p| match p {
-                    Phase::Traffic(s) | Phase::Quiet(s) => *s,
-                    _ => 4,
-                })
-                .sum();
+            let secs = planned(&phases);
             assert!(
                 secs <= minutes * 60 || minutes < 3,
                 "{minutes} min: {secs} s"
             );
         }
         // The CI form: one round, about three minutes.
-        let ci: u64 = schedule(3)
-            .iter()
-            .map(|p| match p {
-                Phase::Traffic(s) | Phase::Quiet(s) => *s,
-                _ => 4,
-            })
-            .sum();
+        let ci = planned(&schedule(3));
         assert!((150..=180).contains(&ci), "{ci} s");
+        // A long run fills its time with whole rounds.
+        let long = planned(&schedule(30));
+        assert!(long > 25 * 60, "{long} s of 30 min");
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl Pool {
     /// take a busy timeout) tries again for up to [`LOCKED_RETRY`].
     async fn query(
         &self,
-        db: &libsql::Database,
+        db: &Arc<libsql::Database>,
         epoch: u64,
         local: bool,
         remote: bool,
@@ -139,13 +139,13 @@ impl Pool {
             return self.read(db, epoch, local, statement).await;
         }
         let again = statement.clone();
-        let conn = self.take(db, epoch, local, true)?;
+        let conn = self.take(db, epoch, local, true).await?;
         let out = match bounded(run(&conn, statement)).await {
             Ok(out) => (out, conn),
             Err(SqliteError::NotExecuted(why)) => {
                 tracing::info!(error = %why, "the primary ran nothing of a statement; running it on a new connection");
                 drop(conn);
-                let conn = Self::connect(db, local)?;
+                let conn = Self::connect(db, local).await?;
                 (bounded(run(&conn, again)).await?, conn)
             }
             Err(e) => return Err(e),
@@ -156,7 +156,7 @@ impl Pool {
 
     async fn read(
         &self,
-        db: &libsql::Database,
+        db: &Arc<libsql::Database>,
         epoch: u64,
         local: bool,
         statement: Statement<'_>,
@@ -164,7 +164,7 @@ impl Pool {
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(2);
         loop {
-            let conn = self.take(db, epoch, local, false)?;
+            let conn = self.take(db, epoch, local, false).await?;
             match run(&conn, statement.clone()).await {
                 Ok(out) => {
                     self.give_back(epoch, conn, false);
@@ -182,13 +182,24 @@ impl Pool {
         }
     }
 
-    fn take(
+    async fn take(
         &self,
-        db: &libsql::Database,
+        db: &Arc<libsql::Database>,
         epoch: u64,
         local: bool,
         remote: bool,
     ) -> Result<libsql::Connection, SqliteError> {
+        match self.pooled(epoch, remote) {
+            Some(conn) => Ok(conn),
+            None => Self::connect(db, local).await,
+        }
+    }
+
+    /// An idle connection of incarnation `epoch`, if there is one fit for
+    /// the statement: one that only read is fit for either kind, one that
+    /// holds a stream at the primary only for another remote statement,
+    /// and only while its stream is likely alive.
+    fn pooled(&self, epoch: u64, remote: bool) -> Option<libsql::Connection> {
         let now = std::time::Instant::now();
         if remote {
             let mut streams = self.streams.lock().expect("pool lock");
@@ -200,25 +211,37 @@ impl Pool {
                     break;
                 }
                 if pooled.epoch == epoch {
-                    return Ok(pooled.conn);
+                    return Some(pooled.conn);
                 }
             }
         }
-        // A connection that only read has no stream yet: good for either.
         let mut reads = self.reads.lock().expect("pool lock");
         while let Some(pooled) = reads.pop() {
             if pooled.epoch == epoch {
-                return Ok(pooled.conn);
+                return Some(pooled.conn);
             }
             // From a replaced replica: dropped.
         }
-        drop(reads);
-        Self::connect(db, local)
+        None
     }
 
-    fn connect(db: &libsql::Database, local: bool) -> Result<libsql::Connection, SqliteError> {
+    /// A new connection, opened off the runtime's workers. The `libsql`
+    /// crate opens a replica's connection by blocking its thread until no
+    /// pull holds the replica's sync state; on a worker that thread also
+    /// polls the other requests of the same guest instance, one of which
+    /// may be the write whose read-your-writes pull holds that state, so
+    /// the two would wait for each other for good (seen in the soak run:
+    /// a PoP's account writes and reads all stopped).
+    async fn connect(
+        db: &Arc<libsql::Database>,
+        local: bool,
+    ) -> Result<libsql::Connection, SqliteError> {
         let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
-        let conn = db.connect().map_err(backend)?;
+        let opening = db.clone();
+        let conn = tokio::task::spawn_blocking(move || opening.connect())
+            .await
+            .map_err(|e| SqliteError::Backend(format!("opening a connection: {e}")))?
+            .map_err(backend)?;
         if local {
             // Readers wait out a writer (or WAL recovery by another
             // process) instead of failing with SQLITE_BUSY.
@@ -255,7 +278,7 @@ async fn bounded(
 
 /// A local libSQL database file.
 pub struct LibsqlDatabase {
-    db: libsql::Database,
+    db: Arc<libsql::Database>,
     pool: Pool,
 }
 
@@ -263,7 +286,7 @@ impl LibsqlDatabase {
     pub async fn open(path: &std::path::Path) -> anyhow::Result<LibsqlDatabase> {
         let db = libsql::Builder::new_local(path).build().await?;
         Ok(LibsqlDatabase {
-            db,
+            db: Arc::new(db),
             pool: Pool::new(),
         })
     }
@@ -273,7 +296,7 @@ impl LibsqlDatabase {
 /// to the primary: what Spin's `libsql` database type does, and the
 /// baseline the embedded replica is measured against.
 pub struct RemoteDatabase {
-    db: libsql::Database,
+    db: Arc<libsql::Database>,
     pool: Pool,
 }
 
@@ -288,7 +311,7 @@ impl RemoteDatabase {
             .build()
             .await?;
         Ok(RemoteDatabase {
-            db,
+            db: Arc::new(db),
             pool: Pool::new(),
         })
     }
