@@ -164,20 +164,22 @@ impl Pool {
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(2);
         loop {
-            let conn = self.take(db, epoch, local, false).await?;
-            match run(&conn, statement.clone()).await {
-                Ok(out) => {
+            let outcome = match self.take(db, epoch, local, false).await {
+                Ok(conn) => {
+                    let out = run(&conn, statement.clone()).await;
                     self.give_back(epoch, conn, false);
-                    return Ok(out);
+                    out
                 }
+                Err(e) => Err(e),
+            };
+            match outcome {
                 Err(SqliteError::Locked(why)) if started.elapsed() < LOCKED_RETRY => {
                     tracing::debug!(error = %why, "a read met the replica locked; trying again");
-                    self.give_back(epoch, conn, false);
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_millis(50));
                 }
                 Err(SqliteError::Locked(why)) => return Err(SqliteError::Backend(why)),
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
     }
@@ -236,16 +238,18 @@ impl Pool {
         db: &Arc<libsql::Database>,
         local: bool,
     ) -> Result<libsql::Connection, SqliteError> {
-        let backend = |e: libsql::Error| SqliteError::Backend(e.to_string());
         let opening = db.clone();
+        // Opening reads the file's header, so it too can meet the file
+        // locked (a replica applying frames): that is `Locked`, and a read
+        // tries again.
         let conn = tokio::task::spawn_blocking(move || opening.connect())
             .await
             .map_err(|e| SqliteError::Backend(format!("opening a connection: {e}")))?
-            .map_err(backend)?;
+            .map_err(classify)?;
         if local {
             // Readers wait out a writer (or WAL recovery by another
             // process) instead of failing with SQLITE_BUSY.
-            conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+            conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
         }
         Ok(conn)
     }
@@ -429,6 +433,21 @@ pub struct Statement<'a> {
     pub max_result_bytes: usize,
 }
 
+/// What a `libsql` error means for the caller.
+fn classify(e: libsql::Error) -> SqliteError {
+    if not_executed(&e) {
+        SqliteError::NotExecuted(e.to_string())
+    } else if matches!(e, libsql::Error::SqliteFailure(code, _) if code & 0xff == 5)
+        // Opening a connection reports SQLITE_BUSY in its message only.
+        || e.to_string().contains("database is locked")
+    {
+        // SQLITE_BUSY, extended codes included.
+        SqliteError::Locked(e.to_string())
+    } else {
+        SqliteError::Backend(e.to_string())
+    }
+}
+
 /// Runs one statement, bounding the result's size.
 async fn run(
     conn: &libsql::Connection,
@@ -439,18 +458,8 @@ async fn run(
         params,
         max_result_bytes,
     } = statement;
-    let backend = |e: libsql::Error| {
-        if not_executed(&e) {
-            SqliteError::NotExecuted(e.to_string())
-        } else if matches!(e, libsql::Error::SqliteFailure(code, _) if code & 0xff == 5) {
-            // SQLITE_BUSY, extended codes included.
-            SqliteError::Locked(e.to_string())
-        } else {
-            SqliteError::Backend(e.to_string())
-        }
-    };
     let params: Vec<libsql::Value> = params.into_iter().map(to_libsql).collect();
-    let mut rows = conn.query(sql, params).await.map_err(backend)?;
+    let mut rows = conn.query(sql, params).await.map_err(classify)?;
     let ncols = rows.column_count();
     let columns: Vec<String> = (0..ncols)
         .map(|i| rows.column_name(i).unwrap_or_default().to_string())
@@ -460,10 +469,10 @@ async fn run(
         ..QueryOutput::default()
     };
     let mut bytes = 0usize;
-    while let Some(row) = rows.next().await.map_err(backend)? {
+    while let Some(row) = rows.next().await.map_err(classify)? {
         let mut values = Vec::with_capacity(ncols as usize);
         for i in 0..ncols {
-            let (v, n) = from_libsql(row.get_value(i).map_err(backend)?);
+            let (v, n) = from_libsql(row.get_value(i).map_err(classify)?);
             bytes += n;
             values.push(v);
         }
