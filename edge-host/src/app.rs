@@ -49,8 +49,11 @@ pub struct LoadedApp {
     pub components: Vec<String>,
 }
 
-pub fn engine(limits: &Limits, cache_dir: Option<&Path>) -> Result<Engine> {
+pub fn engine(limits: &Limits, cache_dir: Option<&Path>, perf_map: bool) -> Result<Engine> {
     let mut config = wasmtime::Config::new();
+    if perf_map {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
     config.epoch_interruption(true);

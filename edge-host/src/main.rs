@@ -76,6 +76,10 @@ struct Args {
     /// (each reserves its memory limit). Requests beyond them wait.
     #[arg(long, default_value_t = 200)]
     max_instances: u32,
+    /// Write a perf map (`/tmp/perf-PID.map`) of compiled guest code, so
+    /// `perf` names guest functions (`cargo xtask profile` sets it).
+    #[arg(long)]
+    perf_map: bool,
 }
 
 fn parse_label_path(s: &str) -> Result<(String, PathBuf), String> {
@@ -119,7 +123,7 @@ async fn run(args: Args) -> Result<()> {
         cache_dir: args.cache_dir.clone(),
         limits: limits.clone(),
     };
-    let engine = app::engine(&limits, options.cache_dir.as_deref())?;
+    let engine = app::engine(&limits, options.cache_dir.as_deref(), args.perf_map)?;
     let mut replicas = BTreeMap::new();
     for (label, url) in &args.replica {
         let config = replica::Config {

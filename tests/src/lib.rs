@@ -664,6 +664,31 @@ pub async fn replica_hash(dir: &Path) -> Option<u64> {
 /// Signs payment webhooks between the test simulator and test origins.
 pub const WEBHOOK_SECRET: &str = "whsec_end_to_end_secret";
 
+/// A plain HTTP server on 127.0.0.1 that answers every request 200 "up",
+/// for outbound-HTTP tests; it lives as long as the test's runtime.
+pub async fn tiny_upstream() -> u16 {
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = upstream.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"up")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
 /// The payment simulator on a loopback port.
 pub fn start_paysim(args: &[&str]) -> Host {
     let mut cmd = Command::new(binary("edgeshop-paysim"));

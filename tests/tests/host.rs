@@ -91,23 +91,7 @@ async fn request_bodies_are_bounded() {
 #[tokio::test]
 async fn outbound_http_is_limited_to_allowed_hosts() {
     // An upstream on 127.0.0.1 (allowed by the fixture manifest).
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = upstream.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = upstream.accept().await.unwrap();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from_static(b"up")),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let port = edgeshop_e2e::tiny_upstream().await;
     let host = Host::guests(&[]);
     let r = get(&format!(
         "{}/outbound?url=http://127.0.0.1:{port}/",

@@ -1,6 +1,7 @@
 //! Middleware chains composed by the edge host as Spin 4.1 does: each
 //! layer's `wasi:http/handler` import reaches the next layer's export, the
-//! app innermost, and a layer has only what it inherits.
+//! app innermost, and a layer has only what it inherits, capability by
+//! capability.
 
 use edgeshop_e2e::{Host, component, request, root, seeded_catalog};
 
@@ -52,13 +53,39 @@ async fn a_middleware_can_answer_without_calling_the_next_layer() {
 #[tokio::test]
 async fn a_middleware_has_only_the_grants_it_inherits() {
     let host = host();
-    // Inherits nothing: the app's sqlite grant is not the middleware's.
-    let r = edgeshop_e2e::get(&format!("{}/mw/sqlite", host.url)).await;
-    assert_eq!(r.status, 403, "{}", r.text());
-    // Inherits `sqlite_databases` on this route.
-    let r = edgeshop_e2e::get(&format!("{}/sql/mw/sqlite", host.url)).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.text(), "granted");
+    let upstream = edgeshop_e2e::tiny_upstream().await;
+    let outbound = format!("mw/outbound?url=http://127.0.0.1:{upstream}/");
+    // The component holds one grant of each kind. `/` layers inherit
+    // nothing, `/sql/` inherits the databases only, `/all/` everything.
+    for (probe, inherited_by) in [
+        ("mw/sqlite", &["/sql/", "/all/"][..]),
+        ("mw/kv", &["/all/"][..]),
+        ("mw/variable", &["/all/"][..]),
+        (outbound.as_str(), &["/all/"][..]),
+    ] {
+        for prefix in ["/", "/sql/", "/all/"] {
+            let r = edgeshop_e2e::get(&format!("{}{prefix}{probe}", host.url)).await;
+            let granted = inherited_by.contains(&prefix);
+            assert_eq!(
+                r.status,
+                if granted { 200 } else { 403 },
+                "{prefix}{probe}: {}",
+                r.text()
+            );
+            assert_eq!(
+                r.text().starts_with("granted"),
+                granted,
+                "{prefix}{probe}: {}",
+                r.text()
+            );
+        }
+    }
+    // What a layer inherits is the component's own value.
+    let r = edgeshop_e2e::get(&format!("{}/all/mw/variable", host.url)).await;
+    assert_eq!(r.text(), "granted: hello from the component's variables");
+    // Every grant is still the component's own behind the layers.
+    let r = edgeshop_e2e::get(&format!("{}/kv/spin?op=get&key=k", host.url)).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "<none>"));
 }
 
 #[tokio::test]
@@ -68,10 +95,47 @@ async fn bodies_stream_through_the_chain_and_failures_stay_contained() {
     let r = request("POST", &format!("{}/body", host.url), &[], body).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "200000");
-    // The app traps: the middleware is told its next layer failed, and the
-    // PoP stays up.
+    // The app traps: the middleware is told its next layer failed and
+    // answers for it, and the PoP serves the next request.
     let r = edgeshop_e2e::get(&format!("{}/panic", host.url)).await;
     assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().starts_with("next failed"), "{}", r.text());
     let r = edgeshop_e2e::get(&format!("{}/hello", host.url)).await;
     assert_eq!(r.status, 200);
+    // A middleware traps: nothing is left to answer for it but the host,
+    // whose 500 names it; the next request is served.
+    for path in ["/mw/panic", "/sql/mw/panic"] {
+        let r = edgeshop_e2e::get(&format!("{}{path}", host.url)).await;
+        let p = r.problem(500);
+        assert!(
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .contains("the outer component failed"),
+            "{path}: {p}"
+        );
+        let r = edgeshop_e2e::get(&format!("{}/hello", host.url)).await;
+        assert_eq!(r.status, 200, "after {path}");
+    }
+    host.wait_log("guest instance failed").await;
+}
+
+#[tokio::test]
+async fn a_trap_fails_only_the_requests_of_its_own_instance() {
+    let host = host();
+    // Slow requests in flight on one route while a layer of another route
+    // traps: they are in other instances and finish normally.
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let url = format!("{}/sleep?ms=400", host.url);
+            tokio::spawn(async move { edgeshop_e2e::get(&url).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let r = edgeshop_e2e::get(&format!("{}/sql/mw/panic", host.url)).await;
+    r.problem(500);
+    for s in slow {
+        let r = s.await.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "slept 400 ms"));
+    }
 }

@@ -17,6 +17,7 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("hello", "hello"),
     ("test-guests", "test_guests"),
     ("test-middleware", "test_middleware"),
+    ("pass-through", "pass_through"),
 ];
 
 pub fn cargo(args: &[&str]) -> Result<()> {

@@ -89,13 +89,25 @@ enum Cmd {
         /// Concurrent connections.
         #[arg(long, default_value_t = 32)]
         connections: usize,
-        /// Only the rows whose group matches: catalog, native, hello,
-        /// replication, checkout.
+        /// Only the rows of these groups (comma-separated): catalog,
+        /// native, hello, replication, checkout.
         #[arg(long)]
         only: Option<String>,
         /// Whose requests every row sends (`edgeshop-clients` shapes).
         #[arg(long, value_enum, default_value_t = bench::BenchClient::Chromium)]
         client: bench::BenchClient,
+    },
+    /// Where one bench row's time goes: `perf record` on the edge host
+    /// under that row's load; writes target/bench/profile-SCENARIO.*.
+    Profile {
+        #[arg(value_enum)]
+        scenario: bench::profile::Scenario,
+        /// Seconds of load while sampled.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
     },
 }
 
@@ -198,6 +210,11 @@ fn main() -> Result<()> {
             only,
             client,
         } => bench::run(peers, seconds, connections, only.as_deref(), client)?,
+        Cmd::Profile {
+            scenario,
+            seconds,
+            connections,
+        } => bench::profile::run(scenario, seconds, connections)?,
     }
     Ok(())
 }

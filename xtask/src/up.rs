@@ -85,6 +85,10 @@ pub struct Service {
 }
 
 impl Service {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `cmd` and waits for its `... listening on http://ADDR` line;
     /// its log goes to this process's stderr.
     pub fn start(name: &str, cmd: Command) -> Result<Service> {

@@ -5,8 +5,11 @@
 //!   this layer sets, `x-chain` gets `mw` appended on the way in and out,
 //!   and the rest goes to `next`.
 //! - `.../mw/stop`: answers 403 itself; the next layer never runs.
-//! - `.../mw/sqlite`: says whether it may open the `catalog` database, which
-//!   it can only if it inherited `sqlite_databases`.
+//! - `.../mw/sqlite`, `.../mw/kv`, `.../mw/variable`, `.../mw/outbound?url=`:
+//!   say whether it may open the `catalog` database, open the `default`
+//!   key-value store, read the `greeting` variable, or call `url`: each only
+//!   if it inherited that part of the component's configuration.
+//! - `.../mw/panic`: traps.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -35,6 +38,34 @@ async fn handle(mut req: Request) -> impl spin_sdk::http::IntoResponse {
             }
             .into_response();
         }
+        Some("kv") => {
+            return match spin_sdk::key_value::Store::open("default").await {
+                Ok(_) => text(200, "granted"),
+                Err(e) => text(403, format!("denied: {e:?}")),
+            }
+            .into_response();
+        }
+        Some("variable") => {
+            return match spin_sdk::variables::get("greeting").await {
+                Ok(v) => text(200, format!("granted: {v}")),
+                Err(e) => text(403, format!("denied: {e:?}")),
+            }
+            .into_response();
+        }
+        Some(op) if op.starts_with("outbound") => {
+            let url = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("url="))
+                .unwrap_or("")
+                .to_string();
+            return match spin_sdk::http::get(url).await {
+                Ok(resp) => text(200, format!("granted: upstream said {}", resp.status())),
+                Err(e) => text(403, format!("denied: {e:?}")),
+            }
+            .into_response();
+        }
+        Some("panic") => panic!("this middleware panics on purpose"),
         _ => {}
     }
     let headers = req.headers_mut();

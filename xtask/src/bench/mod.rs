@@ -5,7 +5,10 @@
 //! each sending its next request when the last answered, for a fixed time.
 
 mod checkout;
+pub mod profile;
 mod replication;
+mod report;
+mod spin;
 
 use crate::up::{Catalog, Service, edge_host_command};
 use crate::{build, root, say, setup, state_dir};
@@ -324,24 +327,12 @@ pub fn run(
 ) -> Result<()> {
     let _ = CLIENT.set(client);
     say(&format!("bench: every request is {client:?}-shaped"));
-    let want = |group: &str| only.is_none_or(|o| o == group);
-    let tc = setup::run()?;
-    build::components(&tc)?;
-    build::host()?;
-    let catalog = state_dir().join("bench/catalog.db");
-    build::seed(&catalog, 10_000, 200, 1, false)?;
-    build::seed_identity(
-        &catalog.with_file_name("identity.db"),
-        "admin@edgeshop.test",
-    )?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let product_paths: Vec<String> = (0..1000)
-        .map(|i| format!("/api/v1/products/{}", 1 + (i * 7919) % 10_000))
-        .collect();
+    let want = |group: &str| only.is_none_or(|o| o.split(',').any(|g| g.trim() == group));
+    let catalog = prepare()?;
+    let rt = load_runtime()?;
+    let product_paths = product_paths();
     let mut rows = Vec::new();
+    let mut memory = Vec::new();
 
     if want("catalog") {
         // One client sends everything: its budgets are set out of reach
@@ -350,6 +341,11 @@ pub fn run(
             "edge-host",
             bench_host(&catalog, &root().join("spin.toml"), &unreached_limits()?)?,
         )?;
+        // Every component is compiled and linked at start; idle is before
+        // any request.
+        std::thread::sleep(Duration::from_secs(1));
+        let idle_mb = rss_mb(host.pid()).unwrap_or(0.0);
+        let sampler = RssSampler::start(pid_rss(host.pid()));
         rows.push(measure(
             &rt,
             "GET /api/v1/products/{id}  cache hit",
@@ -471,6 +467,11 @@ pub fn run(
             seconds,
             connections,
         )?);
+        memory.push(Memory {
+            name: "edge-host PoP, spin.toml".to_string(),
+            idle_mb,
+            peak_mb: sampler.peak(),
+        });
     }
     if want("native") {
         let mut cmd = Command::new(root().join("target/release/native-catalog"));
@@ -500,6 +501,9 @@ pub fn run(
             "edge-host",
             edge_host_command("bench", "127.0.0.1:0", Catalog::File(&catalog), &manifest)?,
         )?;
+        std::thread::sleep(Duration::from_secs(1));
+        let idle_mb = rss_mb(host.pid()).unwrap_or(0.0);
+        let sampler = RssSampler::start(pid_rss(host.pid()));
         rows.push(measure(
             &rt,
             "GET /  hello component, edge-host",
@@ -508,11 +512,24 @@ pub fn run(
             seconds,
             connections,
         )?);
+        memory.push(Memory {
+            name: "edge-host, hello".to_string(),
+            idle_mb,
+            peak_mb: sampler.peak(),
+        });
         rows.push(measure(
             &rt,
             "GET /  hello behind a pass-through middleware",
             &host.url,
             &["/layer/".to_string()],
+            seconds,
+            connections,
+        )?);
+        rows.push(measure(
+            &rt,
+            "GET /  hello behind a middleware using spin-sdk's next",
+            &host.url,
+            &["/sdk-layer/".to_string()],
             seconds,
             connections,
         )?);
@@ -532,14 +549,105 @@ pub fn run(
             .arg(root().join("target/components/hello.wasm"));
         // wasmtime serve prints its address on stderr.
         let svc = start_wasmtime_serve(cmd)?;
+        std::thread::sleep(Duration::from_secs(1));
+        let idle_mb = rss_mb(svc.0.0.id()).unwrap_or(0.0);
+        let sampler = RssSampler::start(pid_rss(svc.0.0.id()));
         rows.push(measure(
             &rt,
-            "GET /  hello component, wasmtime serve 48.0.8 -Scli",
+            WASMTIME_SERVE_HELLO,
             &svc.1,
             &hello,
             seconds,
             connections,
         )?);
+        memory.push(Memory {
+            name: "wasmtime serve, hello".to_string(),
+            idle_mb,
+            peak_mb: sampler.peak(),
+        });
+    }
+
+    if peers && want("catalog") {
+        // The same app and rows on real Spin, for the record.
+        let limits = unreached_limits()?;
+        if let Some(spin) = spin::SpinProcess::start(
+            "catalog",
+            &root().join("spin.toml"),
+            &catalog,
+            Some(&limits),
+        )? {
+            let pid = spin.pid();
+            std::thread::sleep(Duration::from_secs(1));
+            let idle_mb = spin::group_rss_mb(pid);
+            let sampler = RssSampler::start(move || spin::group_rss_mb(pid));
+            rows.push(measure(
+                &rt,
+                "GET /api/v1/products/{id}  cache hit, Spin 4.1",
+                &spin.url,
+                &product_paths,
+                seconds,
+                connections,
+            )?);
+            let fresh_hosts: Vec<Vec<(String, String)>> = (0..400_000)
+                .map(|i| vec![("host".to_string(), format!("spin-miss-{i}.bench.invalid"))])
+                .collect();
+            rows.push(measure_with(
+                &rt,
+                "GET /api/v1/products/{id}  cache miss, Spin 4.1",
+                &spin.url,
+                &product_paths,
+                &fresh_hosts,
+                seconds,
+                connections,
+            )?);
+            let token = crate::keys::bench_tokens(1)?.remove(0);
+            rows.push(measure_with(
+                &rt,
+                "GET /api/v1/products/{id}  signed in, one token, Spin 4.1",
+                &spin.url,
+                &product_paths,
+                &[vec![(
+                    "authorization".to_string(),
+                    format!("Bearer {token}"),
+                )]],
+                seconds,
+                connections,
+            )?);
+            rows.push(measure(
+                &rt,
+                "GET /api/v1/products?limit=20  cache hit, Spin 4.1",
+                &spin.url,
+                &["/api/v1/products?limit=20".to_string()],
+                seconds,
+                connections,
+            )?);
+            memory.push(Memory {
+                name: "Spin 4.1 (spin up + trigger), spin.toml".to_string(),
+                idle_mb,
+                peak_mb: sampler.peak(),
+            });
+        }
+    }
+    if peers && want("hello") {
+        let manifest = root().join("benches/hello.toml");
+        if let Some(spin) = spin::SpinProcess::start("hello", &manifest, &catalog, None)? {
+            rows.push(measure(
+                &rt,
+                "GET /  hello component, Spin 4.1",
+                &spin.url,
+                &hello,
+                seconds,
+                connections,
+            )?);
+            rows.push(measure(
+                &rt,
+                "GET /  hello behind a pass-through middleware, Spin 4.1",
+                &spin.url,
+                &["/layer/".to_string()],
+                seconds,
+                connections,
+            )?);
+        }
     }
 
     if want("checkout") {
@@ -553,45 +661,141 @@ pub fn run(
         lag = Some(l);
     }
 
-    println!();
-    println!(
-        "| {:<52} | {:>9} | {:>8} | {:>8} | {:>6} | {:>6} |",
-        "scenario", "req/s", "p50 ms", "p99 ms", "errors", "hits"
-    );
-    println!(
-        "|{}|{}|{}|{}|{}|{}|",
-        "-".repeat(54),
-        "-".repeat(11),
-        "-".repeat(10),
-        "-".repeat(10),
-        "-".repeat(8),
-        "-".repeat(8)
-    );
-    for r in &rows {
-        // The share of answers the cache gave itself, where it answered.
-        let hits = if r.cached == 0 {
-            "-".to_string()
-        } else {
-            format!("{:.1}%", 100.0 * r.hits as f64 / r.cached as f64)
-        };
-        println!(
-            "| {:<52} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6} | {:>6} |",
-            r.name,
-            r.requests as f64 / r.elapsed.as_secs_f64(),
-            percentile(&r.latencies_us, 0.50),
-            percentile(&r.latencies_us, 0.99),
-            r.errors,
-            hits
-        );
+    let lines: Vec<report::Line> = rows
+        .iter()
+        .map(|r| report::Line {
+            name: r.name.clone(),
+            req_per_s: r.requests as f64 / r.elapsed.as_secs_f64(),
+            p50_ms: percentile(&r.latencies_us, 0.50),
+            p99_ms: percentile(&r.latencies_us, 0.99),
+            errors: r.errors,
+            hit_share: (r.cached > 0).then(|| r.hits as f64 / r.cached as f64),
+        })
+        .collect();
+    let reference = rows
+        .iter()
+        .find(|r| r.name == WASMTIME_SERVE_HELLO)
+        .map(|r| r.name.as_str());
+    let mut table = report::markdown(&lines, reference);
+    table.push_str(&format!(
+        "\n{connections} keep-alive connections, {seconds}s per row after a 1s warm-up; \
+         every request {client:?}-shaped; load generator shares the 2 cores.\n"
+    ));
+    if !memory.is_empty() {
+        table.push_str("\n| process | RSS idle MB | RSS peak under load MB |\n|---|---:|---:|\n");
+        for m in &memory {
+            table.push_str(&format!(
+                "| {} | {:.1} | {:.1} |\n",
+                m.name, m.idle_mb, m.peak_mb
+            ));
+        }
     }
     println!();
-    println!(
-        "{connections} keep-alive connections, {seconds}s per row after a 1s warm-up; load generator shares the 2 cores."
-    );
+    println!("{table}");
     if let Some(lag) = &lag {
         replication::print(lag);
     }
+    let out = root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("latest.md"), &table)?;
+    std::fs::write(out.join("latest.svg"), report::svg(&lines)?)?;
+    say(&format!(
+        "bench: wrote {} and latest.svg",
+        out.join("latest.md").display()
+    ));
     Ok(())
+}
+
+/// Builds what the rows run and seeds their databases; returns the
+/// catalog's path (the identity database lies beside it).
+fn prepare() -> Result<std::path::PathBuf> {
+    let tc = setup::run()?;
+    build::components(&tc)?;
+    build::host()?;
+    let catalog = state_dir().join("bench/catalog.db");
+    build::seed(&catalog, 10_000, 200, 1, false)?;
+    build::seed_identity(
+        &catalog.with_file_name("identity.db"),
+        "admin@edgeshop.test",
+    )?;
+    Ok(catalog)
+}
+
+/// The load generator's runtime: one thread, so it takes one of the two
+/// cores at most.
+fn load_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
+}
+
+/// 1,000 product pages spread over the seeded catalog.
+fn product_paths() -> Vec<String> {
+    (0..1000)
+        .map(|i| format!("/api/v1/products/{}", 1 + (i * 7919) % 10_000))
+        .collect()
+}
+
+/// The reference row: the bare hello component on `wasmtime serve`.
+const WASMTIME_SERVE_HELLO: &str = "GET /  hello component, wasmtime serve 48.0.8 -Scli";
+
+/// What one server process held in memory.
+struct Memory {
+    name: String,
+    idle_mb: f64,
+    peak_mb: f64,
+}
+
+/// Resident set size of process `pid`, in MB.
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn pid_rss(pid: u32) -> impl Fn() -> f64 + Send + 'static {
+    move || rss_mb(pid).unwrap_or(0.0)
+}
+
+/// Samples an RSS every 100 ms until asked for the peak.
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<f64>>,
+}
+
+impl RssSampler {
+    fn start(rss: impl Fn() -> f64 + Send + 'static) -> RssSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak: f64 = 0.0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            peak
+        });
+        RssSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn peak(mut self) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or(0.0)
+    }
 }
 
 /// `n` ids in 1..=`items` drawn from a Zipf distribution with exponent
