@@ -5,11 +5,10 @@
 //! crate lives, copies the packages `wit/host.wit` imports into OUT_DIR, and
 //! writes a `bindgen!` invocation pointing there.
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+use edgeshop_wit_deps::{SPIN_SDK_VERSION, package_dir, wit_dir};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-const SPIN_SDK_VERSION: &str = "7.0.0";
 /// The wasmtime-wasi-http whose `wasi:http@0.3.0` types the host uses;
 /// its WIT gives the `handler` import middleware call `next` through.
 const WASI_HTTP_VERSION: &str = "48.0.8";
@@ -27,20 +26,12 @@ fn main() -> Result<()> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let sdk = package_dir("spin-sdk", SPIN_SDK_VERSION)?;
     let wit = out.join("wit");
-    let _ = std::fs::remove_dir_all(&wit);
-    std::fs::create_dir_all(wit.join("deps"))?;
-    std::fs::copy("wit/host.wit", wit.join("host.wit"))?;
-    for pkg in PACKAGES {
-        let from = sdk.join("wit/deps").join(pkg);
-        let to = wit.join("deps").join(pkg);
-        std::fs::create_dir_all(&to)?;
-        for entry in
-            std::fs::read_dir(&from).with_context(|| format!("reading {}", from.display()))?
-        {
-            let entry = entry?;
-            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
-        }
-    }
+    wit_dir(
+        &wit,
+        Path::new("wit/host.wit"),
+        &sdk.join("wit/deps"),
+        PACKAGES,
+    )?;
     let bindings = format!(
         r#"wasmtime::component::bindgen!({{
     path: {path:?},
@@ -66,17 +57,12 @@ fn main() -> Result<()> {
 fn middleware_bindings(out: &Path) -> Result<()> {
     let http = package_dir("wasmtime-wasi-http", WASI_HTTP_VERSION)?;
     let wit = out.join("middleware-wit");
-    let _ = std::fs::remove_dir_all(&wit);
-    std::fs::create_dir_all(wit.join("deps"))?;
-    let deps = http.join("src/p3/wit/deps");
-    for entry in std::fs::read_dir(&deps).with_context(|| format!("reading {}", deps.display()))? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), wit.join("deps").join(entry.file_name()))?;
-    }
+    let world = out.join("middleware-world.wit");
     std::fs::write(
-        wit.join("world.wit"),
+        &world,
         "package edgeshop:middleware;\n\nworld host {\n  import wasi:http/handler@0.3.0;\n}\n",
     )?;
+    wit_dir(&wit, &world, &http.join("src/p3/wit/deps"), &[])?;
     let bindings = format!(
         r#"wasmtime::component::bindgen!({{
     path: {path:?},
@@ -89,37 +75,4 @@ fn middleware_bindings(out: &Path) -> Result<()> {
     );
     std::fs::write(out.join("middleware_bindings.rs"), bindings)?;
     Ok(())
-}
-
-/// Finds a dependency's source directory through `cargo metadata`, which
-/// also downloads it when a host-only build has not fetched it yet.
-fn package_dir(name: &str, version: &str) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    let workspace = manifest_dir.join("../Cargo.toml");
-    let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(&workspace)
-        // The build may run for another target; metadata is the host's.
-        .env_remove("CARGO_BUILD_TARGET")
-        .output()
-        .context("running cargo metadata")?;
-    if !output.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let meta: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    for pkg in meta["packages"].as_array().into_iter().flatten() {
-        if pkg["name"] == name && pkg["version"] == version {
-            let manifest = pkg["manifest_path"].as_str().context("manifest_path")?;
-            let dir = Path::new(manifest)
-                .parent()
-                .context("spin-sdk dir")?
-                .to_path_buf();
-            return Ok(dir);
-        }
-    }
-    bail!("{name} {version} is not in the workspace's dependency graph")
 }

@@ -37,6 +37,10 @@ pub struct HostOptions {
     pub variables_file: Option<PathBuf>,
     /// Where compiled components are cached between runs.
     pub cache_dir: Option<PathBuf>,
+    /// The deny adapter composed in place of what a middleware does not
+    /// inherit; by default `components/deny.wasm` beside the directory
+    /// of the edge-host binary (where `cargo xtask build` puts it).
+    pub deny_adapter: Option<PathBuf>,
     pub limits: Limits,
 }
 
@@ -46,7 +50,11 @@ pub struct LoadedApp {
     /// Embedded replicas the app reads; the PoP is ready once all are.
     pub replicas: Vec<Arc<replica::Replica>>,
     pub routes: Router<Arc<ProxyHandler<ComponentHandler>>>,
+    /// Every component some route runs, as a chain's layer or alone.
     pub components: Vec<String>,
+    /// What the host instantiates: one component or composed chain each
+    /// (named outermost layer first, `ratelimit > auth-middleware > ...`).
+    pub chains: Vec<String>,
 }
 
 pub fn engine(limits: &Limits, cache_dir: Option<&Path>, perf_map: bool) -> Result<Engine> {
@@ -64,12 +72,13 @@ pub fn engine(limits: &Limits, cache_dir: Option<&Path>, perf_map: bool) -> Resu
         config.cache(Some(wasmtime::Cache::new(cache)?));
     }
     // Pre-reserved slots make instantiation a few microseconds; each slot
-    // is bounded by the guest memory limit.
+    // is bounded by the guest memory limit. An instance of a composed
+    // chain holds each layer's core instances, memory and tables.
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(limits.max_instances)
-        .total_core_instances(limits.max_instances * 4)
-        .total_memories(limits.max_instances * 2)
-        .total_tables(limits.max_instances * 4)
+        .total_core_instances(limits.max_instances * 24)
+        .total_memories(limits.max_instances * 6)
+        .total_tables(limits.max_instances * 24)
         .total_stacks(limits.max_instances)
         .max_memory_size(limits.guest_memory_bytes);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -114,9 +123,7 @@ pub async fn load(
     }
     providers.push(Box::new(EnvProvider));
     let resolver = Arc::new(Resolver::new(&app, providers));
-    let mut handlers = BTreeMap::new();
-    // Each component's compiled code and its own grants, for building
-    // middleware layers from.
+    // Each component's bytes and its own grants, for building chains from.
     let mut granted = BTreeMap::new();
     let mut kv_stores: BTreeMap<String, Arc<dyn KeyValueStore>> = BTreeMap::new();
     for (id, c) in &app.components {
@@ -167,57 +174,115 @@ pub async fn load(
                 c.source.display()
             )
         })?;
-        let component = Component::new(engine, &bytes)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "component {id}: {} is not a valid component",
-                    c.source.display()
-                )
-            })?;
         let caps = ComponentCapabilities {
             component_id: id.clone(),
             sqlite: grants,
             keyvalue: kv,
             variables,
             outbound: Arc::new(outbound),
-            next: None,
         };
-        let handler = ComponentHandler::new(
-            engine,
-            &linker,
-            &component,
-            caps.clone(),
-            options.limits.clone(),
-        )
-        .with_context(|| format!("component {id}"))?;
-        handlers.insert(id.clone(), Arc::new(ProxyHandler::new(handler)));
-        granted.insert(id.clone(), (component, caps));
+        granted.insert(id.clone(), (bytes, caps));
     }
 
+    // One handler per distinct chain: a component alone, or composed with
+    // the middleware in front of it (routes sharing a chain share its
+    // instances). A chain runs with the app component's grants; what a
+    // layer does not inherit is denied inside the composition.
+    let mut handlers: BTreeMap<String, Arc<ProxyHandler<ComponentHandler>>> = BTreeMap::new();
+    let mut deny: Option<Vec<u8>> = None;
     let mut routes = Vec::new();
     for (pattern, route) in app.routes.iter() {
-        // Innermost first: the app, then each middleware around it, each
-        // with only what it inherits from the app component.
-        let mut next = handlers[&route.component].clone();
-        let (_, parent) = &granted[&route.component];
-        for mw in route.middleware.iter().rev() {
-            let (component, _) = &granted[&mw.component];
-            let caps = parent.inherited(&mw.component, &mw.inherit, next);
-            let handler =
-                ComponentHandler::new(engine, &linker, component, caps, options.limits.clone())
-                    .with_context(|| {
-                        format!("middleware {} on {}", mw.component, pattern.as_str())
-                    })?;
-            next = Arc::new(ProxyHandler::new(handler));
+        let (app_bytes, app_caps) = &granted[&route.component];
+        let name = std::iter::once(route.component.as_str())
+            .chain(route.middleware.iter().rev().map(|m| m.component.as_str()))
+            .rev()
+            .collect::<Vec<_>>()
+            .join(" > ");
+        let key = format!(
+            "{name} {:?}",
+            route
+                .middleware
+                .iter()
+                .map(|m| &m.inherit)
+                .collect::<Vec<_>>()
+        );
+        if let Some(handler) = handlers.get(&key) {
+            routes.push((pattern.clone(), handler.clone()));
+            continue;
         }
-        routes.push((pattern.clone(), next));
+        let bytes = if route.middleware.is_empty() {
+            std::borrow::Cow::Borrowed(app_bytes.as_slice())
+        } else {
+            if deny.is_none() {
+                deny = Some(read_deny_adapter(options)?);
+            }
+            let layers = route
+                .middleware
+                .iter()
+                .map(|m| edgeshop_compose::Layer {
+                    part: edgeshop_compose::Part {
+                        id: &m.component,
+                        bytes: &granted[&m.component].0,
+                    },
+                    inherit: &m.inherit,
+                })
+                .collect::<Vec<_>>();
+            let app_part = edgeshop_compose::Part {
+                id: &route.component,
+                bytes: app_bytes,
+            };
+            let composed =
+                edgeshop_compose::compose(app_part, &layers, deny.as_deref().unwrap_or_default())
+                    .with_context(|| format!("route {}", pattern.as_str()))?;
+            std::borrow::Cow::Owned(composed)
+        };
+        let component = Component::new(engine, &bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("compiling {name} for route {}", pattern.as_str()))?;
+        let caps = ComponentCapabilities {
+            component_id: name.clone(),
+            ..app_caps.clone()
+        };
+        let handler =
+            ComponentHandler::new(engine, &linker, &component, caps, options.limits.clone())
+                .with_context(|| format!("{name} on route {}", pattern.as_str()))?;
+        let handler = Arc::new(ProxyHandler::new(handler));
+        handlers.insert(key, handler.clone());
+        routes.push((pattern.clone(), handler));
     }
     let routes = Router::new(routes).map_err(|e| anyhow::anyhow!(e))?;
     Ok(LoadedApp {
         name: app.name,
         replicas: replicas.values().cloned().collect(),
         routes,
-        components: handlers.keys().cloned().collect(),
+        components: app
+            .routes
+            .iter()
+            .flat_map(|(_, r)| {
+                std::iter::once(r.component.clone())
+                    .chain(r.middleware.iter().map(|m| m.component.clone()))
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        chains: handlers.values().map(|h| h.state().id.clone()).collect(),
+    })
+}
+
+fn read_deny_adapter(options: &HostOptions) -> Result<Vec<u8>> {
+    let path = match &options.deny_adapter {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .context("the edge-host binary has no parent directory")?
+            .join("components/deny.wasm"),
+    };
+    std::fs::read(&path).with_context(|| {
+        format!(
+            "reading the deny adapter at {} (what a middleware does not inherit is wired to it); \
+             build it with `cargo xtask build --components` or pass --deny-adapter",
+            path.display()
+        )
     })
 }

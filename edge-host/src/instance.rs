@@ -30,6 +30,10 @@ pub fn begin_shutdown() {
     SHUTTING_DOWN.store(true, Ordering::SeqCst);
 }
 
+/// Core instances one store may create: a chain of four spin-sdk
+/// components and the deny adapter is about twenty.
+pub const MAX_CORE_INSTANCES: usize = 64;
+
 /// How long after a request's deadline its instance is dropped.
 const EXPIRY_GRACE: Duration = Duration::from_millis(250);
 
@@ -44,9 +48,13 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// Marks the next outgoing request as a middleware's `next(req)`.
-    pub fn forward_to_next(&mut self) {
-        self.hooks.forward = true;
+    pub fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// The component, or the chain, this store runs.
+    pub fn component_id(&self) -> &str {
+        &self.caps.component_id
     }
 }
 
@@ -150,13 +158,13 @@ impl ComponentHandler {
             hooks: OutboundHooks {
                 policy: self.caps.outbound.clone(),
                 component_id: self.id.clone(),
-                next: self.caps.next.clone(),
-                forward: false,
             },
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.limits.guest_memory_bytes)
                 .trap_on_grow_failure(true)
-                .instances(4)
+                // A composed chain is several components, each a few core
+                // instances.
+                .instances(MAX_CORE_INSTANCES)
                 .build(),
             caps: self.caps.clone(),
         };

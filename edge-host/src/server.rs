@@ -247,6 +247,7 @@ impl Server {
             "pop": self.pop,
             "app": self.app.name,
             "components": self.app.components,
+            "chains": self.app.chains,
             "replicas": self.app.replicas.iter().map(|r| r.status()).collect::<Vec<_>>(),
         });
         let mut r = json_response(&body);

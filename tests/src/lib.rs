@@ -212,6 +212,9 @@ impl Host {
         cmd.arg("--manifest")
             .arg(manifest)
             .args(["--listen", "127.0.0.1:0", "--pop", "test"])
+            // Composed chains compile once for the whole suite.
+            .arg("--cache-dir")
+            .arg(root().join("target/wasmtime-cache"))
             .args(args)
             .env_remove("SPIN_VARIABLE_CURSOR_SECRET")
             .env_remove("SPIN_VARIABLE_TOKEN_SIGNING_KEY")

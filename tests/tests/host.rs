@@ -126,6 +126,15 @@ async fn health_and_unrouted_paths() {
             "ratelimit"
         ])
     );
+    // Routes sharing a chain share its composed component.
+    assert_eq!(
+        r.json()["chains"],
+        serde_json::json!([
+            "ratelimit > auth-middleware > auth",
+            "ratelimit > auth-middleware > cache > catalog",
+            "ratelimit > auth-middleware > checkout",
+        ])
+    );
     assert_eq!(
         get(&format!("{}/.well-known/spin/health", host.url))
             .await

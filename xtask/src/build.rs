@@ -18,6 +18,7 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("test-guests", "test_guests"),
     ("test-middleware", "test_middleware"),
     ("pass-through", "pass_through"),
+    ("deny", "deny"),
 ];
 
 pub fn cargo(args: &[&str]) -> Result<()> {

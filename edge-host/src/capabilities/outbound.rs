@@ -90,10 +90,6 @@ impl OutboundPolicy {
 pub struct OutboundHooks {
     pub policy: std::sync::Arc<OutboundPolicy>,
     pub component_id: String,
-    pub next: Option<super::next::NextLayer>,
-    /// Set by the `handler` import just before it sends: this request is
-    /// for the next layer, not the network.
-    pub forward: bool,
 }
 
 pub type SendResult = wasmtime_wasi_http::Result<(
@@ -110,15 +106,6 @@ impl WasiHttpHooks for OutboundHooks {
             dyn Future<Output = wasmtime_wasi_http::Result<(), wasmtime_wasi_http::Error>> + Send,
         >,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        if std::mem::take(&mut self.forward) {
-            return match self.next.clone() {
-                Some(next) => super::next::forward(next, request),
-                None => {
-                    tracing::warn!(component = %self.component_id, "next() called by a component that is not a middleware");
-                    Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-                }
-            };
-        }
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https").to_string();
         let host = uri.host().unwrap_or_default().to_string();

@@ -188,14 +188,6 @@ impl ComponentVariables {
         })
     }
 
-    /// No variables at all (for a middleware that inherits none).
-    pub fn emptied(&self) -> ComponentVariables {
-        ComponentVariables {
-            templates: Arc::new(BTreeMap::new()),
-            resolver: self.resolver.clone(),
-        }
-    }
-
     pub fn get(&self, name: &str) -> Result<String, wit::Error> {
         if !edgeshop_manifest::template::is_variable_name(name) {
             return Err(wit::Error::InvalidName(format!(
