@@ -74,15 +74,28 @@ pub fn engine(limits: &Limits, cache_dir: Option<&Path>, perf_map: bool) -> Resu
     // Pre-reserved slots make instantiation a few microseconds; each slot
     // is bounded by the guest memory limit. An instance of a composed
     // chain holds each layer's core instances, memory and tables.
+    //
+    // A stack (fiber) is held by every guest task suspended in a host
+    // call, not by every instance: an instance serves many requests at
+    // once, and a layer may still be working after its answer went out (a
+    // cache storing a body), so there are two per request in flight. Too
+    // few and a request fails mid-flight instead of waiting for a slot.
+    // Stacks are reserved address space; only the pages used are memory.
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(limits.max_instances)
         .total_core_instances(limits.max_instances * 24)
         .total_memories(limits.max_instances * 6)
         .total_tables(limits.max_instances * 24)
-        .total_stacks(limits.max_instances)
+        .total_stacks(stacks(limits))
         .max_memory_size(limits.guest_memory_bytes);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(Engine::new(&config)?)
+}
+
+/// Fibers the pool holds: see [`engine`].
+fn stacks(limits: &Limits) -> u32 {
+    let requests = u32::try_from(limits.max_concurrent_requests).unwrap_or(u32::MAX / 4);
+    requests.saturating_mul(2).max(limits.max_instances)
 }
 
 pub async fn load(

@@ -91,11 +91,16 @@ fn run(r: &Reply) -> String {
 }
 
 async fn runs(host: &Host, name: &str) -> u64 {
-    get(host, &format!("/origin-runs/{name}"), &[])
-        .await
-        .text()
-        .parse()
-        .unwrap()
+    let r = get(host, &format!("/origin-runs/{name}"), &[]).await;
+    r.text().parse().unwrap_or_else(|_| {
+        panic!(
+            "run count: {} {:?}\n{}\n{}",
+            r.status,
+            r.headers,
+            r.text(),
+            host.log()
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
