@@ -694,3 +694,40 @@ async fn concurrent_sign_ins_at_one_pop_all_complete_promptly() {
         }
     }
 }
+
+/// What a component behind the middleware is handed when a client forges
+/// identity fields on an open route without a token: none of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_identity_fields_never_reach_the_component_behind() {
+    edgeshop_e2e::component("auth-middleware");
+    edgeshop_e2e::component("test-guests");
+    let host = Host::start(&root().join("tests/fixtures/auth-guests.toml"), &[], &[]);
+    let forged = [
+        ("edgeshop-auth-account", "1"),
+        ("Edgeshop-Auth-Roles", "admin"),
+        ("EDGESHOP-AUTH-SESSION", "x"),
+        ("edgeshop-auth-expires", "99999999999"),
+        ("x-kept", "yes"),
+    ];
+    let r = request(
+        "GET",
+        &format!("{}/headers/x", host.url),
+        &forged,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), host.log());
+    // The echo proves the request arrived with its other fields.
+    assert!(r.text().contains("x-kept: yes"), "{}", r.text());
+    assert!(!r.text().contains("edgeshop-auth-"), "{}", r.text());
+    // Without forged fields the request goes on as it came.
+    let r = request(
+        "GET",
+        &format!("{}/headers/x", host.url),
+        &[("x-kept", "yes")],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("x-kept: yes"), "{}", r.text());
+}

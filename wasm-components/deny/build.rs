@@ -3,5 +3,5 @@
 //! repository).
 
 fn main() -> anyhow::Result<()> {
-    edgeshop_wit_deps::guest_bindings("wit/deny.wit", "edgeshop:deny/deny")
+    edgeshop_wit_deps::guest_bindings("wit/deny.wit", "edgeshop:deny/deny", "")
 }

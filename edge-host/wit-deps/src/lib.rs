@@ -79,8 +79,9 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 /// For a guest crate's build script: generates `OUT_DIR/bindings.rs`, a
 /// spin-sdk `wit_bindgen::generate!` of `world` (e.g.
 /// `edgeshop:deny/deny`) from `world_file` and spin-sdk's WIT packages,
-/// with `wasi:http` types shared with spin-sdk's own.
-pub fn guest_bindings(world_file: &str, world: &str) -> Result<()> {
+/// with `wasi:http` types shared with spin-sdk's own. `options` are more
+/// `generate!` options, e.g. `pub_export_macro: true,` for a library.
+pub fn guest_bindings(world_file: &str, world: &str, options: &str) -> Result<()> {
     println!("cargo:rerun-if-changed={world_file}");
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -93,6 +94,7 @@ pub fn guest_bindings(world_file: &str, world: &str) -> Result<()> {
     world: {world:?},
     runtime_path: "spin_sdk::wit_bindgen::rt",
     generate_all,
+    {options}
     with: {{
         "wasi:http/types@0.3.0": spin_sdk::wasip3::http::types,
         "wasi:clocks/types@0.3.0": spin_sdk::wasip3::clocks::types,

@@ -2,8 +2,8 @@
 //! (Spin 4.1 `dependencies.middleware`), imports and exports
 //! `wasi:http/handler@0.3.0`.
 //!
-//! For each request it removes every `edgeshop-auth-*` header the client
-//! sent, refuses paths with two spellings, verifies a bearer token if one
+//! For each request it removes every identity header the client sent
+//! (the `edgeshop-auth-*` fields a component behind it reads), refuses paths with two spellings, verifies a bearer token if one
 //! is present (keys from `token_jwks`, session checked against the local
 //! `identity` replica's revocations), applies the route rules of
 //! `cdn-config/auth.toml`, and hands the verified identity to the next
@@ -16,12 +16,11 @@
 use auth_core::gate::{self, GateError, VerifiedCache};
 use auth_core::rules::{self, Rules};
 use auth_core::{Response, Settings, identity, settings};
-use bytes::Bytes;
-use http_body_util::Full;
 use problem::Problem;
 use spin_glue::SpinDb;
+use spin_glue::layer::{self, Layer, Request};
 use spin_glue::vars::{self, Parsed};
-use spin_sdk::http::{IntoResponse, Request};
+use spin_sdk::http::IntoResponse;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::OnceLock;
@@ -42,60 +41,70 @@ fn rules() -> &'static Rules {
     RULES.get_or_init(|| Rules::parse(rules::SHIPPED).expect("cdn-config/auth.toml is valid"))
 }
 
-#[spin_sdk::http_service]
-async fn handle(mut req: Request) -> impl IntoResponse {
-    let reserved: Vec<_> = req
-        .headers()
-        .keys()
-        .filter(|name| identity::is_reserved(name.as_str()))
-        .cloned()
-        .collect();
-    for name in reserved {
-        req.headers_mut().remove(name);
+struct Auth;
+
+spin_glue::export_layer!(Auth);
+
+impl Layer for Auth {
+    async fn handle(req: Request) -> Answer {
+        handle(req).await
     }
-    if !rules::is_normal_path(req.uri().path()) {
-        return into_http(Response::problem(Problem::bad_request(
+}
+
+type Answer = Result<layer::Response, layer::ErrorCode>;
+
+async fn handle(req: Request) -> Answer {
+    let path = layer::path(&req);
+    if !rules::is_normal_path(&path) {
+        return answer(Response::problem(Problem::bad_request(
             "the path has empty, `.` or `..` segments or encoded slashes or dots; \
              send it in its plain form",
-        )))
-        .into_response();
+        )));
     }
-    match admit(&req).await {
-        Ok(Some(who)) => {
-            for (name, value) in who.headers() {
-                if let Ok(value) = http::HeaderValue::from_str(&value) {
-                    req.headers_mut().insert(name, value);
-                }
-            }
-        }
-        Ok(None) => {}
-        Err(resp) => return into_http(resp).into_response(),
-    }
-    match spin_glue::chain::next(req).await {
-        Ok(resp) => spin_glue::chain::respond(resp),
+    let fields = req.get_headers();
+    let authorization = fields.get(AUTHORIZATION);
+    let forged = identity::NAMES.iter().any(|name| fields.has(name));
+    drop(fields);
+    let who = match admit(&path, authorization.first().map(Vec::as_slice)).await {
+        Ok(who) => who,
+        Err(resp) => return answer(resp),
+    };
+    // The request is rebuilt only when its identity fields change; an
+    // anonymous request without forged ones goes on as it came.
+    let req = match &who {
+        Some(who) => layer::with_request_fields(req, &identity::NAMES, &who.headers())?,
+        None if forged => layer::with_request_fields(req, &identity::NAMES, &[])?,
+        None => req,
+    };
+    match layer::next(req).await {
+        Ok(resp) => Ok(resp),
         Err(e) => {
             eprintln!("auth-middleware: the next component failed: {e:?}");
-            into_http(Response::problem(Problem::new(
+            answer(Response::problem(Problem::new(
                 502,
                 "bad-gateway",
                 "Bad gateway",
                 "the component behind the auth check failed; try again",
             )))
-            .into_response()
         }
     }
 }
 
+const AUTHORIZATION: &str = "authorization";
+
 /// Who is calling, if anyone, and whether they may use this route.
-async fn admit(req: &Request) -> Result<Option<auth_core::Identity>, Response> {
-    let authorization = match req.headers().get(http::header::AUTHORIZATION) {
+async fn admit(
+    path: &str,
+    authorization: Option<&[u8]>,
+) -> Result<Option<auth_core::Identity>, Response> {
+    let authorization = match authorization {
         None => None,
         Some(v) => Some(
-            v.to_str()
+            std::str::from_utf8(v)
                 .map_err(|_| gate_denied("the Authorization header is not valid text"))?,
         ),
     };
-    let need = rules().requirement(req.uri().path());
+    let need = rules().requirement(path);
     if authorization.is_none() {
         gate::authorize(need, None).map_err(|d| d.response())?;
         return Ok(None);
@@ -154,6 +163,6 @@ fn gate_denied(detail: &str) -> Response {
     .response()
 }
 
-fn into_http(resp: Response) -> http::Response<Full<Bytes>> {
-    spin_glue::http_response(resp.status, &resp.headers, resp.body)
+fn answer(resp: Response) -> Answer {
+    spin_glue::http_response(resp.status, &resp.headers, resp.body).into_response()
 }

@@ -4,22 +4,15 @@
 //! and back, so no header or body byte is copied. The bench puts it in
 //! front of `hello` to measure what crossing a layer itself costs.
 
-// The generated bindings import and export functions by symbol name.
-#![allow(unsafe_code)]
-
-mod bindings {
-    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
-}
-
-use bindings::exports::wasi::http::handler::Guest;
+use spin_glue::layer::{Layer, next};
 use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 
 struct PassThrough;
 
-bindings::export!(PassThrough with_types_in bindings);
+spin_glue::export_layer!(PassThrough);
 
-impl Guest for PassThrough {
+impl Layer for PassThrough {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
-        bindings::wasi::http::handler::handle(request).await
+        next(request).await
     }
 }

@@ -24,9 +24,11 @@ use ratelimit_core::key::TrustedProxies;
 use ratelimit_core::limiter::{self, CasStore, LimitError, Read};
 use ratelimit_core::policy::{self, KeyKind, Limits, Policy};
 use ratelimit_core::{headers, key};
+use spin_glue::layer::{self, Layer};
 use spin_glue::vars::{self, Parsed};
 use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
-use spin_sdk::http::{IntoResponse, Request};
+use spin_sdk::http::IntoResponse;
+use spin_sdk::wasip3::http::types::Request;
 use std::cell::RefCell;
 use std::rc::Rc;
 use tokens::KeySet;
@@ -85,10 +87,19 @@ async fn trusted() -> Rc<TrustedProxies> {
 type Answer =
     Result<spin_sdk::wasip3::http::types::Response, spin_sdk::wasip3::http::types::ErrorCode>;
 
-#[spin_sdk::http_service]
+struct RateLimit;
+
+spin_glue::export_layer!(RateLimit);
+
+impl Layer for RateLimit {
+    async fn handle(req: Request) -> Answer {
+        handle(req).await
+    }
+}
+
 async fn handle(req: Request) -> Answer {
     let limits = limits().await;
-    let Some(policy) = limits.policy_for(req.uri().path()) else {
+    let Some(policy) = limits.policy_for(&layer::path(&req)) else {
         return forward(req, None).await;
     };
     let budget = budget_key(&req, policy).await;
@@ -137,21 +148,17 @@ async fn handle(req: Request) -> Answer {
 
 /// Whose budget this request spends.
 async fn budget_key(req: &Request, policy: &Policy) -> String {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let fields = req.get_headers();
+    let header = |name: &str| layer::field(&fields, &name.to_ascii_lowercase());
     // Set by the host from the connection; a client's own is dropped.
     let peer = header("spin-client-addr").unwrap_or_default();
     let trusted = trusted().await;
     let client = if trusted.is_empty() {
-        key::client_key(peer)
+        key::client_key(&peer)
     } else {
-        let forwarded: Vec<&str> = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+        let forwarded = layer::fields_all(&fields, "x-forwarded-for");
         let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
-        trusted.client(peer, forwarded.as_deref()).map(key::ip_key)
+        trusted.client(&peer, forwarded.as_deref()).map(key::ip_key)
     }
     .unwrap_or_else(|| "ip:unknown".to_string());
     match &policy.key {
@@ -160,7 +167,7 @@ async fn budget_key(req: &Request, policy: &Policy) -> String {
             Some(v) if !v.is_empty() && v.len() <= MAX_KEY_BYTES => format!("hdr:{name}:{v}"),
             _ => client,
         },
-        KeyKind::Account => match account(header("authorization")).await {
+        KeyKind::Account => match account(header("authorization").as_deref()).await {
             Some(id) => format!("acct:{id}"),
             None => client,
         },
@@ -186,17 +193,11 @@ async fn account(authorization: Option<&str>) -> Option<i64> {
 
 /// Passes the request on, adding the `RateLimit` fields to the answer.
 async fn forward(req: Request, limited: Option<(&Policy, Decision)>) -> Answer {
-    match spin_glue::chain::next(req).await {
-        Ok(mut resp) => {
-            if let Some((policy, decision)) = limited {
-                for (name, value) in rate_fields(policy, &decision) {
-                    if let Ok(value) = http::HeaderValue::from_str(&value) {
-                        resp.headers_mut().insert(name, value);
-                    }
-                }
-            }
-            spin_glue::chain::respond(resp)
-        }
+    match layer::next(req).await {
+        Ok(resp) => match limited {
+            Some((policy, decision)) => layer::with_fields(resp, &rate_fields(policy, &decision)),
+            None => Ok(resp),
+        },
         Err(e) => {
             eprintln!("ratelimit: the next component failed: {e:?}");
             problem(

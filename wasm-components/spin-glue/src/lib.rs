@@ -4,6 +4,8 @@
 #[cfg(feature = "middleware")]
 pub mod chain;
 pub mod db;
+#[cfg(feature = "middleware")]
+pub mod layer;
 pub mod vars;
 
 pub use db::SpinDb;

@@ -1,7 +1,8 @@
 //! Hostile and minimal guests for the edge host's tests and benchmarks.
 //!
 //! - `/hello`: the smallest useful response (benchmark peer).
-//! - `/headers/...`: echoes the `spin-*` (and `x-*`) request headers it got.
+//! - `/headers/...`: echoes the `spin-*`, `x-*` and `edgeshop-*` request
+//!   headers it got.
 //! - `/spin`: loops forever (must be stopped at the deadline).
 //! - `/grow`: grows memory until the limit stops it.
 //! - `/panic`: panics (a trap the host must contain).
@@ -48,7 +49,10 @@ async fn handle(req: Request) -> Resp {
             let mut lines: Vec<String> = req
                 .headers()
                 .iter()
-                .filter(|(k, _)| k.as_str().starts_with("spin-") || k.as_str().starts_with("x-"))
+                .filter(|(k, _)| {
+                    let k = k.as_str();
+                    k.starts_with("spin-") || k.starts_with("x-") || k.starts_with("edgeshop-")
+                })
                 .map(|(k, v)| format!("{}: {}", k, v.to_str().unwrap_or("?")))
                 .collect();
             lines.sort();
