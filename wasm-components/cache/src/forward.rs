@@ -80,23 +80,10 @@ impl Fetched {
 
 /// The URL as the cache keys it: authority, path and query.
 pub fn target(req: &Request) -> String {
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get("host")
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    format!("{authority}{path}")
+    let authority = req.uri().authority().map(|a| a.as_str());
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+    let path = req.uri().path_and_query().map(|p| p.as_str());
+    crate::key_target(authority, host, path)
 }
 
 /// Sends the request on untouched.
@@ -352,7 +339,7 @@ pub fn refresh_in_background(req: &Request, primary: &str, store: Store, coding:
     }
     let uri = req.uri().clone();
     let headers = req.headers().clone();
-    let credentials = crate::has_credentials(req);
+    let credentials = crate::has_credentials(req.headers());
     let primary = primary.to_string();
     spin_sdk::wasip3::wit_bindgen::spawn(async move {
         let refreshed =

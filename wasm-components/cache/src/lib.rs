@@ -13,6 +13,10 @@
 //! once from the stored response and stored beside it. The decisions are
 //! in `cache-core`; this file does the I/O.
 //!
+//! It is a `spin_glue::layer`: a fresh hit is answered from the few
+//! request fields it reads in place, and only a request that goes further
+//! is turned into spin-sdk's `http` types.
+//!
 //! It has only what it inherits from the app component: the `cache` store
 //! and the `catalog` database.
 
@@ -27,8 +31,9 @@ use cache_core::status::{Forward, Outcome};
 use cache_core::{CacheControl, key, storable, tags};
 use forward::Fetched;
 use represent::Asked;
-use spin_sdk::http::Request;
-use spin_sdk::wasip3::http::types::{ErrorCode, Response};
+use spin_glue::layer::{self, Layer};
+use spin_sdk::http::{FromRequest, Request};
+use spin_sdk::wasip3::http::types::{ErrorCode, Method, Response};
 use std::time::Duration;
 use store::Store;
 
@@ -49,7 +54,101 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-#[spin_sdk::http_service]
+struct Cache;
+
+spin_glue::export_layer!(Cache);
+
+impl Layer for Cache {
+    async fn handle(req: layer::Request) -> Answer {
+        // A fresh hit reads a few fields of the request where it is; only
+        // a request that goes further is turned into spin-sdk's types.
+        if let Some(answer) = fresh_hit(&req).await {
+            return answer;
+        }
+        handle(Request::from_request(req)?).await
+    }
+}
+
+/// The answer to `req` from a fresh stored entry it may use, if there is
+/// one; anything else (a miss, a stale entry, a lock to wait for) is left
+/// to [`handle`], which looks again.
+async fn fresh_hit(req: &layer::Request) -> Option<Answer> {
+    let method = match req.get_method() {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        _ => return None,
+    };
+    let fields = req.get_headers();
+    let request_cc = CacheControl::parse(borrowed(&fields.lines("cache-control")));
+    storable::lookup(method, &request_cc).ok()?;
+    let store = Store::open().ok()?;
+    let host = fields.lines("host").into_iter().next();
+    let target = key_target(
+        req.get_authority().as_deref(),
+        host.as_deref(),
+        req.get_path_with_query().as_deref(),
+    );
+    let primary = key::primary(method, &target);
+    let asked = Asked::of_fields(method == "HEAD", method == "GET", &fields);
+    let Lookup::Found(entry, judged, _) = lookup(&store, &primary, &fields, &asked).await else {
+        return None;
+    };
+    let Usable::Fresh { ttl } = judged.usable else {
+        return None;
+    };
+    if has_credentials(&fields) && !storable::reusable_with_credentials(&judged.cc) {
+        return None;
+    }
+    Some(hit(&asked, entry, &judged, ttl as i64, None))
+}
+
+/// What a request's key is made of: its authority (or `Host`) and its
+/// path and query, as the client sent them.
+pub(crate) fn key_target(
+    authority: Option<&str>,
+    host: Option<&str>,
+    path_and_query: Option<&str>,
+) -> String {
+    let authority = authority.or(host).unwrap_or_default();
+    format!("{authority}{}", path_and_query.unwrap_or("/"))
+}
+
+/// Request fields by name, from spin-sdk's `http` types or from the
+/// `wasi:http` fields themselves (a hit reads only the few it needs).
+pub(crate) trait FieldLines {
+    /// Every line of field `name` that is text.
+    fn lines(&self, name: &str) -> Vec<String>;
+    fn has(&self, name: &str) -> bool;
+}
+
+impl FieldLines for http::HeaderMap {
+    fn lines(&self, name: &str) -> Vec<String> {
+        lines(self, name).into_iter().map(str::to_string).collect()
+    }
+    fn has(&self, name: &str) -> bool {
+        self.contains_key(name)
+    }
+}
+
+impl FieldLines for layer::Fields {
+    fn lines(&self, name: &str) -> Vec<String> {
+        // As `HeaderValue::to_str` reads them, so both forms key alike.
+        let text = |v: &[u8]| v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+        self.get(name)
+            .into_iter()
+            .filter(|v| text(v))
+            .filter_map(|v| String::from_utf8(v).ok())
+            .collect()
+    }
+    fn has(&self, name: &str) -> bool {
+        layer::Fields::has(self, name)
+    }
+}
+
+pub(crate) fn borrowed(lines: &[String]) -> Vec<&str> {
+    lines.iter().map(String::as_str).collect()
+}
+
 async fn handle(req: Request) -> Answer {
     let method = req.method().as_str().to_string();
     let asked = Asked::of(&req);
@@ -74,11 +173,11 @@ async fn handle(req: Request) -> Answer {
         );
     };
     let primary = key::primary(&method, &target);
-    let credentials = has_credentials(&req);
+    let credentials = has_credentials(req.headers());
     let started = std::time::Instant::now();
     let mut why = Forward::UriMiss;
     let mut fallback = None;
-    match lookup(&store, &primary, &req, &asked).await {
+    match lookup(&store, &primary, req.headers(), &asked).await {
         Lookup::UriMiss => {}
         Lookup::VaryMiss => why = Forward::VaryMiss,
         Lookup::NotAcceptable => {
@@ -192,7 +291,7 @@ async fn stored_meanwhile(
     asked: &Asked,
     credentials: bool,
 ) -> Option<Answer> {
-    let Lookup::Found(entry, judged, _) = lookup(store, primary, req, asked).await else {
+    let Lookup::Found(entry, judged, _) = lookup(store, primary, req.headers(), asked).await else {
         return None;
     };
     let Usable::Fresh { ttl } = judged.usable else {
@@ -224,7 +323,7 @@ enum Lookup {
     Found(Entry, Judged, Coding),
 }
 
-async fn lookup(store: &Store, primary: &str, req: &Request, asked: &Asked) -> Lookup {
+async fn lookup(store: &Store, primary: &str, fields: &impl FieldLines, asked: &Asked) -> Lookup {
     let Some(vary) = store.variants(primary) else {
         return Lookup::UriMiss;
     };
@@ -236,12 +335,12 @@ async fn lookup(store: &Store, primary: &str, req: &Request, asked: &Asked) -> L
     } else {
         Coding::Identity
     };
-    let wanted = secondary(&vary, req.headers(), coding);
+    let wanted = secondary(&vary, fields, coding);
     let entry = match store.entry(primary, &wanted) {
         Some(entry) => entry,
         // Stored as identity only so far: make this coding from it, once.
         None if coding != Coding::Identity => {
-            let identity = secondary(&vary, req.headers(), Coding::Identity);
+            let identity = secondary(&vary, fields, Coding::Identity);
             let Some(variant) = store
                 .entry(primary, &identity)
                 .and_then(|base| encoding::variant(&base, coding, wanted))
@@ -261,13 +360,19 @@ async fn lookup(store: &Store, primary: &str, req: &Request, asked: &Asked) -> L
 /// the headers `vary` names, with `Accept-Encoding` keyed by the coding
 /// negotiated rather than the client's spelling of it, so every browser
 /// shares one brotli entry.
-pub(crate) fn secondary(vary: &[String], headers: &http::HeaderMap, coding: Coding) -> String {
+pub(crate) fn secondary(vary: &[String], fields: &impl FieldLines, coding: Coding) -> String {
+    let values: Vec<Vec<String>> = vary
+        .iter()
+        .map(|name| match name.as_str() {
+            "accept-encoding" => vec![coding.token().to_string()],
+            _ => fields.lines(name),
+        })
+        .collect();
     key::secondary(vary, |name| {
-        if name == "accept-encoding" {
-            vec![coding.token()]
-        } else {
-            lines(headers, name)
-        }
+        vary.iter()
+            .position(|n| n == name)
+            .map(|i| borrowed(&values[i]))
+            .unwrap_or_default()
     })
 }
 
@@ -387,10 +492,10 @@ fn finish(
 
 /// Credentials of any kind: a bearer token (verified or not), the
 /// identity the auth middleware vouched for, or a cookie.
-pub(crate) fn has_credentials(req: &Request) -> bool {
+pub(crate) fn has_credentials(fields: &impl FieldLines) -> bool {
     ["authorization", "edgeshop-auth-account", "cookie"]
         .iter()
-        .any(|h| req.headers().contains_key(*h))
+        .any(|h| fields.has(h))
 }
 
 pub(crate) fn lines<'a>(headers: &'a http::HeaderMap, name: &str) -> Vec<&'a str> {

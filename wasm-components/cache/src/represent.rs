@@ -7,6 +7,7 @@
 //! not be stored (RFC 9110 §13.2.2 orders them: conditions, then range).
 
 use crate::Answer;
+use crate::FieldLines;
 use cache_core::encoding::{self, Coding};
 use cache_core::range::{self, RangeAnswer};
 use cache_core::{conditional, freshness};
@@ -26,22 +27,23 @@ pub struct Asked {
 
 impl Asked {
     pub fn of(req: &Request) -> Asked {
-        let h = req.headers();
-        let first = |name: &str| {
-            h.get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        Asked::of_fields(
+            req.method() == http::Method::HEAD,
+            req.method() == http::Method::GET,
+            req.headers(),
+        )
+    }
+
+    /// What a `head` or `get` request with `fields` asks for.
+    pub fn of_fields(head: bool, get: bool, fields: &impl FieldLines) -> Asked {
+        let first = |name: &str| fields.lines(name).into_iter().next();
         Asked {
-            head: req.method() == http::Method::HEAD,
-            get: req.method() == http::Method::GET,
-            if_none_match: crate::lines(h, "if-none-match")
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
+            head,
+            get,
+            if_none_match: fields.lines("if-none-match"),
             range: first("range"),
             if_range: first("if-range"),
-            coding: encoding::negotiate(crate::lines(h, "accept-encoding")),
+            coding: encoding::negotiate(crate::borrowed(&fields.lines("accept-encoding"))),
         }
     }
 
