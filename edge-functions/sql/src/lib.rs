@@ -72,6 +72,21 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
     }
 }
 
+/// True when `sql` plainly only reads: it starts with `SELECT`, `EXPLAIN`
+/// or `VALUES`. A replica answers such a statement from its local file,
+/// at once; anything else may go to the primary, a round trip away.
+/// Leading comments are not skipped, so a commented read counts as a
+/// possible write: that costs only speed, never correctness.
+pub fn plainly_reads(sql: &str) -> bool {
+    let head: String = sql
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    matches!(head.as_str(), "SELECT" | "EXPLAIN" | "VALUES")
+}
+
 /// One result row.
 pub type Row = Vec<SqlValue>;
 
@@ -88,4 +103,33 @@ pub trait Database {
         sql: &str,
         params: Vec<SqlValue>,
     ) -> impl Future<Output = Result<Vec<Row>, DbError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plainly_reads;
+
+    #[test]
+    fn only_statements_that_start_by_reading_are_reads() {
+        for read in [
+            "SELECT 1",
+            "  select * from t",
+            "EXPLAIN SELECT 1",
+            "VALUES (1)",
+        ] {
+            assert!(plainly_reads(read), "{read}");
+        }
+        for write in [
+            "INSERT INTO t VALUES (1)",
+            "update t set a = 1",
+            "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+            "DELETE FROM t",
+            "PRAGMA user_version = 3",
+            "-- a comment\nSELECT 1",
+            "SELECTED",
+            "",
+        ] {
+            assert!(!plainly_reads(write), "{write}");
+        }
+    }
 }

@@ -341,19 +341,6 @@ pub struct ReplicaDatabase {
     writes: tokio::sync::Mutex<()>,
 }
 
-/// True unless `sql` plainly only reads (starts with SELECT, or is an
-/// EXPLAIN). Anything else is treated as a write, which only costs
-/// ordering.
-fn may_write(sql: &str) -> bool {
-    let head: String = sql
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_uppercase();
-    !matches!(head.as_str(), "SELECT" | "EXPLAIN" | "VALUES")
-}
-
 impl ReplicaDatabase {
     pub fn new(replica: Arc<replica::Replica>) -> ReplicaDatabase {
         ReplicaDatabase {
@@ -376,7 +363,7 @@ impl SqliteDatabase for ReplicaDatabase {
                     self.replica.label()
                 )));
             };
-            let remote = may_write(statement.sql);
+            let remote = !edge_sql::plainly_reads(statement.sql);
             let _writing = if remote {
                 Some(self.writes.lock().await)
             } else {
@@ -690,7 +677,7 @@ impl<T> wit::HostConnectionWithStore<T> for Sqlite {
 
 #[cfg(test)]
 mod tests {
-    use super::{may_write, not_executed};
+    use super::not_executed;
 
     fn hrana(text: &str) -> libsql::Error {
         libsql::Error::Hrana(text.to_string().into())
@@ -717,28 +704,6 @@ mod tests {
             "api error: `status=503 Service Unavailable, body={\"detail\":\"too many open streams\"}`",
         ] {
             assert!(!not_executed(&hrana(unknown)), "{unknown}");
-        }
-    }
-
-    #[test]
-    fn only_plain_reads_skip_the_write_queue() {
-        for read in [
-            "SELECT 1",
-            "  select * from t",
-            "EXPLAIN SELECT 1",
-            "VALUES (1)",
-        ] {
-            assert!(!may_write(read), "{read}");
-        }
-        for write in [
-            "INSERT INTO t VALUES (1)",
-            "update t set a = 1",
-            "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
-            "DELETE FROM t",
-            "PRAGMA user_version = 3",
-            "",
-        ] {
-            assert!(may_write(write), "{write}");
         }
     }
 }
