@@ -8,7 +8,7 @@
 //! them.
 
 use super::{
-    BenchClient, CLIENT, bench_host, load_runtime, measure, prepare, product_paths,
+    BenchClient, CLIENT, bench_host, load_runtime, measure_with, prepare, product_paths,
     unreached_limits, warm_compile_cache,
 };
 use crate::up::{Catalog, Service, edge_host_command};
@@ -29,6 +29,8 @@ pub enum Scenario {
     Hit,
     /// A listing from the cache, through the shipped chain.
     Listing,
+    /// A product page from the cache, signed in with one token.
+    SignedIn,
 }
 
 pub fn run(scenario: Scenario, seconds: u64, connections: usize) -> Result<()> {
@@ -57,7 +59,24 @@ pub fn run(scenario: Scenario, seconds: u64, connections: usize) -> Result<()> {
         .spawn()
         .context("starting perf record")?;
     let rt = load_runtime()?;
-    let row = measure(&rt, &name, &host.url, &paths, seconds, connections)?;
+    let headers = if scenario == Scenario::SignedIn {
+        let token = crate::keys::bench_tokens(1)?.remove(0);
+        vec![vec![(
+            "authorization".to_string(),
+            format!("Bearer {token}"),
+        )]]
+    } else {
+        Vec::new()
+    };
+    let row = measure_with(
+        &rt,
+        &name,
+        &host.url,
+        &paths,
+        &headers,
+        seconds,
+        connections,
+    )?;
     // perf writes its data when interrupted.
     Command::new("kill")
         .args(["-INT", &perf.id().to_string()])
@@ -126,9 +145,9 @@ fn host(scenario: Scenario, catalog: &std::path::Path) -> Result<(Command, Vec<S
                 .to_string(),
             ],
         ),
-        Scenario::Hit | Scenario::Listing => (
+        Scenario::Hit | Scenario::Listing | Scenario::SignedIn => (
             bench_host(catalog, &root().join("spin.toml"), &unreached_limits()?)?,
-            if scenario == Scenario::Hit {
+            if scenario != Scenario::Listing {
                 product_paths()
             } else {
                 vec!["/api/v1/products?limit=20".to_string()]
