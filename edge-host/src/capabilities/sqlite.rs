@@ -105,6 +105,10 @@ struct Pool {
 /// Longest a statement may wait for the primary: it holds the PoP's write
 /// queue meanwhile, and the guest's own deadline is 10 s.
 const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+/// A statement on a replica slower than this is logged with where its
+/// time went: well past a write's round trips to the farthest PoP's
+/// primary, well inside the guest's 10 s deadline.
+const SLOW_STATEMENT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Longest a local read retries while the replica applies frames.
 const LOCKED_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -364,16 +368,66 @@ impl SqliteDatabase for ReplicaDatabase {
                 )));
             };
             let remote = !edge_sql::plainly_reads(statement.sql);
+            let mut watch = SlowWatch::new(self.replica.label(), statement.sql);
             let _writing = if remote {
                 Some(self.writes.lock().await)
             } else {
                 None
             };
+            watch.queued = Some(watch.started.elapsed());
             let _reading = self.replica.read_gate().await;
-            self.pool
+            watch.gated = Some(watch.started.elapsed());
+            let outcome = self
+                .pool
                 .query(&active.db, active.epoch, true, remote, statement)
-                .await
+                .await;
+            watch.finished = true;
+            outcome
         })
+    }
+}
+
+/// Logs a statement on a replica that took longer than [`SLOW_STATEMENT`],
+/// with where its time went, when it ends or is dropped (a guest past its
+/// deadline drops its pending calls), so a stall can be traced from the
+/// PoP's log.
+struct SlowWatch<'a> {
+    db: &'a str,
+    sql: &'a str,
+    started: std::time::Instant,
+    /// When it left the write queue and passed the read gate, if it did.
+    queued: Option<std::time::Duration>,
+    gated: Option<std::time::Duration>,
+    finished: bool,
+}
+
+impl<'a> SlowWatch<'a> {
+    fn new(db: &'a str, sql: &'a str) -> SlowWatch<'a> {
+        SlowWatch {
+            db,
+            sql,
+            started: std::time::Instant::now(),
+            queued: None,
+            gated: None,
+            finished: false,
+        }
+    }
+}
+
+impl Drop for SlowWatch<'_> {
+    fn drop(&mut self) {
+        let total = self.started.elapsed();
+        if total > SLOW_STATEMENT {
+            tracing::warn!(
+                db = %self.db,
+                statement = %self.sql.chars().take(60).collect::<String>(),
+                out_of_write_queue_at = ?self.queued,
+                past_read_gate_at = ?self.gated,
+                total = ?total,
+                finished = self.finished,
+                "a statement on the replica was slow"
+            );
+        }
     }
 }
 
@@ -542,6 +596,17 @@ impl SqliteView<'_> {
     }
 }
 
+fn query_result(out: QueryOutput) -> wit::QueryResult {
+    wit::QueryResult {
+        columns: out.columns,
+        rows: out
+            .rows
+            .into_iter()
+            .map(|values| wit::RowResult { values })
+            .collect(),
+    }
+}
+
 fn to_wit_error(e: SqliteError) -> wit::Error {
     match e {
         SqliteError::ResultTooLarge { .. } => wit::Error::Io(e.to_string()),
@@ -562,6 +627,12 @@ impl wit::HostConnection for SqliteView<'_> {
         SqliteView::open(self, &database)
     }
 
+    /// The blocking `execute`. For a synchronous WIT function wasmtime
+    /// takes only a host function that holds the whole store while it
+    /// waits (wasmtime issue 11870; a concurrent one is refused for a
+    /// non-`async` import), so every other task of the store, in every
+    /// layer of the chain, waits too: see `spin_glue::SpinDb` for where
+    /// guests may use it.
     async fn execute(
         &mut self,
         conn: Resource<ConnectionHandle>,
@@ -569,7 +640,7 @@ impl wit::HostConnection for SqliteView<'_> {
         parameters: Vec<Value>,
     ) -> wasmtime::Result<Result<wit::QueryResult, wit::Error>> {
         let (db, limit) = self.db(&conn)?;
-        match db
+        let out = match db
             .execute(Statement {
                 sql: &statement,
                 params: parameters,
@@ -577,19 +648,11 @@ impl wit::HostConnection for SqliteView<'_> {
             })
             .await
         {
-            Ok(out) => {
-                self.record(&conn, &out)?;
-                Ok(Ok(wit::QueryResult {
-                    columns: out.columns,
-                    rows: out
-                        .rows
-                        .into_iter()
-                        .map(|values| wit::RowResult { values })
-                        .collect(),
-                }))
-            }
-            Err(e) => Ok(Err(to_wit_error(e))),
-        }
+            Ok(out) => out,
+            Err(e) => return Ok(Err(to_wit_error(e))),
+        };
+        self.record(&conn, &out)?;
+        Ok(Ok(query_result(out)))
     }
 
     async fn last_insert_rowid(

@@ -138,7 +138,7 @@ async fn admit(
         })
         .map_err(|d| d.response())?;
     if let Some(who) = &who {
-        match gate::check_revoked(&SpinDb("identity"), who).await {
+        match gate::check_revoked(&SpinDb::new("identity"), who).await {
             Ok(()) => {}
             Err(GateError::Denied(d)) => return Err(d.response()),
             Err(GateError::Database(e)) => {

@@ -80,7 +80,13 @@ async fn serve(req: Request) -> Response {
         random: &random,
         log: &log,
     };
-    flows::handle(request, &SpinDb("identity"), &SpinDb("catalog"), &env).await
+    flows::handle(
+        request,
+        &SpinDb::new("identity"),
+        &SpinDb::new("catalog"),
+        &env,
+    )
+    .await
 }
 
 fn into_http(resp: Response) -> http::Response<Full<Bytes>> {
