@@ -72,13 +72,34 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
     }
 }
 
+/// The hint that asks our edge host to answer a plain read through the
+/// blocking `execute` only if it can without waiting, and otherwise to
+/// fail at once with [`WOULD_WAIT`] (the caller then sends the statement
+/// through `execute-async`). On wasmtime the host function behind a
+/// synchronous import holds the whole store, every layer of the chain,
+/// while it waits; a read that waits behind a write pending in the same
+/// store then waits for good. To any other host (Spin, a remote libSQL)
+/// the hint is an SQL comment and the read runs as it always does.
+pub const ANSWER_NOW: &str = "/* edgeshop: answer now */ ";
+
+/// The `io` error text of a hinted read the host could not answer at once.
+pub const WOULD_WAIT: &str =
+    "edgeshop: answering this read would wait; send it through execute-async";
+
+/// `sql` without the [`ANSWER_NOW`] hint, if it carries it.
+pub fn answer_now(sql: &str) -> Option<&str> {
+    sql.strip_prefix(ANSWER_NOW)
+}
+
 /// True when `sql` plainly only reads: it starts with `SELECT`, `EXPLAIN`
-/// or `VALUES`. A replica answers such a statement from its local file,
-/// at once; anything else may go to the primary, a round trip away.
-/// Leading comments are not skipped, so a commented read counts as a
-/// possible write: that costs only speed, never correctness.
+/// or `VALUES`, after the [`ANSWER_NOW`] hint if it has one. A replica
+/// answers such a statement from its local file, at once; anything else
+/// may go to the primary, a round trip away. Other leading comments are
+/// not skipped, so a commented read counts as a possible write: that
+/// costs only speed, never correctness.
 pub fn plainly_reads(sql: &str) -> bool {
-    let head: String = sql
+    let head: String = answer_now(sql)
+        .unwrap_or(sql)
         .trim_start()
         .chars()
         .take_while(|c| c.is_ascii_alphabetic())
@@ -107,7 +128,7 @@ pub trait Database {
 
 #[cfg(test)]
 mod tests {
-    use super::plainly_reads;
+    use super::{ANSWER_NOW, answer_now, plainly_reads};
 
     #[test]
     fn only_statements_that_start_by_reading_are_reads() {
@@ -116,6 +137,7 @@ mod tests {
             "  select * from t",
             "EXPLAIN SELECT 1",
             "VALUES (1)",
+            "/* edgeshop: answer now */ SELECT 1",
         ] {
             assert!(plainly_reads(read), "{read}");
         }
@@ -126,10 +148,19 @@ mod tests {
             "DELETE FROM t",
             "PRAGMA user_version = 3",
             "-- a comment\nSELECT 1",
+            "/* edgeshop: answer now */ DELETE FROM t",
             "SELECTED",
             "",
         ] {
             assert!(!plainly_reads(write), "{write}");
         }
+    }
+
+    #[test]
+    fn the_hint_is_a_comment_the_host_can_strip() {
+        let hinted = format!("{ANSWER_NOW}SELECT 1");
+        assert_eq!(answer_now(&hinted), Some("SELECT 1"));
+        assert_eq!(answer_now("SELECT 1"), None);
+        assert!(ANSWER_NOW.trim_start().starts_with("/*") && ANSWER_NOW.trim_end().ends_with("*/"));
     }
 }

@@ -218,6 +218,12 @@ impl Replica {
         self.gate.read().await
     }
 
+    /// The read gate if no pull holds it alone now; `None` rather than
+    /// wait.
+    pub fn try_read_gate(&self) -> Option<tokio::sync::RwLockReadGuard<'_, ()>> {
+        self.gate.try_read().ok()
+    }
+
     /// The database to read from, once bootstrapped.
     pub fn active(&self) -> Option<Active> {
         self.active.read().expect("replica lock").clone()

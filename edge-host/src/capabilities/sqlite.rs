@@ -13,6 +13,7 @@
 //! in both cases nothing ran, so running it again cannot run it twice.
 
 use crate::bindings::spin::sqlite::sqlite as wit;
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -80,6 +81,14 @@ pub trait SqliteDatabase: Send + Sync + 'static {
         &'a self,
         statement: Statement<'a>,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>>;
+
+    /// Runs a plain read if that needs no waiting at all (no lock to wait
+    /// for, a pooled connection at hand, the file not locked); `None` if
+    /// it would wait. What the blocking `execute` runs for a statement
+    /// with the [`edge_sql::ANSWER_NOW`] hint.
+    fn answer_now(&self, _statement: Statement<'_>) -> Option<Result<QueryOutput, SqliteError>> {
+        None
+    }
 }
 
 /// An idle connection, with the database incarnation it belongs to (a
@@ -186,6 +195,41 @@ impl Pool {
                 other => return other,
             }
         }
+    }
+
+    /// [`SqliteDatabase::answer_now`] on a pooled read connection of
+    /// incarnation `epoch`. A local read's future is ready at its first
+    /// poll; one that is not (or that meets the file locked) is given up,
+    /// which costs nothing, and the caller goes the waiting way.
+    fn try_read(
+        &self,
+        epoch: u64,
+        statement: Statement<'_>,
+    ) -> Option<Result<QueryOutput, SqliteError>> {
+        if !edge_sql::plainly_reads(statement.sql) {
+            return None;
+        }
+        let conn = {
+            let mut reads = self.reads.lock().expect("pool lock");
+            // Only the newest idle connection: one of an older incarnation
+            // is left for `pooled`, which drops it.
+            match reads.last() {
+                Some(idle) if idle.epoch == epoch => reads.pop()?.conn,
+                _ => return None,
+            }
+        };
+        // Nor may SQLite sleep the thread in its busy handler meanwhile.
+        if conn.busy_timeout(std::time::Duration::ZERO).is_err() {
+            return None;
+        }
+        let outcome = match run(&conn, statement).now_or_never() {
+            None | Some(Err(SqliteError::Locked(_))) => None,
+            done => done,
+        };
+        if conn.busy_timeout(BUSY_TIMEOUT).is_ok() {
+            self.give_back(epoch, conn, false);
+        }
+        outcome
     }
 
     async fn take(
@@ -385,6 +429,13 @@ impl SqliteDatabase for ReplicaDatabase {
             outcome
         })
     }
+
+    fn answer_now(&self, statement: Statement<'_>) -> Option<Result<QueryOutput, SqliteError>> {
+        let active = self.replica.active()?;
+        // A pull that must checkpoint holds the gate alone.
+        let _reading = self.replica.try_read_gate()?;
+        self.pool.try_read(active.epoch, statement)
+    }
 }
 
 /// Logs a statement on a replica that took longer than [`SLOW_STATEMENT`],
@@ -463,6 +514,10 @@ impl SqliteDatabase for LibsqlDatabase {
         statement: Statement<'a>,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
         Box::pin(async move { self.pool.query(&self.db, 0, true, false, statement).await })
+    }
+
+    fn answer_now(&self, statement: Statement<'_>) -> Option<Result<QueryOutput, SqliteError>> {
+        self.pool.try_read(0, statement)
     }
 }
 
@@ -631,8 +686,10 @@ impl wit::HostConnection for SqliteView<'_> {
     /// takes only a host function that holds the whole store while it
     /// waits (wasmtime issue 11870; a concurrent one is refused for a
     /// non-`async` import), so every other task of the store, in every
-    /// layer of the chain, waits too: see `spin_glue::SpinDb` for where
-    /// guests may use it.
+    /// layer of the chain, waits too. A statement with the
+    /// [`edge_sql::ANSWER_NOW`] hint therefore never waits: it is
+    /// answered at once or refused with [`edge_sql::WOULD_WAIT`], and the
+    /// guest sends it through `execute-async` (see `spin_glue::SpinDb`).
     async fn execute(
         &mut self,
         conn: Resource<ConnectionHandle>,
@@ -640,19 +697,32 @@ impl wit::HostConnection for SqliteView<'_> {
         parameters: Vec<Value>,
     ) -> wasmtime::Result<Result<wit::QueryResult, wit::Error>> {
         let (db, limit) = self.db(&conn)?;
-        let out = match db
-            .execute(Statement {
-                sql: &statement,
+        let outcome = match edge_sql::answer_now(&statement) {
+            // The caller would rather go async than have this wait.
+            Some(sql) => match db.answer_now(Statement {
+                sql,
                 params: parameters,
                 max_result_bytes: limit,
-            })
-            .await
-        {
-            Ok(out) => out,
-            Err(e) => return Ok(Err(to_wit_error(e))),
+            }) {
+                Some(outcome) => outcome,
+                None => return Ok(Err(wit::Error::Io(edge_sql::WOULD_WAIT.to_string()))),
+            },
+            None => {
+                db.execute(Statement {
+                    sql: &statement,
+                    params: parameters,
+                    max_result_bytes: limit,
+                })
+                .await
+            }
         };
-        self.record(&conn, &out)?;
-        Ok(Ok(query_result(out)))
+        match outcome {
+            Ok(out) => {
+                self.record(&conn, &out)?;
+                Ok(Ok(query_result(out)))
+            }
+            Err(e) => Ok(Err(to_wit_error(e))),
+        }
     }
 
     async fn last_insert_rowid(
@@ -740,7 +810,53 @@ impl<T> wit::HostConnectionWithStore<T> for Sqlite {
 
 #[cfg(test)]
 mod tests {
-    use super::not_executed;
+    use super::{LibsqlDatabase, SqliteDatabase, Statement, Value, not_executed};
+
+    fn statement(sql: &str) -> Statement<'_> {
+        Statement {
+            sql,
+            params: Vec::new(),
+            max_result_bytes: 1 << 20,
+        }
+    }
+
+    /// A hinted read is answered at once when a connection is at hand,
+    /// and refused (the guest goes async) when it is not or the
+    /// statement may write; to SQLite itself the hint is a comment.
+    #[tokio::test]
+    async fn reads_are_answered_now_only_when_nothing_would_wait() {
+        let dir = std::env::temp_dir().join(format!(
+            "edge-host-answer-now-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = LibsqlDatabase::open(&dir.join("t.db")).await.unwrap();
+        // No connection opened yet: answering would wait for one.
+        assert!(db.answer_now(statement("SELECT 1")).is_none());
+        db.execute(statement("CREATE TABLE t (a INTEGER)"))
+            .await
+            .unwrap();
+        db.execute(statement("INSERT INTO t VALUES (7)"))
+            .await
+            .unwrap();
+        let out = db
+            .answer_now(statement("SELECT a FROM t"))
+            .expect("a pooled connection answers at once")
+            .unwrap();
+        assert!(
+            matches!(out.rows.as_slice(), [row] if matches!(row.as_slice(), [Value::Integer(7)]))
+        );
+        // Never a statement that may write, even with a connection at hand.
+        assert!(db.answer_now(statement("DELETE FROM t")).is_none());
+        let hinted = format!("{}SELECT count(*) FROM t", edge_sql::ANSWER_NOW);
+        let out = db.execute(statement(&hinted)).await.unwrap();
+        assert!(
+            matches!(out.rows.as_slice(), [row] if matches!(row.as_slice(), [Value::Integer(1)]))
+        );
+        drop(db);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn hrana(text: &str) -> libsql::Error {
         libsql::Error::Hrana(text.to_string().into())

@@ -114,7 +114,7 @@ impl Store {
 
 /// The one integer a change-log query answers; `None` if it cannot be read.
 pub async fn changes_db(sql: &str, params: Vec<SqlValue>) -> Option<u64> {
-    let rows = spin_glue::SpinDb::blocking_reads(CHANGES_DB)
+    let rows = spin_glue::SpinDb::new(CHANGES_DB)
         .query(sql, params)
         .await
         .ok()?;

@@ -63,7 +63,7 @@ async fn serve(req: &Request) -> CatalogResponse {
         Ok(p) => p,
         Err(resp) => return resp,
     };
-    let rows = SpinDb::blocking_reads(DATABASE)
+    let rows = SpinDb::new(DATABASE)
         .query(&planned.sql, planned.params.clone())
         .await
         .map_err(|e| e.0);

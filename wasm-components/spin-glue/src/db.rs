@@ -3,30 +3,24 @@
 //! WASI 0.3 instances serve many requests, so each instance opens a label
 //! once and keeps the connection.
 //!
-//! Statements go through `execute-async`, whose rows come back on a
-//! stream: a write may wait round trips for the primary, and only the
-//! async call lets the instance's other requests go on meanwhile.
+//! A statement that plainly only reads ([`edge_sql::plainly_reads`]) goes
+//! first through the blocking `execute`, whose rows come back as one list,
+//! with the [`edge_sql::ANSWER_NOW`] hint; anything else, and a hinted
+//! read the host could not answer at once, goes through `execute-async`,
+//! whose rows come back on a stream.
 //!
-//! [`SpinDb::blocking_reads`] sends a statement that plainly only reads
-//! ([`edge_sql::plainly_reads`]) through the blocking `execute` instead,
-//! whose rows come back as one list. A read is answered from the PoP's
-//! local replica in microseconds, and the stream and the future of
-//! `execute-async` cost the guest several suspensions: on our host, a
-//! product-page hit's one change-log query took about a third of the hit
-//! through the async call.
-//!
-//! But on a wasmtime host a blocking call holds the whole store while the
-//! host waits: every layer of the chain and every request in it (wasmtime
-//! issue 11870; wasmtime offers no other form of host function for a
-//! synchronous import). If the read then waits on anything another
-//! pending call of that store holds, it waits until the guest deadline:
-//! the soak run saw the auth chain stall past its 10 s twice in eight
-//! minutes when the auth component's and the auth middleware's identity
-//! reads blocked, a read waiting behind a write of the same store (the
-//! replica's read gate and write queue). So blocking reads are only for a
-//! database that no layer of the chain writes and that every layer of the
-//! chain reads through blocking reads too: the catalog, in the cache and
-//! catalog components.
+//! A read is answered from the PoP's local replica in microseconds, and
+//! the stream and the future of `execute-async` cost the guest several
+//! suspensions: on our host, a product-page hit's one change-log query
+//! took about a third of the hit through the async call. But on wasmtime
+//! the host function behind a synchronous import holds the whole store,
+//! every layer of the chain and every request in it, while it waits
+//! (wasmtime issue 11870; a concurrent host function is refused for a
+//! non-`async` import). A blocking read that waited behind a write pending
+//! in the same store waited until the guest deadline: the soak run saw
+//! the auth chain stall that way. With the hint our host answers only what
+//! it can without waiting and otherwise says [`edge_sql::WOULD_WAIT`] at
+//! once; other hosts read the hint as a comment.
 
 use edge_sql::{DbError, Row, SqlValue};
 use spin_sdk::sqlite::wit::sqlite as wit;
@@ -51,26 +45,11 @@ thread_local! {
 #[derive(Debug, Clone, Copy)]
 pub struct SpinDb {
     label: &'static str,
-    blocking_reads: bool,
 }
 
 impl SpinDb {
-    /// Every statement through `execute-async`.
     pub const fn new(label: &'static str) -> SpinDb {
-        SpinDb {
-            label,
-            blocking_reads: false,
-        }
-    }
-
-    /// Plain reads through the blocking `execute`: only for a database
-    /// no layer of the chain writes and every layer reads this way (see
-    /// the module docs).
-    pub const fn blocking_reads(label: &'static str) -> SpinDb {
-        SpinDb {
-            label,
-            blocking_reads: true,
-        }
+        SpinDb { label }
     }
 
     fn opening_failed(&self, e: wit::Error) -> DbError {
@@ -106,26 +85,31 @@ impl edge_sql::Database for SpinDb {
     async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Row>, DbError> {
         let params: Vec<Value> = params.into_iter().map(to_wit).collect();
         let failed = |e: wit::Error| DbError(format!("{e:?}"));
-        let rows = if self.blocking_reads && edge_sql::plainly_reads(sql) {
-            self.for_reads()?
-                .execute(sql, &params)
-                .map_err(failed)?
-                .rows
-        } else {
-            self.for_writes()
-                .await?
-                .execute(sql, params)
-                .await
-                .map_err(failed)?
-                .collect()
-                .await
-                .map_err(failed)?
-        };
-        Ok(rows
-            .into_iter()
-            .map(|row| row.values.into_iter().map(from_wit).collect())
-            .collect())
+        if edge_sql::plainly_reads(sql) {
+            let hinted = format!("{}{sql}", edge_sql::ANSWER_NOW);
+            match self.for_reads()?.execute(&hinted, &params) {
+                Ok(result) => return Ok(rows(result.rows)),
+                Err(wit::Error::Io(m)) if m == edge_sql::WOULD_WAIT => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        let result = self
+            .for_writes()
+            .await?
+            .execute(sql, params)
+            .await
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)?;
+        Ok(rows(result))
     }
+}
+
+fn rows(rows: Vec<wit::RowResult>) -> Vec<Row> {
+    rows.into_iter()
+        .map(|row| row.values.into_iter().map(from_wit).collect())
+        .collect()
 }
 
 fn to_wit(v: SqlValue) -> Value {
