@@ -27,6 +27,10 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Open connections per PoP.
     pub max_connections: usize,
+    /// Longest a client may take to send a request's header section, and
+    /// to start its next request on a kept-alive connection: a slow or
+    /// idle client's connection is closed after it.
+    pub header_read_timeout: Duration,
     /// Instances alive at once (the pooling allocator's slots).
     pub max_instances: u32,
     /// Bytes one key-value store may hold (keys + values + overhead).
@@ -49,6 +53,7 @@ impl Default for Limits {
             instance_idle: Duration::from_secs(1),
             max_concurrent_requests: 1000,
             max_connections: 1000,
+            header_read_timeout: Duration::from_secs(20),
             max_instances: 200,
             kv_capacity_bytes: 64 << 20,
             kv_idle_ttl: Duration::from_secs(3600),

@@ -71,6 +71,10 @@ struct Args {
     /// Longest a guest may take to answer, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     request_timeout_ms: u64,
+    /// Longest a client may take to send a request's header section, or
+    /// to start its next request on a kept-alive connection, in seconds.
+    #[arg(long, default_value_t = 20)]
+    header_read_timeout_secs: u64,
     /// Linear memory limit per guest instance, in MiB.
     #[arg(long, default_value_t = 64)]
     guest_memory_mib: usize,
@@ -124,6 +128,7 @@ fn main() -> Result<()> {
 async fn run(args: Args) -> Result<()> {
     let limits = limits::Limits {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
         guest_memory_bytes: args.guest_memory_mib << 20,
         max_request_body_bytes: args.max_body_bytes,
         max_instances: args.max_instances.max(1),

@@ -76,6 +76,7 @@ impl Server {
             // of a chunked WASI 0.3 response.
             let _ = stream.set_nodelay(true);
             let server = self.clone();
+            let header_read_timeout = self.limits.header_read_timeout;
             let mut conn_shutdown = shutdown.clone();
             tasks.spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
@@ -88,6 +89,10 @@ impl Server {
                 // every request. The byte limit is checked in `handle`.
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
+                    // Without a timer hyper silently drops its header
+                    // timeout; with one, it also ends idle keep-alives.
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_read_timeout)
                     .serve_connection(TokioIo::new(stream), service);
                 let mut conn = std::pin::pin!(conn);
                 tokio::select! {
@@ -160,12 +165,15 @@ impl Server {
             ));
         }
         let (mut parts, body) = req.into_parts();
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost")
-            .to_string();
+        // The guest's URL is built from the authority: one that is not a
+        // plain `host[:port]` could rewrite the path it sees.
+        let host = match parts.headers.get(http::header::HOST) {
+            Some(h) => match problem::check_host(h.as_bytes()) {
+                Ok(()) => h.to_str().unwrap_or("localhost").to_string(),
+                Err(p) => return problem(p),
+            },
+            None => "localhost".to_string(),
+        };
         strip_spin_headers(&mut parts.headers);
         let full_url = format!(
             "http://{host}{}",

@@ -23,6 +23,10 @@ pub struct FrontDoorConfig {
     /// Consecutive failed checks before a PoP is taken out.
     #[serde(default = "default_failures")]
     pub unhealthy_after: u32,
+    /// Longest a client may take to send a request's header section, or
+    /// to start its next request on a kept-alive connection.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +50,9 @@ fn default_timeout_ms() -> u64 {
 fn default_failures() -> u32 {
     2
 }
+fn default_header_read_timeout_ms() -> u64 {
+    20_000
+}
 
 impl FrontDoorConfig {
     pub fn health_interval(&self) -> Duration {
@@ -53,5 +60,8 @@ impl FrontDoorConfig {
     }
     pub fn health_timeout(&self) -> Duration {
         Duration::from_millis(self.health_timeout_ms)
+    }
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms.max(1))
     }
 }

@@ -32,6 +32,19 @@ type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 /// Largest request body the front door buffers (it must be able to replay a
 /// request on another PoP).
 const MAX_BODY_BYTES: usize = 1 << 20;
+/// Fields through which a client could claim another address or origin;
+/// the front door removes them all and writes `X-Forwarded-For` itself.
+const SPOOFABLE: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+];
+/// Longest a client may take to send a request's body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a PoP may take to answer before the front door gives up.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -107,19 +120,35 @@ impl FrontDoor {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let (mut parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return problem(Problem::payload_too_large(MAX_BODY_BYTES as u64)),
-        };
-        let forwarded = match parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
+        let body = match tokio::time::timeout(
+            BODY_READ_TIMEOUT,
+            Limited::new(body, MAX_BODY_BYTES).collect(),
+        )
+        .await
         {
-            Some(prior) => format!("{prior}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(_)) => return problem(Problem::payload_too_large(MAX_BODY_BYTES as u64)),
+            Err(_) => {
+                return problem(Problem::new(
+                    408,
+                    "request-timeout",
+                    "Request timeout",
+                    format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+                ));
+            }
         };
-        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        if let Some(host) = parts.headers.get(http::header::HOST)
+            && let Err(p) = problem::check_host(host.as_bytes())
+        {
+            return problem(p);
+        }
+        // Untrusted traffic enters here: whatever the client says about
+        // its address is dropped, and the PoPs (which trust this hop) see
+        // the address the connection came from.
+        for name in SPOOFABLE {
+            parts.headers.remove(*name);
+        }
+        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             parts.headers.insert("x-forwarded-for", v);
         }
         let idempotent = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
@@ -265,7 +294,9 @@ async fn main() -> Result<()> {
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(1)));
     let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Shorter than a PoP's idle timeout, so a pooled connection is
+        // never reused just as the PoP closes it.
+        .pool_idle_timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(64)
         .build(connector);
     let fd = Arc::new(FrontDoor {
@@ -287,6 +318,7 @@ async fn main() -> Result<()> {
             _ = term.recv() => break,
         };
         let _ = stream.set_nodelay(true);
+        let header_read_timeout = fd.config.header_read_timeout();
         let fd = fd.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
@@ -295,6 +327,8 @@ async fn main() -> Result<()> {
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .await;
         });

@@ -19,6 +19,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The reviewed permission file, built in so an origin started without
+/// `--db-permissions` enforces it.
+const SHIPPED_PERMISSIONS: &str = include_str!("../../cdn-config/db-permissions.toml");
+
+/// Longest a client may take to send a request's header section, or to
+/// start its next request on a kept-alive connection. Longer than the
+/// `libsql` client's pool keeps an idle connection (90 s), so a PoP never
+/// writes on a connection the origin is closing.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 #[derive(Debug, Parser)]
 #[command(name = "edgeshop-origin")]
 struct Args {
@@ -37,11 +47,14 @@ struct Args {
     /// Bearer token Hrana and replication clients must send.
     #[arg(long, env = "EDGESHOP_ORIGIN_TOKEN", hide_env_values = true)]
     token: String,
-    /// The token PoPs use: it reaches only the replicated databases
-    /// (catalog and identity), so an edge location never holds a key to
-    /// `orders`.
+    /// The token PoPs use: it runs only what its grant in the permission
+    /// file allows (never `orders`, prices, stock or roles).
     #[arg(long, env = "EDGESHOP_EDGE_TOKEN", hide_env_values = true)]
     edge_token: Option<String>,
+    /// What each token may do to each database (grants for `origin` and
+    /// `edge`); the shipped `cdn-config/db-permissions.toml` when unset.
+    #[arg(long)]
+    db_permissions: Option<PathBuf>,
     /// Where replication histories live, one subdirectory per database
     /// (default: next to each database file, `<file>.replication`).
     #[arg(long)]
@@ -184,11 +197,22 @@ async fn main() -> Result<()> {
         use std::io::Read;
         std::fs::File::open("/dev/urandom")?.read_exact(&mut baton_secret)?;
     }
+    let permissions = match &args.db_permissions {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => SHIPPED_PERMISSIONS.to_string(),
+    };
+    let permissions = db_permissions::Permissions::parse(&permissions)?;
     let hrana = hrana::HranaServer::new(
         dbs,
         primaries.keys().cloned().collect::<BTreeSet<_>>(),
-        args.token.clone(),
-        args.edge_token.clone(),
+        hrana::Tokens {
+            origin: args.token.clone(),
+            origin_grant: permissions.grant("origin")?.clone(),
+            edge: args.edge_token.clone(),
+            edge_grant: permissions.grant("edge")?.clone(),
+        },
         &baton_secret,
     );
     let checkout = match (&args.orders, provider) {
@@ -249,6 +273,8 @@ async fn main() -> Result<()> {
                 async move { Ok::<_, std::convert::Infallible>(origin.handle(req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .await;
         });
@@ -291,6 +317,29 @@ async fn replicate(
     Ok((conn, primary))
 }
 
+/// A caller [`hrana::HranaServer::admit`] turned away; a 401 carries the
+/// challenge (RFC 6750).
+fn refused(p: problem::Problem) -> Response<Body> {
+    let mut resp = problem(p);
+    if resp.status() == 401 {
+        resp.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    resp
+}
+
+fn answer_response(a: checkout::Answer) -> Response<Body> {
+    let mut resp = reply(a.status, a.content_type, a.body);
+    for (name, value) in a.headers {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    resp
+}
+
 impl Origin {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
@@ -319,6 +368,9 @@ impl Origin {
             ));
         };
         let (parts, body) = req.into_parts();
+        if let Err(a) = checkout.admit(parts.uri.path(), &parts.headers) {
+            return answer_response(a);
+        }
         let body = match http_body_util::Limited::new(body, CHECKOUT_MAX_BODY_BYTES)
             .collect()
             .await
@@ -345,18 +397,17 @@ impl Origin {
                 parts.uri.path()
             )));
         };
-        let mut resp = reply(a.status, a.content_type, a.body);
-        for (name, value) in a.headers {
-            if let Ok(v) = http::HeaderValue::from_str(&value) {
-                resp.headers_mut().insert(name, v);
-            }
-        }
-        resp
+        answer_response(a)
     }
 
     async fn hrana(&self, req: Request<Incoming>, path: &str, db: &str) -> Response<Body> {
         let method = req.method().clone();
         let auth = authorization(&req);
+        // Who is asking is known before any of the body is read.
+        let who = match self.hrana.admit(db, auth.as_deref()) {
+            Ok(who) => who,
+            Err(p) => return refused(p),
+        };
         let body = match http_body_util::Limited::new(req.into_body(), hrana::MAX_BODY_BYTES)
             .collect()
             .await
@@ -368,10 +419,7 @@ impl Origin {
                 ));
             }
         };
-        let r = self
-            .hrana
-            .handle(&method, path, auth.as_deref(), body)
-            .await;
+        let r = self.hrana.handle(&method, path, &who, body).await;
         if let Some(primary) = self.primaries.get(db).cloned() {
             // A write may have committed: answer once it is shipped, so
             // the writer's next pull sees it (read-your-writes).
@@ -380,14 +428,7 @@ impl Origin {
                 tracing::warn!(db, "a write was answered before it was shipped");
             }
         }
-        let mut resp = reply(r.status, r.content_type, r.body);
-        if r.status == 401 {
-            resp.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer"),
-            );
-        }
-        resp
+        reply(r.status, r.content_type, r.body)
     }
 
     async fn replicate(
@@ -397,14 +438,7 @@ impl Origin {
         request: replication::protocol::Request,
     ) -> Response<Body> {
         if let Err(p) = self.hrana.admit(db, authorization(req).as_deref()) {
-            let mut resp = problem(p);
-            if resp.status() == 401 {
-                resp.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    http::HeaderValue::from_static("Bearer"),
-                );
-            }
-            return resp;
+            return refused(p);
         }
         if req.method() != http::Method::GET {
             return problem(problem::Problem::method_not_allowed(

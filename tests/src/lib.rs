@@ -88,8 +88,16 @@ pub fn jwks_of(secrets: &[&str]) -> String {
 }
 
 /// An access token for `account` signed with [`signing_secret`], valid for
-/// ten minutes, in a session of its own that nothing has revoked.
+/// ten minutes, in its live session ([`test_session`]; `account` must be
+/// one of [`TEST_ACCOUNTS`] for a gate to accept it).
 pub fn access_token(account: i64, roles: &[&str]) -> String {
+    token_for(&account.to_string(), &test_session(account), roles)
+}
+
+/// A token signed with [`signing_secret`] (the PoPs' key in tests) for
+/// `sub` in session `sid`, valid for ten minutes: whatever the caller
+/// claims, as a holder of the key could mint it.
+pub fn token_for(sub: &str, sid: &str, roles: &[&str]) -> String {
     let signer = tokens::Signer::from_secret(&signing_secret()).expect("a signing secret");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -100,12 +108,12 @@ pub fn access_token(account: i64, roles: &[&str]) -> String {
         &tokens::Claims {
             iss: "edgeshop".into(),
             aud: "edgeshop-api".into(),
-            sub: account.to_string(),
+            sub: sub.to_string(),
             iat: now,
             exp: now + 600,
             nbf: None,
-            jti: format!("test-{account}-{now}"),
-            sid: format!("test-session-{account}"),
+            jti: format!("test-{sub}-{sid}-{now}"),
+            sid: sid.to_string(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
         },
     )
@@ -132,7 +140,18 @@ pub fn app_env_shipped_limits() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// An empty, migrated identity database file, made once per test binary.
+/// Accounts [`access_token`] may name: each has a live session in
+/// [`empty_identity`] and in an origin started by [`start_origin_on_seed`].
+pub const TEST_ACCOUNTS: std::ops::RangeInclusive<i64> = 1..=1_100;
+
+/// The session [`access_token`] names for `account`.
+pub fn test_session(account: i64) -> String {
+    format!("test-session-{account:010}")
+}
+
+/// A migrated identity database file, made once per test binary, with no
+/// accounts and a live session for each of [`TEST_ACCOUNTS`] (the gates
+/// accept a token only for a live session of its account).
 pub fn empty_identity() -> &'static Path {
     static DB: OnceLock<(TempDir, PathBuf)> = OnceLock::new();
     &DB.get_or_init(|| {
@@ -147,6 +166,26 @@ pub fn empty_identity() -> &'static Path {
                 .block_on(async {
                     let (_db, conn) = identity_db::open_local(&p).await.unwrap();
                     identity_db::migrate(&conn).await.unwrap();
+                    // Sessions of accounts that do not exist: tests name
+                    // accounts by number and need no rows for them.
+                    conn.execute("PRAGMA foreign_keys = OFF", ()).await.unwrap();
+                    let tx = conn.transaction().await.unwrap();
+                    for account in TEST_ACCOUNTS {
+                        tx.execute(
+                            "INSERT INTO sessions (id, account_id, created_at, expires_at) \
+                             VALUES (?1, ?2, unixepoch(), unixepoch() + 86400)",
+                            libsql::params![test_session(account), account],
+                        )
+                        .await
+                        .unwrap();
+                    }
+                    tx.commit().await.unwrap();
+                    // Fold the WAL in: callers copy the file alone.
+                    let mut rows = conn
+                        .query("PRAGMA wal_checkpoint(TRUNCATE)", ())
+                        .await
+                        .unwrap();
+                    while rows.next().await.unwrap().is_some() {}
                 });
         })
         .join()
@@ -530,20 +569,27 @@ pub fn start_origin_on_seed(dir: &Path, extra: &[&str]) -> Host {
     if !catalog.exists() {
         std::fs::copy(seeded_catalog(), &catalog).expect("copy the seeded catalog");
     }
+    let identity = dir.join("identity.db");
+    if !identity.exists() && !extra.contains(&"--identity") {
+        std::fs::copy(empty_identity(), &identity).expect("copy the test identity database");
+    }
     start_origin(&catalog, extra).unwrap_or_else(|log| panic!("origin did not start:\n{log}"))
 }
 
 /// A `libsql` remote (Hrana) connection to an origin's catalog primary.
 pub async fn primary_connection(origin: &Host) -> libsql::Connection {
-    libsql::Builder::new_remote(
-        format!("{}/db/catalog", origin.url),
-        ORIGIN_TOKEN.to_string(),
-    )
-    .build()
-    .await
-    .expect("a remote database")
-    .connect()
-    .expect("a remote connection")
+    remote_connection(origin, "catalog", ORIGIN_TOKEN).await
+}
+
+/// A `libsql` remote (Hrana) connection to database `db` at an origin,
+/// presenting `token`.
+pub async fn remote_connection(origin: &Host, db: &str, token: &str) -> libsql::Connection {
+    libsql::Builder::new_remote(format!("{}/db/{db}", origin.url), token.to_string())
+        .build()
+        .await
+        .expect("a remote database")
+        .connect()
+        .expect("a remote connection")
 }
 
 /// A digest of everything a database holds: its schema and every row of

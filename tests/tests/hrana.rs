@@ -1,7 +1,7 @@
 //! The origin's Hrana endpoint, checked with a client nobody here wrote:
 //! the `libsql` crate in remote mode.
 
-use edgeshop_e2e::{Host, TempDir, binary, request};
+use edgeshop_e2e::{Host, TempDir, binary, remote_connection, request};
 use libsql::params;
 use std::process::Command;
 
@@ -17,20 +17,11 @@ fn origin(dir: &TempDir) -> Host {
     Host::spawn(cmd).unwrap_or_else(|log| panic!("origin did not start:\n{log}"))
 }
 
-async fn remote(origin: &Host, db: &str, token: &str) -> libsql::Connection {
-    libsql::Builder::new_remote(format!("{}/db/{db}", origin.url), token.to_string())
-        .build()
-        .await
-        .unwrap()
-        .connect()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn libsql_remote_client_executes_batches_and_transacts() {
     let dir = TempDir::new("hrana");
     let origin = origin(&dir);
-    let conn = remote(&origin, "orders", TOKEN).await;
+    let conn = remote_connection(&origin, "orders", TOKEN).await;
 
     conn.execute(
         "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, data BLOB)",
@@ -87,7 +78,7 @@ async fn libsql_remote_client_executes_batches_and_transacts() {
     tx.commit().await.unwrap();
 
     // A second client sees exactly the committed rows.
-    let other = remote(&origin, "orders", TOKEN).await;
+    let other = remote_connection(&origin, "orders", TOKEN).await;
     let mut r = other
         .query("SELECT group_concat(name, ',') FROM t ORDER BY id", ())
         .await
@@ -113,7 +104,7 @@ async fn libsql_remote_client_executes_batches_and_transacts() {
 async fn wrong_or_missing_tokens_and_forged_batons_are_refused() {
     let dir = TempDir::new("hrana-auth");
     let origin = origin(&dir);
-    let bad = remote(&origin, "orders", "not-the-token-at-all").await;
+    let bad = remote_connection(&origin, "orders", "not-the-token-at-all").await;
     assert!(bad.execute("SELECT 1", ()).await.is_err());
 
     let url = format!("{}/db/orders/v3/pipeline", origin.url);
@@ -225,7 +216,7 @@ async fn npm_libsql_client_works_against_the_origin() {
 async fn acknowledged_writes_survive_kill_9() {
     let dir = TempDir::new("hrana-durable");
     let mut first = origin(&dir);
-    let conn = remote(&first, "orders", TOKEN).await;
+    let conn = remote_connection(&first, "orders", TOKEN).await;
     conn.execute("CREATE TABLE d (id INTEGER PRIMARY KEY, v TEXT)", ())
         .await
         .unwrap();
@@ -250,7 +241,7 @@ async fn acknowledged_writes_survive_kill_9() {
     drop(open);
 
     let second = origin(&dir);
-    let conn = remote(&second, "orders", TOKEN).await;
+    let conn = remote_connection(&second, "orders", TOKEN).await;
     let mut r = conn
         .query(
             "SELECT count(*), sum(v = 'in-committed-tx'), sum(v = 'uncommitted') FROM d",
@@ -272,12 +263,12 @@ async fn acknowledged_writes_survive_kill_9() {
 async fn writers_waiting_for_the_lock_do_not_stall_the_origin() {
     let dir = TempDir::new("hrana-wait");
     let origin = origin(&dir);
-    let setup = remote(&origin, "orders", TOKEN).await;
+    let setup = remote_connection(&origin, "orders", TOKEN).await;
     setup
         .execute("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT)", ())
         .await
         .unwrap();
-    let holder = remote(&origin, "orders", TOKEN).await;
+    let holder = remote_connection(&origin, "orders", TOKEN).await;
     let tx = holder.transaction().await.unwrap();
     tx.execute("INSERT INTO t (who) VALUES ('holder')", ())
         .await

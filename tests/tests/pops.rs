@@ -54,26 +54,45 @@ async fn a_pop_always_reads_its_own_writes() {
     let dir = TempDir::new("pop-ryw");
     let origin = start_origin_on_seed(&dir.0, &[]);
     let pop = pop(&guests_manifest(), &origin, &dir.0.join("pop"), &[]).await;
+    // Vendor rows: among the few catalog writes the edge token may make.
     for i in 0..40 {
         sql(
             &pop,
-            &format!("UPDATE products SET title = 'ryw-{i}' WHERE id = 11"),
+            &format!(
+                "INSERT INTO vendors (slug, name, country, created_at, updated_at) \
+                 VALUES ('ryw-{i}', 'Vendor {i}', 'DE', 1, 1)"
+            ),
         )
         .await;
         assert_eq!(
-            sql(&pop, "SELECT title FROM products WHERE id = 11").await,
-            format!("ryw-{i}\n"),
+            sql(
+                &pop,
+                &format!("SELECT name FROM vendors WHERE slug = 'ryw-{i}'")
+            )
+            .await,
+            format!("Vendor {i}\n"),
             "write {i} was not visible to the next read at the same PoP"
         );
     }
     // The writes reached the primary, too.
     let p = primary_connection(&origin).await;
     let mut rows = p
-        .query("SELECT title FROM products WHERE id = 11", ())
+        .query("SELECT count(*) FROM vendors WHERE slug LIKE 'ryw-%'", ())
         .await
         .unwrap();
-    let title: String = rows.next().await.unwrap().unwrap().get(0).unwrap();
-    assert_eq!(title, "ryw-39");
+    let written: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
+    assert_eq!(written, 40);
+    // A write the edge token may not make fails at the primary, whatever
+    // the component asks for.
+    let r = request(
+        "POST",
+        &format!("{}/sql", pop.url),
+        &[],
+        b"UPDATE products SET price_minor = 1 WHERE id = 11".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("not authorized"), "{}", r.text());
 
     // The status endpoint reports the position and, once the primary's
     // position has been asked for, zero lag.

@@ -1,7 +1,7 @@
 //! Building guests and hosts, and seeding the catalog.
 
 use crate::setup::{Toolchain, WASM_TARGET};
-use crate::{root, say};
+use crate::{root, say, state_dir};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Command;
@@ -209,7 +209,8 @@ pub fn seed(out: &Path, products: u32, vendors: u32, seed: u64, force: bool) -> 
 
 /// Creates the identity database if needed and makes sure it has an admin
 /// account (`admin` is granted nowhere else). A new admin's password is
-/// generated, kept in `.edgeshop/secrets/admin_password` and printed once.
+/// generated and kept owner-only in `.edgeshop/secrets/admin_password`;
+/// it is never printed, so it stays out of terminal scrollback and CI logs.
 /// Run it while the origin is stopped: the origin owns this file.
 pub fn seed_identity(path: &Path, admin_email: &str) -> Result<()> {
     let email = passwords::normalize_email(admin_email)
@@ -257,12 +258,13 @@ pub fn seed_identity(path: &Path, admin_email: &str) -> Result<()> {
             tx.commit().await?;
             let mut rows = conn.query("PRAGMA wal_checkpoint(TRUNCATE)", ()).await?;
             while rows.next().await?.is_some() {}
-            anyhow::Ok(Some(password))
+            anyhow::Ok(Some(()))
         })?;
-    if let Some(password) = created {
+    if created.is_some() {
         say(&format!(
-            "admin account {email} created in {}; its password is in .edgeshop/secrets/admin_password: {password}",
-            path.display()
+            "admin account {email} created in {}; its password is in {} (owner-only)",
+            path.display(),
+            state_dir().join("secrets/admin_password").display()
         ));
     }
     Ok(())

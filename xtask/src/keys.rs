@@ -88,22 +88,15 @@ fn load() -> Result<Option<Keyring>> {
 
 fn save(ring: &Keyring) -> Result<()> {
     let path = keyring_path();
-    std::fs::create_dir_all(path.parent().context("dir")?)?;
+    crate::private::dir(path.parent().context("dir")?)?;
     write_atomically(&path, &serde_json::to_string_pretty(ring)?)?;
     write_variables(ring)
 }
 
-/// Writes next to `path` and renames, so a reader never sees half a file.
+/// Writes next to `path` and renames, owner-only, so a reader never sees
+/// half a file.
 fn write_atomically(path: &std::path::Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    crate::private::write(path, text.as_bytes())
 }
 
 fn write_variables(ring: &Keyring) -> Result<()> {
@@ -238,9 +231,45 @@ pub fn status() -> Result<()> {
     Ok(())
 }
 
+/// Most tokens [`bench_tokens`] signs, one session each.
+pub const BENCH_SESSIONS: usize = 1000;
+
+/// The session of bench token `i`.
+fn bench_session(i: usize) -> String {
+    format!("bench-session-{i:010}")
+}
+
+/// Makes the sessions [`bench_tokens`] name live in the identity database
+/// at `identity` (created and migrated if new) for the next day (a gate accepts a token only for a live
+/// session of its account).
+pub fn bench_sessions(identity: &std::path::Path) -> Result<()> {
+    let now = now();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let (_db, conn) = identity_db::open_local(identity).await?;
+            identity_db::migrate(&conn).await?;
+            // The bench names accounts by number and needs no rows for them.
+            conn.execute("PRAGMA foreign_keys = OFF", ()).await?;
+            let tx = conn.transaction().await?;
+            for i in 0..BENCH_SESSIONS {
+                tx.execute(
+                    "INSERT OR REPLACE INTO sessions (id, account_id, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    libsql::params![bench_session(i), i as i64 + 1, now, now + 86_400],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            anyhow::Ok(())
+        })
+}
+
 /// `n` access tokens from the current signing key, valid for ten minutes,
-/// for sessions the benchmark never revokes.
+/// for the sessions [`bench_sessions`] made live.
 pub fn bench_tokens(n: usize) -> Result<Vec<String>> {
+    anyhow::ensure!(n <= BENCH_SESSIONS, "at most {BENCH_SESSIONS} bench tokens");
     ensure()?;
     let ring = load()?.context("keyring")?;
     let signing = ring
@@ -264,7 +293,7 @@ pub fn bench_tokens(n: usize) -> Result<Vec<String>> {
                     exp: now + 600,
                     nbf: None,
                     jti: format!("bench-{now}-{i}"),
-                    sid: format!("bench-session-{i:010}"),
+                    sid: bench_session(i),
                     roles: vec!["shopper".into()],
                 },
             )

@@ -8,6 +8,7 @@ mod bench;
 mod build;
 mod keys;
 mod platform;
+mod private;
 mod setup;
 mod soak;
 mod up;
@@ -162,6 +163,8 @@ pub fn say(what: &str) {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Everything below may write secrets or databases there.
+    private::tighten(&state_dir())?;
     match cli.cmd {
         Cmd::Setup => {
             setup::run()?;

@@ -178,12 +178,12 @@ pub fn secret(name: &str) -> Result<String> {
     if let Ok(s) = std::fs::read_to_string(&path) {
         return Ok(s.trim().to_string());
     }
-    std::fs::create_dir_all(path.parent().context("dir")?)?;
+    crate::private::dir(path.parent().context("dir")?)?;
     let mut bytes = [0u8; 32];
     use std::io::Read;
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&path, &hex)?;
+    crate::private::write(&path, hex.as_bytes())?;
     Ok(hex)
 }
 

@@ -59,7 +59,7 @@ impl Denied {
 }
 
 /// Reads and verifies the bearer token in `authorization`, if any.
-/// Revocation is checked separately ([`check_revoked`]), since it needs
+/// The session is checked separately ([`check_session`]), since it needs
 /// the database.
 pub fn authenticate(
     authorization: Option<&str>,
@@ -96,7 +96,7 @@ pub fn authenticate(
 
 /// Tokens this instance has verified, so a client's repeated token costs a
 /// map lookup instead of a signature check. Only successes are kept, each
-/// until its `exp` (plus leeway); revocation is still checked on every
+/// until its `exp` (plus leeway); the session is still checked on every
 /// request. The owner must [`VerifiedCache::clear`] it when the key set or
 /// policy changes, so a retired key's tokens stop at once.
 #[derive(Debug, Default)]
@@ -153,28 +153,65 @@ pub fn authenticate_cached(
     Ok(who)
 }
 
-/// Looks the session up in the local replica's revocation list.
-pub async fn check_revoked(db: &impl Database, who: &Identity) -> Result<(), GateError> {
-    let rows = db
-        .query(
-            "SELECT 1 FROM revocations WHERE session_id = ?1",
-            vec![who.session.as_str().into()],
-        )
-        .await
-        .map_err(GateError::Database)?;
-    if rows.is_empty() {
-        Ok(())
-    } else {
-        Err(GateError::Denied(Denied::invalid_token(
-            "the session has ended (signed out or revoked); sign in again",
-        )))
+/// The statement that decides whether a token's session is live: no row
+/// when the session is unknown (never issued, another account's, or not
+/// replicated here yet), else 1 when it is unrevoked and before its end,
+/// 0 when not. Parameters: session id, account id, now (Unix seconds).
+/// The PoP asks its identity replica, the origin its primary.
+pub const LIVE_SESSION: &str = "SELECT revoked_at IS NULL AND expires_at > ?3 \
+     FROM sessions WHERE id = ?1 AND account_id = ?2";
+
+/// What a client is told when its token names no live session.
+pub const SESSION_ENDED: &str =
+    "the token's session is not live (signed out, revoked, expired or never issued); sign in again";
+
+/// How long a PoP waits, in steps, for an unknown session to arrive with
+/// replication before refusing the token (milliseconds, 2 s in all). A
+/// token signed at another PoP a moment ago names a session this replica
+/// may not have yet; only a correctly signed token gets this far.
+pub const SESSION_ARRIVAL_WAITS_MS: [u64; 6] = [50, 100, 200, 400, 600, 650];
+
+/// Accepts `who` only if its session is live in the local replica
+/// ([`LIVE_SESSION`]). A signature proves only who signed: a token minted
+/// with a leaked key for an invented `sid` stops here, and so does one
+/// whose session was revoked or has ended. An unknown session is looked
+/// up again after each of [`SESSION_ARRIVAL_WAITS_MS`] (`sleep` waits that
+/// many milliseconds) before the token is refused.
+pub async fn check_session<F, Fut>(
+    db: &impl Database,
+    who: &Identity,
+    now: i64,
+    sleep: F,
+) -> Result<(), GateError>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut waits = SESSION_ARRIVAL_WAITS_MS.iter();
+    loop {
+        let rows = db
+            .query(
+                LIVE_SESSION,
+                vec![who.session.as_str().into(), who.account.into(), now.into()],
+            )
+            .await
+            .map_err(GateError::Database)?;
+        match rows.first().and_then(|r| r.first()) {
+            Some(edge_sql::SqlValue::Integer(1)) => return Ok(()),
+            None => match waits.next() {
+                Some(&ms) => sleep(ms).await,
+                None => break,
+            },
+            Some(_) => break,
+        }
     }
+    Err(GateError::Denied(Denied::invalid_token(SESSION_ENDED)))
 }
 
 #[derive(Debug)]
 pub enum GateError {
     Denied(Denied),
-    /// The revocation list could not be read; the request must not pass.
+    /// The session could not be read; the request must not pass.
     Database(DbError),
 }
 

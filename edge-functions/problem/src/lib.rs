@@ -5,6 +5,10 @@
 
 use serde::Serialize;
 
+mod host;
+
+pub use host::{MAX_HOST_BYTES, check_host};
+
 /// An `application/problem+json` body.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Problem {

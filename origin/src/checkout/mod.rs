@@ -180,10 +180,15 @@ impl Checkout {
         (*x >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn random_hex(&self, bytes: usize) -> String {
-        (0..bytes)
-            .map(|_| format!("{:02x}", (self.random_unit() * 256.0) as u8))
-            .collect()
+    /// A new order's id: 80 bits from the operating system's CSPRNG, so
+    /// no client can guess another's order from its own.
+    fn order_id() -> Result<String, getrandom::Error> {
+        let mut bytes = [0u8; 10];
+        getrandom::fill(&mut bytes)?;
+        Ok(format!(
+            "ord_{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ))
     }
 
     /// The name of an order's stock hold in the replicated catalog.
@@ -281,6 +286,26 @@ impl Checkout {
         }
     }
 
+    /// What can be checked before any of the body is read: a caller of
+    /// the API must present a correctly signed token (its session is
+    /// checked with the request), a webhook its signature header. A
+    /// stranger's body is never buffered.
+    pub fn admit(&self, path: &str, headers: &http::HeaderMap) -> Result<(), Answer> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if path.starts_with("/api/v1/") {
+            self.verifier
+                .verify(header("authorization"), now_ms() / 1000)
+                .map(drop)
+                .map_err(|p| Answer::problem(p).with("cache-control", "private, no-store"))
+        } else if path == "/webhooks/payments" && header("stripe-signature").is_none() {
+            Err(Answer::problem(Problem::bad_request(
+                "the webhook signature is not valid: no Stripe-Signature header",
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Answers a request under `/api/v1/checkout`, `/api/v1/orders` or
     /// `/webhooks/payments`; `None` for any other path.
     pub async fn handle(
@@ -341,23 +366,34 @@ impl Checkout {
             .verifier
             .verify(authorization, now_ms() / 1000)
             .map_err(Answer::problem)?;
-        if let Some(identity) = &self.identity {
-            let conn = identity.lock().await;
-            let mut rows = conn
-                .query(
-                    "SELECT 1 FROM revocations WHERE session_id = ?1",
-                    libsql::params![who.session.clone()],
-                )
-                .await
-                .map_err(internal)?;
-            if rows.next().await.map_err(internal)?.is_some() {
-                return Err(Answer::problem(Problem::new(
-                    401,
-                    "invalid-token",
-                    "Invalid token",
-                    "the session has ended (signed out or revoked); sign in again",
-                )));
-            }
+        let Some(identity) = &self.identity else {
+            tracing::error!("checkout cannot check sessions: the origin has no --identity");
+            return Err(Answer::problem(Problem::unavailable(
+                "checkout cannot check sign-ins right now; try again shortly",
+            )));
+        };
+        // The signature proves only who signed; the session must be
+        // live at the primary (the same rule a PoP's gate applies to
+        // its replica).
+        let conn = identity.lock().await;
+        let mut rows = conn
+            .query(
+                auth_core::gate::LIVE_SESSION,
+                libsql::params![who.session.clone(), who.account, now_ms() / 1000],
+            )
+            .await
+            .map_err(internal)?;
+        let live = match rows.next().await.map_err(internal)? {
+            Some(row) => row.get::<i64>(0).map_err(internal)? == 1,
+            None => false,
+        };
+        if !live {
+            return Err(Answer::problem(Problem::new(
+                401,
+                "invalid-token",
+                "Invalid token",
+                auth_core::gate::SESSION_ENDED,
+            )));
         }
         Ok(who)
     }
@@ -415,7 +451,16 @@ impl Checkout {
             Ok(Err(p)) => return Answer::problem(p),
             Err(e) => return internal(e),
         };
-        let id = format!("ord_{}", self.random_hex(10));
+        let id = match Checkout::order_id() {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!("checkout could not draw an order id: {e}");
+                return Answer::problem(Problem::unavailable(
+                    "the order service could not create an order id; nothing was charged, try again",
+                ))
+                .with("retry-after", "1");
+            }
+        };
         let shipping = serde_json::to_value(&req.shipping_address).expect("json");
         let created = store::create(
             &*self.orders.lock().await,

@@ -12,6 +12,7 @@ mod exec;
 
 use baton::{Baton, BatonKey};
 use bytes::Bytes;
+use db_permissions::{Action, Context, Decision, Grant};
 use libsql_hrana::proto::{
     BatchStreamResp, CloseSqlStreamResp, CloseStreamResp, CursorEntry, CursorReqBody,
     CursorRespBody, DescribeStreamResp, ExecuteStreamResp, GetAutocommitStreamResp,
@@ -39,6 +40,8 @@ type OpenedStream = (u64, Arc<tokio::sync::Mutex<Stream>>, Option<u64>);
 
 struct Stream {
     db: String,
+    /// The token that opened it: only that token may continue it.
+    principal: &'static str,
     conn: libsql::Connection,
     seq: u64,
     stored: HashMap<i32, String>,
@@ -51,9 +54,11 @@ pub struct HranaServer {
     /// connections must never checkpoint.
     replicated: std::collections::BTreeSet<String>,
     token: String,
-    /// The PoPs' token: it reaches only the replicated databases (catalog
-    /// and identity), never `orders`.
+    /// The PoPs' token, with a narrower grant.
     edge_token: Option<String>,
+    /// What each token may do (`cdn-config/db-permissions.toml`).
+    origin_grant: Arc<Grant>,
+    edge_grant: Arc<Grant>,
     key: BatonKey,
     streams: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<Stream>>>>,
     next_stream: AtomicU64,
@@ -99,15 +104,16 @@ impl HranaServer {
     pub fn new(
         dbs: BTreeMap<String, libsql::Database>,
         replicated: std::collections::BTreeSet<String>,
-        token: String,
-        edge_token: Option<String>,
+        tokens: Tokens,
         baton_secret: &[u8],
     ) -> Arc<HranaServer> {
         let server = Arc::new(HranaServer {
             dbs,
             replicated,
-            token,
-            edge_token,
+            token: tokens.origin,
+            edge_token: tokens.edge,
+            origin_grant: Arc::new(tokens.origin_grant),
+            edge_grant: Arc::new(tokens.edge_grant),
             key: BatonKey::new(baton_secret),
             streams: Mutex::new(HashMap::new()),
             next_stream: AtomicU64::new(1),
@@ -137,21 +143,19 @@ impl HranaServer {
         self.streams.lock().expect("streams lock").len()
     }
 
-    /// Handles a request under `/db/`. `path` is the full path.
+    /// Handles a request under `/db/` from a caller [`HranaServer::admit`]
+    /// let in. `path` is the full path.
     pub async fn handle(
         &self,
         method: &http::Method,
         path: &str,
-        authorization: Option<&str>,
+        who: &Principal,
         body: Bytes,
     ) -> Reply {
         let Some(rest) = path.strip_prefix("/db/") else {
             return Reply::problem(Problem::not_found(format!("no database API at {path}")));
         };
         let (db, endpoint) = rest.split_once('/').unwrap_or((rest, ""));
-        if let Err(p) = self.admit(db, authorization) {
-            return Reply::problem(p);
-        }
         match (method.as_str(), endpoint) {
             ("GET", "v2" | "v3" | "v2/" | "v3/") => Reply {
                 status: 200,
@@ -160,14 +164,14 @@ impl HranaServer {
             },
             ("POST", "v2/pipeline" | "v3/pipeline") => {
                 match serde_json::from_slice::<PipelineReqBody>(&body) {
-                    Ok(req) => crate::sqlite::off_runtime(self.pipeline(db, req)).await,
+                    Ok(req) => crate::sqlite::off_runtime(self.pipeline(db, who, req)).await,
                     Err(e) => Reply::problem(Problem::bad_request(format!(
                         "the pipeline request is not valid Hrana JSON: {e}"
                     ))),
                 }
             }
             ("POST", "v3/cursor") => match serde_json::from_slice::<CursorReqBody>(&body) {
-                Ok(req) => crate::sqlite::off_runtime(self.cursor(db, req)).await,
+                Ok(req) => crate::sqlite::off_runtime(self.cursor(db, who, req)).await,
                 Err(e) => Reply::problem(Problem::bad_request(format!(
                     "the cursor request is not valid Hrana JSON: {e}"
                 ))),
@@ -179,30 +183,39 @@ impl HranaServer {
         }
     }
 
-    /// Checks the bearer token, that it reaches `db`, and that `db` exists.
-    pub fn admit(&self, db: &str, authorization: Option<&str>) -> Result<(), Problem> {
+    /// Checks the bearer token, that its grant reaches `db`, and that `db`
+    /// exists; the caller's principal, whose grant then rules every
+    /// statement it sends.
+    pub fn admit(&self, db: &str, authorization: Option<&str>) -> Result<Principal, Problem> {
         let presented = authorization.and_then(|h| h.strip_prefix("Bearer "));
-        let admin = presented.is_some_and(|t| same(t.as_bytes(), self.token.as_bytes()));
-        let edge = !admin
-            && presented
-                .zip(self.edge_token.as_deref())
-                .is_some_and(|(t, e)| same(t.as_bytes(), e.as_bytes()));
-        if edge && !self.replicated.contains(db) {
-            return Err(Problem::new(
-                403,
-                "forbidden",
-                "Forbidden",
-                format!(
-                    "the edge token reaches only the databases that replicate to PoPs, not {db:?}"
-                ),
-            ));
-        }
-        if !admin && !edge {
+        let is = |token: &str| presented.is_some_and(|t| same(t.as_bytes(), token.as_bytes()));
+        let who = if is(&self.token) {
+            Principal {
+                name: "origin",
+                grant: self.origin_grant.clone(),
+            }
+        } else if self.edge_token.as_deref().is_some_and(is) {
+            Principal {
+                name: "edge",
+                grant: self.edge_grant.clone(),
+            }
+        } else {
             return Err(Problem::new(
                 401,
                 "unauthorized",
                 "Unauthorized",
                 "send the database token as `Authorization: Bearer <token>`",
+            ));
+        };
+        if !who.grant.reaches(db) {
+            return Err(Problem::new(
+                403,
+                "forbidden",
+                "Forbidden",
+                format!(
+                    "the {} token does not reach database {db:?} (see cdn-config/db-permissions.toml)",
+                    who.name
+                ),
             ));
         }
         if !self.dbs.contains_key(db) {
@@ -210,11 +223,16 @@ impl HranaServer {
                 "there is no database named {db:?}"
             )));
         }
-        Ok(())
+        Ok(who)
     }
 
     /// The stream a baton names, or a new one.
-    fn stream(&self, db: &str, baton: Option<&str>) -> Result<OpenedStream, Problem> {
+    fn stream(
+        &self,
+        db: &str,
+        who: &Principal,
+        baton: Option<&str>,
+    ) -> Result<OpenedStream, Problem> {
         match baton {
             None => {
                 let mut streams = self.streams.lock().expect("streams lock");
@@ -229,6 +247,7 @@ impl HranaServer {
                 let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
                 let stream = Arc::new(tokio::sync::Mutex::new(Stream {
                     db: db.to_string(),
+                    principal: who.name,
                     conn,
                     seq: 0,
                     stored: HashMap::new(),
@@ -268,23 +287,33 @@ impl HranaServer {
     async fn enter(
         &self,
         db: &str,
+        who: &Principal,
         baton: Option<&str>,
     ) -> Result<(u64, tokio::sync::OwnedMutexGuard<Stream>), Problem> {
-        let (id, stream, presented) = self.stream(db, baton)?;
+        let (id, stream, presented) = self.stream(db, who, baton)?;
         let s = stream.lock_owned().await;
-        check(&s, db, presented)?;
-        if presented.is_none() && self.replicated.contains(db) {
-            replication::prepare_connection(&s.conn)
-                .await
-                .map_err(|e| {
-                    Problem::unavailable(format!("cannot prepare database {db:?}: {e}"))
+        check(&s, db, who, presented)?;
+        if presented.is_none() {
+            if self.replicated.contains(db) {
+                replication::prepare_connection(&s.conn)
+                    .await
+                    .map_err(|e| {
+                        Problem::unavailable(format!("cannot prepare database {db:?}: {e}"))
+                    })?;
+            }
+            // From here on every statement is the caller's: its grant
+            // decides each action SQLite prepares.
+            if !who.grant.all {
+                s.conn.authorizer(Some(authorizer(who, db))).map_err(|e| {
+                    Problem::unavailable(format!("cannot guard database {db:?}: {e}"))
                 })?;
+            }
         }
         Ok((id, s))
     }
 
-    async fn pipeline(&self, db: &str, req: PipelineReqBody) -> Reply {
-        let (id, mut s) = match self.enter(db, req.baton.as_deref()).await {
+    async fn pipeline(&self, db: &str, who: &Principal, req: PipelineReqBody) -> Reply {
+        let (id, mut s) = match self.enter(db, who, req.baton.as_deref()).await {
             Ok(entered) => entered,
             Err(p) => return Reply::problem(p),
         };
@@ -378,8 +407,8 @@ impl HranaServer {
         }
     }
 
-    async fn cursor(&self, db: &str, req: CursorReqBody) -> Reply {
-        let (id, mut s) = match self.enter(db, req.baton.as_deref()).await {
+    async fn cursor(&self, db: &str, who: &Principal, req: CursorReqBody) -> Reply {
+        let (id, mut s) = match self.enter(db, who, req.baton.as_deref()).await {
             Ok(entered) => entered,
             Err(p) => return Reply::problem(p),
         };
@@ -431,11 +460,20 @@ impl HranaServer {
     }
 }
 
-/// A baton must be for this database and be the latest one handed out.
-fn check(s: &Stream, db: &str, presented: Option<u64>) -> Result<(), Problem> {
+/// A baton must be for this database and token, and be the latest one
+/// handed out.
+fn check(s: &Stream, db: &str, who: &Principal, presented: Option<u64>) -> Result<(), Problem> {
     if s.db != db {
         return Err(Problem::bad_request(
             "the baton belongs to another database",
+        ));
+    }
+    if s.principal != who.name {
+        return Err(Problem::new(
+            403,
+            "forbidden",
+            "Forbidden",
+            "the baton belongs to a stream another token opened",
         ));
     }
     match presented {
@@ -444,4 +482,76 @@ fn check(s: &Stream, db: &str, presented: Option<u64>) -> Result<(), Problem> {
         )),
         _ => Ok(()),
     }
+}
+
+/// The tokens the server accepts and what each may do.
+pub struct Tokens {
+    /// The operator's token.
+    pub origin: String,
+    pub origin_grant: Grant,
+    /// The PoPs' token, if PoPs are served.
+    pub edge: Option<String>,
+    pub edge_grant: Grant,
+}
+
+/// A caller let in by [`HranaServer::admit`]: its token's name and grant.
+#[derive(Clone)]
+pub struct Principal {
+    name: &'static str,
+    grant: Arc<Grant>,
+}
+
+/// SQLite's authorizer for a stream of `who` on `db`: each action goes
+/// to the grant; a refusal fails the statement with `SQLITE_AUTH`
+/// ("not authorized"), before it runs.
+fn authorizer(who: &Principal, db: &str) -> libsql::AuthHook {
+    use libsql::{AuthAction as A, Authorization};
+    let grant = who.grant.clone();
+    let (db, name) = (db.to_string(), who.name);
+    Arc::new(move |cx: &libsql::AuthContext| {
+        let action = match cx.action {
+            A::Read {
+                table_name,
+                column_name,
+            } => Action::Read {
+                table: table_name,
+                column: column_name,
+            },
+            A::Insert { table_name } => Action::Insert { table: table_name },
+            A::Update {
+                table_name,
+                column_name,
+            } => Action::Update {
+                table: table_name,
+                column: column_name,
+            },
+            A::Delete { table_name } => Action::Delete { table: table_name },
+            A::Select | A::Transaction { .. } | A::Savepoint { .. } | A::Recursive => {
+                Action::Statement
+            }
+            A::Function { function_name } => Action::Function {
+                name: function_name,
+            },
+            A::Pragma {
+                pragma_name,
+                pragma_value,
+            } => Action::Pragma {
+                name: pragma_name,
+                argument: pragma_value,
+            },
+            _ => Action::Other,
+        };
+        let context = Context {
+            action,
+            schema: cx.database_name,
+            by_schema_object: cx.accessor.is_some(),
+        };
+        match grant.decide(&db, &context) {
+            Decision::Allow => Authorization::Allow,
+            Decision::Deny => {
+                tracing::warn!(token = name, db = %db, action = ?cx.action, "refused a statement the token's grant does not allow");
+                Authorization::Deny
+            }
+        }
+    })
 }

@@ -3,9 +3,10 @@
 //! `wasi:http/handler@0.3.0`.
 //!
 //! For each request it removes every identity header the client sent
-//! (the `edgeshop-auth-*` fields a component behind it reads), refuses paths with two spellings, verifies a bearer token if one
-//! is present (keys from `token_jwks`, session checked against the local
-//! `identity` replica's revocations), applies the route rules of
+//! (the `edgeshop-auth-*` fields a component behind it reads), refuses
+//! paths with two spellings, verifies a bearer token if one is present
+//! (keys from `token_jwks`; its session must be live in the local
+//! `identity` replica), applies the route rules of
 //! `cdn-config/auth.toml`, and hands the verified identity to the next
 //! component in `edgeshop-auth-*` headers. All decisions are in
 //! `auth-core`.
@@ -138,11 +139,15 @@ async fn admit(
         })
         .map_err(|d| d.response())?;
     if let Some(who) = &who {
-        match gate::check_revoked(&SpinDb::new("identity"), who).await {
+        match gate::check_session(&SpinDb::new("identity"), who, now, |ms| {
+            spin_sdk::wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000)
+        })
+        .await
+        {
             Ok(()) => {}
             Err(GateError::Denied(d)) => return Err(d.response()),
             Err(GateError::Database(e)) => {
-                eprintln!("auth-middleware: revocation check failed: {e}");
+                eprintln!("auth-middleware: session check failed: {e}");
                 return Err(Response::problem(Problem::unavailable(
                     "the session could not be checked; try again shortly",
                 ))

@@ -23,6 +23,8 @@ pub fn run(
     std::fs::copy(seeded, &catalog).context("copying the bench catalog")?;
     let products = rt.block_on(stocked(&catalog, 200))?;
 
+    // The shopper's session must be live at the primary and the PoP.
+    keys::bench_sessions(&dir.join("identity.db"))?;
     let webhook_secret = format!("whsec_{}", secret("webhook_secret")?);
     let mut sim = Command::new(root().join("target/release/edgeshop-paysim"));
     sim.args(["--listen", "127.0.0.1:0"])
@@ -81,7 +83,7 @@ pub fn run(
     let headers = vec![vec![
         (
             "authorization".to_string(),
-            format!("Bearer {}", shopper_token()?),
+            format!("Bearer {}", keys::bench_tokens(1)?.remove(0)),
         ),
         ("content-type".to_string(), "application/json".to_string()),
         ("idempotency-key".to_string(), "bench-{i}".to_string()),
@@ -120,32 +122,4 @@ async fn stocked(catalog: &std::path::Path, n: usize) -> Result<Vec<(i64, i64)>>
     }
     anyhow::ensure!(!out.is_empty(), "the bench catalog has no stocked products");
     Ok(out)
-}
-
-/// An hour's access token for a bench shopper, signed with the key PoPs
-/// and the origin trust.
-fn shopper_token() -> Result<String> {
-    let vars: toml::Table = toml::from_str(&std::fs::read_to_string(keys::variables_file())?)?;
-    let secret = vars
-        .get("token_signing_key")
-        .and_then(|v| v.as_str())
-        .context("the variables file has no token_signing_key")?;
-    let signer = tokens::Signer::from_secret(secret).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
-    Ok(tokens::sign(
-        &signer,
-        &tokens::Claims {
-            iss: "edgeshop".into(),
-            aud: "edgeshop-api".into(),
-            sub: "900001".into(),
-            iat: now,
-            exp: now + 3600,
-            nbf: None,
-            jti: format!("bench-{now}"),
-            sid: format!("bench-session-{now}"),
-            roles: vec!["shopper".into()],
-        },
-    ))
 }

@@ -725,10 +725,9 @@ fn prepare() -> Result<std::path::PathBuf> {
     build::host()?;
     let catalog = state_dir().join("bench/catalog.db");
     build::seed(&catalog, 10_000, 200, 1, false)?;
-    build::seed_identity(
-        &catalog.with_file_name("identity.db"),
-        "admin@edgeshop.test",
-    )?;
+    let identity = catalog.with_file_name("identity.db");
+    build::seed_identity(&identity, "admin@edgeshop.test")?;
+    crate::keys::bench_sessions(&identity)?;
     Ok(catalog)
 }
 

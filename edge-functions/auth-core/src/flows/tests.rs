@@ -606,3 +606,119 @@ async fn two_holders_of_a_token_cannot_keep_rotating_each_other() {
     assert!(revoked(&w, &sid).await);
     assert_eq!(refresh(&w, &token(&thief)).await.status, 401);
 }
+
+#[tokio::test]
+async fn the_gate_accepts_only_live_sessions_of_the_tokens_account() {
+    use crate::gate::{GateError, SESSION_ARRIVAL_WAITS_MS, check_session};
+    use std::cell::RefCell;
+    let w = world().await;
+    let r = w
+        .call(
+            "POST",
+            "/api/v1/auth/signup",
+            creds("eve@example.com", PASSWORD),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let who = w.identity_of(&r);
+    let refused = |outcome: Result<(), GateError>| match outcome {
+        Err(GateError::Denied(d)) => d.status == 401 && d.detail == crate::gate::SESSION_ENDED,
+        _ => false,
+    };
+    // Every wait the gate asks for, in milliseconds.
+    let waited = RefCell::new(Vec::new());
+    let sleep = |ms: u64| {
+        waited.borrow_mut().push(ms);
+        std::future::ready(())
+    };
+    assert!(check_session(&w.identity, &who, w.now, sleep).await.is_ok());
+    assert!(waited.borrow().is_empty());
+
+    // A correctly signed token for a session that was never issued (a
+    // leaked key, an invented `sid`) is refused once the session has had
+    // time to arrive by replication; so is one for another account's.
+    let invented = Identity {
+        session: "invented-session-id-0000000".into(),
+        ..who.clone()
+    };
+    assert!(refused(
+        check_session(&w.identity, &invented, w.now, sleep).await
+    ));
+    assert_eq!(*waited.borrow(), SESSION_ARRIVAL_WAITS_MS);
+    let other = w
+        .call(
+            "POST",
+            "/api/v1/auth/signup",
+            creds("mallory@example.com", PASSWORD),
+        )
+        .await;
+    let borrowed = Identity {
+        session: w.identity_of(&other).session,
+        ..who.clone()
+    };
+    assert!(refused(
+        check_session(&w.identity, &borrowed, w.now, sleep).await
+    ));
+
+    // A session that arrives while the gate waits is accepted.
+    waited.borrow_mut().clear();
+    let late = Identity {
+        session: "arrives-late-session-00000".into(),
+        ..who.clone()
+    };
+    let arriving = |ms: u64| {
+        waited.borrow_mut().push(ms);
+        let db = &w.identity;
+        let sid = late.session.clone();
+        let (account, now) = (who.account, w.now);
+        async move {
+            db.query(
+                "INSERT OR IGNORE INTO sessions (id, account_id, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                vec![sid.into(), account.into(), now.into(), (now + 60).into()],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    assert!(
+        check_session(&w.identity, &late, w.now, arriving)
+            .await
+            .is_ok()
+    );
+    assert_eq!(waited.borrow().len(), 1);
+
+    // A session past its absolute end, and one signed out: refused at
+    // once, without waiting.
+    waited.borrow_mut().clear();
+    let end = w
+        .identity
+        .query(
+            "SELECT expires_at FROM sessions WHERE id = ?1",
+            vec![who.session.as_str().into()],
+        )
+        .await
+        .unwrap();
+    let SqlValue::Integer(end) = end[0][0] else {
+        panic!("expires_at is an integer")
+    };
+    assert!(
+        check_session(&w.identity, &who, end - 1, sleep)
+            .await
+            .is_ok()
+    );
+    assert!(refused(check_session(&w.identity, &who, end, sleep).await));
+    let out = w
+        .call_as(
+            "POST",
+            "/api/v1/auth/logout",
+            serde_json::json!({}),
+            Some(who.clone()),
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    assert!(refused(
+        check_session(&w.identity, &who, w.now, sleep).await
+    ));
+    assert!(waited.borrow().is_empty());
+}
