@@ -8,6 +8,26 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Sends Ctrl-C (SIGINT) to process group `pgid`.
+fn interrupt(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-INT", "--", &format!("-{pgid}")])
+        .status();
+}
+
+/// Interrupts `xtask up`'s process group when dropped, so a test that
+/// fails midway leaks no processes. Disarmed once `xtask up` has been
+/// reaped: only then could its group id be reused.
+struct StopOnDrop(Option<u32>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            interrupt(pgid);
+        }
+    }
+}
+
 #[tokio::test]
 async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
     let state = TempDir::new("up");
@@ -24,11 +44,9 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
         .expect("start xtask up");
     let pgid = child.id();
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let ctrl_c = || {
-        let _ = Command::new("kill")
-            .args(["-INT", "--", &format!("-{pgid}")])
-            .status();
-    };
+    let ctrl_c = || interrupt(pgid);
+    // A failing assertion must not leave the platform running.
+    let mut stop = StopOnDrop(Some(pgid));
 
     let topology_path = state.0.join("topology.json");
     let started = Instant::now();
@@ -389,6 +407,7 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
+            stop.0 = None;
             break status;
         }
         assert!(
