@@ -25,8 +25,9 @@ pub struct Limits {
     pub instance_idle: Duration,
     /// Requests in flight per PoP; beyond this clients get 503.
     pub max_concurrent_requests: usize,
-    /// Open connections per PoP.
-    pub max_connections: usize,
+    /// Open connections per PoP, in total and per client; past either, a
+    /// new connection is answered 503 and closed at once.
+    pub connections: admission::Limits,
     /// Longest a client may take to send a request's header section, and
     /// to start its next request on a kept-alive connection: a slow or
     /// idle client's connection is closed after it.
@@ -52,7 +53,11 @@ impl Default for Limits {
             instance_concurrency: 16,
             instance_idle: Duration::from_secs(1),
             max_concurrent_requests: 1000,
-            max_connections: 1000,
+            connections: admission::Limits {
+                total: 4096,
+                per_client: 128,
+                trusted: Vec::new(),
+            },
             header_read_timeout: Duration::from_secs(20),
             max_instances: 200,
             kv_capacity_bytes: 64 << 20,

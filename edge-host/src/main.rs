@@ -75,6 +75,18 @@ struct Args {
     /// to start its next request on a kept-alive connection, in seconds.
     #[arg(long, default_value_t = 20)]
     header_read_timeout_secs: u64,
+    /// Connections held at once; a connection past it is answered 503 and
+    /// closed (lowered to fit the open-files limit).
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Connections held at once from one client address (an IPv6 client
+    /// is its /64); past it, the same.
+    #[arg(long, default_value_t = 128)]
+    max_connections_per_client: usize,
+    /// A peer (the front door) whose connections carry many clients, so
+    /// only the total bounds them. Repeat for several.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// Linear memory limit per guest instance, in MiB.
     #[arg(long, default_value_t = 64)]
     guest_memory_mib: usize,
@@ -132,6 +144,11 @@ async fn run(args: Args) -> Result<()> {
         guest_memory_bytes: args.guest_memory_mib << 20,
         max_request_body_bytes: args.max_body_bytes,
         max_instances: args.max_instances.max(1),
+        connections: admission::Limits {
+            total: args.max_connections.max(1),
+            per_client: args.max_connections_per_client.max(1),
+            trusted: args.trusted_proxies.clone(),
+        },
         ..limits::Limits::default()
     };
     let options = app::HostOptions {
@@ -175,9 +192,8 @@ async fn run(args: Args) -> Result<()> {
             }
         })?;
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        admission::bind(args.listen).with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Machine-readable: tests and `cargo xtask up` read this line.
     println!("edge-host {} listening on http://{addr}", args.pop);

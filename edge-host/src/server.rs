@@ -55,22 +55,12 @@ impl Server {
         listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let connections = Arc::new(Semaphore::new(self.limits.max_connections));
+        let connections = admission::Admission::serving(self.limits.connections.clone());
         let mut tasks = tokio::task::JoinSet::new();
         loop {
-            let permit = tokio::select! {
+            let (stream, peer, permit) = tokio::select! {
                 _ = shutdown.changed() => break,
-                permit = connections.clone().acquire_owned() => permit?,
-            };
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.changed() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
+                accepted = connections.accept(&listener) => accepted,
             };
             // Without this, Nagle + delayed ACK add ~40 ms to the last chunk
             // of a chunked WASI 0.3 response.

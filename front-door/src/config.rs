@@ -27,6 +27,14 @@ pub struct FrontDoorConfig {
     /// to start its next request on a kept-alive connection.
     #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
+    /// Client connections held at once; one past it is answered 503 and
+    /// closed (lowered to fit the open-files limit).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Client connections held at once from one address (an IPv6 client
+    /// is its /64).
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +61,12 @@ fn default_failures() -> u32 {
 fn default_header_read_timeout_ms() -> u64 {
     20_000
 }
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_connections_per_client() -> usize {
+    128
+}
 
 impl FrontDoorConfig {
     pub fn health_interval(&self) -> Duration {
@@ -63,5 +77,13 @@ impl FrontDoorConfig {
     }
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms.max(1))
+    }
+    /// The connection bounds: every client is untrusted here.
+    pub fn connections(&self) -> admission::Limits {
+        admission::Limits {
+            total: self.max_connections.max(1),
+            per_client: self.max_connections_per_client.max(1),
+            trusted: Vec::new(),
+        }
     }
 }

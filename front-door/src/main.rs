@@ -307,13 +307,14 @@ async fn main() -> Result<()> {
     });
     fd.spawn_health_checks();
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = admission::bind(args.listen)?;
     println!("front-door listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let connections = admission::Admission::serving(fd.config.connections());
     loop {
-        let (stream, peer) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+        let (stream, peer, permit) = tokio::select! {
+            a = connections.accept(&listener) => a,
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         };
@@ -331,6 +332,7 @@ async fn main() -> Result<()> {
                 .header_read_timeout(header_read_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .await;
+            drop(permit);
         });
     }
     tracing::info!("front door stopped");

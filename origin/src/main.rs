@@ -103,6 +103,19 @@ struct Args {
     /// WAL frames after which the primary is checkpointed.
     #[arg(long, default_value_t = replication::Options::default().checkpoint_frames)]
     checkpoint_frames: u32,
+    /// Connections held at once; a connection past it is answered 503 and
+    /// closed (lowered to fit the open-files limit).
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Connections held at once from one client address (an IPv6 client
+    /// is its /64). A PoP holds a few for replication and Hrana, and one
+    /// per checkout in flight.
+    #[arg(long, default_value_t = 512)]
+    max_connections_per_client: usize,
+    /// A peer whose connections carry many clients (a PoP, an edge
+    /// gateway), so only the total bounds it. Repeat for several.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Largest body the checkout API and the webhook endpoint read.
@@ -112,6 +125,25 @@ const CHECKOUT_MAX_BODY_BYTES: usize = 64 << 10;
 const SHIP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Longest a client may take to send a request body.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A request body of at most `limit` bytes that arrives within
+/// [`BODY_READ_TIMEOUT`], or the problem to answer.
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, problem::Problem> {
+    let read = http_body_util::Limited::new(body, limit).collect();
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(_)) => Err(problem::Problem::payload_too_large(limit as u64)),
+        Err(_) => Err(problem::Problem::new(
+            408,
+            "request-timeout",
+            "Request timeout",
+            format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+        )),
+    }
+}
 
 struct Origin {
     catalog: libsql::Connection,
@@ -252,16 +284,21 @@ async fn main() -> Result<()> {
         hrana,
         primaries: primaries.clone(),
     });
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = admission::bind(args.listen)?;
     println!(
         "edgeshop-origin listening on http://{}",
         listener.local_addr()?
     );
     std::io::stdout().flush()?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let connections = admission::Admission::serving(admission::Limits {
+        total: args.max_connections.max(1),
+        per_client: args.max_connections_per_client.max(1),
+        trusted: args.trusted_proxies.clone(),
+    });
     loop {
-        let (stream, _) = tokio::select! {
-            a = listener.accept() => a?,
+        let (stream, _, permit) = tokio::select! {
+            a = connections.accept(&listener) => a,
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         };
@@ -277,6 +314,7 @@ async fn main() -> Result<()> {
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .await;
+            drop(permit);
         });
     }
     // Ship the last frames before the process (and its connections) go.
@@ -371,16 +409,9 @@ impl Origin {
         if let Err(a) = checkout.admit(parts.uri.path(), &parts.headers) {
             return answer_response(a);
         }
-        let body = match http_body_util::Limited::new(body, CHECKOUT_MAX_BODY_BYTES)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
-                return problem(problem::Problem::payload_too_large(
-                    CHECKOUT_MAX_BODY_BYTES as u64,
-                ));
-            }
+        let body = match read_body(body, CHECKOUT_MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(p) => return problem(p),
         };
         let answer = checkout
             .handle(
@@ -408,16 +439,9 @@ impl Origin {
             Ok(who) => who,
             Err(p) => return refused(p),
         };
-        let body = match http_body_util::Limited::new(req.into_body(), hrana::MAX_BODY_BYTES)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
-                return problem(problem::Problem::payload_too_large(
-                    hrana::MAX_BODY_BYTES as u64,
-                ));
-            }
+        let body = match read_body(req.into_body(), hrana::MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(p) => return problem(p),
         };
         let r = self.hrana.handle(&method, path, &who, body).await;
         if let Some(primary) = self.primaries.get(db).cloned() {

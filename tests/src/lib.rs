@@ -254,6 +254,11 @@ impl Host {
             // Composed chains compile once for the whole suite.
             .arg("--cache-dir")
             .arg(root().join("target/wasmtime-cache"))
+            // The suite's own traffic comes from 127.0.0.1 and stands for
+            // many shoppers behind a front door: it is bounded only in
+            // total. Hostile tests attack from other loopback addresses,
+            // which get the shipped per-client bound.
+            .args(["--trusted-proxy", "127.0.0.1"])
             .args(args)
             .env_remove("SPIN_VARIABLE_CURSOR_SECRET")
             .env_remove("SPIN_VARIABLE_TOKEN_SIGNING_KEY")
@@ -556,7 +561,9 @@ pub fn start_origin(catalog: &Path, extra: &[&str]) -> Result<Host, String> {
         let identity = catalog.with_file_name("identity.db");
         cmd.arg("--identity").arg(identity);
     }
-    cmd.args(extra)
+    // The suite plays the PoPs, from 127.0.0.1 (see `Host::try_start`).
+    cmd.args(["--trusted-proxy", "127.0.0.1"])
+        .args(extra)
         .env("EDGESHOP_ORIGIN_TOKEN", ORIGIN_TOKEN)
         .env("EDGESHOP_EDGE_TOKEN", EDGE_TOKEN);
     Host::spawn(cmd)

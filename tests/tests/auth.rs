@@ -675,15 +675,19 @@ async fn concurrent_sign_ins_at_one_pop_all_complete_promptly() {
     let dir = TempDir::new("auth-concurrent");
     let origin = start_origin_on_seed(&dir.0, &[]);
     let p = std::sync::Arc::new(pop(&origin, &dir.0.join("fra"), &[]).await);
-    let signup = post(&p, "/api/v1/auth/signup", creds("busy@example.com"), None).await;
-    assert_eq!(signup.status, 201, "{}", signup.text());
+    for n in 0..8 {
+        let email = format!("busy-{n}@example.com");
+        let signup = post(&p, "/api/v1/auth/signup", creds(&email), None).await;
+        assert_eq!(signup.status, 201, "{}", signup.text());
+    }
     for round in 0..3 {
         let mut tasks = Vec::new();
-        for _ in 0..8 {
+        for n in 0..8 {
             let p = p.clone();
             tasks.push(tokio::spawn(async move {
                 let started = Instant::now();
-                let r = post(&p, "/api/v1/auth/login", creds("busy@example.com"), None).await;
+                let email = format!("busy-{n}@example.com");
+                let r = post(&p, "/api/v1/auth/login", creds(&email), None).await;
                 (r.status, started.elapsed())
             }));
         }
@@ -692,6 +696,38 @@ async fn concurrent_sign_ins_at_one_pop_all_complete_promptly() {
             assert_eq!(status, 200, "round {round}");
             assert!(took < Duration::from_secs(5), "round {round}: {took:?}");
         }
+    }
+
+    // One address signing in 8 times at once: every attempt is reserved
+    // before its password is checked, so at most 5 are checked at once;
+    // the rest are told to retry in a second, and then get in.
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                post(&p, "/api/v1/auth/login", creds("busy-0@example.com"), None).await
+            })
+        })
+        .collect();
+    let mut waited = Vec::new();
+    for t in attempts {
+        let r = t.await.unwrap();
+        match r.status {
+            200 => {}
+            429 => {
+                let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+                assert!((1..=2).contains(&wait), "{}", r.text());
+                waited.push(wait);
+            }
+            other => panic!("{other}: {}", r.text()),
+        }
+    }
+    assert!(waited.len() <= 3, "{} of 8 waited", waited.len());
+    let longest = waited.iter().copied().max().unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(longest * 1000 + 100)).await;
+    for _ in waited {
+        let r = post(&p, "/api/v1/auth/login", creds("busy-0@example.com"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
     }
 }
 

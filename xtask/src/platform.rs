@@ -245,6 +245,8 @@ fn origin_command(
         .arg("--variables-file")
         .arg(keys::ensure()?)
         .args(["--payments-url", payments_url])
+        // The PoPs run here: each carries many shoppers' checkouts.
+        .args(["--trusted-proxy", "127.0.0.1"])
         .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?)
         .env("EDGESHOP_EDGE_TOKEN", secret("edge_token")?)
         .env("EDGESHOP_WEBHOOK_SECRET", webhook_secret);
@@ -266,8 +268,10 @@ fn pop_command(
     };
     let mut cmd = edge_host_command(&pop.name, listen, catalog, &root().join("spin.toml"))?;
     // Shoppers reach the PoPs through the local front door, so the client
-    // is the address it appends to X-Forwarded-For.
-    cmd.env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1")
+    // is the address it appends to X-Forwarded-For, and the front door's
+    // connections carry every shopper's (bounded only in total).
+    cmd.args(["--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1"])
+        .env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1")
         .env("SPIN_VARIABLE_ORIGIN_URL", origin);
     Ok(cmd)
 }

@@ -149,10 +149,9 @@ async fn route(
 }
 
 fn jwks(env: &Env<'_>) -> Response {
-    let mut r = Response::json(200, &env.keys.to_jwks());
     // Public and shared; a minute keeps rotation quick for anyone caching.
-    r.headers.retain(|(n, _)| n != "cache-control");
-    r.with_header("cache-control", "public, max-age=60")
+    Response::json(200, &env.keys.to_jwks())
+        .with_header("cache-control", "public, max-age=60")
         .with_header("content-type", "application/jwk-set+json")
 }
 
@@ -323,7 +322,7 @@ async fn signup(
         forget_vendor(catalog, vendor_id, env).await;
         return Err(taken().into());
     };
-    let mut r = start_session(db, account, vec![kind.to_string()], signer, env).await?;
+    let mut r = start_session(db, account, vec![kind.to_string()], None, signer, env).await?;
     r.status = 201;
     Ok(r.with_header("location", "/api/v1/auth/me"))
 }
@@ -416,16 +415,26 @@ async fn login(req: &Request<'_>, db: &impl Database, env: &Env<'_>) -> Flow {
     }
     let signer = signer(env)?;
     let key = throttle::email_key(&email);
-    let lock = db
+    // A lock this PoP's replica already has is refused without a round trip.
+    let known = db
         .query(throttle::LOCKED_SQL, vec![key.clone().into()])
         .await?;
-    let failures_recorded = !lock.is_empty();
-    if let Some(wait) = lock
+    if let Some(wait) = known
         .first()
         .and_then(|r| column(r, 0).as_i64())
         .and_then(|until| throttle::retry_after(until, env.now))
     {
         return Err(too_many(wait).into());
+    }
+    let reserved = db
+        .query(
+            &throttle::reserve_sql(),
+            vec![key.clone().into(), env.now.into()],
+        )
+        .await?;
+    if reserved.is_empty() {
+        // Locked at the primary by an attempt not replicated here yet.
+        return Err(too_many(throttle::UNKNOWN_LOCK_WAIT_SECS).into());
     }
     let rows = db
         .query(
@@ -448,17 +457,10 @@ async fn login(req: &Request<'_>, db: &impl Database, env: &Env<'_>) -> Flow {
         Some((_, phc, _, _)) => passwords::verify(&b.password, phc).unwrap_or(false),
         None => passwords::verify_nobody(&b.password),
     };
+    // A failure stays counted: the reservation counted it.
     let Some((id, phc, kind, extra)) = account.filter(|_| ok) else {
-        db.query(
-            &throttle::record_failure_sql(),
-            vec![key.into(), env.now.into()],
-        )
-        .await?;
         return Err(wrong_credentials().into());
     };
-    if failures_recorded {
-        db.query(throttle::CLEAR_SQL, vec![key.into()]).await?;
-    }
     if passwords::needs_rehash(&phc) {
         let mut salt = [0u8; passwords::SALT_BYTES];
         (env.random)(&mut salt);
@@ -470,7 +472,7 @@ async fn login(req: &Request<'_>, db: &impl Database, env: &Env<'_>) -> Flow {
             .await?;
         }
     }
-    start_session(db, id, roles_of(&kind, &extra), signer, env).await
+    start_session(db, id, roles_of(&kind, &extra), Some(key), signer, env).await
 }
 
 fn too_many(wait: i64) -> Problem {
@@ -489,10 +491,13 @@ fn refresh_hash(token: &str) -> Vec<u8> {
 
 /// Creates a session and its first refresh token, in one statement (the
 /// `sessions_first_refresh` trigger files the token); answers with tokens.
+/// A sign-in names its address's key, and the same statement gives its
+/// reserved attempt back (the `sessions_signin_clears_failures` trigger).
 async fn start_session(
     db: &impl Database,
     account: i64,
     roles: Vec<String>,
+    signin_key: Option<Vec<u8>>,
     signer: &Signer,
     env: &Env<'_>,
 ) -> Flow {
@@ -500,14 +505,16 @@ async fn start_session(
     let expires = env.now + env.settings.session_ttl_secs;
     let refresh = env.token(32);
     db.query(
-        "INSERT INTO sessions (id, account_id, created_at, expires_at, first_refresh_hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO sessions \
+           (id, account_id, created_at, expires_at, first_refresh_hash, signin_key) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         vec![
             sid.as_str().into(),
             account.into(),
             env.now.into(),
             expires.into(),
             refresh_hash(&refresh).into(),
+            signin_key.map_or(SqlValue::Null, SqlValue::Blob),
         ],
     )
     .await?;

@@ -12,19 +12,9 @@ pub struct Response {
 impl Response {
     /// A problem response. Nothing about accounts is cacheable.
     pub fn problem(p: Problem) -> Response {
-        let mut headers = vec![
-            ("content-type".into(), Problem::CONTENT_TYPE.into()),
-            ("cache-control".into(), "no-store".into()),
-        ];
-        if let Some(allow) = p.extensions.get("allow").and_then(|v| v.as_str()) {
-            headers.push(("allow".into(), allow.into()));
-        }
-        if let Some(secs) = p.extensions.get("retry_after").and_then(|v| v.as_i64()) {
-            headers.push(("retry-after".into(), secs.to_string()));
-        }
         Response {
             status: p.status,
-            headers,
+            headers: p.header_fields(),
             body: p.to_json(),
         }
     }
@@ -50,7 +40,10 @@ impl Response {
         }
     }
 
+    /// Sets field `name`, replacing any value it had: every field set
+    /// here (`Content-Type`, `Cache-Control`, `Location`, ...) takes one.
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self.headers.push((name.to_string(), value.into()));
         self
     }

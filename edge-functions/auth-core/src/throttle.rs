@@ -6,11 +6,17 @@
 //! [`MAX_LOCK_SECS`]). Clocks here count whole seconds, so a lock runs to
 //! the end of the second after its length: never shorter than stated (a
 //! failure at 12.95 s locks a 1 s lock until 14 s, not 13 s). A locked
-//! address is refused with 429 before any password is checked. Unknown addresses are counted exactly like known
-//! ones, so a lock reveals nothing about which addresses have accounts.
+//! address is refused with 429 before any password is checked. Unknown
+//! addresses are counted exactly like known ones, so a lock reveals
+//! nothing about which addresses have accounts.
 //!
-//! Counting happens at the primary in one statement, so concurrent guesses
-//! at different PoPs are all counted.
+//! Every attempt is reserved at the primary, in one statement, before its
+//! password is checked: it counts as a failure from then on, and a
+//! success gives it back (the session it creates clears the row, through
+//! a trigger). Guesses racing at one or many PoPs are therefore checked at
+//! most [`FREE_FAILURES`] times before the lock, and once per lock after
+//! it, however many arrive while the lock is being written. The local
+//! replica is asked first only to refuse a known lock without a round trip.
 
 use sha2::{Digest, Sha256};
 
@@ -23,13 +29,16 @@ pub fn email_key(normalized_email: &str) -> Vec<u8> {
     Sha256::digest(normalized_email.as_bytes()).to_vec()
 }
 
-/// Is the address locked at `now`? `SELECT` parameters: key.
+/// Is the address locked at `now`, as far as the local replica knows?
+/// `SELECT` parameters: key.
 pub const LOCKED_SQL: &str = "SELECT locked_until FROM login_failures WHERE email_key = ?1";
 
-/// Counts one failure and sets the lock. Parameters: key, now.
-pub fn record_failure_sql() -> String {
-    // In an upsert's SET, column names are the row's values before the
-    // update, so `count` is the new failure count.
+/// Reserves one attempt: counts it as a failure and sets the lock the
+/// count calls for, returning `(failures, locked_until)`; returns no row,
+/// and changes nothing, while the address is locked. Parameters: key, now.
+pub fn reserve_sql() -> String {
+    // In an upsert's SET and WHERE, column names are the row's values
+    // before the update, so `count` is the new failure count.
     let count =
         format!("(CASE WHEN window_start <= ?2 - {WINDOW_SECS} THEN 1 ELSE failures + 1 END)");
     format!(
@@ -40,12 +49,15 @@ pub fn record_failure_sql() -> String {
            window_start = CASE WHEN window_start <= ?2 - {WINDOW_SECS} THEN ?2 ELSE window_start END, \
            locked_until = CASE WHEN {count} >= {FREE_FAILURES} \
              THEN ?2 + 1 + min({MAX_LOCK_SECS}, 1 << min(20, {count} - {FREE_FAILURES})) ELSE 0 END \
+         WHERE locked_until <= ?2 \
          RETURNING failures, locked_until"
     )
 }
 
-/// Forgets the failures after a successful sign-in. Parameters: key.
-pub const CLEAR_SQL: &str = "DELETE FROM login_failures WHERE email_key = ?1";
+/// How long a client refused by the reservation is told to wait when the
+/// local replica does not know the lock yet (it arrives within the
+/// replication lag, and the next refusal then names the exact wait).
+pub const UNKNOWN_LOCK_WAIT_SECS: i64 = 1;
 
 /// Seconds until a lock ends, if it has not.
 pub fn retry_after(locked_until: i64, now: i64) -> Option<i64> {

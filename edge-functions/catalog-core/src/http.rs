@@ -22,19 +22,9 @@ pub struct Response {
 
 impl Response {
     pub fn problem(p: Problem) -> Response {
-        let mut headers = vec![
-            (
-                "content-type".to_string(),
-                Problem::CONTENT_TYPE.to_string(),
-            ),
-            ("cache-control".to_string(), "no-store".to_string()),
-        ];
-        if let Some(allow) = p.extensions.get("allow").and_then(|v| v.as_str()) {
-            headers.push(("allow".to_string(), allow.to_string()));
-        }
         Response {
             status: p.status,
-            headers,
+            headers: p.header_fields(),
             body: p.to_json(),
         }
     }

@@ -90,6 +90,24 @@ impl Problem {
         self
     }
 
+    /// The header fields a problem response carries: its content type,
+    /// `Cache-Control: no-store` (an error is never worth caching), and
+    /// the fields its extensions call for: `Allow` for a 405 (RFC 9110
+    /// requires it), `Retry-After` when it names a wait.
+    pub fn header_fields(&self) -> Vec<(String, String)> {
+        let mut fields = vec![
+            ("content-type".to_string(), Self::CONTENT_TYPE.to_string()),
+            ("cache-control".to_string(), "no-store".to_string()),
+        ];
+        if let Some(allow) = self.extensions.get("allow").and_then(|v| v.as_str()) {
+            fields.push(("allow".to_string(), allow.to_string()));
+        }
+        if let Some(secs) = self.extensions.get("retry_after").and_then(|v| v.as_u64()) {
+            fields.push(("retry-after".to_string(), secs.to_string()));
+        }
+        fields
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a problem always serialises")
     }
@@ -104,6 +122,18 @@ impl std::fmt::Display for Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_405_names_the_allowed_methods_and_a_wait_is_a_retry_after() {
+        let fields = Problem::method_not_allowed("PATCH", &["GET", "HEAD"]).header_fields();
+        assert!(fields.contains(&("allow".into(), "GET, HEAD".into())));
+        assert!(fields.contains(&("content-type".into(), Problem::CONTENT_TYPE.into())));
+        let fields = Problem::unavailable("busy")
+            .with("retry_after", 3)
+            .header_fields();
+        assert!(fields.contains(&("retry-after".into(), "3".into())));
+        assert!(!fields.iter().any(|(n, _)| n == "allow"));
+    }
 
     #[test]
     fn serialises_rfc9457_members_and_extensions() {

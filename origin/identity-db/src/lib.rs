@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "refresh_retry",
         sql: include_str!("../migrations/0004_refresh_retry.sql"),
     },
+    Migration {
+        version: 5,
+        name: "signin_reservation",
+        sql: include_str!("../migrations/0005_signin_reservation.sql"),
+    },
 ];
 
 /// Opens (creating if needed) a local identity database file.
@@ -52,7 +57,7 @@ mod tests {
             .unwrap();
         let conn = db.connect().unwrap();
         conn.execute("PRAGMA foreign_keys = ON", ()).await.unwrap();
-        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2, 3, 4, 5]);
         assert!(migrate(&conn).await.unwrap().is_empty(), "idempotent");
         (db, conn)
     }

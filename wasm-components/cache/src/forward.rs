@@ -78,12 +78,9 @@ impl Fetched {
     }
 }
 
-/// The URL as the cache keys it: authority, path and query.
+/// The URL as the cache keys it (see [`crate::key_target`]).
 pub fn target(req: &Request) -> String {
-    let authority = req.uri().authority().map(|a| a.as_str());
-    let host = req.headers().get("host").and_then(|h| h.to_str().ok());
-    let path = req.uri().path_and_query().map(|p| p.as_str());
-    crate::key_target(authority, host, path)
+    crate::key_target(req.uri().path_and_query().map(|p| p.as_str()))
 }
 
 /// Sends the request on untouched.

@@ -82,12 +82,7 @@ async fn fresh_hit(req: &layer::Request) -> Option<Answer> {
     let request_cc = CacheControl::parse(borrowed(&fields.lines("cache-control")));
     storable::lookup(method, &request_cc).ok()?;
     let store = Store::open().ok()?;
-    let host = fields.lines("host").into_iter().next();
-    let target = key_target(
-        req.get_authority().as_deref(),
-        host.as_deref(),
-        req.get_path_with_query().as_deref(),
-    );
+    let target = key_target(req.get_path_with_query().as_deref());
     let primary = key::primary(method, &target);
     let asked = Asked::of_fields(method == "HEAD", method == "GET", &fields);
     let Lookup::Found(entry, judged, _) = lookup(&store, &primary, &fields, &asked).await else {
@@ -102,15 +97,13 @@ async fn fresh_hit(req: &layer::Request) -> Option<Answer> {
     Some(hit(&asked, entry, &judged, ttl as i64, None))
 }
 
-/// What a request's key is made of: its authority (or `Host`) and its
-/// path and query, as the client sent them.
-pub(crate) fn key_target(
-    authority: Option<&str>,
-    host: Option<&str>,
-    path_and_query: Option<&str>,
-) -> String {
-    let authority = authority.or(host).unwrap_or_default();
-    format!("{authority}{}", path_and_query.unwrap_or("/"))
+/// What a request's key is made of: its path and query, as the client
+/// sent them. Not its authority: a PoP serves one app, which Spin routes by
+/// path alone, so every `Host` gets the same answer, and a client choosing
+/// `Host` values could otherwise grow the cache (and push others' entries
+/// out) with copies of one page.
+pub(crate) fn key_target(path_and_query: Option<&str>) -> String {
+    path_and_query.unwrap_or("/").to_string()
 }
 
 /// Request fields by name, from spin-sdk's `http` types or from the

@@ -158,18 +158,7 @@ async fn origin() -> Result<String, Problem> {
 }
 
 fn problem(p: Problem) -> http::Response<Full<Bytes>> {
-    let retry = p
-        .extensions
-        .get("retry_after")
-        .and_then(|v| v.as_u64())
-        .map(|s| s.to_string());
-    let mut headers = vec![(
-        "content-type".to_string(),
-        Problem::CONTENT_TYPE.to_string(),
-    )];
-    if let Some(r) = retry {
-        headers.push(("retry-after".to_string(), r));
-    }
+    let mut headers = p.header_fields();
     if p.status == 401 {
         headers.push(("www-authenticate".to_string(), "Bearer".to_string()));
     }

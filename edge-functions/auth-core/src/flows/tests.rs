@@ -96,6 +96,19 @@ impl World {
         body: serde_json::Value,
         identity: Option<Identity>,
     ) -> Response {
+        self.call_on(&self.identity, method, path, body, identity)
+            .await
+    }
+
+    /// Calls with `db` as the PoP's identity database.
+    async fn call_on(
+        &self,
+        db: &impl Database,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+        identity: Option<Identity>,
+    ) -> Response {
         let body = serde_json::to_vec(&body).unwrap();
         let env = Env {
             now: self.now,
@@ -112,7 +125,7 @@ impl World {
             body: &body,
             identity,
         };
-        handle(req, &self.identity, &self.catalog, &env).await
+        handle(req, db, &self.catalog, &env).await
     }
 
     async fn login(&self, email: &str, password: &str) -> Response {
@@ -375,6 +388,102 @@ async fn wrong_password_and_unknown_email_look_the_same_and_are_throttled() {
     assert_eq!(r.status, 401);
 }
 
+/// A PoP whose replica has not seen the primary's latest commits: reads
+/// go to one database, everything else to another.
+struct Stale<'a> {
+    replica: &'a Db,
+    primary: &'a Db,
+}
+
+impl Database for Stale<'_> {
+    async fn query(&self, sql: &str, params: Vec<SqlValue>) -> Result<Vec<Row>, DbError> {
+        if edge_sql::plainly_reads(sql) {
+            self.replica.query(sql, params).await
+        } else {
+            self.primary.query(sql, params).await
+        }
+    }
+}
+
+async fn login_at(w: &World, pop: &impl Database, password: &str) -> Response {
+    w.call_on(
+        pop,
+        "POST",
+        "/api/v1/auth/login",
+        creds("bob@example.com", password),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn guesses_racing_a_lock_get_at_most_the_free_number_of_password_checks() {
+    // The primary and a replica that has bob's account but will never see
+    // a failure: every guess passes the local lock check, as concurrent
+    // guesses at several PoPs do while the lock is still replicating.
+    let mut w = world().await;
+    let replica = world().await;
+    for at in [&w, &replica] {
+        let r = at
+            .call(
+                "POST",
+                "/api/v1/auth/signup",
+                creds("bob@example.com", PASSWORD),
+            )
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let pop = Stale {
+        replica: &replica.identity,
+        primary: &w.identity,
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let r = login_at(&w, &pop, "a wrong guess").await;
+        if r.status == 429 {
+            assert_eq!(
+                r.header("retry-after"),
+                Some("1"),
+                "the replica does not know the lock's end yet"
+            );
+        }
+        statuses.push(r.status);
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, throttle::FREE_FAILURES as usize, "{statuses:?}");
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)));
+    let count = w
+        .identity
+        .query("SELECT failures FROM login_failures", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        count,
+        vec![vec![SqlValue::Integer(throttle::FREE_FAILURES)]],
+        "refused guesses are not counted"
+    );
+
+    // Once the lock ends, the right password gets in, and the same
+    // statement that starts the session gives the attempts back.
+    w.now += 2;
+    assert_eq!(login_at(&w, &pop, PASSWORD).await.status, 200);
+    let left = w
+        .identity
+        .query("SELECT count(*) FROM login_failures", vec![])
+        .await
+        .unwrap();
+    assert_eq!(left[0][0], SqlValue::Integer(0));
+    let kept = w
+        .identity
+        .query(
+            "SELECT count(*) FROM sessions WHERE signin_key IS NOT NULL",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept[0][0], SqlValue::Integer(0), "the key is not kept");
+}
+
 #[tokio::test]
 async fn a_vendor_account_owns_a_new_vendor_row() {
     let w = world().await;
@@ -487,6 +596,19 @@ async fn bad_requests_are_refused_with_problems_and_change_nothing() {
         .await;
     assert_eq!(jwks.status, 200);
     assert_eq!(json(&jwks)["keys"][0]["kid"], "k1");
+    let types: Vec<_> = jwks
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .collect();
+    assert_eq!(
+        types,
+        [&(
+            "content-type".to_string(),
+            "application/jwk-set+json".to_string()
+        )],
+        "one Content-Type"
+    );
     assert!(json(&jwks)["keys"][0].get("d").is_none());
     let head = w
         .call("HEAD", "/.well-known/jwks.json", serde_json::json!(null))
