@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 mod listen;
 mod open_files;
+pub mod tls;
 
 pub use listen::{LISTEN_BACKLOG, bind};
 pub use open_files::{OPEN_FILES_RESERVE, raise_open_files_limit};

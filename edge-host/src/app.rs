@@ -32,6 +32,8 @@ pub struct HostOptions {
     pub primary_token: String,
     /// Simulated extra round-trip time to the primary.
     pub origin_delay: std::time::Duration,
+    /// Whom an `https` primary must prove it is.
+    pub origin_tls: replica::tls::ClientConfig,
     /// A TOML file of variable values, consulted before the environment
     /// and re-read when it changes.
     pub variables_file: Option<PathBuf>,
@@ -121,9 +123,14 @@ pub async fn load(
         databases.insert(label.clone(), Arc::new(db));
     }
     for (label, url) in &options.remote {
-        let db = RemoteDatabase::open(url, &options.primary_token, options.origin_delay)
-            .await
-            .with_context(|| format!("opening remote database {label:?} at {url}"))?;
+        let db = RemoteDatabase::open(
+            url,
+            &options.primary_token,
+            options.origin_delay,
+            options.origin_tls.clone(),
+        )
+        .await
+        .with_context(|| format!("opening remote database {label:?} at {url}"))?;
         databases.insert(label.clone(), Arc::new(db));
     }
     for (label, r) in replicas {

@@ -55,6 +55,10 @@ struct Args {
     /// Simulated extra round-trip time to the primary, in milliseconds.
     #[arg(long, default_value_t = 0)]
     origin_delay_ms: u64,
+    /// A PEM file of CA certificates an `https` primary's certificate may
+    /// chain to, beside the web PKI's roots (a primary with a private CA).
+    #[arg(long, value_name = "FILE")]
+    origin_ca: Option<PathBuf>,
     /// A TOML file of application variable values (`name = "value"`),
     /// looked up before `SPIN_VARIABLE_*` and re-read when it changes, so
     /// keys can be rotated without a restart.
@@ -151,12 +155,14 @@ async fn run(args: Args) -> Result<()> {
         },
         ..limits::Limits::default()
     };
+    let origin_tls = replica::tls::client_config(args.origin_ca.as_deref())?;
     let options = app::HostOptions {
         manifest: args.manifest.clone(),
         sqlite: args.sqlite.into_iter().collect::<BTreeMap<_, _>>(),
         remote: args.remote.iter().cloned().collect(),
         primary_token: args.primary_token.clone(),
         origin_delay: Duration::from_millis(args.origin_delay_ms),
+        origin_tls: origin_tls.clone(),
         variables_file: args.variables_file.clone(),
         cache_dir: args.cache_dir.clone(),
         deny_adapter: args.deny_adapter.clone(),
@@ -172,6 +178,7 @@ async fn run(args: Args) -> Result<()> {
             token: args.primary_token.clone(),
             interval: Duration::from_millis(args.sync_interval_ms.max(1)),
             delay: Duration::from_millis(args.origin_delay_ms),
+            tls: origin_tls.clone(),
         };
         let r = replica::Replica::start(config)
             .await

@@ -116,6 +116,13 @@ struct Args {
     /// gateway), so only the total bounds it. Repeat for several.
     #[arg(long = "trusted-proxy", value_name = "IP")]
     trusted_proxies: Vec<std::net::IpAddr>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key):
+    /// replication and Hrana cross the internet in production.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Largest body the checkout API and the webhook endpoint read.
@@ -284,9 +291,14 @@ async fn main() -> Result<()> {
         hrana,
         primaries: primaries.clone(),
     });
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(admission::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = admission::bind(args.listen)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "edgeshop-origin listening on http://{}",
+        "edgeshop-origin listening on {scheme}://{}",
         listener.local_addr()?
     );
     std::io::stdout().flush()?;
@@ -297,23 +309,26 @@ async fn main() -> Result<()> {
         trusted: args.trusted_proxies.clone(),
     });
     loop {
-        let (stream, _, permit) = tokio::select! {
+        let (stream, peer, permit) = tokio::select! {
             a = connections.accept(&listener) => a,
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         };
         let _ = stream.set_nodelay(true);
         let origin = origin.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let origin = origin.clone();
-                async move { Ok::<_, std::convert::Infallible>(origin.handle(req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
+            match tls {
+                None => serve_connection(stream, origin).await,
+                Some(tls) => {
+                    let handshake = tls.accept(stream);
+                    match tokio::time::timeout(admission::tls::HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => serve_connection(stream, origin).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -321,6 +336,22 @@ async fn main() -> Result<()> {
     tokio::task::spawn_blocking(move || primaries.values().for_each(|p| p.shutdown())).await?;
     tracing::info!("origin stopped");
     Ok(())
+}
+
+/// Serves HTTP/1.1 requests on one connection, plain or TLS.
+async fn serve_connection<S>(stream: S, origin: Arc<Origin>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let origin = origin.clone();
+        async move { Ok::<_, std::convert::Infallible>(origin.handle(req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+        .await;
 }
 
 /// Opens, migrates and starts replicating one database. Its connection

@@ -3,8 +3,8 @@
 //! and the faults a PoP must ride out without a manual step.
 
 use edgeshop_e2e::{
-    Host, TempDir, content_hash, get, primary_connection, probe, replica_hash, request, root,
-    start_origin, start_origin_on_seed, start_pop, wait_ready,
+    Host, TempDir, content_hash, get, post_json, primary_connection, private_ca, probe,
+    replica_hash, request, root, start_origin, start_origin_on_seed, start_pop, wait_ready,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -353,4 +353,61 @@ async fn a_pop_under_read_load_follows_generation_rolls() {
     for r in readers {
         assert!(r.await.unwrap() > 0);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pop_replicates_and_writes_over_tls_and_refuses_a_certificate_it_cannot_trust() {
+    let dir = TempDir::new("pop-tls");
+    let ca = private_ca(&dir.0);
+    let (cert, key, ca_file) = (
+        ca.cert.display().to_string(),
+        ca.key.display().to_string(),
+        ca.ca.display().to_string(),
+    );
+    let origin = start_origin_on_seed(&dir.0, &["--tls-cert", &cert, "--tls-key", &key]);
+    assert!(origin.url.starts_with("https://"), "{}", origin.url);
+    let manifest = root().join("spin.toml");
+
+    // Trusting the operator's CA: bootstraps, pulls, and writes through.
+    let fra = start_pop(
+        &manifest,
+        &origin.url,
+        &dir.0.join("fra"),
+        &["--origin-ca", &ca_file],
+    )
+    .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
+    wait_ready(&fra).await;
+    let r = get(&format!("{}/api/v1/products/42", fra.url)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let signup = post_json(
+        &format!("{}/api/v1/auth/signup", fra.url),
+        &serde_json::json!({ "email": "tls@example.com", "password": "a long enough password" }),
+        &[],
+    )
+    .await;
+    assert_eq!(signup.status, 201, "{}", signup.text());
+    let token = signup.json()["access_token"].as_str().unwrap().to_string();
+    let me = edgeshop_e2e::browse(
+        &format!("{}/api/v1/auth/me", fra.url),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(me.status, 200, "the PoP reads its own write: {}", me.text());
+
+    // Without the CA the same certificate is refused: never ready, and
+    // the replica says why.
+    let doubter = start_pop(&manifest, &origin.url, &dir.0.join("iad"), &[])
+        .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let h = probe(&format!("{}/.well-known/edgeshop/health", doubter.url)).await;
+    assert_eq!(h.status, 503, "{}", h.text());
+    let s = probe(&format!("{}/.well-known/edgeshop/replication", doubter.url))
+        .await
+        .json();
+    let why = s["replicas"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.to_ascii_lowercase().contains("certificate"),
+        "{s}\n{}",
+        doubter.log()
+    );
 }

@@ -15,13 +15,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// The connector every replica uses: plain HTTP or TLS, plus the delay.
 pub type Connector = Delay<hyper_rustls::HttpsConnector<hyper014::client::HttpConnector>>;
 
-/// An HTTP(S) connector with `delay` added to each round trip.
-pub fn connector(delay: Duration) -> Connector {
+/// An HTTP(S) connector with `delay` added to each round trip, trusting
+/// for `https` what `tls` trusts.
+pub fn connector(delay: Duration, tls: crate::tls::ClientConfig) -> Connector {
     let mut http = hyper014::client::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+        .with_tls_config((*tls).clone())
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);

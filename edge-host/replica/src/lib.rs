@@ -14,6 +14,7 @@
 
 pub mod delay;
 mod position;
+pub mod tls;
 
 pub use position::Position;
 
@@ -37,6 +38,8 @@ pub struct Config {
     pub interval: Duration,
     /// Simulated extra round-trip time to the primary.
     pub delay: Duration,
+    /// Whom an `https` primary must prove it is ([`tls::client_config`]).
+    pub tls: tls::ClientConfig,
 }
 
 /// What the status endpoint and the logs report.
@@ -153,7 +156,7 @@ impl Replica {
     pub async fn start(config: Config) -> Result<Arc<Replica>, Error> {
         std::fs::create_dir_all(&config.dir)?;
         let replica = Arc::new(Replica {
-            connector: delay::connector(config.delay),
+            connector: delay::connector(config.delay, config.tls.clone()),
             gate: tokio::sync::RwLock::new(()),
             active: RwLock::new(None),
             state: Mutex::new(State {

@@ -357,9 +357,10 @@ impl RemoteDatabase {
         url: &str,
         token: &str,
         delay: std::time::Duration,
+        tls: replica::tls::ClientConfig,
     ) -> anyhow::Result<RemoteDatabase> {
         let db = libsql::Builder::new_remote(url.to_string(), token.to_string())
-            .connector(replica::delay::connector(delay))
+            .connector(replica::delay::connector(delay, tls))
             .build()
             .await?;
         Ok(RemoteDatabase {

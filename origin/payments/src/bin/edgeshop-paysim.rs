@@ -2,16 +2,11 @@
 //! API on one port, with injectable faults (`--decline-percent`, ...; or
 //! `POST /_sim/faults` at run time) and signed webhooks.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use payments::sim::{Faults, Options, Simulator};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tokio_rustls::rustls::{
-    self,
-    pki_types::{PrivateKeyDer, pem::PemObject},
-};
+use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(name = "edgeshop-paysim")]
@@ -78,7 +73,7 @@ async fn main() -> Result<()> {
         webhook_secret: args.webhook_secret,
     });
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(admission::tls::acceptor(cert, key)?),
         _ => None,
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -99,20 +94,4 @@ async fn main() -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(())
-}
-
-/// A TLS acceptor for the certificate chain and key in these PEM files.
-fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
-    let chain = payments::stripe::read_pem_certificates(cert).context("reading --tls-cert")?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("reading a private key from {}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .context("the certificate and key do not go together")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
