@@ -1,4 +1,6 @@
-//! Serving HTTPS from PEM files: the certificate chain and its key.
+//! TLS from PEM files: serving HTTPS with a certificate chain and its
+//! key, and the roots a client trusts (the web PKI's, plus an operator's
+//! private CA when one is given).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,24 +26,52 @@ pub enum TlsFilesError {
     Key { path: PathBuf, why: String },
     #[error("the certificate and key do not go together: {0}")]
     Mismatch(rustls::Error),
+    #[error("a certificate cannot be a trusted root: {0}")]
+    Root(rustls::Error),
     #[error(transparent)]
     Tls(rustls::Error),
+}
+
+/// Every certificate in the PEM file `path`; none is an error.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFilesError> {
+    let unreadable = |why: String| TlsFilesError::Chain {
+        path: path.to_path_buf(),
+        why,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| unreadable(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| unreadable(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsFilesError::NoCertificate(path.to_path_buf()));
+    }
+    Ok(certs)
+}
+
+/// Client settings trusting the web PKI's roots and `extra` (TLS 1.2 and
+/// 1.3 with ring). There is deliberately no way to skip the check.
+pub fn client_config(
+    extra: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, TlsFilesError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in extra {
+        roots.add(cert.clone()).map_err(TlsFilesError::Root)?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(TlsFilesError::Tls)?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// An acceptor serving the chain in `cert` with the key in `key` (PEM),
 /// TLS 1.2 and 1.3 with ring, HTTP/1.1 by ALPN.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsFilesError> {
-    let unreadable = |why: String| TlsFilesError::Chain {
-        path: cert.to_path_buf(),
-        why,
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| unreadable(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| unreadable(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(TlsFilesError::NoCertificate(cert.to_path_buf()));
-    }
+    let chain = read_certificates(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsFilesError::Key {
         path: key.to_path_buf(),
         why: e.to_string(),
@@ -56,4 +86,35 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsFilesError> {
     .map_err(TlsFilesError::Mismatch)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_empty_certificate_file_is_an_error_naming_it() {
+        let dir = std::env::temp_dir().join(format!("admission-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        let e = read_certificates(&missing).unwrap_err();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        assert!(matches!(
+            read_certificates(&empty),
+            Err(TlsFilesError::NoCertificate(_))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(client_config(&[]).is_ok());
+    }
+
+    #[test]
+    fn a_certificate_that_is_not_one_cannot_be_a_root() {
+        let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+        assert!(matches!(
+            client_config(&[junk]),
+            Err(TlsFilesError::Root(_))
+        ));
+    }
 }

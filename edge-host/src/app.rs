@@ -34,6 +34,8 @@ pub struct HostOptions {
     pub origin_delay: std::time::Duration,
     /// Whom an `https` primary must prove it is.
     pub origin_tls: replica::tls::ClientConfig,
+    /// Components' outbound HTTP, trusting the same roots.
+    pub outbound: crate::capabilities::outbound::Sender,
     /// A TOML file of variable values, consulted before the environment
     /// and re-read when it changes.
     pub variables_file: Option<PathBuf>,
@@ -200,6 +202,7 @@ pub async fn load(
             keyvalue: kv,
             variables,
             outbound: Arc::new(outbound),
+            sender: options.outbound.clone(),
         };
         granted.insert(id.clone(), (bytes, caps));
     }

@@ -157,6 +157,7 @@ impl ComponentHandler {
             http: WasiHttpCtx::new(),
             hooks: OutboundHooks {
                 policy: self.caps.outbound.clone(),
+                sender: self.caps.sender.clone(),
                 component_id: self.id.clone(),
             },
             limits: StoreLimitsBuilder::new()

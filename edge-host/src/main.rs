@@ -55,8 +55,9 @@ struct Args {
     /// Simulated extra round-trip time to the primary, in milliseconds.
     #[arg(long, default_value_t = 0)]
     origin_delay_ms: u64,
-    /// A PEM file of CA certificates an `https` primary's certificate may
-    /// chain to, beside the web PKI's roots (a primary with a private CA).
+    /// A PEM file of CA certificates an `https` origin's certificate may
+    /// chain to, beside the web PKI's roots (an origin with a private CA):
+    /// trusted for replication, Hrana and components' outbound calls.
     #[arg(long, value_name = "FILE")]
     origin_ca: Option<PathBuf>,
     /// A TOML file of application variable values (`name = "value"`),
@@ -155,7 +156,17 @@ async fn run(args: Args) -> Result<()> {
         },
         ..limits::Limits::default()
     };
-    let origin_tls = replica::tls::client_config(args.origin_ca.as_deref())?;
+    // Whom the origin must prove it is: the web PKI's roots, and the
+    // operator's CA for a private certificate; for replication, Hrana and
+    // the checkout gateway's calls alike.
+    let operator_roots = match &args.origin_ca {
+        Some(path) => admission::tls::read_certificates(path).context("--origin-ca")?,
+        None => Vec::new(),
+    };
+    let origin_tls = replica::tls::client_config(&operator_roots).context("--origin-ca")?;
+    let outbound = capabilities::outbound::Sender::new(
+        admission::tls::client_config(&operator_roots).context("--origin-ca")?,
+    );
     let options = app::HostOptions {
         manifest: args.manifest.clone(),
         sqlite: args.sqlite.into_iter().collect::<BTreeMap<_, _>>(),
@@ -163,6 +174,7 @@ async fn run(args: Args) -> Result<()> {
         primary_token: args.primary_token.clone(),
         origin_delay: Duration::from_millis(args.origin_delay_ms),
         origin_tls: origin_tls.clone(),
+        outbound,
         variables_file: args.variables_file.clone(),
         cache_dir: args.cache_dir.clone(),
         deny_adapter: args.deny_adapter.clone(),

@@ -183,8 +183,9 @@ async fn main() -> Result<()> {
                 secret_key: args.payments_key.clone(),
                 timeout: std::time::Duration::from_millis(args.payments_timeout_ms),
                 extra_roots: match &args.payments_ca {
-                    Some(path) => payments::stripe::read_pem_certificates(path)
-                        .context("reading --payments-ca")?,
+                    Some(path) => {
+                        admission::tls::read_certificates(path).context("reading --payments-ca")?
+                    }
                     None => Vec::new(),
                 },
             })

@@ -89,6 +89,40 @@ async fn a_middleware_has_only_the_grants_it_inherits() {
 }
 
 #[tokio::test]
+async fn a_secret_variable_is_read_only_by_the_component_that_declares_it() {
+    // As in spin.toml, where only auth declares `token_signing_key`: the
+    // app defines the secret, one component declares it, and the others,
+    // or a layer in front of them inheriting everything, ask by name.
+    let host = host();
+    let r = edgeshop_e2e::get(&format!("{}/keeper/variable?name=signing_key", host.url)).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "granted: the keeper's secret")
+    );
+    for probe in [
+        "/variable?name=signing_key",
+        "/all/mw/variable?name=signing_key",
+        "/mw/variable?name=signing_key",
+    ] {
+        let r = edgeshop_e2e::get(&format!("{}{probe}", host.url)).await;
+        assert_eq!(r.status, 403, "{probe}: {}", r.text());
+        assert!(
+            !r.text().contains("keeper's secret"),
+            "{probe}: {}",
+            r.text()
+        );
+    }
+    let r = edgeshop_e2e::get(&format!("{}/variable?name=signing_key", host.url)).await;
+    assert!(r.text().contains("Undefined"), "{}", r.text());
+    // What it declares, it reads.
+    let r = edgeshop_e2e::get(&format!("{}/variable?name=greeting", host.url)).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "granted: hello from the component's variables")
+    );
+}
+
+#[tokio::test]
 async fn bodies_stream_through_the_chain_and_failures_stay_contained() {
     let host = host();
     let body = vec![b'x'; 200_000];

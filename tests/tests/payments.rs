@@ -167,7 +167,7 @@ async fn the_client_speaks_https_and_trusts_only_the_roots_it_is_given() {
         base_url: sim.url.clone(),
         secret_key: "sk_test_edgeshop".into(),
         timeout: Duration::from_secs(5),
-        extra_roots: payments::stripe::read_pem_certificates(&ca.ca).unwrap(),
+        extra_roots: admission::tls::read_certificates(&ca.ca).unwrap(),
     })
     .unwrap();
     contract(&trusting).await;
@@ -188,7 +188,7 @@ async fn the_client_speaks_https_and_trusts_only_the_roots_it_is_given() {
     // A file without certificates is a start-up error, not a silent default.
     let empty = dir.0.join("empty.pem");
     std::fs::write(&empty, "").unwrap();
-    assert!(payments::stripe::read_pem_certificates(&empty).is_err());
+    assert!(admission::tls::read_certificates(&empty).is_err());
 }
 
 /// A server that records webhook deliveries: (Stripe-Signature, body).

@@ -4,7 +4,8 @@
 
 use edgeshop_e2e::{
     Host, TempDir, content_hash, get, post_json, primary_connection, private_ca, probe,
-    replica_hash, request, root, start_origin, start_origin_on_seed, start_pop, wait_ready,
+    replica_hash, request, root, start_origin, start_origin_on_seed, start_pop, start_pop_with,
+    wait_ready,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -368,12 +369,14 @@ async fn a_pop_replicates_and_writes_over_tls_and_refuses_a_certificate_it_canno
     assert!(origin.url.starts_with("https://"), "{}", origin.url);
     let manifest = root().join("spin.toml");
 
-    // Trusting the operator's CA: bootstraps, pulls, and writes through.
-    let fra = start_pop(
+    // Trusting the operator's CA: bootstraps, pulls, and writes through;
+    // its checkout gateway reaches the same origin with the same trust.
+    let fra = start_pop_with(
         &manifest,
         &origin.url,
         &dir.0.join("fra"),
         &["--origin-ca", &ca_file],
+        &[("SPIN_VARIABLE_ORIGIN_URL", origin.url.clone())],
     )
     .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
     wait_ready(&fra).await;
@@ -393,6 +396,13 @@ async fn a_pop_replicates_and_writes_over_tls_and_refuses_a_certificate_it_canno
     )
     .await;
     assert_eq!(me.status, 200, "the PoP reads its own write: {}", me.text());
+    let orders = edgeshop_e2e::browse(
+        &format!("{}/api/v1/orders", fra.url),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(orders.status, 200, "through the gateway: {}", orders.text());
+    assert_eq!(orders.json()["orders"].as_array().map(Vec::len), Some(0));
 
     // Without the CA the same certificate is refused: never ready, and
     // the replica says why.

@@ -26,4 +26,6 @@ pub struct ComponentCapabilities {
     pub keyvalue: keyvalue::KeyValueGrants,
     pub variables: variables::ComponentVariables,
     pub outbound: Arc<outbound::OutboundPolicy>,
+    /// The host's one outbound client.
+    pub sender: outbound::Sender,
 }

@@ -2,8 +2,12 @@
 //!
 //! [`OutboundPolicy`] is pure (is this URL allowed?); [`OutboundHooks`]
 //! plugs it into wasmtime-wasi-http so a denied request fails with
-//! `HTTP-request-denied` before any connection is made.
+//! `HTTP-request-denied` before any connection is made, and an allowed one
+//! goes out through the host's [`Sender`].
 
+mod send;
+
+pub use send::Sender;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +89,11 @@ impl OutboundPolicy {
     }
 }
 
-/// wasmtime-wasi-http hooks that enforce an [`OutboundPolicy`], and send
-/// a middleware's `next(req)` to the next layer.
+/// wasmtime-wasi-http hooks that enforce an [`OutboundPolicy`] and send
+/// what it allows.
 pub struct OutboundHooks {
     pub policy: std::sync::Arc<OutboundPolicy>,
+    pub sender: Sender,
     pub component_id: String,
 }
 
@@ -117,12 +122,15 @@ impl WasiHttpHooks for OutboundHooks {
             return Box::new(async move { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let _ = fut;
+        let sender = self.sender.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let response = sender.send(request, options).await?;
+            // The pool drives the connection, so nothing is left to report
+            // once the response head is here.
+            let done = async { Ok(()) };
             Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                response,
+                Box::new(done) as Box<dyn Future<Output = _> + Send>,
             ))
         })
     }

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_rustls::rustls::{self, pki_types::CertificateDer};
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 /// Longest answer the client reads; Stripe objects are a few KB.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -32,7 +32,7 @@ pub struct Config {
     /// Per call, connection to last byte.
     pub timeout: Duration,
     /// Roots trusted besides the web PKI's for `https://` (a private CA,
-    /// an egress proxy's); see [`read_pem_certificates`].
+    /// an egress proxy's); see `admission::tls::read_certificates`.
     pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
@@ -42,10 +42,8 @@ pub struct Config {
 pub enum ConfigError {
     #[error("the payments URL {0:?} is not an http:// or https:// URL with a host")]
     Url(String),
-    #[error("an extra root certificate was refused: {0}")]
-    Root(rustls::Error),
     #[error("TLS could not be set up: {0}")]
-    Tls(rustls::Error),
+    Tls(#[from] admission::tls::TlsFilesError),
 }
 
 /// The HTTP client; cheap to clone (one connection pool).
@@ -91,7 +89,7 @@ impl Client {
         connector.set_connect_timeout(Some(config.timeout));
         connector.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(&config.extra_roots)?)
+            .with_tls_config(admission::tls::client_config(&config.extra_roots)?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
@@ -184,41 +182,6 @@ impl Client {
         }
         Err(error_from(status, &body))
     }
-}
-
-/// The client's TLS settings: TLS 1.2 and 1.3 with ring, the web PKI's roots
-/// plus `extra`. (The connector sets ALPN to HTTP/1.1 itself.)
-fn tls_config(extra: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, ConfigError> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    for cert in extra {
-        roots.add(cert.clone()).map_err(ConfigError::Root)?;
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(ConfigError::Tls)?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
-}
-
-/// Every certificate in a PEM file (`--payments-ca`).
-pub fn read_pem_certificates(
-    path: &std::path::Path,
-) -> Result<Vec<CertificateDer<'static>>, std::io::Error> {
-    use rustls::pki_types::pem::PemObject;
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(std::io::Error::other(format!(
-            "{}: no PEM certificates in it",
-            path.display()
-        )));
-    }
-    Ok(certs)
 }
 
 fn is_loopback(host: &str) -> bool {

@@ -12,6 +12,8 @@
 //! - `/kv/spin?op=set|get|delete|exists|keys&key=K&value=V`: spin:key-value.
 //! - `/kv/incr?key=K`, `/kv/cas-incr?key=K`, `/kv/batch`, `/kv/denied`:
 //!   wasi:keyvalue atomics, compare-and-swap, batch, and an ungranted store.
+//! - `.../variable?name=N`: reads the variable `N` (403 with the host's
+//!   reason when this component may not).
 //! - `/sql` (POST, body = one SQL statement): runs it on the `catalog`
 //!   database and answers the rows as JSON text; only the fixture
 //!   `tests/fixtures/replica-guests.toml` grants that database.
@@ -112,6 +114,17 @@ async fn handle(req: Request) -> Resp {
                 .map(|v| String::from_utf8_lossy(&v).to_string())
                 .unwrap_or_else(|| "0".to_string());
             text(200, n)
+        }
+        p if p.ends_with("/variable") => {
+            let name = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("name="))
+                .unwrap_or_default();
+            match spin_sdk::variables::get(name).await {
+                Ok(v) => text(200, format!("granted: {v}")),
+                Err(e) => text(403, format!("denied: {e:?}")),
+            }
         }
         "/sql" => match req.into_body().collect().await {
             Ok(b) => sql(&String::from_utf8_lossy(&b.to_bytes())).await,

@@ -5,10 +5,11 @@
 //!   this layer sets, `x-chain` gets `mw` appended on the way in and out,
 //!   and the rest goes to `next`.
 //! - `.../mw/stop`: answers 403 itself; the next layer never runs.
-//! - `.../mw/sqlite`, `.../mw/kv`, `.../mw/variable`, `.../mw/outbound?url=`:
-//!   say whether it may open the `catalog` database, open the `default`
-//!   key-value store, read the `greeting` variable, or call `url`: each only
-//!   if it inherited that part of the component's configuration.
+//! - `.../mw/sqlite`, `.../mw/kv`, `.../mw/variable[?name=N]`,
+//!   `.../mw/outbound?url=`: say whether it may open the `catalog`
+//!   database, open the `default` key-value store, read the variable `N`
+//!   (`greeting` by default), or call `url`: each only if it inherited that
+//!   part of the component's configuration.
 //! - `.../mw/panic`: traps.
 
 use bytes::Bytes;
@@ -46,7 +47,13 @@ async fn handle(mut req: Request) -> impl spin_sdk::http::IntoResponse {
             .into_response();
         }
         Some("variable") => {
-            return match spin_sdk::variables::get("greeting").await {
+            let name = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("name="))
+                .unwrap_or("greeting")
+                .to_string();
+            return match spin_sdk::variables::get(&name).await {
                 Ok(v) => text(200, format!("granted: {v}")),
                 Err(e) => text(403, format!("denied: {e:?}")),
             }
