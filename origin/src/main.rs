@@ -8,6 +8,7 @@
 mod checkout;
 mod hrana;
 mod sqlite;
+mod vendor;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -155,6 +156,8 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, problem::Probl
 struct Origin {
     catalog: libsql::Connection,
     checkout: Option<Arc<checkout::Checkout>>,
+    /// The vendor API; it needs the identity primary.
+    vendors: Option<vendor::Vendors>,
     hrana: Arc<hrana::HranaServer>,
     /// Replicated databases, by name.
     primaries: BTreeMap<String, Arc<replication::Primary>>,
@@ -286,9 +289,27 @@ async fn main() -> Result<()> {
             None
         }
     };
+    let vendors = match &args.identity {
+        Some(identity) => Some(
+            vendor::Vendors::open(
+                &libsql::Builder::new_local(&args.catalog).build().await?,
+                &libsql::Builder::new_local(identity).build().await?,
+                match &args.orders {
+                    Some(p) => Some(libsql::Builder::new_local(p).build().await?),
+                    None => None,
+                }
+                .as_ref(),
+                args.variables_file.clone(),
+            )
+            .await
+            .context("starting the vendor API")?,
+        ),
+        None => None,
+    };
     let origin = Arc::new(Origin {
         catalog: conn,
         checkout,
+        vendors,
         hrana,
         primaries: primaries.clone(),
     });
@@ -420,6 +441,9 @@ impl Origin {
             }
             return self.hrana(req, &path, db).await;
         }
+        if path.starts_with("/api/v1/vendor/") {
+            return self.vendor(req).await;
+        }
         if path.starts_with("/api/v1/") || path.starts_with("/webhooks/") {
             return self.checkout(req).await;
         }
@@ -461,6 +485,30 @@ impl Origin {
             )));
         };
         answer_response(a)
+    }
+
+    async fn vendor(&self, req: Request<Incoming>) -> Response<Body> {
+        let Some(vendors) = &self.vendors else {
+            return problem(problem::Problem::unavailable(
+                "the vendor API is not configured at this origin (start it with --identity)",
+            ));
+        };
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body, vendor_core::MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(p) => return problem(p),
+        };
+        answer_response(
+            vendors
+                .handle(
+                    &parts.method,
+                    parts.uri.path(),
+                    parts.uri.query(),
+                    &parts.headers,
+                    body,
+                )
+                .await,
+        )
     }
 
     async fn hrana(&self, req: Request<Incoming>, path: &str, db: &str) -> Response<Body> {
@@ -594,10 +642,13 @@ fn reply(status: u16, content_type: &'static str, body: Vec<u8>) -> Response<Bod
     let mut r = Response::new(full(body));
     *r.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(content_type),
-    );
+    // A 204 has no content to describe.
+    if status != 204 {
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
+    }
     r
 }
 

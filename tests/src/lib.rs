@@ -4,6 +4,8 @@
 //! `cargo xtask test` builds the binaries and components first; run alone,
 //! `cargo test` fails with a message saying so.
 
+pub mod openapi;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -123,7 +123,8 @@ async fn health_and_unrouted_paths() {
             "cache",
             "catalog",
             "checkout",
-            "ratelimit"
+            "ratelimit",
+            "vendor"
         ])
     );
     // Routes sharing a chain share its composed component.
@@ -133,6 +134,7 @@ async fn health_and_unrouted_paths() {
             "ratelimit > auth-middleware > auth",
             "ratelimit > auth-middleware > cache > catalog",
             "ratelimit > auth-middleware > checkout",
+            "ratelimit > auth-middleware > vendor",
         ])
     );
     assert_eq!(

@@ -14,6 +14,7 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("ratelimit", "ratelimit"),
     ("cache", "cache"),
     ("checkout", "checkout"),
+    ("vendor", "vendor"),
     ("hello", "hello"),
     ("test-guests", "test_guests"),
     ("test-middleware", "test_middleware"),

@@ -17,6 +17,7 @@ mod routes;
 
 pub use cursor::{CursorKey, CursorSigner};
 pub use http::{Response, etag_for};
+pub use model::rfc3339;
 pub use params::{ListParams, Sort};
 pub use query::SqlValue;
 pub use routes::Route;

@@ -107,7 +107,7 @@ pub(crate) fn vendor(row: &[SqlValue]) -> Value {
 
 /// Unix seconds to `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC), using
 /// the days-to-civil algorithm so no date crate is needed in the guest.
-pub(crate) fn rfc3339(secs: i64) -> String {
+pub fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let tod = secs.rem_euclid(86_400);
     let z = days + 719_468;

@@ -11,22 +11,27 @@ const PRODUCT_COLUMNS: &str = "p.id, p.slug, p.vendor_id, p.title, p.description
      (SELECT group_concat(pc.category_id) FROM product_categories pc WHERE pc.product_id = p.id), \
      v.name, v.slug";
 
+/// Shoppers see published products only; a vendor's drafts stay theirs.
+const PUBLISHED: &str = "p.status = 'published'";
+
 pub(crate) fn product() -> String {
     format!(
-        "SELECT {PRODUCT_COLUMNS}, NULL FROM products p JOIN vendors v ON v.id = p.vendor_id WHERE p.id = ?"
+        "SELECT {PRODUCT_COLUMNS}, NULL FROM products p JOIN vendors v ON v.id = p.vendor_id \
+         WHERE p.id = ? AND {PUBLISHED}"
     )
 }
 
 pub(crate) fn categories() -> String {
     "SELECT c.id, c.slug, c.name, c.parent_id, \
-       (SELECT count(*) FROM product_categories pc WHERE pc.category_id = c.id) \
+       (SELECT count(*) FROM product_categories pc JOIN products p ON p.id = pc.product_id \
+        WHERE pc.category_id = c.id AND p.status = 'published') \
      FROM categories c ORDER BY c.id"
         .to_string()
 }
 
 pub(crate) fn vendor() -> String {
     "SELECT v.id, v.slug, v.name, v.description, v.country, v.created_at, v.updated_at, \
-       (SELECT count(*) FROM products p WHERE p.vendor_id = v.id) \
+       (SELECT count(*) FROM products p WHERE p.vendor_id = v.id AND p.status = 'published') \
      FROM vendors v WHERE v.id = ?"
         .to_string()
 }
@@ -35,7 +40,7 @@ pub(crate) fn vendor() -> String {
 /// there is a next page without a second query.
 pub(crate) fn list(params: &ListParams, after: Option<&CursorKey>) -> (String, Vec<SqlValue>) {
     let mut binds = Vec::new();
-    let mut conds: Vec<String> = Vec::new();
+    let mut conds: Vec<String> = vec![PUBLISHED.into()];
     let (from, score) = match &params.fts {
         Some(expr) => {
             conds.push("products_fts MATCH ?".into());
@@ -95,11 +100,7 @@ pub(crate) fn list(params: &ListParams, after: Option<&CursorKey>) -> (String, V
             CursorKey::Real(k, id) => binds.extend([SqlValue::Real(*k), SqlValue::Integer(*id)]),
         }
     }
-    let where_clause = if conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conds.join(" AND "))
-    };
+    let where_clause = format!(" WHERE {}", conds.join(" AND "));
     let sql = format!(
         "SELECT {PRODUCT_COLUMNS}, {score} FROM {from} JOIN vendors v ON v.id = p.vendor_id{where_clause} \
          ORDER BY {order} LIMIT {}",

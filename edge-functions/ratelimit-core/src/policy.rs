@@ -197,6 +197,7 @@ mod tests {
         assert_eq!(name("/api/v1/auth/me"), Some("browse"));
         assert_eq!(name("/api/v1/checkout/orders"), Some("checkout"));
         assert_eq!(name("/api/v1/vendor/uploads/abc"), Some("uploads"));
+        assert_eq!(name("/api/v1/vendor/products/7"), Some("vendor"));
         let sign_in = l.policy_for("/api/v1/auth/signup").unwrap();
         assert!(!sign_in.fail_open);
         assert_eq!(sign_in.key, KeyKind::Client);

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "stock_holds",
         sql: include_str!("../migrations/0002_stock_holds.sql"),
     },
+    Migration {
+        version: 3,
+        name: "product_status",
+        sql: include_str!("../migrations/0003_product_status.sql"),
+    },
 ];
 
 /// Opens (creating if needed) a local catalog database file.

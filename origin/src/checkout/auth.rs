@@ -1,6 +1,7 @@
-//! Who is checking out: the origin verifies the shopper's access token
-//! itself (keys from the same variables file the PoPs read) and checks the
-//! session against the identity primary. It trusts nothing a PoP says.
+//! Who is calling an origin API (checkout, orders, the vendor API): the
+//! origin verifies the access token itself (keys from the same variables
+//! file the PoPs read) and checks the session against the identity
+//! primary. It trusts nothing a PoP says.
 
 use problem::Problem;
 use std::path::PathBuf;
@@ -112,4 +113,34 @@ impl Verifier {
             roles: claims.roles,
         })
     }
+}
+
+/// Whether `who`'s session is live at the identity primary: a signature
+/// proves only who signed (the same rule a PoP's gate applies to its
+/// replica).
+pub async fn session_is_live(
+    identity: &libsql::Connection,
+    who: &Shopper,
+    now_secs: i64,
+) -> Result<bool, libsql::Error> {
+    let mut rows = identity
+        .query(
+            auth_core::gate::LIVE_SESSION,
+            libsql::params![who.session.clone(), who.account, now_secs],
+        )
+        .await?;
+    Ok(match rows.next().await? {
+        Some(row) => row.get::<i64>(0)? == 1,
+        None => false,
+    })
+}
+
+/// The 401 for a token whose session has ended.
+pub fn session_ended() -> Problem {
+    Problem::new(
+        401,
+        "invalid-token",
+        "Invalid token",
+        auth_core::gate::SESSION_ENDED,
+    )
 }

@@ -12,7 +12,7 @@
 //! Background tasks resume due sagas (after a crash, or after a request's
 //! budget ran out), publish the outbox, and expire idempotency keys.
 
-mod auth;
+pub mod auth;
 mod saga_run;
 mod stock;
 mod store;
@@ -75,7 +75,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn json(status: u16, v: &serde_json::Value) -> Answer {
+    pub(crate) fn json(status: u16, v: &serde_json::Value) -> Answer {
         Answer {
             status,
             content_type: "application/json",
@@ -83,7 +83,7 @@ impl Answer {
             headers: Vec::new(),
         }
     }
-    fn problem(p: Problem) -> Answer {
+    pub(crate) fn problem(p: Problem) -> Answer {
         let mut a = Answer {
             status: p.status,
             content_type: Problem::CONTENT_TYPE,
@@ -93,9 +93,16 @@ impl Answer {
         if p.status == 401 {
             a.headers.push(("www-authenticate", "Bearer".into()));
         }
+        for (name, value) in p.header_fields() {
+            match name.as_str() {
+                "allow" => a.headers.push(("allow", value)),
+                "retry-after" => a.headers.push(("retry-after", value)),
+                _ => {}
+            }
+        }
         a
     }
-    fn with(mut self, name: &'static str, value: impl Into<String>) -> Answer {
+    pub(crate) fn with(mut self, name: &'static str, value: impl Into<String>) -> Answer {
         self.headers.push((name, value.into()));
         self
     }
@@ -116,7 +123,10 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-async fn open(db: &libsql::Database, replicated: bool) -> anyhow::Result<libsql::Connection> {
+pub(crate) async fn open(
+    db: &libsql::Database,
+    replicated: bool,
+) -> anyhow::Result<libsql::Connection> {
     let conn = db.connect()?;
     conn.busy_timeout(Duration::from_secs(5))?;
     if replicated {
@@ -372,28 +382,12 @@ impl Checkout {
                 "checkout cannot check sign-ins right now; try again shortly",
             )));
         };
-        // The signature proves only who signed; the session must be
-        // live at the primary (the same rule a PoP's gate applies to
-        // its replica).
         let conn = identity.lock().await;
-        let mut rows = conn
-            .query(
-                auth_core::gate::LIVE_SESSION,
-                libsql::params![who.session.clone(), who.account, now_ms() / 1000],
-            )
+        if !auth::session_is_live(&conn, &who, now_ms() / 1000)
             .await
-            .map_err(internal)?;
-        let live = match rows.next().await.map_err(internal)? {
-            Some(row) => row.get::<i64>(0).map_err(internal)? == 1,
-            None => false,
-        };
-        if !live {
-            return Err(Answer::problem(Problem::new(
-                401,
-                "invalid-token",
-                "Invalid token",
-                auth_core::gate::SESSION_ENDED,
-            )));
+            .map_err(internal)?
+        {
+            return Err(Answer::problem(auth::session_ended()));
         }
         Ok(who)
     }

@@ -32,7 +32,8 @@ pub async fn price(
     for item in items {
         let mut rows = catalog
             .query(
-                "SELECT vendor_id, title, price_minor, currency FROM products WHERE id = ?1",
+                "SELECT vendor_id, title, price_minor, currency FROM products \
+                 WHERE id = ?1 AND status = 'published'",
                 params![item.product_id],
             )
             .await?;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use checkout_core::CheckoutRequest;
 use http_body_util::{BodyExt, Full, Limited};
 use problem::Problem;
+use spin_glue::gateway::{self, Failed};
 use spin_sdk::http::Request;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ const PASSED_ON: &[&str] = &[
 async fn handle(req: Request) -> http::Response<Full<Bytes>> {
     let mut resp = match serve(req).await {
         Ok(r) => r,
-        Err(p) => problem(p),
+        Err(p) => gateway::problem_response(&p),
     };
     resp.headers_mut().insert(
         http::header::CACHE_CONTROL,
@@ -76,7 +77,7 @@ async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
     }
     let mut forward = http::Request::builder().method(allowed).uri(format!(
         "{}{}",
-        origin().await?,
+        gateway::origin_url("checkout").await?,
         req.uri()
             .path_and_query()
             .map(|p| p.as_str())
@@ -102,39 +103,17 @@ async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
     let forward = forward
         .body(Full::new(body))
         .map_err(|e| Problem::internal(format!("building the origin request failed: {e}")))?;
-    let exchange = async {
-        let resp = spin_sdk::http::send(forward).await?;
-        let (parts, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await;
-        Ok::<_, spin_sdk::http::Error>((parts, body.ok().map(|b| b.to_bytes())))
-    };
-    let timer = spin_sdk::time::sleep(wait);
-    futures::pin_mut!(exchange, timer);
-    let (parts, body) = match futures::future::select(exchange, timer).await {
-        futures::future::Either::Left((Ok((parts, Some(body))), _)) => (parts, body),
-        futures::future::Either::Left((Ok((_, None)), _)) => {
-            return Err(unreachable_origin("its answer was cut short or too large"));
-        }
-        futures::future::Either::Left((Err(e), _)) => {
-            eprintln!("checkout: the origin could not be reached: {e:?}");
-            return Err(unreachable_origin("it could not be reached"));
-        }
-        futures::future::Either::Right(((), _)) => {
-            return Err(Problem::gateway_timeout(
+    gateway::exchange(forward, wait, MAX_ANSWER_BYTES, PASSED_ON)
+        .await
+        .map_err(|failed| match failed {
+            Failed::CutShort => unreachable_origin("its answer was cut short or too large"),
+            Failed::Unreachable => unreachable_origin("it could not be reached"),
+            Failed::TimedOut => Problem::gateway_timeout(
                 "the order service did not answer in time; your checkout may still complete: \
                  retry with the same Idempotency-Key to get its outcome (you will not be charged twice)",
             )
-            .with("retry_after", 5));
-        }
-    };
-    let mut resp = http::Response::new(Full::new(body));
-    *resp.status_mut() = parts.status;
-    for name in PASSED_ON {
-        if let Some(v) = parts.headers.get(*name) {
-            resp.headers_mut().insert(*name, v.clone());
-        }
-    }
-    Ok(resp)
+            .with("retry_after", 5),
+        })
 }
 
 fn unreachable_origin(how: &str) -> Problem {
@@ -143,24 +122,4 @@ fn unreachable_origin(how: &str) -> Problem {
          Nothing was charged; browsing still works. Retry with the same Idempotency-Key."
     ))
     .with("retry_after", 5)
-}
-
-/// The origin's base URL, from the `origin_url` variable.
-async fn origin() -> Result<String, Problem> {
-    match spin_glue::vars::get("origin_url").await {
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-            Ok(url.trim_end_matches('/').to_string())
-        }
-        _ => Err(Problem::unavailable(
-            "checkout is not configured at this edge location (the origin_url variable is not set)",
-        )),
-    }
-}
-
-fn problem(p: Problem) -> http::Response<Full<Bytes>> {
-    let mut headers = p.header_fields();
-    if p.status == 401 {
-        headers.push(("www-authenticate".to_string(), "Bearer".to_string()));
-    }
-    spin_glue::http_response(p.status, &headers, p.to_json())
 }

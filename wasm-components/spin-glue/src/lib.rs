@@ -4,6 +4,8 @@
 #[cfg(feature = "middleware")]
 pub mod chain;
 pub mod db;
+#[cfg(feature = "gateway")]
+pub mod gateway;
 #[cfg(feature = "middleware")]
 pub mod layer;
 pub mod vars;
