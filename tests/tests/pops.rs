@@ -4,8 +4,8 @@
 
 use edgeshop_e2e::{
     Host, TempDir, content_hash, get, post_json, primary_connection, private_ca, probe,
-    replica_hash, request, root, start_origin, start_origin_on_seed, start_pop, start_pop_with,
-    wait_ready,
+    replica_hash, request, root, start_checkout_origin_at, start_origin, start_origin_on_seed,
+    start_pop, start_pop_with, wait_ready,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -365,7 +365,13 @@ async fn a_pop_replicates_and_writes_over_tls_and_refuses_a_certificate_it_canno
         ca.key.display().to_string(),
         ca.ca.display().to_string(),
     );
-    let origin = start_origin_on_seed(&dir.0, &["--tls-cert", &cert, "--tls-key", &key]);
+    // With the order API on (payments are never called here), so the
+    // checkout gateway has something to reach.
+    let origin = start_checkout_origin_at(
+        &dir.0,
+        "http://127.0.0.1:9",
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
     assert!(origin.url.starts_with("https://"), "{}", origin.url);
     let manifest = root().join("spin.toml");
 

@@ -151,9 +151,9 @@ mod tests {
     #[tokio::test]
     async fn migrate_is_idempotent_and_versioned() {
         let (_d, _db, conn) = fresh().await;
-        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2]);
+        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2, 3]);
         assert_eq!(migrate(&conn).await.unwrap(), Vec::<i64>::new());
-        assert_eq!(schema_version(&conn).await.unwrap(), 2);
+        assert_eq!(schema_version(&conn).await.unwrap(), 3);
     }
 
     #[tokio::test]
