@@ -226,8 +226,7 @@ async fn lag(
     say(&format!(
         "bench: replication lag, {probes} probes under a steady write load"
     ));
-    let mut all = Vec::new();
-    let mut per_pop: Vec<Vec<f64>> = vec![Vec::new(); pops.len()];
+    let mut tally = Tally::new(pops.len());
     for i in 0..probes {
         let marker = format!("lag-probe-{i}-{}", std::process::id());
         primary_write(
@@ -241,21 +240,18 @@ async fn lag(
         let seen = everywhere(&client, pops, "/api/v1/products/1", &marker, committed)
             .await
             .with_context(|| format!("probe {i}"))?;
-        all.push(seen.iter().copied().fold(0.0, f64::max));
-        for (k, ms) in seen.into_iter().enumerate() {
-            per_pop[k].push(ms);
-        }
+        tally.record(seen);
         // A random phase against the PoPs' pull interval.
         tokio::time::sleep(Duration::from_millis(40 + (i as u64 * 37) % 90)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let writes_per_second = background.await?;
-    all.sort_by(f64::total_cmp);
+    let probed = tally.finish(pops);
     Ok(Lag {
         probes,
         writes_per_second,
-        sorted_ms: all,
-        per_pop: sorted_per_pop(pops, per_pop),
+        sorted_ms: probed.sorted_ms,
+        per_pop: probed.per_pop,
         vendor: None,
     })
 }
@@ -374,8 +370,7 @@ async fn vendor_lag(pops: &[(String, u64, String)], probes: usize) -> Result<(St
     }
     let id = product["id"].as_i64().unwrap_or_default();
     let path = format!("/api/v1/products/{id}");
-    let mut all = Vec::new();
-    let mut per_pop: Vec<Vec<f64>> = vec![Vec::new(); pops.len()];
+    let mut tally = Tally::new(pops.len());
     for i in 0..probes {
         let marker = format!("vendor-probe-{i}-{}", std::process::id());
         let sent = Instant::now();
@@ -395,33 +390,48 @@ async fn vendor_lag(pops: &[(String, u64, String)], probes: usize) -> Result<(St
         let seen = everywhere(&client, pops, &path, &marker, sent)
             .await
             .with_context(|| format!("vendor edit {i}"))?;
-        all.push(seen.iter().copied().fold(0.0, f64::max));
-        for (k, ms) in seen.into_iter().enumerate() {
-            per_pop[k].push(ms);
-        }
+        tally.record(seen);
         tokio::time::sleep(Duration::from_millis(40 + (i as u64 * 37) % 90)).await;
     }
-    all.sort_by(f64::total_cmp);
-    Ok((
-        near.clone(),
-        Probed {
-            sorted_ms: all,
-            per_pop: sorted_per_pop(pops, per_pop),
-        },
-    ))
+    Ok((near.clone(), tally.finish(pops)))
 }
 
-fn sorted_per_pop(
-    pops: &[(String, u64, String)],
+/// Probe times as they come in: the slowest PoP's, and each PoP's.
+struct Tally {
+    all: Vec<f64>,
     per_pop: Vec<Vec<f64>>,
-) -> Vec<(String, u64, Vec<f64>)> {
-    pops.iter()
-        .zip(per_pop)
-        .map(|((n, d, _), mut v)| {
-            v.sort_by(f64::total_cmp);
-            (n.clone(), *d, v)
-        })
-        .collect()
+}
+
+impl Tally {
+    fn new(pops: usize) -> Tally {
+        Tally {
+            all: Vec::new(),
+            per_pop: vec![Vec::new(); pops],
+        }
+    }
+
+    /// One probe's milliseconds at each PoP, in PoP order.
+    fn record(&mut self, seen: Vec<f64>) {
+        self.all.push(seen.iter().copied().fold(0.0, f64::max));
+        for (k, ms) in seen.into_iter().enumerate() {
+            self.per_pop[k].push(ms);
+        }
+    }
+
+    fn finish(mut self, pops: &[(String, u64, String)]) -> Probed {
+        self.all.sort_by(f64::total_cmp);
+        Probed {
+            sorted_ms: self.all,
+            per_pop: pops
+                .iter()
+                .zip(self.per_pop)
+                .map(|((n, d, _), mut v)| {
+                    v.sort_by(f64::total_cmp);
+                    (n.clone(), *d, v)
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One table of probe figures, per PoP and everywhere.
