@@ -124,6 +124,125 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The S3-compatible object store vendors upload to, as their clients
+    /// reach it (`https://s3.eu-west-1.amazonaws.com`, an R2 or MinIO
+    /// endpoint, `edgeshop-objects`). Uploads are off without it.
+    #[arg(long, value_name = "URL", requires = "store_uploader_key")]
+    store_endpoint: Option<String>,
+    #[arg(long, default_value = "edgeshop")]
+    store_bucket: String,
+    #[arg(long, default_value = "us-east-1")]
+    store_region: String,
+    /// The access key that signs upload URLs; it should reach nothing but
+    /// `PutObject` under `uploads/`.
+    #[arg(long, env = "EDGESHOP_STORE_UPLOADER_KEY", hide_env_values = true)]
+    store_uploader_key: Option<String>,
+    #[arg(
+        long,
+        env = "EDGESHOP_STORE_UPLOADER_SECRET",
+        hide_env_values = true,
+        requires = "store_uploader_key"
+    )]
+    store_uploader_secret: Option<String>,
+    /// Bytes one vendor's uploads and media may hold.
+    #[arg(long, default_value_t = 1 << 30)]
+    upload_quota_bytes: u64,
+    /// Uploads one vendor may hold.
+    #[arg(long, default_value_t = 1000)]
+    upload_quota_objects: u64,
+    /// How long a signed upload URL works, at most 900 s.
+    #[arg(long, default_value_t = 900)]
+    upload_url_secs: u64,
+    /// Where the origin itself reaches the store, when not at
+    /// --store-endpoint (a private network address).
+    #[arg(long, value_name = "URL")]
+    store_internal_endpoint: Option<String>,
+    /// Certificates (PEM) trusted for the store's HTTPS besides the web
+    /// PKI's roots.
+    #[arg(long, value_name = "FILE")]
+    store_ca: Option<PathBuf>,
+    /// The access key that processes uploads; it should reach nothing but
+    /// reading and deleting `uploads/` and writing `media/`. Attaching
+    /// images is off without it.
+    #[arg(long, env = "EDGESHOP_STORE_PROCESSOR_KEY", hide_env_values = true)]
+    store_processor_key: Option<String>,
+    #[arg(
+        long,
+        env = "EDGESHOP_STORE_PROCESSOR_SECRET",
+        hide_env_values = true,
+        requires = "store_processor_key"
+    )]
+    store_processor_secret: Option<String>,
+}
+
+/// The processor the flags give, if they give its key.
+fn processor(args: &Args) -> Result<Option<vendor::Processor>> {
+    let (Some(endpoint), Some(key)) = (&args.store_endpoint, &args.store_processor_key) else {
+        return Ok(None);
+    };
+    let store = uploads::Store {
+        endpoint: args
+            .store_internal_endpoint
+            .as_deref()
+            .unwrap_or(endpoint)
+            .trim_end_matches('/')
+            .to_string(),
+        region: args.store_region.clone(),
+        bucket: args.store_bucket.clone(),
+        access_key: key.clone(),
+        secret_key: args
+            .store_processor_secret
+            .clone()
+            .context("--store-processor-secret is needed with --store-processor-key")?,
+    };
+    store
+        .object_url("media/check.webp")
+        .context("--store-internal-endpoint")?;
+    let roots = match &args.store_ca {
+        Some(path) => admission::tls::read_certificates(path).context("reading --store-ca")?,
+        None => Vec::new(),
+    };
+    let http = admission::tls::https_client(&roots, std::time::Duration::from_secs(5))?;
+    Ok(Some(vendor::Processor {
+        store: vendor::ObjectStore::new(store, http),
+        bounds: media_processing::Bounds::default(),
+    }))
+}
+
+/// The uploads settings the flags give, checked.
+fn upload_settings(args: &Args) -> Result<Option<vendor::UploadSettings>> {
+    let Some(endpoint) = &args.store_endpoint else {
+        return Ok(None);
+    };
+    let store = uploads::Store {
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        region: args.store_region.clone(),
+        bucket: args.store_bucket.clone(),
+        access_key: args.store_uploader_key.clone().unwrap_or_default(),
+        secret_key: args
+            .store_uploader_secret
+            .clone()
+            .context("--store-uploader-secret is needed with --store-endpoint")?,
+    };
+    let valid_for = std::time::Duration::from_secs(args.upload_url_secs);
+    // Signing once now finds a bad endpoint or validity at start.
+    store
+        .presign_put(
+            "uploads/1/check.jpg",
+            "image/jpeg",
+            1,
+            std::time::SystemTime::now(),
+            valid_for,
+        )
+        .context("--store-endpoint / --upload-url-secs")?;
+    Ok(Some(vendor::UploadSettings {
+        store,
+        quota: vendor::Quota {
+            bytes: args.upload_quota_bytes,
+            objects: args.upload_quota_objects,
+        },
+        valid_for,
+    }))
 }
 
 /// Largest body the checkout API and the webhook endpoint read.
@@ -157,7 +276,7 @@ struct Origin {
     catalog: libsql::Connection,
     checkout: Option<Arc<checkout::Checkout>>,
     /// The vendor API; it needs the identity primary.
-    vendors: Option<vendor::Vendors>,
+    vendors: Option<Arc<vendor::Vendors>>,
     hrana: Arc<hrana::HranaServer>,
     /// Replicated databases, by name.
     primaries: BTreeMap<String, Arc<replication::Primary>>,
@@ -177,8 +296,10 @@ async fn main() -> Result<()> {
             .is_none_or(|t| t.len() >= 16 && *t != args.token),
         "the edge token must be at least 16 characters and differ from the origin token"
     );
-    // Payment settings are checked before any database is opened, so a
-    // mistake stops the origin at once, naming the flag.
+    // Payment and store settings are checked before any database is
+    // opened, so a mistake stops the origin at once, naming the flag.
+    let upload_settings = upload_settings(&args)?;
+    let processor = processor(&args)?;
     let provider = match &args.payments_url {
         Some(url) => Some(
             payments::stripe::Client::new(payments::stripe::Config {
@@ -295,17 +416,23 @@ async fn main() -> Result<()> {
                 &libsql::Builder::new_local(&args.catalog).build().await?,
                 &libsql::Builder::new_local(identity).build().await?,
                 match &args.orders {
-                    Some(p) => Some(libsql::Builder::new_local(p).build().await?),
+                    Some(p) => Some(orders_db::open(p).await?.0),
                     None => None,
                 }
                 .as_ref(),
                 args.variables_file.clone(),
+                upload_settings,
+                processor,
             )
             .await
+            .map(Arc::new)
             .context("starting the vendor API")?,
         ),
         None => None,
     };
+    if let Some(v) = &vendors {
+        v.start();
+    }
     let origin = Arc::new(Origin {
         catalog: conn,
         checkout,

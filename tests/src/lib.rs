@@ -218,6 +218,7 @@ pub fn seeded_catalog() -> &'static Path {
                         products: PRODUCTS,
                         vendors: VENDORS,
                         seed: 1,
+                        ..Default::default()
                     };
                     catalog_db::seed(&conn, &cfg).await.unwrap();
                     // Fold the WAL in, as `cargo xtask seed` does.
@@ -518,6 +519,20 @@ pub async fn browse(url: &str, extra: &[(&str, &str)]) -> Reply {
     request_as(
         Client::Chromium,
         Purpose::Read,
+        "GET",
+        url,
+        extra,
+        Vec::new(),
+    )
+    .await
+}
+
+/// A page's `<img>` loading `url`, with `extra` fields (a `Range`, a
+/// condition).
+pub async fn image(url: &str, extra: &[(&str, &str)]) -> Reply {
+    request_as(
+        Client::Chromium,
+        Purpose::Image,
         "GET",
         url,
         extra,
@@ -1095,4 +1110,129 @@ pub fn start_spin(spin: &Path, dir: &Path) -> SpinApp {
         child,
         stderr: log,
     })
+}
+
+/// The bucket test object stores serve.
+pub const BUCKET: &str = "edgeshop";
+/// The object store's uploader key (signs vendors' upload URLs).
+pub const UPLOADER_KEY: (&str, &str) = ("test-uploader", "test-uploader-secret-0123456789");
+/// The object store's processor key (reads uploads, writes media).
+pub const PROCESSOR_KEY: (&str, &str) = ("test-processor", "test-processor-secret-0123456789");
+
+/// `edgeshop-objects` on a loopback port, objects under `dir/objects`,
+/// with the two test keys and CORS for any local port.
+pub fn start_objects(dir: &Path) -> Host {
+    let keys = dir.join("objects-keys.toml");
+    let mut text = String::new();
+    for ((access, secret), role) in [(UPLOADER_KEY, "uploader"), (PROCESSOR_KEY, "processor")] {
+        text.push_str(&format!(
+            "[[key]]\naccess_key = \"{access}\"\nsecret_key = \"{secret}\"\nrole = \"{role}\"\n"
+        ));
+    }
+    std::fs::write(&keys, text).unwrap();
+    let mut cmd = Command::new(binary("edgeshop-objects"));
+    cmd.args(["--listen", "127.0.0.1:0", "--bucket", BUCKET, "--root"])
+        .arg(dir.join("objects"))
+        .arg("--keys")
+        .arg(&keys)
+        .args(["--cors-origin", "http://127.0.0.1:*"]);
+    Host::spawn(cmd).unwrap_or_else(|log| panic!("the object store did not start:\n{log}"))
+}
+
+/// The origin's flags for uploads to the store at `url`.
+pub fn store_args(url: &str) -> Vec<String> {
+    [
+        "--store-endpoint",
+        url,
+        "--store-bucket",
+        BUCKET,
+        "--store-uploader-key",
+        UPLOADER_KEY.0,
+        "--store-uploader-secret",
+        UPLOADER_KEY.1,
+        "--store-processor-key",
+        PROCESSOR_KEY.0,
+        "--store-processor-secret",
+        PROCESSOR_KEY.1,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The store at `url` as the processor reaches it.
+pub fn processor_store(url: &str) -> uploads::Store {
+    uploads::Store {
+        endpoint: url.to_string(),
+        region: "us-east-1".into(),
+        bucket: BUCKET.into(),
+        access_key: PROCESSOR_KEY.0.into(),
+        secret_key: PROCESSOR_KEY.1.into(),
+    }
+}
+
+/// Object `key` of the store at `url`, read with the processor's key:
+/// its status and bytes.
+pub async fn read_object(url: &str, key: &str) -> Reply {
+    let signed = processor_store(url)
+        .presign_object(
+            "GET",
+            key,
+            &[],
+            std::time::SystemTime::now(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    request("GET", &signed, &[], Vec::new()).await
+}
+
+/// Signs up an account at `pop` and returns its access token.
+pub async fn sign_up(pop: &Host, email: &str, vendor: Option<&str>) -> String {
+    let mut body = serde_json::json!({ "email": email, "password": "a long enough password" });
+    if let Some(name) = vendor {
+        body["kind"] = serde_json::json!("vendor");
+        body["vendor"] = serde_json::json!({ "name": name, "country": "DE" });
+    }
+    let r = post_json(&format!("{}/api/v1/auth/signup", pop.url), &body, &[]).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+/// A vendor's dashboard calling the vendor API at `pop`.
+pub async fn vendor_call(
+    pop: &Host,
+    token: &str,
+    method: &str,
+    path: &str,
+    if_match: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> Reply {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![
+        ("authorization", auth.as_str()),
+        ("accept", "application/json"),
+        ("accept-language", "de-DE,de;q=0.9,en;q=0.8"),
+    ];
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    if let Some(tag) = if_match {
+        headers.push(("if-match", tag));
+    }
+    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    request(method, &format!("{}{path}", pop.url), &headers, body).await
+}
+
+/// A PoP running the shipped app on a replica in `dir`, whose gateways
+/// (checkout, vendor) forward to `origin` and whose media come from the
+/// object store at `objects` (when there is one); ready to serve.
+pub async fn start_gateway_pop(origin: &Host, objects: Option<&str>, dir: &Path) -> Host {
+    let mut env = vec![("SPIN_VARIABLE_ORIGIN_URL", origin.url.clone())];
+    if let Some(url) = objects {
+        env.push(("SPIN_VARIABLE_MEDIA_ORIGIN", url.to_string()));
+        env.push(("SPIN_VARIABLE_MEDIA_BUCKET", BUCKET.to_string()));
+    }
+    let pop = start_pop_with(&root().join("spin.toml"), &origin.url, dir, &[], &env)
+        .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
+    wait_ready(&pop).await;
+    pop
 }

@@ -12,8 +12,8 @@ pub fn doc() -> Value {
 }
 
 /// Does `v` have the shape `schema` describes? Follows `$ref`s and checks
-/// `type`, `const`, `enum`, `required`, `properties`, `items` and a closed
-/// `additionalProperties`: what a client relies on.
+/// `anyOf`, `type`, `const`, `enum`, `required`, `properties`, `items` and
+/// a closed `additionalProperties`: what a client relies on.
 pub fn conforms(v: &Value, schema: &Value, doc: &Value, at: &str) -> Result<(), String> {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
         let target = r
@@ -22,6 +22,15 @@ pub fn conforms(v: &Value, schema: &Value, doc: &Value, at: &str) -> Result<(), 
             .fold(doc, |d, k| &d[k]);
         assert!(!target.is_null(), "dangling $ref {r}");
         return conforms(v, target, doc, at);
+    }
+    if let Some(options) = schema.get("anyOf").and_then(Value::as_array) {
+        let errors: Vec<String> = options
+            .iter()
+            .filter_map(|o| conforms(v, o, doc, at).err())
+            .collect();
+        if errors.len() == options.len() {
+            return Err(errors.join("; and "));
+        }
     }
     if let Some(c) = schema.get("const")
         && v != c
@@ -87,8 +96,8 @@ pub fn conforms(v: &Value, schema: &Value, doc: &Value, at: &str) -> Result<(), 
     Ok(())
 }
 
-/// Asserts that `reply` to `method path` has a documented status and, for
-/// a JSON body, the documented shape.
+/// Asserts that `reply` to `method path` has a documented status and
+/// content type and, for a JSON body, the documented shape.
 pub fn documented(doc: &Value, method: &str, path: &str, reply: &Reply) {
     let op = &doc["paths"][path][method.to_ascii_lowercase()];
     assert!(op.is_object(), "{method} {path} is not documented");
@@ -115,7 +124,9 @@ pub fn documented(doc: &Value, method: &str, path: &str, reply: &Reply) {
         "{method} {path}: {} as {ctype} is not documented",
         reply.status
     );
+    let json = ctype == "application/json" || ctype.ends_with("+json");
     if method != "HEAD"
+        && json
         && let Err(e) = conforms(&reply.json(), schema, doc, "body")
     {
         let text = reply.text();

@@ -58,6 +58,7 @@ async fn product_json_and_headers() {
         products: PRODUCTS,
         vendors: edgeshop_e2e::VENDORS,
         seed: 1,
+        ..Default::default()
     });
     let want = &generated.products[41];
     assert_eq!(p["id"], 42);

@@ -123,6 +123,7 @@ async fn health_and_unrouted_paths() {
             "cache",
             "catalog",
             "checkout",
+            "media",
             "ratelimit",
             "vendor"
         ])
@@ -135,6 +136,7 @@ async fn health_and_unrouted_paths() {
             "ratelimit > auth-middleware > cache > catalog",
             "ratelimit > auth-middleware > checkout",
             "ratelimit > auth-middleware > vendor",
+            "ratelimit > cache > media",
         ])
     );
     assert_eq!(

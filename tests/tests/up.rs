@@ -3,7 +3,7 @@
 //! `topology.json`, serves the catalog and checkout at every PoP, and stops
 //! everything on Ctrl-C.
 
-use edgeshop_e2e::{Client, Purpose, TempDir, binary, browse, get, probe, request_as};
+use edgeshop_e2e::{Client, Purpose, TempDir, binary, browse, get, post_json, probe, request_as};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -155,6 +155,40 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
         );
     }
 
+    // Every seeded product page shows pictures, and every region's PoP
+    // serves them (the seeded variants went through the processor and
+    // into the object store before topology.json was written).
+    let page = browse(&format!("{fd}/api/v1/products/1"), &[]).await.json();
+    let pictures = page["media"].as_array().unwrap();
+    assert!(!pictures.is_empty(), "{page}");
+    let variants = pictures[0]["variants"].as_array().unwrap();
+    assert_eq!(
+        variants
+            .iter()
+            .map(|v| v["width"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [200, 800, 1600]
+    );
+    for region in ["eu", "us", "ap"] {
+        for v in variants {
+            let url = format!("{fd}{}", v["url"].as_str().unwrap());
+            let r = request_as(
+                Client::Chromium,
+                Purpose::Image,
+                "GET",
+                &url,
+                &[("edgeshop-client-region", region)],
+                Vec::new(),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{region} {url}: {}", r.text());
+            assert_eq!(r.header("content-type"), Some("image/webp"));
+            assert_eq!(&r.body[8..12], b"WEBP");
+        }
+    }
+    // The objects are in the store the topology names.
+    assert!(topology["objects"]["url"].as_str().is_some());
+
     // What browsers and curl get at every PoP, directly and through the
     // front door: a product page, listings and the categories are brotli
     // cache hits from the second request on, and revalidate to 304.
@@ -200,6 +234,73 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
             assert_eq!(curl.body, first.body);
         }
     }
+
+    // A vendor's image goes the whole way here too: signed, uploaded
+    // straight to the store, attached, processed, published. (After the
+    // cache checks: the new product purges the listings.)
+    let signup = serde_json::json!({ "email": "ada@example.com",
+        "password": "a long enough password", "kind": "vendor",
+        "vendor": { "name": "Ada's Wool", "country": "DE" } });
+    let r = post_json(&format!("{fd}/api/v1/auth/signup"), &signup, &[]).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let bearer = format!("Bearer {}", r.json()["access_token"].as_str().unwrap());
+    let vendor = |path: &str, body: serde_json::Value| {
+        let url = format!("{fd}{path}");
+        let bearer = bearer.clone();
+        async move { post_json(&url, &body, &[("authorization", bearer.as_str())]).await }
+    };
+    let product = vendor(
+        "/api/v1/vendor/products",
+        serde_json::json!({
+        "title": "Blue wool scarf", "description": "Warm.", "price_minor": 2500,
+        "currency": "EUR", "stock": 3, "categories": [1], "status": "published" }),
+    )
+    .await;
+    assert_eq!(product.status, 201, "{}", product.text());
+    let id = product.json()["id"].as_i64().unwrap();
+    let photo = get(&format!("{fd}{}", variants[1]["url"].as_str().unwrap()))
+        .await
+        .body;
+    let signed = vendor(
+        "/api/v1/vendor/uploads",
+        serde_json::json!({
+        "file_name": "scarf.webp", "content_type": "image/webp", "size": photo.len() }),
+    )
+    .await;
+    assert_eq!(signed.status, 201, "{}", signed.text());
+    let put = &signed.json()["put"];
+    let sent = edgeshop_e2e::request(
+        "PUT",
+        put["url"].as_str().unwrap(),
+        &[
+            ("content-type", "image/webp"),
+            ("content-length", &photo.len().to_string()),
+        ],
+        photo.clone(),
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    let upload = signed.json()["id"].as_i64().unwrap();
+    let attached = vendor(
+        &format!("/api/v1/vendor/products/{id}/media"),
+        serde_json::json!({ "upload": upload }),
+    )
+    .await;
+    assert_eq!(attached.status, 202, "{}", attached.text());
+    let mut status = serde_json::Value::Null;
+    for _ in 0..100 {
+        status = browse(
+            &format!("{fd}/api/v1/vendor/uploads/{upload}"),
+            &[("authorization", &bearer)],
+        )
+        .await
+        .json();
+        if status["status"] != "processing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["status"], "ready", "{status}");
 
     // Rate limits through the front door: a client's budget is the
     // address the front door saw, whatever X-Forwarded-For it writes.

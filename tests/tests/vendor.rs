@@ -6,8 +6,8 @@
 
 use edgeshop_e2e::openapi;
 use edgeshop_e2e::{
-    Host, Reply, TempDir, browse, post_json, request, root, set_faults, start_checkout_origin,
-    start_paysim, start_pop_with, wait_ready,
+    Host, Reply, TempDir, browse, request, set_faults, sign_up, start_checkout_origin,
+    start_gateway_pop, start_paysim, vendor_call as call,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -26,19 +26,8 @@ async fn platform(name: &str) -> Platform {
     let dir = TempDir::new(name);
     let paysim = start_paysim(&[]);
     let origin = start_checkout_origin(&dir.0, &paysim, &[]).await;
-    let pop = |at: &str| {
-        start_pop_with(
-            &root().join("spin.toml"),
-            &origin.url,
-            &dir.0.join(at),
-            &[],
-            &[("SPIN_VARIABLE_ORIGIN_URL", origin.url.clone())],
-        )
-        .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"))
-    };
-    let (fra, sin) = (pop("fra"), pop("sin"));
-    wait_ready(&fra).await;
-    wait_ready(&sin).await;
+    let fra = start_gateway_pop(&origin, None, &dir.0.join("fra")).await;
+    let sin = start_gateway_pop(&origin, None, &dir.0.join("sin")).await;
     Platform {
         _dir: dir,
         paysim,
@@ -46,43 +35,6 @@ async fn platform(name: &str) -> Platform {
         sin,
         _origin: origin,
     }
-}
-
-/// Signs up an account at `pop` and returns its access token.
-async fn sign_up(pop: &Host, email: &str, vendor: Option<&str>) -> String {
-    let mut body = json!({ "email": email, "password": "a long enough password" });
-    if let Some(name) = vendor {
-        body["kind"] = json!("vendor");
-        body["vendor"] = json!({ "name": name, "country": "DE" });
-    }
-    let r = post_json(&format!("{}/api/v1/auth/signup", pop.url), &body, &[]).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["access_token"].as_str().unwrap().to_string()
-}
-
-/// A vendor's dashboard calling the vendor API at `pop`.
-async fn call(
-    pop: &Host,
-    token: &str,
-    method: &str,
-    path: &str,
-    if_match: Option<&str>,
-    body: Option<Value>,
-) -> Reply {
-    let auth = format!("Bearer {token}");
-    let mut headers = vec![
-        ("authorization", auth.as_str()),
-        ("accept", "application/json"),
-        ("accept-language", "de-DE,de;q=0.9,en;q=0.8"),
-    ];
-    if body.is_some() {
-        headers.push(("content-type", "application/json"));
-    }
-    if let Some(tag) = if_match {
-        headers.push(("if-match", tag));
-    }
-    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-    request(method, &format!("{}{path}", pop.url), &headers, body).await
 }
 
 /// Creates a product from `body` through `pop`.
@@ -129,6 +81,23 @@ fn scarf() -> Value {
 async fn a_vendor_drafts_publishes_edits_and_deletes_and_every_pop_follows_through_its_cache() {
     let p = platform("vendor-flow").await;
     let ada = sign_up(&p.fra, "ada@example.com", Some("Ada's Wool")).await;
+    // This origin has no object store: uploads say so, and why.
+    let upload = json!({ "file_name": "a.jpg", "content_type": "image/jpeg", "size": 10 });
+    let off = call(
+        &p.fra,
+        &ada,
+        "POST",
+        "/api/v1/vendor/uploads",
+        None,
+        Some(upload),
+    )
+    .await;
+    assert!(
+        off.problem(503)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("object store")
+    );
 
     // A draft: theirs alone.
     let created = create(&p.fra, &ada, scarf()).await;

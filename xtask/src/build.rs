@@ -15,6 +15,7 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("cache", "cache"),
     ("checkout", "checkout"),
     ("vendor", "vendor"),
+    ("media", "media"),
     ("hello", "hello"),
     ("test-guests", "test_guests"),
     ("test-middleware", "test_middleware"),
@@ -176,6 +177,9 @@ pub fn seed(out: &Path, products: u32, vendors: u32, seed: u64, force: bool) -> 
         let _ = std::fs::remove_file(format!("{}{suffix}", tmp.display()));
     }
     let started = std::time::Instant::now();
+    // The pictures' names are their contents' hashes: known before they
+    // are stored (`up` stores them).
+    let pictures = crate::pictures::make()?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -188,6 +192,7 @@ pub fn seed(out: &Path, products: u32, vendors: u32, seed: u64, force: bool) -> 
                     products,
                     vendors,
                     seed,
+                    pictures: pictures.iter().map(|p| p.image.clone()).collect(),
                 },
             )
             .await?;
@@ -201,10 +206,32 @@ pub fn seed(out: &Path, products: u32, vendors: u32, seed: u64, force: bool) -> 
         let _ = std::fs::remove_file(format!("{}{suffix}", tmp.display()));
     }
     say(&format!(
-        "seeded {products} products, {vendors} vendors, 100 categories into {} in {:.1}s",
+        "seeded {products} products, {vendors} vendors, 100 categories and {} pictures into {} in {:.1}s",
+        pictures.len(),
         out.display(),
         started.elapsed().as_secs_f64()
     ));
+    Ok(())
+}
+
+/// Removes database files and their WAL and shared-memory files, saying
+/// which were there.
+pub fn remove_databases(paths: &[std::path::PathBuf]) -> Result<()> {
+    for path in paths {
+        if path.exists() {
+            say(&format!(
+                "removing {} (it names the old catalog)",
+                path.display()
+            ));
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            match std::fs::remove_file(format!("{}{suffix}", path.display())) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+            }
+        }
+    }
     Ok(())
 }
 

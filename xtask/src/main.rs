@@ -7,6 +7,7 @@
 mod bench;
 mod build;
 mod keys;
+mod pictures;
 mod platform;
 mod private;
 mod setup;
@@ -91,7 +92,7 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         connections: usize,
         /// Only the rows of these groups (comma-separated): catalog,
-        /// native, hello, replication, checkout.
+        /// native, hello, replication, checkout, media.
         #[arg(long)]
         only: Option<String>,
         /// Whose requests every row sends (`edgeshop-clients` shapes).
@@ -188,6 +189,15 @@ fn main() -> Result<()> {
             admin_email,
         } => {
             let out = out.unwrap_or_else(|| state_dir().join("data/catalog.db"));
+            if force {
+                // Accounts name the catalog's vendors and orders its
+                // products: a new catalog starts them over too, or a new
+                // vendor would collide with an old account's.
+                build::remove_databases(&[
+                    out.with_file_name("identity.db"),
+                    out.with_file_name("orders.db"),
+                ])?;
+            }
             build::seed(&out, products, vendors, seed, force)?;
             build::seed_identity(&out.with_file_name("identity.db"), &admin_email)?;
         }

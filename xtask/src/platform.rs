@@ -1,6 +1,6 @@
-//! The whole system on one machine: the payment simulator, the origin,
-//! every PoP of `cdn-config/pops.toml` and the front door, over the
-//! databases in one directory. `cargo xtask up` runs it until Ctrl-C;
+//! The whole system on one machine: the payment simulator, the object
+//! store, the origin, every PoP of `cdn-config/pops.toml` and the front
+//! door, over the databases and objects in one directory. `cargo xtask up` runs it until Ctrl-C;
 //! `cargo xtask soak` also restarts its parts on their own addresses.
 
 use crate::up::{
@@ -50,6 +50,7 @@ pub struct Platform {
     config: PopsFile,
     webhook_secret: String,
     pub paysim: Service,
+    pub objects: Service,
     pub origin: Service,
     pub pops: Vec<RunningPop>,
     pub front_door: Service,
@@ -73,10 +74,22 @@ impl Platform {
             .env("EDGESHOP_WEBHOOK_SECRET", &webhook_secret);
         say("starting the payment simulator");
         let paysim = Service::start_logging("paysim", paysim_cmd, layout.log("paysim").as_deref())?;
+        say("starting the object store");
+        let objects = Service::start_logging(
+            "objects",
+            objects_command(&layout)?,
+            layout.log("objects").as_deref(),
+        )?;
         say("starting the origin");
         let origin = Service::start_logging(
             "origin",
-            origin_command(&layout, &paysim.url, &webhook_secret, "127.0.0.1:0")?,
+            origin_command(
+                &layout,
+                &paysim.url,
+                &objects.url,
+                &webhook_secret,
+                "127.0.0.1:0",
+            )?,
             layout.log("origin").as_deref(),
         )?;
         post_json(
@@ -93,7 +106,14 @@ impl Platform {
                 "starting PoP {} ({}, origin {} ms away)",
                 pop.name, pop.region, pop.origin_delay_ms
             ));
-            let cmd = pop_command(&layout, &config, pop, &origin.url, &pop.listen)?;
+            let cmd = pop_command(
+                &layout,
+                &config,
+                pop,
+                &origin.url,
+                &objects.url,
+                &pop.listen,
+            )?;
             let service = Service::start_logging(&pop.name, cmd, layout.log(&pop.name).as_deref())?;
             pops.push(RunningPop {
                 config: pop.clone(),
@@ -129,6 +149,7 @@ impl Platform {
             config,
             webhook_secret,
             paysim,
+            objects,
             origin,
             pops,
             front_door,
@@ -152,6 +173,7 @@ impl Platform {
         let cmd = origin_command(
             &self.layout,
             &self.paysim.url,
+            &self.objects.url,
             &self.webhook_secret,
             &listen,
         )?;
@@ -178,6 +200,7 @@ impl Platform {
             &self.config,
             &self.pops[i].config,
             &self.origin.url,
+            &self.objects.url,
             &listen,
         )?;
         self.pops[i].service = Service::start_logging(name, cmd, self.layout.log(name).as_deref())?;
@@ -187,6 +210,7 @@ impl Platform {
     /// The first process that has exited, if any: its name and status.
     pub fn exited(&mut self) -> Option<(String, std::process::ExitStatus)> {
         std::iter::once(&mut self.paysim)
+            .chain(std::iter::once(&mut self.objects))
             .chain(std::iter::once(&mut self.origin))
             .chain(self.pops.iter_mut().map(|p| &mut p.service))
             .chain(std::iter::once(&mut self.front_door))
@@ -223,13 +247,44 @@ impl Drop for Platform {
             pop.service.stop();
         }
         self.origin.stop();
+        self.objects.stop();
         self.paysim.stop();
     }
+}
+
+/// The bucket the embedded default serves.
+pub const BUCKET: &str = "edgeshop";
+/// The access keys of the object store's two roles.
+pub const UPLOADER_KEY: &str = "edgeshop-uploader";
+pub const PROCESSOR_KEY: &str = "edgeshop-processor";
+
+/// The object store, with a keys file of its two roles' keys (secrets
+/// made once per checkout, like the tokens) and CORS for any local port,
+/// where the front door listens.
+pub(crate) fn objects_command(layout: &Layout) -> Result<Command> {
+    let keys = layout.root.join("objects-keys.toml");
+    let mut text = String::new();
+    for (access, role) in [(UPLOADER_KEY, "uploader"), (PROCESSOR_KEY, "processor")] {
+        text.push_str(&format!(
+            "[[key]]\naccess_key = \"{access}\"\nsecret_key = \"{}\"\nrole = \"{role}\"\n",
+            secret(&format!("store_{role}_secret"))?
+        ));
+    }
+    crate::private::write(&keys, text.as_bytes())?;
+    let mut cmd = Command::new(root().join("target/release/edgeshop-objects"));
+    cmd.current_dir(root())
+        .args(["--listen", "127.0.0.1:0", "--bucket", BUCKET, "--root"])
+        .arg(layout.root.join("objects"))
+        .arg("--keys")
+        .arg(&keys)
+        .args(["--cors-origin", "http://127.0.0.1:*"]);
+    Ok(cmd)
 }
 
 fn origin_command(
     layout: &Layout,
     payments_url: &str,
+    store_url: &str,
     webhook_secret: &str,
     listen: &str,
 ) -> Result<Command> {
@@ -245,11 +300,22 @@ fn origin_command(
         .arg("--variables-file")
         .arg(keys::ensure()?)
         .args(["--payments-url", payments_url])
+        .args(["--store-endpoint", store_url, "--store-bucket", BUCKET])
         // The PoPs run here: each carries many shoppers' checkouts.
         .args(["--trusted-proxy", "127.0.0.1"])
         .env("EDGESHOP_ORIGIN_TOKEN", secret("origin_token")?)
         .env("EDGESHOP_EDGE_TOKEN", secret("edge_token")?)
-        .env("EDGESHOP_WEBHOOK_SECRET", webhook_secret);
+        .env("EDGESHOP_WEBHOOK_SECRET", webhook_secret)
+        .env("EDGESHOP_STORE_UPLOADER_KEY", UPLOADER_KEY)
+        .env(
+            "EDGESHOP_STORE_UPLOADER_SECRET",
+            secret("store_uploader_secret")?,
+        )
+        .env("EDGESHOP_STORE_PROCESSOR_KEY", PROCESSOR_KEY)
+        .env(
+            "EDGESHOP_STORE_PROCESSOR_SECRET",
+            secret("store_processor_secret")?,
+        );
     Ok(cmd)
 }
 
@@ -258,6 +324,7 @@ fn pop_command(
     config: &PopsFile,
     pop: &PopConfig,
     origin: &str,
+    media: &str,
     listen: &str,
 ) -> Result<Command> {
     let catalog = Catalog::Replica {
@@ -272,6 +339,8 @@ fn pop_command(
     // connections carry every shopper's (bounded only in total).
     cmd.args(["--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1"])
         .env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1")
-        .env("SPIN_VARIABLE_ORIGIN_URL", origin);
+        .env("SPIN_VARIABLE_ORIGIN_URL", origin)
+        .env("SPIN_VARIABLE_MEDIA_ORIGIN", media)
+        .env("SPIN_VARIABLE_MEDIA_BUCKET", BUCKET);
     Ok(cmd)
 }

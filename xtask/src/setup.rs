@@ -75,23 +75,24 @@ pub fn npm_tools() -> Result<std::path::PathBuf> {
 }
 
 /// PyPI packages the test suite drives as third-party oracles: a stateful
-/// fake of the Stripe API.
-pub const LOCALSTRIPE: &str = "localstripe==1.15.10";
+/// fake of the Stripe API, and an S3 server for signed upload URLs.
+pub const PYPI_ORACLES: &[&str] = &["localstripe==1.15.10", "moto[server]==5.2.6"];
 
 /// Installs PyPI oracles once per version into a virtualenv in the tool
 /// cache; returns its Python.
 pub fn pypi_tools() -> Result<PathBuf> {
-    let dir = crate::tool_cache().join("pypi-localstripe-1.15.10");
+    let dir = crate::tool_cache().join("pypi-localstripe-1.15.10-moto-5.2.6");
     let python = dir.join("bin/python3");
     let marker = dir.join(".installed");
+    let what = PYPI_ORACLES.join(" and ");
     if marker.exists() && python.exists() {
         say(&format!(
-            "{LOCALSTRIPE} is installed (test oracle for the payment client)"
+            "{what} are installed (test oracles for payments and uploads)"
         ));
         return Ok(python);
     }
     say(&format!(
-        "installing {LOCALSTRIPE} from PyPI into a virtualenv (test oracle for the payment client)"
+        "installing {what} from PyPI into a virtualenv (test oracles for payments and uploads)"
     ));
     let _ = std::fs::remove_dir_all(&dir);
     let ok = Command::new("python3")
@@ -104,19 +105,15 @@ pub fn pypi_tools() -> Result<PathBuf> {
         bail!("python3 -m venv failed (Debian: apt install python3-venv)");
     }
     let ok = Command::new(dir.join("bin/pip"))
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            LOCALSTRIPE,
-        ])
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(PYPI_ORACLES)
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        bail!("pip install {LOCALSTRIPE} failed");
+        bail!("pip install {what} failed");
     }
-    std::fs::write(&marker, LOCALSTRIPE)?;
+    std::fs::write(&marker, &what)?;
     Ok(python)
 }
 

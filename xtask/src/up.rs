@@ -59,6 +59,8 @@ struct Topology {
     origin: Endpoint,
     /// The payment provider simulator (Stripe-shaped).
     payments: Endpoint,
+    /// The S3-compatible object store (bucket `edgeshop`).
+    objects: Endpoint,
     front_door: Endpoint,
     pops: Vec<PopEndpoint>,
 }
@@ -256,26 +258,47 @@ pub fn edge_host_command(
 
 /// POSTs a JSON body to a local service and expects a 2xx answer.
 pub fn post_json(base: &str, path: &str, body: &serde_json::Value) -> Result<()> {
+    send(
+        "POST",
+        &format!("{base}{path}"),
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+}
+
+/// Sends one request to a local `http://` service and expects a 2xx.
+pub fn send(method: &str, url: &str, fields: &[(&str, &str)], body: &[u8]) -> Result<()> {
     use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://");
-    let body = body.to_string();
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url} is not a local http:// URL"))?;
+    let (addr, target) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+    let mut head = format!("{method} {target} HTTP/1.1\r\nhost: {addr}\r\n");
+    for (name, value) in fields {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
-    )?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
+    ));
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer);
     let ok = answer
         .split(' ')
         .nth(1)
         .is_some_and(|code| code.starts_with('2'));
     if !ok {
+        let path = target.split('?').next().unwrap_or(target);
         bail!(
-            "{base}{path} answered: {}",
+            "{method} {addr}{path} answered: {}",
             answer.lines().next().unwrap_or("")
         );
     }
@@ -327,6 +350,13 @@ pub fn run(no_build: bool) -> Result<()> {
     build::seed(&layout.catalog(), 10_000, 200, 1, false)?;
     build::seed_identity(&layout.identity(), "admin@edgeshop.test")?;
     let mut platform = Platform::start(layout)?;
+    say("storing the seeded catalog's pictures");
+    crate::pictures::store(
+        &platform.objects.url,
+        crate::platform::BUCKET,
+        &secret("store_processor_secret")?,
+        &crate::pictures::make()?,
+    )?;
 
     let topology = Topology {
         origin: Endpoint {
@@ -334,6 +364,9 @@ pub fn run(no_build: bool) -> Result<()> {
         },
         payments: Endpoint {
             url: platform.paysim.url.clone(),
+        },
+        objects: Endpoint {
+            url: platform.objects.url.clone(),
         },
         front_door: Endpoint {
             url: platform.front_door.url.clone(),
@@ -364,6 +397,11 @@ pub fn run(no_build: bool) -> Result<()> {
     println!(
         "  payments {}   (simulator; inject faults with POST /_sim/faults)",
         topology.payments.url
+    );
+    println!(
+        "  objects  {}   (S3-compatible, bucket {})",
+        topology.objects.url,
+        crate::platform::BUCKET
     );
     for p in &topology.pops {
         println!("  pop {:<4} {}", p.name, p.url);

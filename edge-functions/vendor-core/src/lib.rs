@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 mod precondition;
+pub mod upload;
 
 pub use precondition::{IfMatch, etag, if_match};
 
@@ -377,8 +378,19 @@ pub enum Route {
     Products,
     /// `/api/v1/vendor/products/{id}`: read, patch, delete.
     Product(i64),
+    /// `/api/v1/vendor/products/{id}/media`: attach an upload.
+    ProductMedia(i64),
     /// `/api/v1/vendor/stock`: many products' stock at once.
     Stock,
+    /// `/api/v1/vendor/uploads`: a signed upload URL, and the list.
+    Uploads,
+    /// `/api/v1/vendor/uploads/{id}`: one upload and its processing.
+    Upload(i64),
+}
+
+/// Another vendor's upload, or none.
+pub fn no_such_upload() -> Problem {
+    Problem::not_found("you have no upload with this id; GET /api/v1/vendor/uploads lists yours")
 }
 
 /// Another vendor's product, or none: one answer for both, so ids reveal
@@ -394,16 +406,28 @@ impl Route {
         match path.trim_end_matches('/') {
             "/api/v1/vendor/products" => Ok(Route::Products),
             "/api/v1/vendor/stock" => Ok(Route::Stock),
-            p => match p.strip_prefix("/api/v1/vendor/products/") {
-                Some(id) => match id.parse::<i64>() {
-                    Ok(id) if id > 0 => Ok(Route::Product(id)),
-                    _ => Err(not_yours()),
-                },
-                None => Err(Problem::not_found(format!(
-                    "the vendor API has no resource at {path}; it has /api/v1/vendor/products \
-                     and /api/v1/vendor/stock"
-                ))),
-            },
+            "/api/v1/vendor/uploads" => Ok(Route::Uploads),
+            p => {
+                let id = |s: &str| s.parse::<i64>().ok().filter(|id| *id > 0);
+                if let Some(rest) = p.strip_prefix("/api/v1/vendor/products/") {
+                    let (product, media) = match rest.strip_suffix("/media") {
+                        Some(product) => (product, true),
+                        None => (rest, false),
+                    };
+                    match (id(product), media) {
+                        (Some(id), false) => Ok(Route::Product(id)),
+                        (Some(id), true) => Ok(Route::ProductMedia(id)),
+                        (None, _) => Err(not_yours()),
+                    }
+                } else if let Some(upload) = p.strip_prefix("/api/v1/vendor/uploads/") {
+                    id(upload).map(Route::Upload).ok_or_else(no_such_upload)
+                } else {
+                    Err(Problem::not_found(format!(
+                        "the vendor API has no resource at {path}; it has \
+                         /api/v1/vendor/products, /api/v1/vendor/stock and /api/v1/vendor/uploads"
+                    )))
+                }
+            }
         }
     }
 
@@ -411,7 +435,9 @@ impl Route {
         match self {
             Route::Products => &["GET", "POST"],
             Route::Product(_) => &["GET", "PATCH", "DELETE"],
-            Route::Stock => &["POST"],
+            Route::ProductMedia(_) | Route::Stock => &["POST"],
+            Route::Uploads => &["GET", "POST"],
+            Route::Upload(_) => &["GET"],
         }
     }
 
@@ -431,7 +457,9 @@ impl Route {
         }
         let has_body = matches!(
             (self, method),
-            (Route::Products, "POST") | (Route::Product(_), "PATCH") | (Route::Stock, _)
+            (Route::Products | Route::Uploads, "POST")
+                | (Route::Product(_), "PATCH")
+                | (Route::Stock | Route::ProductMedia(_), _)
         );
         let json = content_type
             .and_then(|c| c.split(';').next())
@@ -452,6 +480,8 @@ impl Route {
             }
             (Route::Product(_), "DELETE") => precondition::if_match(if_match).map(drop),
             (Route::Stock, _) => parse_stock_changes(body).map(drop),
+            (Route::Uploads, "POST") => upload::UploadRequest::parse(body).map(drop),
+            (Route::ProductMedia(_), _) => upload::parse_attach(body).map(drop),
             _ => Ok(()),
         }
     }

@@ -171,9 +171,20 @@ fn routes_and_what_the_gateway_checks_before_forwarding() {
         Ok(Route::Product(12))
     );
     assert_eq!(Route::parse("/api/v1/vendor/stock"), Ok(Route::Stock));
+    assert_eq!(
+        Route::parse("/api/v1/vendor/products/12/media"),
+        Ok(Route::ProductMedia(12))
+    );
+    assert_eq!(Route::parse("/api/v1/vendor/uploads"), Ok(Route::Uploads));
+    assert_eq!(
+        Route::parse("/api/v1/vendor/uploads/3"),
+        Ok(Route::Upload(3))
+    );
     for bad in [
         "/api/v1/vendor/products/0",
         "/api/v1/vendor/products/x",
+        "/api/v1/vendor/products/x/media",
+        "/api/v1/vendor/uploads/../1",
         "/api/v1/vendor/nope",
     ] {
         assert_eq!(Route::parse(bad).unwrap_err().status, 404, "{bad}");
@@ -207,4 +218,17 @@ fn routes_and_what_the_gateway_checks_before_forwarding() {
         428
     );
     assert_eq!(status(Route::Stock.check("POST", json, None, b"[]")), 400);
+    let upload = br#"{"file_name": "a.svg", "content_type": "image/svg+xml", "size": 9}"#;
+    assert_eq!(
+        status(Route::Uploads.check("POST", json, None, upload)),
+        422
+    );
+    assert_eq!(
+        status(Route::Upload(1).check("DELETE", None, None, b"")),
+        405
+    );
+    assert_eq!(
+        status(Route::ProductMedia(1).check("POST", json, None, b"{}")),
+        422
+    );
 }

@@ -7,6 +7,9 @@ pub struct SeedConfig {
     pub products: u32,
     pub vendors: u32,
     pub seed: u64,
+    /// Processed images (as `media` holds them) products may show, each
+    /// product one to three of them; none when empty.
+    pub pictures: Vec<serde_json::Value>,
 }
 
 impl Default for SeedConfig {
@@ -15,6 +18,7 @@ impl Default for SeedConfig {
             products: 10_000,
             vendors: 200,
             seed: 1,
+            pictures: Vec::new(),
         }
     }
 }
@@ -47,7 +51,7 @@ pub struct Product {
     pub price_minor: i64,
     pub currency: String,
     pub stock: i64,
-    pub media: Vec<String>,
+    pub media: Vec<serde_json::Value>,
     pub created_at: i64,
     pub category_ids: Vec<i64>,
 }
@@ -475,9 +479,13 @@ pub fn generate(config: &SeedConfig) -> Generated {
                     }
                 }
             }
-            let media = (1..=1 + rng.below(3))
-                .map(|n| format!("/media/products/{id}/{n}.jpg"))
-                .collect();
+            let shown = 1 + rng.below(3);
+            let media = match config.pictures.len() {
+                0 => Vec::new(),
+                n => (0..shown)
+                    .map(|k| config.pictures[(id as usize * 7 + k * 3) % n].clone())
+                    .collect(),
+            };
             Product {
                 id,
                 slug: format!("{}-{id}", slugify(&title)),
@@ -511,6 +519,7 @@ mod tests {
             products: 50,
             vendors: 5,
             seed: 42,
+            pictures: vec![serde_json::json!({"upload": 0, "variants": []})],
         };
         let a = generate(&cfg);
         let b = generate(&cfg);

@@ -95,7 +95,7 @@ pub async fn seed(conn: &Connection, config: &SeedConfig) -> Result<Generated, E
                 p.price_minor,
                 p.currency.clone(),
                 p.stock,
-                serde_json::to_string(&p.media).expect("a list of strings serialises"),
+                serde_json::to_string(&p.media).expect("JSON values serialise"),
                 p.created_at
             ],
         )
@@ -181,6 +181,7 @@ mod tests {
             products: 300,
             vendors: 20,
             seed: 7,
+            ..SeedConfig::default()
         };
         let data = seed(&conn, &cfg).await.unwrap();
         assert_eq!(product_count(&conn).await.unwrap(), 300);

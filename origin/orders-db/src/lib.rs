@@ -1,14 +1,22 @@
-//! The orders database: the origin's own, never replicated. Versioned
+//! The orders database: the origin's own, never replicated (orders, and
+//! vendors' uploads). Versioned
 //! migrations; the order saga's orchestrator reads and writes it.
 
 pub use migrations::{Error, Migration, schema_version};
 
 /// The orders migrations, oldest first. Append only.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "orders",
-    sql: include_str!("../migrations/0001_orders.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "orders",
+        sql: include_str!("../migrations/0001_orders.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "uploads",
+        sql: include_str!("../migrations/0002_uploads.sql"),
+    },
+];
 
 /// Opens (creating if needed) and migrates an orders database file.
 pub async fn open(path: &std::path::Path) -> Result<(libsql::Database, libsql::Connection), Error> {
@@ -48,7 +56,7 @@ mod tests {
         assert!(conn.execute("DELETE FROM order_events", ()).await.is_err());
         // A second open applies nothing and keeps the hold key.
         let (_db2, conn2) = open(&dir.join("orders.db")).await.unwrap();
-        assert_eq!(schema_version(&conn2).await.unwrap(), 1);
+        assert_eq!(schema_version(&conn2).await.unwrap(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -11,9 +11,6 @@
 use crate::{Authorise, IntentStatus, PayError, PaymentIntent, PaymentProvider, Refund};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{Client as HyperClient, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +47,7 @@ pub enum ConfigError {
 #[derive(Clone)]
 pub struct Client {
     config: Arc<Config>,
-    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: admission::tls::HttpsClient,
 }
 
 impl std::fmt::Debug for Client {
@@ -84,19 +81,7 @@ impl Client {
             }
             _ => return Err(ConfigError::Url(config.base_url.clone())),
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout));
-        connector.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(admission::tls::client_config(&config.extra_roots)?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let http = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(32)
-            .build(connector);
+        let http = admission::tls::https_client(&config.extra_roots, config.timeout)?;
         Ok(Client {
             config: Arc::new(config),
             http,

@@ -6,7 +6,11 @@
 //!   `"status": "published"`);
 //! - `GET`, `PATCH` (with `If-Match`) and `DELETE` (with `If-Match`)
 //!   `/api/v1/vendor/products/{id}`;
-//! - `POST /api/v1/vendor/stock`: many products' stock in one request.
+//! - `POST /api/v1/vendor/stock`: many products' stock in one request;
+//! - `POST /api/v1/vendor/uploads`: a presigned `PUT` URL for one image,
+//!   within the vendor's quota; `GET /api/v1/vendor/uploads[/{id}]`;
+//! - `POST /api/v1/vendor/products/{id}/media`: attach an uploaded image,
+//!   processed off the request path ([`processing`]).
 //!
 //! Prices, stock and what shoppers see change here and nowhere else: the
 //! origin verifies the vendor's token and live session itself, finds the
@@ -17,14 +21,35 @@
 //! and the catalog's triggers append the `changes` tags that make cached
 //! pages showing them stale.
 
+mod processing;
 mod products;
+mod store;
+mod uploads;
 
 use crate::checkout::auth::{self, Verifier};
 use crate::checkout::{Answer, now_ms};
 use bytes::Bytes;
 use problem::Problem;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
+use vendor_core::upload::UploadRequest;
 use vendor_core::{IfMatch, ProductFields, Route};
+
+pub use processing::Processor;
+pub use store::ObjectStore;
+pub use uploads::Quota;
+
+/// Where vendors' uploads go, and how much each vendor may hold.
+#[derive(Debug, Clone)]
+pub struct UploadSettings {
+    pub store: ::uploads::Store,
+    pub quota: Quota,
+    /// How long a signed URL works (at most 15 minutes).
+    pub valid_for: Duration,
+}
+
+/// Most uploads one listing shows.
+const UPLOADS_PAGE: i64 = 50;
 
 /// The vendor API's connections and token checks.
 pub struct Vendors {
@@ -32,7 +57,14 @@ pub struct Vendors {
     identity: Mutex<libsql::Connection>,
     /// Open orders keep their products from being deleted; without an
     /// orders database there are none.
+    /// Holds uploads too; uploads are off without it.
     orders: Option<Mutex<libsql::Connection>>,
+    /// Uploads are off without a store.
+    uploads: Option<UploadSettings>,
+    /// Attaching is off without the processor's key.
+    processor: Option<Processor>,
+    /// Wakes the processor when an upload is attached.
+    wake: tokio::sync::Notify,
     verifier: Verifier,
 }
 
@@ -58,6 +90,8 @@ impl Vendors {
         identity: &libsql::Database,
         orders: Option<&libsql::Database>,
         variables_file: Option<std::path::PathBuf>,
+        uploads: Option<UploadSettings>,
+        processor: Option<Processor>,
     ) -> anyhow::Result<Vendors> {
         Ok(Vendors {
             catalog: Mutex::new(crate::checkout::open(catalog, true).await?),
@@ -66,8 +100,24 @@ impl Vendors {
                 Some(db) => Some(Mutex::new(crate::checkout::open(db, false).await?)),
                 None => None,
             },
+            uploads: uploads.filter(|_| orders.is_some()),
+            processor: processor.filter(|_| orders.is_some()),
+            wake: tokio::sync::Notify::new(),
             verifier: Verifier::new(variables_file),
         })
+    }
+
+    /// Starts processing attached uploads, when it is on.
+    pub fn start(self: &std::sync::Arc<Self>) {
+        if self.processor.is_none() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let (Some(processor), Some(orders)) = (&me.processor, &me.orders) {
+                processing::run(processor, orders, &me.catalog, &me.wake).await;
+            }
+        });
     }
 
     /// Answers a request under `/api/v1/vendor/`.
@@ -102,6 +152,10 @@ impl Vendors {
                         self.update(who, id, header("if-match"), &body).await
                     }
                     (Route::Product(id), _) => self.delete(who, id, header("if-match")).await,
+                    (Route::Uploads, "GET") => self.uploads(who).await,
+                    (Route::Uploads, _) => self.sign_upload(who, &body).await,
+                    (Route::Upload(id), _) => self.upload(who, id).await,
+                    (Route::ProductMedia(id), _) => self.attach(who, id, &body).await,
                 },
             },
         };
@@ -239,6 +293,231 @@ impl Vendors {
             Err(e) => internal(e),
         }
     }
+}
+
+impl Vendors {
+    /// The store and the database uploads need, or why uploads are off.
+    fn uploads_on(&self) -> Result<(&UploadSettings, &Mutex<libsql::Connection>), Answer> {
+        match (&self.uploads, &self.orders) {
+            (Some(settings), Some(orders)) => Ok((settings, orders)),
+            _ => Err(Answer::problem(Problem::unavailable(
+                "uploads are off: this origin has no object store configured",
+            ))),
+        }
+    }
+
+    async fn sign_upload(&self, who: Caller, body: &[u8]) -> Answer {
+        let (settings, orders) = match self.uploads_on() {
+            Ok(on) => on,
+            Err(a) => return a,
+        };
+        let request = match UploadRequest::parse(body) {
+            Ok(r) => r,
+            Err(p) => return Answer::problem(p),
+        };
+        let mut random = [0u8; 12];
+        if let Err(e) = getrandom::fill(&mut random) {
+            tracing::error!("no randomness for an upload key: {e}");
+            return Answer::problem(Problem::unavailable("try again shortly"));
+        }
+        let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let Some(key) = ::uploads::object_key(who.vendor, &id, &request.content_type) else {
+            return Answer::problem(Problem::unavailable("try again shortly"));
+        };
+        let now = SystemTime::now();
+        let signed = match settings.store.presign_put(
+            &key,
+            &request.content_type,
+            request.size,
+            now,
+            settings.valid_for,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("signing an upload URL failed: {e}");
+                return Answer::problem(Problem::unavailable(
+                    "the upload could not be signed; nothing was changed, try again shortly",
+                ));
+            }
+        };
+        let secs = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or_default()
+        };
+        let conn = orders.lock().await;
+        let created = uploads::create(
+            &conn,
+            who.vendor,
+            &request,
+            &key,
+            settings.quota,
+            secs(now),
+            secs(signed.expires_at),
+        )
+        .await;
+        match created {
+            Ok(Ok((upload, usage))) => {
+                let headers: serde_json::Map<String, serde_json::Value> = signed
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.clone().into()))
+                    .collect();
+                let mut json = upload.json();
+                json["put"] = serde_json::json!({
+                    "method": "PUT",
+                    "url": signed.url,
+                    "headers": headers,
+                });
+                json["quota"] = usage.json(settings.quota);
+                Answer::json(201, &json)
+                    .with("location", format!("/api/v1/vendor/uploads/{}", upload.id))
+            }
+            Ok(Err(used)) => Answer::problem(over_quota(&request, used, settings.quota)),
+            Err(e) => internal(e),
+        }
+    }
+
+    async fn uploads(&self, who: Caller) -> Answer {
+        let (settings, orders) = match self.uploads_on() {
+            Ok(on) => on,
+            Err(a) => return a,
+        };
+        let conn = orders.lock().await;
+        let listed = uploads::list(&conn, who.vendor, UPLOADS_PAGE).await;
+        let used = uploads::usage(&conn, who.vendor, now_ms() / 1000).await;
+        match (listed, used) {
+            (Ok(list), Ok(used)) => Answer::json(
+                200,
+                &serde_json::json!({
+                    "uploads": list.iter().map(uploads::Upload::json).collect::<Vec<_>>(),
+                    "quota": used.json(settings.quota),
+                }),
+            ),
+            (Err(e), _) | (_, Err(e)) => internal(e),
+        }
+    }
+
+    async fn upload(&self, who: Caller, id: i64) -> Answer {
+        let (_, orders) = match self.uploads_on() {
+            Ok(on) => on,
+            Err(a) => return a,
+        };
+        match uploads::load(&*orders.lock().await, who.vendor, id).await {
+            Ok(Some(u)) => Answer::json(200, &u.json()),
+            Ok(None) => Answer::problem(vendor_core::no_such_upload()),
+            Err(e) => internal(e),
+        }
+    }
+}
+
+impl Vendors {
+    /// Attaches an uploaded image to the vendor's product `id`: 202, and
+    /// the upload's status tells how processing goes.
+    async fn attach(&self, who: Caller, id: i64, body: &[u8]) -> Answer {
+        let (_, orders) = match self.uploads_on() {
+            Ok(on) => on,
+            Err(a) => return a,
+        };
+        let Some(processor) = &self.processor else {
+            return Answer::problem(Problem::unavailable(
+                "image processing is off: this origin has no processor key for the object store",
+            ));
+        };
+        let upload = match vendor_core::upload::parse_attach(body) {
+            Ok(u) => u,
+            Err(p) => return Answer::problem(p),
+        };
+        match products::load(&*self.catalog.lock().await, who.vendor, id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Answer::problem(vendor_core::not_yours()),
+            Err(e) => return internal(e),
+        }
+        let found = match uploads::load(&*orders.lock().await, who.vendor, upload).await {
+            Ok(Some(u)) => u,
+            Ok(None) => return Answer::problem(no_such_upload_field()),
+            Err(e) => return internal(e),
+        };
+        if found.status == "signed" {
+            // Attaching before the bytes arrived is the likeliest mistake.
+            match processor.store.head(&found.object_key).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Answer::problem(Problem::new(
+                        409,
+                        "nothing-uploaded",
+                        "Nothing uploaded yet",
+                        "nothing was uploaded to this upload's signed URL; PUT the file there \
+                         first, then attach it",
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!("checking an upload failed: {e}");
+                    return Answer::problem(
+                        Problem::unavailable(
+                            "the object store could not be reached; nothing was changed, try \
+                             again shortly",
+                        )
+                        .with("retry_after", 2),
+                    );
+                }
+            }
+        }
+        let conn = orders.lock().await;
+        match uploads::attach(&conn, who.vendor, upload, id, now_ms() / 1000).await {
+            Ok(Ok(attached)) => {
+                self.wake.notify_one();
+                Answer::json(202, &attached.json())
+                    .with("location", format!("/api/v1/vendor/uploads/{upload}"))
+            }
+            Ok(Err(uploads::AttachRefusal::NoSuchUpload)) => {
+                Answer::problem(no_such_upload_field())
+            }
+            Ok(Err(uploads::AttachRefusal::NotSigned(status))) => Answer::problem(
+                Problem::new(
+                    409,
+                    "upload-not-attachable",
+                    "The upload cannot be attached",
+                    match status.as_str() {
+                        "expired" => "its URL expired before anything was attached; ask for a \
+                                      new upload URL"
+                            .to_string(),
+                        other => format!(
+                            "it is {other} already; an upload is attached once, to one product"
+                        ),
+                    },
+                )
+                .with("upload_status", status),
+            ),
+            Err(e) => internal(e),
+        }
+    }
+}
+
+/// The upload named in an attach body is not the vendor's.
+fn no_such_upload_field() -> Problem {
+    let mut p = vendor_core::no_such_upload();
+    p.extensions.insert("field".into(), "upload".into());
+    p
+}
+
+/// 403: the upload would take the vendor past their quota.
+fn over_quota(request: &UploadRequest, used: uploads::Usage, quota: Quota) -> Problem {
+    Problem::new(
+        403,
+        "upload-quota-exceeded",
+        "Upload quota exceeded",
+        format!(
+            "this upload of {} bytes would take you past your quota of {} objects and {} bytes \
+             (you hold {} objects, {} bytes); uploads you never attach stop counting when \
+             their URLs expire",
+            request.size, quota.objects, quota.bytes, used.objects, used.bytes
+        ),
+    )
+    .with("bytes_used", used.bytes)
+    .with("bytes_limit", quota.bytes)
+    .with("objects_used", used.objects)
+    .with("objects_limit", quota.objects)
 }
 
 fn product_answer(status: u16, p: &products::Product) -> Answer {

@@ -206,7 +206,7 @@ pub async fn load(
 
 /// Runs `edit` in one immediate transaction: committed when it returns
 /// `Ok(Ok(_))`, rolled back otherwise.
-async fn in_transaction<T, E>(
+pub(super) async fn in_transaction<T, E>(
     conn: &Connection,
     edit: impl AsyncFnOnce(&Connection) -> Result<Result<T, E>, libsql::Error>,
 ) -> Result<Result<T, E>, libsql::Error> {
@@ -554,4 +554,22 @@ pub async fn change_stock(
         Ok(Ok(levels))
     })
     .await
+}
+
+/// Appends a processed image to product `id`'s media, as a new version
+/// (so its cached pages are purged); `false` when the product is gone.
+pub async fn add_media(
+    conn: &Connection,
+    id: i64,
+    image: &Value,
+    now: i64,
+) -> Result<bool, libsql::Error> {
+    let changed = conn
+        .execute(
+            "UPDATE products SET media = json_insert(media, '$[#]', json(?1)), \
+             version = version + 1, updated_at = ?2 WHERE id = ?3",
+            params![image.to_string(), now, id],
+        )
+        .await?;
+    Ok(changed == 1)
 }

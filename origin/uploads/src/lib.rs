@@ -15,26 +15,13 @@ use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
 };
 use aws_smithy_runtime_api::client::identity::Identity;
-use problem::Problem;
-use serde_json::Value;
 use std::time::{Duration, SystemTime};
+pub use vendor_core::upload::{
+    CONTENT_TYPES, MAX_FILE_NAME_CHARS, MAX_UPLOAD_BYTES, UploadRequest, extension,
+};
 
 /// The longest a presigned URL is valid.
 pub const MAX_VALIDITY: Duration = Duration::from_secs(15 * 60);
-/// The largest file a vendor may upload.
-pub const MAX_UPLOAD_BYTES: u64 = 20 << 20;
-/// The longest file name kept (for the vendor's own reference only).
-pub const MAX_FILE_NAME_CHARS: usize = 255;
-/// Image types an upload may declare, with the extension its key gets.
-/// Never SVG or HTML: the store serves what it holds, and those run
-/// script in a browser.
-pub const CONTENT_TYPES: &[(&str, &str)] = &[
-    ("image/jpeg", "jpg"),
-    ("image/png", "png"),
-    ("image/webp", "webp"),
-    ("image/avif", "avif"),
-];
-
 /// Where uploads go, and the credential that signs for them. That
 /// credential should reach nothing but `PutObject` under `uploads/`.
 #[derive(Clone)]
@@ -67,88 +54,6 @@ pub enum PresignError {
     Validity(Duration),
     #[error("signing failed: {0}")]
     Signing(String),
-}
-
-/// What a vendor asks to upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadRequest {
-    pub file_name: String,
-    pub content_type: String,
-    pub size: u64,
-}
-
-fn invalid(field: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(422, "invalid-upload", "The upload is not valid", detail).with("field", field)
-}
-
-impl UploadRequest {
-    /// Parses `{"file_name": ..., "content_type": ..., "size": ...}`:
-    /// 400 when it is not a JSON object, 422 naming the field otherwise.
-    pub fn parse(body: &[u8]) -> Result<UploadRequest, Problem> {
-        let shape =
-            "{\"file_name\": \"scarf.jpg\", \"content_type\": \"image/jpeg\", \"size\": 123456}";
-        let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
-            return Err(Problem::bad_request(format!(
-                "the body must be a JSON object: {shape}"
-            )));
-        };
-        if let Some(unknown) = map
-            .keys()
-            .find(|k| !["file_name", "content_type", "size"].contains(&k.as_str()))
-        {
-            return Err(invalid(
-                unknown,
-                format!("{unknown} is not part of an upload request: {shape}"),
-            ));
-        }
-        let file_name = match map.get("file_name").and_then(Value::as_str).map(str::trim) {
-            Some(n)
-                if !n.is_empty()
-                    && n.chars().count() <= MAX_FILE_NAME_CHARS
-                    && !n.chars().any(char::is_control) =>
-            {
-                n.to_string()
-            }
-            _ => {
-                return Err(invalid(
-                    "file_name",
-                    format!("file_name is 1 to {MAX_FILE_NAME_CHARS} characters"),
-                ));
-            }
-        };
-        let content_type = match map.get("content_type").and_then(Value::as_str) {
-            Some(t) if extension(t).is_some() => t.to_string(),
-            _ => {
-                let allowed: Vec<&str> = CONTENT_TYPES.iter().map(|(t, _)| *t).collect();
-                return Err(invalid(
-                    "content_type",
-                    format!("content_type is one of {}", allowed.join(", ")),
-                ));
-            }
-        };
-        let size = match map.get("size").and_then(Value::as_u64) {
-            Some(n) if (1..=MAX_UPLOAD_BYTES).contains(&n) => n,
-            _ => {
-                return Err(invalid(
-                    "size",
-                    format!("size is the file's length in bytes, 1 to {MAX_UPLOAD_BYTES}"),
-                ));
-            }
-        };
-        Ok(UploadRequest {
-            file_name,
-            content_type,
-            size,
-        })
-    }
-}
-
-/// The key extension for an allowed content type.
-pub fn extension(content_type: &str) -> Option<&'static str> {
-    CONTENT_TYPES
-        .iter()
-        .find(|(t, _)| *t == content_type)
-        .map(|(_, e)| *e)
 }
 
 /// The object key of upload `id` (random, from the caller) by `vendor`:
@@ -206,6 +111,23 @@ impl Store {
             headers,
             expires_at: now + valid_for,
         })
+    }
+
+    /// Any other request on `key` (`GET`, `HEAD`, `DELETE`) as a URL
+    /// signed over `headers`, valid from `now` for `valid_for`: how the
+    /// processor reads uploads and writes media with its own key.
+    pub fn presign_object(
+        &self,
+        method: &str,
+        key: &str,
+        headers: &[(&'static str, String)],
+        now: SystemTime,
+        valid_for: Duration,
+    ) -> Result<String, PresignError> {
+        if valid_for.is_zero() || valid_for > MAX_VALIDITY {
+            return Err(PresignError::Validity(valid_for));
+        }
+        self.presign(method, &self.object_url(key)?, headers, now, valid_for)
     }
 
     /// SigV4 in the query string for `method url` with `headers` signed

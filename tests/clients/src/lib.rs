@@ -37,6 +37,8 @@ pub enum Purpose {
     SendJson,
     /// The user opening a URL (address bar, link).
     Navigate,
+    /// A page's `<img>` loading a picture.
+    Image,
 }
 
 /// The page the storefront's scripts run on, for `Referer` and `Origin`.
@@ -93,6 +95,16 @@ pub fn headers(client: Client, purpose: Purpose, authority: &str) -> Vec<(&'stat
                     ("sec-fetch-dest", s("empty")),
                     ("referer", format!("{origin}{PAGE}")),
                 ]),
+                Purpose::Image => h.extend([
+                    (
+                        "accept",
+                        s("image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"),
+                    ),
+                    ("sec-fetch-site", s("same-origin")),
+                    ("sec-fetch-mode", s("no-cors")),
+                    ("sec-fetch-dest", s("image")),
+                    ("referer", format!("{origin}{PAGE}")),
+                ]),
                 Purpose::Navigate => h.extend([
                     ("upgrade-insecure-requests", s("1")),
                     (
@@ -113,10 +125,10 @@ pub fn headers(client: Client, purpose: Purpose, authority: &str) -> Vec<(&'stat
                 ("cookie", s(CHROMIUM_COOKIE)),
                 (
                     "priority",
-                    s(if purpose == Purpose::Navigate {
-                        "u=0, i"
-                    } else {
-                        "u=1, i"
+                    s(match purpose {
+                        Purpose::Navigate => "u=0, i",
+                        Purpose::Image => "i",
+                        _ => "u=1, i",
                     }),
                 ),
             ]);
@@ -185,7 +197,12 @@ mod tests {
 
     #[test]
     fn chromium_always_asks_for_brotli_and_carries_its_cookie() {
-        for purpose in [Purpose::Read, Purpose::SendJson, Purpose::Navigate] {
+        for purpose in [
+            Purpose::Read,
+            Purpose::SendJson,
+            Purpose::Navigate,
+            Purpose::Image,
+        ] {
             let h = headers(Client::Chromium, purpose, "127.0.0.1:8080");
             let get = |n: &str| h.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str());
             assert_eq!(get("accept-encoding"), Some(CHROMIUM_ACCEPT_ENCODING));

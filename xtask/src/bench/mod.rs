@@ -5,6 +5,7 @@
 //! each sending its next request when the last answered, for a fixed time.
 
 mod checkout;
+mod media;
 pub mod profile;
 mod replication;
 mod report;
@@ -665,6 +666,13 @@ pub fn run(
         rows.extend(checkout::run(&rt, &catalog, seconds, connections)?);
     }
 
+    let mut processing = None;
+    if want("media") {
+        let (more, p) = media::run(&rt, &catalog, seconds, connections, &product_paths)?;
+        rows.extend(more);
+        processing = Some(p);
+    }
+
     let mut lag = None;
     if want("replication") {
         let (more, l) = replication::run(&rt, &catalog, seconds, connections, &product_paths)?;
@@ -700,6 +708,9 @@ pub fn run(
                 m.name, m.idle_mb, m.peak_mb
             ));
         }
+    }
+    if let Some(p) = &processing {
+        table.push_str(&media::print(p));
     }
     println!();
     println!("{table}");
