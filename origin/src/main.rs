@@ -284,6 +284,11 @@ struct Origin {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // The same binary is the image processing child (see vendor::isolate).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(vendor::isolate::CHILD_ARG) {
+        vendor::isolate::child_main(&argv[2..]);
+    }
     edgeshop_telemetry::init("info");
     let args = Args::parse();
     anyhow::ensure!(

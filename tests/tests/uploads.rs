@@ -387,10 +387,18 @@ async fn a_signed_upload_url_works_against_a_third_party_s3() {
     )
     .await;
     let product = created.json()["id"].as_i64().unwrap();
-    let photo = media_processing::generate::jpeg(900, 600);
-    let (id, _) = upload_and_attach(&p, &ada, product, "image/jpeg", &photo).await;
+    // An AVIF photo from libavif's encoder: decoded by rav1d at the origin.
+    let photo = media_processing::generate::avif();
+    let (id, _) = upload_and_attach(&p, &ada, product, "image/avif", &photo).await;
     let done = settled(&p.fra, &ada, id).await;
     assert_eq!(done["status"], "ready", "{done}");
+    let widths: Vec<_> = done["media"]["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["width"].as_i64().unwrap())
+        .collect();
+    assert_eq!(widths, [200, 640], "{done}");
     let variant = done["media"]["variants"][0]["url"]
         .as_str()
         .unwrap()
@@ -607,7 +615,7 @@ async fn an_attached_photo_is_stripped_resized_and_shown_at_every_pop_and_hostil
         }
     };
     let before = version(bob.clone(), bowl).await;
-    let hostile: [(&str, Vec<u8>, &str); 4] = [
+    let hostile: [(&str, Vec<u8>, &str); 5] = [
         (
             "image/jpeg",
             b"<!doctype html><script>alert(document.cookie)</script>".to_vec(),
@@ -627,6 +635,13 @@ async fn an_attached_photo_is_stripped_resized_and_shown_at_every_pop_and_hostil
             "image/png",
             media_processing::generate::png_rgba(300, 300)[..400].to_vec(),
             "could not be read",
+        ),
+        // Aborts the AV1 decoder: only its child process goes down, and
+        // the origin goes on (the rest of this test runs against it).
+        (
+            "image/avif",
+            media_processing::generate::avif_damaged(),
+            "damaged",
         ),
     ];
     for (content_type, bytes, says) in hostile {

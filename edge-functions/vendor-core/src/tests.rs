@@ -223,6 +223,8 @@ fn routes_and_what_the_gateway_checks_before_forwarding() {
         status(Route::Uploads.check("POST", json, None, upload)),
         422
     );
+    let avif = br#"{"file_name": "a.avif", "content_type": "image/avif", "size": 9}"#;
+    assert!(Route::Uploads.check("POST", json, None, avif).is_ok());
     assert_eq!(
         status(Route::Upload(1).check("DELETE", None, None, b"")),
         405

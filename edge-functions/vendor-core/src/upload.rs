@@ -11,12 +11,12 @@ pub const MAX_UPLOAD_BYTES: u64 = 20 << 20;
 pub const MAX_FILE_NAME_CHARS: usize = 255;
 /// Image types an upload may declare, with the extension its key gets:
 /// those the processor decodes. Never SVG or HTML, which run script in a
-/// browser. (AVIF waits for an AV1 decoder that builds here: see the
-/// README.)
+/// browser.
 pub const CONTENT_TYPES: &[(&str, &str)] = &[
     ("image/jpeg", "jpg"),
     ("image/png", "png"),
     ("image/webp", "webp"),
+    ("image/avif", "avif"),
 ];
 
 /// What a vendor asks to upload.

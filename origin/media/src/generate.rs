@@ -1,7 +1,8 @@
 //! Images made on the spot, for tests and for the seeded catalog: a
 //! JPEG of any size, the same with an EXIF block (orientation 6 and a
 //! description naming a place), a PNG with transparency, and the header of
-//! a decompression bomb.
+//! a decompression bomb; and AVIF files made from [`blocks`] by libavif's
+//! `avifenc`, the reference encoder (see `fixtures/README.md`).
 
 use image::{ImageEncoder, RgbImage, RgbaImage};
 
@@ -151,4 +152,70 @@ pub fn picture(n: usize) -> Vec<u8> {
         .write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgb8)
         .expect("encoding a generated picture");
     out
+}
+
+/// The colours of [`blocks`], row by row.
+pub const BLOCK_COLOURS: [[u8; 3]; 16] = [
+    [230, 30, 30],
+    [30, 200, 40],
+    [20, 40, 220],
+    [250, 250, 250],
+    [5, 5, 5],
+    [128, 128, 128],
+    [240, 200, 20],
+    [20, 200, 210],
+    [200, 30, 200],
+    [120, 60, 10],
+    [255, 128, 0],
+    [0, 90, 40],
+    [60, 0, 120],
+    [255, 190, 200],
+    [90, 90, 160],
+    [200, 230, 140],
+];
+
+/// A 4×4 grid of solid [`BLOCK_COLOURS`], `width`×`height`: saturated
+/// colours, black and white show a wrong colour matrix or range at once.
+pub fn blocks(width: u32, height: u32) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb(BLOCK_COLOURS[(y * 4 / height * 4 + x * 4 / width) as usize])
+    })
+}
+
+/// [`blocks`] at 640×480 as AVIF files, by name: 4:2:0 8-bit BT.601 full
+/// range; 4:4:4 10-bit BT.709 limited range; 12-bit monochrome; lossless
+/// (identity matrix, RGB planes); and at 320×240 with an alpha item whose
+/// opacity steps 0, 85, 170, 255 across four columns.
+pub const AVIF: [(&str, &[u8]); 5] = [
+    (
+        "photo-420-bt601-full",
+        include_bytes!("../fixtures/photo-420-bt601-full.avif"),
+    ),
+    (
+        "photo-444-10bit-bt709-limited",
+        include_bytes!("../fixtures/photo-444-10bit-bt709-limited.avif"),
+    ),
+    ("grey-12bit", include_bytes!("../fixtures/grey-12bit.avif")),
+    (
+        "lossless-identity",
+        include_bytes!("../fixtures/lossless-identity.avif"),
+    ),
+    ("alpha-420", include_bytes!("../fixtures/alpha-420.avif")),
+];
+
+/// The AVIF photo most tests upload: [`blocks`] at 640×480, 4:2:0.
+pub fn avif() -> Vec<u8> {
+    AVIF[0].1.to_vec()
+}
+
+/// [`avif`] with its AV1 data scrambled near the end: rav1d 1.1 aborts on
+/// it (an `unwrap` in its error path), which is what the origin's child
+/// process for processing is there to survive.
+pub fn avif_damaged() -> Vec<u8> {
+    let mut bytes = avif();
+    let len = bytes.len();
+    for b in &mut bytes[len - 200..len - 20] {
+        *b ^= 0x5A;
+    }
+    bytes
 }

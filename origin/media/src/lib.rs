@@ -2,8 +2,9 @@
 //! variants out; the caller does the I/O):
 //!
 //! 1. its type is read from its bytes, never from its name or the type it
-//!    was uploaded as, and must be an allowed image type and the one
-//!    declared (so an HTML or SVG file renamed `.jpg` never gets through);
+//!    was uploaded as, and must be an allowed image type (JPEG, PNG, WebP,
+//!    AVIF) and the one declared (so an HTML or SVG file renamed `.jpg`
+//!    never gets through);
 //! 2. its dimensions are read from its header and bounded before any
 //!    pixel is decoded (a decompression bomb declares huge dimensions in a
 //!    few bytes), and decoding runs under an allocation limit;
@@ -50,7 +51,7 @@ impl Default for Bounds {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejected {
-    #[error("the file is not a JPEG, PNG or WebP image")]
+    #[error("the file is not a JPEG, PNG, WebP or AVIF image")]
     NotAnImage,
     #[error("the file is {found}, but it was uploaded as {declared}")]
     WrongType {
@@ -94,6 +95,8 @@ pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
         Some("image/png")
     } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
         Some("image/webp")
+    } else if avif::sniff(bytes) {
+        Some("image/avif")
     } else {
         None
     }
@@ -126,6 +129,9 @@ pub fn process(bytes: &[u8], declared: &str, bounds: Bounds) -> Result<Vec<Varia
             found,
         });
     }
+    if found == "image/avif" {
+        return variants(&avif::decode(bytes, bounds)?);
+    }
     let format = format_of(found).ok_or(Rejected::NotAnImage)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
@@ -138,6 +144,16 @@ pub fn process(bytes: &[u8], declared: &str, bounds: Bounds) -> Result<Vec<Varia
         other => broken(other),
     })?;
     let (width, height) = decoder.dimensions();
+    check_size(width, height, bounds)?;
+    let orientation = decoder.orientation().map_err(broken)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(broken)?;
+    image.apply_orientation(orientation);
+    variants(&image)
+}
+
+/// Refuses dimensions outside `bounds`, read from a header before any
+/// pixel is decoded.
+fn check_size(width: u32, height: u32, bounds: Bounds) -> Result<(), Rejected> {
     if width == 0
         || height == 0
         || width > bounds.max_width
@@ -152,10 +168,7 @@ pub fn process(bytes: &[u8], declared: &str, bounds: Bounds) -> Result<Vec<Varia
             max_pixels: bounds.max_pixels,
         });
     }
-    let orientation = decoder.orientation().map_err(broken)?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(broken)?;
-    image.apply_orientation(orientation);
-    variants(&image)
+    Ok(())
 }
 
 fn too_large_unknown(bounds: Bounds) -> Rejected {
@@ -211,7 +224,10 @@ fn variants(image: &DynamicImage) -> Result<Vec<Variant>, Rejected> {
         .collect()
 }
 
+mod av1;
+mod avif;
 pub mod generate;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;

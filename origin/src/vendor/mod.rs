@@ -21,6 +21,7 @@
 //! and the catalog's triggers append the `changes` tags that make cached
 //! pages showing them stale.
 
+pub mod isolate;
 mod processing;
 mod products;
 mod store;

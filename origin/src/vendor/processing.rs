@@ -1,6 +1,6 @@
 //! Turning attached uploads into product media, off the request path: one
 //! upload at a time (decoding is CPU-bound and bounded by
-//! `media_processing::Bounds`), in the blocking pool, from the origin's own queue
+//! `media_processing::Bounds`), in a child process (see `isolate`), from the origin's own queue
 //! (`uploads` rows in `processing`), with retries while the store is
 //! unreachable and a visible status throughout.
 //!
@@ -10,6 +10,7 @@
 //! Either way its original object, EXIF and all, is deleted. Uploads
 //! never attached are swept once their URLs have expired.
 
+use super::isolate;
 use super::products;
 use super::store::{ObjectStore, StoreError, TooLong};
 use super::uploads;
@@ -89,8 +90,17 @@ pub async fn run(
     }
 }
 
+/// What makes processing worth trying again later.
+#[derive(Debug, thiserror::Error)]
+enum Transient {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Child(#[from] isolate::SpawnError),
+}
+
 /// Reads, checks and converts one upload and stores its variants.
-async fn process(processor: &Processor, upload: &uploads::Upload) -> Result<Outcome, StoreError> {
+async fn process(processor: &Processor, upload: &uploads::Upload) -> Result<Outcome, Transient> {
     let declared = upload.size as u64;
     let bytes = match processor.store.get(&upload.object_key, declared).await? {
         None => {
@@ -105,19 +115,9 @@ async fn process(processor: &Processor, upload: &uploads::Upload) -> Result<Outc
         }
         Some(Ok(bytes)) => bytes,
     };
-    let content_type = upload.content_type.clone();
-    let bounds = processor.bounds;
-    let converted = tokio::task::spawn_blocking(move || {
-        media_processing::process(&bytes, &content_type, bounds)
-    })
-    .await;
-    let variants = match converted {
-        Ok(Ok(variants)) => variants,
-        Ok(Err(rejected)) => return Ok(Outcome::Failed(rejected.to_string())),
-        Err(e) => {
-            tracing::error!(upload = upload.id, "image processing panicked: {e}");
-            return Ok(Outcome::Failed("the image could not be processed".into()));
-        }
+    let variants = match isolate::process(bytes, &upload.content_type, processor.bounds).await? {
+        Ok(variants) => variants,
+        Err(reason) => return Ok(Outcome::Failed(reason)),
     };
     for v in &variants {
         processor
