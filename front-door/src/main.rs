@@ -97,7 +97,10 @@ impl FrontDoor {
                 loop {
                     tick.tick().await;
                     let pop = &fd.pops[i];
-                    let req = Request::get(format!("{}/.well-known/edgeshop/health", pop.url))
+                    // Spin's health path: every Spin host answers it, and
+                    // our edge host answers it as its own (503 until its
+                    // replicas have bootstrapped), so a PoP on either works.
+                    let req = Request::get(format!("{}/.well-known/spin/health", pop.url))
                         .body(Full::new(Bytes::new()))
                         .expect("valid request");
                     let ok = matches!(

@@ -59,6 +59,10 @@ enum Cmd {
         /// Skip setup and build (the binaries and components must exist).
         #[arg(long)]
         no_build: bool,
+        /// Serve the PoPs with real Spin (found as `$EDGESHOP_SPIN`, `spin`
+        /// on PATH, or the shared build) on the same spin.toml.
+        #[arg(long)]
+        spin: bool,
     },
     /// Token signing keys for the embedded default: status, generate, rotate.
     Keys {
@@ -201,7 +205,7 @@ fn main() -> Result<()> {
             build::seed(&out, products, vendors, seed, force)?;
             build::seed_identity(&out.with_file_name("identity.db"), &admin_email)?;
         }
-        Cmd::Up { no_build } => up::run(no_build)?,
+        Cmd::Up { no_build, spin } => up::run(no_build, spin)?,
         Cmd::Keys { action } => match action.unwrap_or(KeysAction::Status) {
             KeysAction::Status => keys::status()?,
             KeysAction::Generate { force } => keys::generate(force)?,

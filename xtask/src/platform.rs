@@ -4,7 +4,7 @@
 //! `cargo xtask soak` also restarts its parts on their own addresses.
 
 use crate::up::{
-    Catalog, PopConfig, PopsFile, Service, edge_host_command, pops_file, post_json, secret,
+    Catalog, Engine, PopConfig, PopsFile, Service, edge_host_command, pops_file, post_json, secret,
     wait_ready,
 };
 use crate::{keys, root, say};
@@ -48,6 +48,7 @@ pub struct RunningPop {
 pub struct Platform {
     layout: Layout,
     config: PopsFile,
+    engine: Engine,
     webhook_secret: String,
     pub paysim: Service,
     pub objects: Service,
@@ -59,7 +60,7 @@ pub struct Platform {
 impl Platform {
     /// Starts everything over the (seeded) databases of `layout` and waits
     /// until every PoP has bootstrapped its replicas.
-    pub fn start(layout: Layout) -> Result<Platform> {
+    pub fn start(layout: Layout, engine: Engine) -> Result<Platform> {
         if layout.logs {
             std::fs::create_dir_all(layout.root.join("logs"))?;
         }
@@ -101,20 +102,24 @@ impl Platform {
 
         let mut pops = Vec::new();
         for pop in &config.pop {
-            // Each PoP reads an embedded replica of the origin's databases.
+            // Each PoP reads an embedded replica of the origin's databases
+            // (on Spin: the origin's databases, over Hrana).
             say(&format!(
-                "starting PoP {} ({}, origin {} ms away)",
-                pop.name, pop.region, pop.origin_delay_ms
+                "starting PoP {} ({}, origin {} ms away) on {}",
+                pop.name,
+                pop.region,
+                pop.origin_delay_ms,
+                engine.name()
             ));
-            let cmd = pop_command(
+            let service = start_pop(
                 &layout,
                 &config,
+                &engine,
                 pop,
                 &origin.url,
                 &objects.url,
                 &pop.listen,
             )?;
-            let service = Service::start_logging(&pop.name, cmd, layout.log(&pop.name).as_deref())?;
             pops.push(RunningPop {
                 config: pop.clone(),
                 service,
@@ -147,6 +152,7 @@ impl Platform {
         Ok(Platform {
             layout,
             config,
+            engine,
             webhook_secret,
             paysim,
             objects,
@@ -195,15 +201,15 @@ impl Platform {
         } else {
             self.pops[i].service.stop();
         }
-        let cmd = pop_command(
+        self.pops[i].service = start_pop(
             &self.layout,
             &self.config,
+            &self.engine,
             &self.pops[i].config,
             &self.origin.url,
             &self.objects.url,
             &listen,
         )?;
-        self.pops[i].service = Service::start_logging(name, cmd, self.layout.log(name).as_deref())?;
         wait_ready(&self.pops[i].service.url, Duration::from_secs(120))
     }
 
@@ -316,6 +322,99 @@ fn origin_command(
             "EDGESHOP_STORE_PROCESSOR_SECRET",
             secret("store_processor_secret")?,
         );
+    Ok(cmd)
+}
+
+/// Starts PoP `pop` on `engine`, listening on `listen`.
+fn start_pop(
+    layout: &Layout,
+    config: &PopsFile,
+    engine: &Engine,
+    pop: &PopConfig,
+    origin: &str,
+    media: &str,
+    listen: &str,
+) -> Result<Service> {
+    let log = layout.log(&pop.name);
+    match engine {
+        Engine::EdgeHost => {
+            let cmd = pop_command(layout, config, pop, origin, media, listen)?;
+            Service::start_logging(&pop.name, cmd, log.as_deref())
+        }
+        Engine::Spin(spin) => {
+            let cmd = spin_pop_command(layout, spin, pop, origin, media, listen)?;
+            Service::start_group(&pop.name, cmd, log.as_deref())
+        }
+    }
+}
+
+/// A PoP on real Spin: `spin up` on the same `spin.toml`, unmodified, with
+/// a runtime config that opens `catalog` and `identity` at the origin over
+/// Hrana (Spin's `libsql` database type, with the edge token, so the same
+/// grant as an edge host's) and keeps the rate limiter's and the cache's
+/// stores in files of its own. The variables are the edge host's.
+fn spin_pop_command(
+    layout: &Layout,
+    spin: &std::path::Path,
+    pop: &PopConfig,
+    origin: &str,
+    media: &str,
+    listen: &str,
+) -> Result<Command> {
+    let dir = layout.root.join("pops").join(&pop.name);
+    std::fs::create_dir_all(&dir)?;
+    let token = secret("edge_token")?;
+    let quote = |s: &str| toml::Value::from(s).to_string();
+    let mut config = String::new();
+    for label in ["catalog", "identity"] {
+        config.push_str(&format!(
+            "[sqlite_database.{label}]\ntype = \"libsql\"\nurl = {}\ntoken = {}\n\n",
+            quote(&format!("{origin}/db/{label}")),
+            quote(&token),
+        ));
+    }
+    for label in ["ratelimit", "cache"] {
+        let path = dir.join(format!("{label}.db"));
+        config.push_str(&format!(
+            "[key_value_store.{label}]\ntype = \"spin\"\npath = {}\n\n",
+            quote(&path.display().to_string()),
+        ));
+    }
+    let runtime_config = dir.join("runtime-config.toml");
+    // It holds the edge token.
+    crate::private::write(&runtime_config, config.as_bytes())?;
+    // Spin takes a fixed address: give it a free one for `:0`.
+    let listen = match listen.strip_suffix(":0") {
+        Some(host) => {
+            let port = std::net::TcpListener::bind(format!("{host}:0"))?
+                .local_addr()?
+                .port();
+            format!("{host}:{port}")
+        }
+        None => listen.to_string(),
+    };
+    let mut cmd = Command::new(spin);
+    cmd.current_dir(root())
+        .arg("up")
+        .arg("--from")
+        .arg(root().join("spin.toml"))
+        .args(["--listen", &listen])
+        .arg("--runtime-config-file")
+        .arg(&runtime_config)
+        .arg("--state-dir")
+        .arg(dir.join("spin-state"))
+        .env("SPIN_VARIABLE_CURSOR_SECRET", secret("cursor_secret")?)
+        .env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1")
+        .env("SPIN_VARIABLE_ORIGIN_URL", origin)
+        .env("SPIN_VARIABLE_MEDIA_ORIGIN", media)
+        .env("SPIN_VARIABLE_MEDIA_BUCKET", BUCKET);
+    // The signing key and JWKS our host reads from its variables file.
+    let vars: toml::Table = toml::from_str(&std::fs::read_to_string(keys::ensure()?)?)?;
+    for (k, v) in vars {
+        if let Some(v) = v.as_str() {
+            cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
+        }
+    }
     Ok(cmd)
 }
 

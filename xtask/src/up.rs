@@ -75,8 +75,12 @@ struct PopEndpoint {
     name: String,
     region: String,
     url: String,
+    /// `edge-host` or `spin`.
+    engine: &'static str,
+    /// Simulated by the edge host only; a Spin PoP's calls are not delayed.
     origin_delay_ms: u64,
-    replication: String,
+    /// The replica status endpoint; none on Spin, which reads the origin.
+    replication: Option<String>,
 }
 
 /// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
@@ -84,6 +88,38 @@ pub struct Service {
     pub name: String,
     pub url: String,
     child: Child,
+    /// Signals go to its whole process group (`spin up` runs its trigger
+    /// as a child process of its own).
+    group: bool,
+}
+
+/// What serves a PoP.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// edgeshop's edge host, reading embedded replicas.
+    EdgeHost,
+    /// Real Spin (this binary) on the same `spin.toml`, reading the
+    /// origin's databases over Hrana.
+    Spin(PathBuf),
+}
+
+impl Engine {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::EdgeHost => "edge-host",
+            Engine::Spin(_) => "spin",
+        }
+    }
+}
+
+/// The address a server announces on stdout: our services print
+/// `... listening on http://ADDR`, `spin up` prints `Serving http://ADDR`.
+fn announced(line: &str) -> Option<String> {
+    let url = line
+        .split("listening on ")
+        .nth(1)
+        .or_else(|| line.trim_start().strip_prefix("Serving "))?;
+    Some(url.trim().trim_end_matches('/').to_string())
 }
 
 impl Service {
@@ -91,14 +127,26 @@ impl Service {
         self.child.id()
     }
 
-    /// Starts `cmd` and waits for its `... listening on http://ADDR` line;
-    /// its log goes to this process's stderr.
+    /// Starts `cmd` and waits for it to announce its address (see
+    /// [`announced`]); its log goes to this process's stderr.
     pub fn start(name: &str, cmd: Command) -> Result<Service> {
         Self::start_logging(name, cmd, None)
     }
 
     /// [`Service::start`], with the log appended to `log` when given.
-    pub fn start_logging(name: &str, mut cmd: Command, log: Option<&Path>) -> Result<Service> {
+    pub fn start_logging(name: &str, cmd: Command, log: Option<&Path>) -> Result<Service> {
+        Self::launch(name, cmd, log, false)
+    }
+
+    /// [`Service::start_logging`] in a process group of its own, stopped
+    /// as a group, given 300 s to announce itself (`spin up` compiles
+    /// every component first).
+    pub fn start_group(name: &str, mut cmd: Command, log: Option<&Path>) -> Result<Service> {
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        Self::launch(name, cmd, log, true)
+    }
+
+    fn launch(name: &str, mut cmd: Command, log: Option<&Path>, group: bool) -> Result<Service> {
         let stderr = match log {
             Some(path) => Stdio::from(
                 std::fs::OpenOptions::new()
@@ -115,21 +163,29 @@ impl Service {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(url.trim().to_string());
+                if let Some(url) = announced(&line) {
+                    let _ = tx.send(url);
                 }
             }
         });
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        // Spin compiles every component before it serves.
+        let limit = Duration::from_secs(if group { 300 } else { 60 });
+        match rx.recv_timeout(limit) {
             Ok(url) => Ok(Service {
                 name: name.to_string(),
                 url,
                 child,
+                group,
             }),
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("{name} did not start within 60 s (see its log)")
+                let mut service = Service {
+                    name: name.to_string(),
+                    url: String::new(),
+                    child,
+                    group,
+                };
+                service.kill();
+                bail!("{name} did not start within {limit:?} (see its log)")
             }
         }
     }
@@ -149,7 +205,7 @@ impl Service {
             return;
         }
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", "--", &self.target()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -163,8 +219,23 @@ impl Service {
 
     /// SIGKILL: a crash, as far as the process can tell.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
+        if self.group {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &self.target()])
+                .status();
+        } else {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
+    }
+
+    /// What `kill` is given: the process, or its group.
+    fn target(&self) -> String {
+        if self.group {
+            format!("-{}", self.child.id())
+        } else {
+            self.child.id().to_string()
+        }
     }
 }
 
@@ -305,6 +376,10 @@ pub fn send(method: &str, url: &str, fields: &[(&str, &str)], body: &[u8]) -> Re
     Ok(())
 }
 
+/// Spin's own health path: every Spin host answers it, and our edge host
+/// answers it like its own (503 until its replicas have bootstrapped).
+pub const HEALTH_PATH: &str = "/.well-known/spin/health";
+
 /// Waits (at most `limit`) until a server's health endpoint answers 200:
 /// for a PoP, until its replica has bootstrapped.
 pub fn wait_ready(url: &str, limit: Duration) -> Result<()> {
@@ -316,7 +391,7 @@ pub fn wait_ready(url: &str, limit: Duration) -> Result<()> {
             s.set_read_timeout(Some(Duration::from_secs(2)))?;
             write!(
                 s,
-                "GET /.well-known/edgeshop/health HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+                "GET {HEALTH_PATH} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
             )?;
             let mut head = [0u8; 12];
             s.read_exact(&mut head)?;
@@ -337,19 +412,30 @@ pub fn pops_file() -> Result<PopsFile> {
     toml::from_str(&text).context("cdn-config/pops.toml")
 }
 
-pub fn run(no_build: bool) -> Result<()> {
+pub fn run(no_build: bool, spin: bool) -> Result<()> {
     if !no_build {
         let tc = setup::run()?;
         build::components(&tc)?;
         build::host()?;
     }
+    let engine = if spin {
+        let Some(binary) = setup::spin()? else {
+            bail!(
+                "--spin needs real Spin 4.1 or newer: set EDGESHOP_SPIN to its binary or put \
+                 `spin` on PATH"
+            );
+        };
+        Engine::Spin(binary)
+    } else {
+        Engine::EdgeHost
+    };
     let layout = Layout {
         root: state_dir(),
         logs: false,
     };
     build::seed(&layout.catalog(), 10_000, 200, 1, false)?;
     build::seed_identity(&layout.identity(), "admin@edgeshop.test")?;
-    let mut platform = Platform::start(layout)?;
+    let mut platform = Platform::start(layout, engine.clone())?;
     say("storing the seeded catalog's pictures");
     crate::pictures::store(
         &platform.objects.url,
@@ -378,8 +464,13 @@ pub fn run(no_build: bool) -> Result<()> {
                 name: p.config.name.clone(),
                 region: p.config.region.clone(),
                 url: p.service.url.clone(),
-                origin_delay_ms: p.config.origin_delay_ms,
-                replication: format!("{}/.well-known/edgeshop/replication", p.service.url),
+                engine: engine.name(),
+                origin_delay_ms: match engine {
+                    Engine::EdgeHost => p.config.origin_delay_ms,
+                    Engine::Spin(_) => 0,
+                },
+                replication: matches!(engine, Engine::EdgeHost)
+                    .then(|| format!("{}/.well-known/edgeshop/replication", p.service.url)),
             })
             .collect(),
     };
@@ -404,7 +495,13 @@ pub fn run(no_build: bool) -> Result<()> {
         crate::platform::BUCKET
     );
     for p in &topology.pops {
-        println!("  pop {:<4} {}", p.name, p.url);
+        println!("  pop {:<4} {}   ({})", p.name, p.url, p.engine);
+    }
+    if let Engine::Spin(_) = engine {
+        println!(
+            "  (the PoPs are real Spin on spin.toml, reading the origin's databases over \
+             Hrana; no simulated distance)"
+        );
     }
     println!();
     println!(
