@@ -1040,16 +1040,42 @@ pub fn start_spin(spin: &Path, dir: &Path) -> SpinApp {
     std::fs::copy(seeded_catalog(), &catalog).expect("copy the seeded catalog");
     let identity = dir.join("identity.db");
     std::fs::copy(empty_identity(), &identity).expect("copy the identity database");
+    let databases = format!(
+        "[sqlite_database.catalog]\ntype = \"spin\"\npath = {catalog:?}\n\
+         [sqlite_database.identity]\ntype = \"spin\"\npath = {identity:?}\n"
+    );
+    start_spin_with(spin, dir, &databases, &[])
+}
+
+/// [`start_spin`], with `catalog` and `identity` read from `origin` over
+/// Hrana with the edge token, as a `cargo xtask up --spin` PoP reads them.
+pub fn start_spin_reading(spin: &Path, dir: &Path, origin: &str) -> SpinApp {
+    let databases = ["catalog", "identity"]
+        .map(|label| {
+            format!(
+                "[sqlite_database.{label}]\ntype = \"libsql\"\n\
+                 url = \"{origin}/db/{label}\"\ntoken = \"{EDGE_TOKEN}\"\n"
+            )
+        })
+        .concat();
+    start_spin_with(
+        spin,
+        dir,
+        &databases,
+        &[("SPIN_VARIABLE_ORIGIN_URL", origin.to_string())],
+    )
+}
+
+/// `spin up` on `spin.toml` with `databases` (runtime config sections)
+/// and key-value stores in `dir`, with the test app's variables and `env`.
+fn start_spin_with(spin: &Path, dir: &Path, databases: &str, env: &[(&str, String)]) -> SpinApp {
     let config = dir.join("runtime-config.toml");
     std::fs::write(
         &config,
         format!(
-            "[sqlite_database.catalog]\ntype = \"spin\"\npath = {:?}\n\
-             [sqlite_database.identity]\ntype = \"spin\"\npath = {:?}\n\
+            "{databases}\
              [key_value_store.ratelimit]\ntype = \"spin\"\npath = {:?}\n\
              [key_value_store.cache]\ntype = \"spin\"\npath = {:?}\n",
-            catalog,
-            identity,
             dir.join("ratelimit.db"),
             dir.join("cache.db"),
         ),
@@ -1075,6 +1101,9 @@ pub fn start_spin(spin: &Path, dir: &Path) -> SpinApp {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in app_env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spin up");

@@ -171,6 +171,45 @@ pub fn run(
             connections,
         )?,
     ];
+    // Real Spin on the same spin.toml reading the origin over Hrana, as a
+    // `cargo xtask up --spin` PoP does (no simulated distance): what a
+    // Spin PoP pays for having no replica.
+    if let Some(spin) = super::spin::SpinProcess::start(
+        "over-hrana",
+        &root().join("spin.toml"),
+        super::spin::SpinData::Origin {
+            url: &origin.url,
+            token: &secret("edge_token")?,
+        },
+        Some(&limits),
+    )? {
+        // Every page once, as browsers would have, so the hit row hits.
+        rt.block_on(async {
+            let client: Client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http();
+            for path in product_paths {
+                body(&client, &format!("{}{path}", spin.url)).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })?;
+        rows.push(measure(
+            rt,
+            "product by id, Spin over Hrana, cache hit",
+            &spin.url,
+            product_paths,
+            seconds,
+            connections,
+        )?);
+        rows.push(measure(
+            rt,
+            "product by id, Spin over Hrana, cache miss",
+            &spin.url,
+            &super::unseen_keys(product_paths, "hrana-miss"),
+            seconds,
+            connections,
+        )?);
+    }
     rows.iter_mut().for_each(|r| r.name.truncate(52));
 
     let pop_urls: Vec<(String, u64, String)> = pops

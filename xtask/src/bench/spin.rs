@@ -1,5 +1,6 @@
 //! Real Spin as a bench peer: `spin up` on a manifest, unmodified, with a
-//! runtime config that opens the bench databases as local files.
+//! runtime config that opens the bench databases as local files, or the
+//! origin's over Hrana (as `cargo xtask up --spin` does).
 
 use crate::{root, say, setup, state_dir};
 use anyhow::{Context, Result, bail};
@@ -8,6 +9,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Where a Spin app's `catalog` and `identity` databases are.
+pub enum SpinData<'a> {
+    /// Copies of the files beside this catalog.
+    Files(&'a Path),
+    /// The origin's, over Hrana, with this token.
+    Origin { url: &'a str, token: &'a str },
+}
+
 /// A running `spin up`; its process group goes when this does.
 pub struct SpinProcess {
     pub url: String,
@@ -15,14 +24,14 @@ pub struct SpinProcess {
 }
 
 impl SpinProcess {
-    /// `spin up --from manifest`, reading copies of the bench's catalog and
-    /// identity databases, with `ratelimit_policies` set to `limits` when
-    /// given (else the manifest's own).
+    /// `spin up --from manifest`, reading `data`, with
+    /// `ratelimit_policies` set to `limits` when given (else the
+    /// manifest's own).
     /// `None` when no Spin is found (the rows are left out, and said so).
     pub fn start(
         name: &str,
         manifest: &Path,
-        catalog: &Path,
+        data: SpinData<'_>,
         limits: Option<&str>,
     ) -> Result<Option<SpinProcess>> {
         let Some(spin) = setup::spin()? else {
@@ -34,24 +43,32 @@ impl SpinProcess {
         let dir = state_dir().join("bench/spin").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        for db in ["catalog.db", "identity.db"] {
-            std::fs::copy(catalog.with_file_name(db), dir.join(db))
-                .with_context(|| format!("copying {db} for Spin"))?;
+        let mut text = String::new();
+        for label in ["catalog", "identity"] {
+            text.push_str(&match data {
+                SpinData::Files(catalog) => {
+                    let db = format!("{label}.db");
+                    std::fs::copy(catalog.with_file_name(&db), dir.join(&db))
+                        .with_context(|| format!("copying {db} for Spin"))?;
+                    format!(
+                        "[sqlite_database.{label}]\ntype = \"spin\"\npath = {:?}\n",
+                        dir.join(&db)
+                    )
+                }
+                SpinData::Origin { url, token } => format!(
+                    "[sqlite_database.{label}]\ntype = \"libsql\"\nurl = \"{url}/db/{label}\"\n\
+                     token = \"{token}\"\n"
+                ),
+            });
         }
+        text.push_str(&format!(
+            "[key_value_store.ratelimit]\ntype = \"spin\"\npath = {:?}\n\
+             [key_value_store.cache]\ntype = \"spin\"\npath = {:?}\n",
+            dir.join("ratelimit.db"),
+            dir.join("cache.db"),
+        ));
         let config = dir.join("runtime-config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[sqlite_database.catalog]\ntype = \"spin\"\npath = {:?}\n\
-                 [sqlite_database.identity]\ntype = \"spin\"\npath = {:?}\n\
-                 [key_value_store.ratelimit]\ntype = \"spin\"\npath = {:?}\n\
-                 [key_value_store.cache]\ntype = \"spin\"\npath = {:?}\n",
-                dir.join("catalog.db"),
-                dir.join("identity.db"),
-                dir.join("ratelimit.db"),
-                dir.join("cache.db"),
-            ),
-        )?;
+        crate::private::write(&config, text.as_bytes())?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
