@@ -241,6 +241,9 @@ pub struct Host {
     pub url: String,
     pub child: Child,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Real Spin serves it (see [`start_spin`]), not one of our servers:
+    /// a case that differs on purpose between the two asks this.
+    pub spin: bool,
 }
 
 impl Host {
@@ -302,6 +305,7 @@ impl Host {
                 url,
                 child,
                 stderr: log,
+                spin: false,
             }),
             Err(_) => {
                 let _ = child.kill();
@@ -1032,6 +1036,35 @@ impl Drop for SpinApp {
     }
 }
 
+/// Makes each named `async fn(&Host)` two tests, `NAME::edge_host` and
+/// `NAME::spin`: the same case against `spin.toml` on our edge host
+/// ([`Host::catalog`]) and on real Spin ([`start_spin`], over copies of
+/// the same seeded databases). The Spin one says it skipped where no Spin
+/// is found.
+#[macro_export]
+macro_rules! on_both_hosts {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn edge_host() {
+                let host = $crate::Host::catalog();
+                super::$name(&host).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn spin() {
+                let Some(spin) = $crate::spin_binary() else {
+                    eprintln!("SKIPPED: no real Spin on this machine (EDGESHOP_SPIN_BIN is empty)");
+                    return;
+                };
+                let dir = $crate::TempDir::new(concat!("spin-", stringify!($name)));
+                let app = $crate::start_spin(&spin, &dir.0);
+                super::$name(&app).await;
+            }
+        }
+    )*};
+}
+
 /// `spin up` on the project's own `spin.toml`, unmodified, with a runtime
 /// config that opens the seeded catalog and a fresh identity database in
 /// `dir` (local files, as the README's "Running on real Spin" does).
@@ -1138,6 +1171,7 @@ fn start_spin_with(spin: &Path, dir: &Path, databases: &str, env: &[(&str, Strin
         url: format!("http://127.0.0.1:{port}"),
         child,
         stderr: log,
+        spin: true,
     })
 }
 
