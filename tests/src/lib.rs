@@ -320,7 +320,11 @@ impl Host {
     /// The app on local files: the seeded catalog and an empty identity
     /// database (shared by the test binary; the catalog is only read).
     pub fn catalog() -> Host {
-        let env = app_env();
+        Host::on_files(&app_env())
+    }
+
+    /// `spin.toml` on the seeded files with the variables `env`.
+    pub fn on_files(env: &[(&'static str, String)]) -> Host {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Host::start(
             &root().join("spin.toml"),
@@ -1043,11 +1047,15 @@ impl Drop for SpinApp {
 /// is found.
 #[macro_export]
 macro_rules! on_both_hosts {
-    ($($name:ident),* $(,)?) => {$(
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_hosts!(env $crate::app_env; $($name),*);
+    };
+    // `env`: a function giving the variables both hosts get.
+    (env $env:path; $($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread")]
             async fn edge_host() {
-                let host = $crate::Host::catalog();
+                let host = $crate::Host::on_files(&$env());
                 super::$name(&host).await;
             }
 
@@ -1058,7 +1066,7 @@ macro_rules! on_both_hosts {
                     return;
                 };
                 let dir = $crate::TempDir::new(concat!("spin-", stringify!($name)));
-                let app = $crate::start_spin(&spin, &dir.0);
+                let app = $crate::start_spin_env(&spin, &dir.0, &$env());
                 super::$name(&app).await;
             }
         }
@@ -1069,6 +1077,11 @@ macro_rules! on_both_hosts {
 /// config that opens the seeded catalog and a fresh identity database in
 /// `dir` (local files, as the README's "Running on real Spin" does).
 pub fn start_spin(spin: &Path, dir: &Path) -> SpinApp {
+    start_spin_env(spin, dir, &app_env())
+}
+
+/// [`start_spin`] with the variables `env` (as [`Host::on_files`] takes).
+pub fn start_spin_env(spin: &Path, dir: &Path, env: &[(&'static str, String)]) -> SpinApp {
     let catalog = dir.join("catalog.db");
     std::fs::copy(seeded_catalog(), &catalog).expect("copy the seeded catalog");
     let identity = dir.join("identity.db");
@@ -1077,7 +1090,7 @@ pub fn start_spin(spin: &Path, dir: &Path) -> SpinApp {
         "[sqlite_database.catalog]\ntype = \"spin\"\npath = {catalog:?}\n\
          [sqlite_database.identity]\ntype = \"spin\"\npath = {identity:?}\n"
     );
-    start_spin_with(spin, dir, &databases, &[])
+    start_spin_with(spin, dir, &databases, env)
 }
 
 /// [`start_spin`], with `catalog` and `identity` read from `origin` over
@@ -1091,16 +1104,13 @@ pub fn start_spin_reading(spin: &Path, dir: &Path, origin: &str) -> SpinApp {
             )
         })
         .concat();
-    start_spin_with(
-        spin,
-        dir,
-        &databases,
-        &[("SPIN_VARIABLE_ORIGIN_URL", origin.to_string())],
-    )
+    let mut env = app_env();
+    env.push(("SPIN_VARIABLE_ORIGIN_URL", origin.to_string()));
+    start_spin_with(spin, dir, &databases, &env)
 }
 
 /// `spin up` on `spin.toml` with `databases` (runtime config sections)
-/// and key-value stores in `dir`, with the test app's variables and `env`.
+/// and key-value stores in `dir`, with the variables `env`.
 fn start_spin_with(spin: &Path, dir: &Path, databases: &str, env: &[(&str, String)]) -> SpinApp {
     let config = dir.join("runtime-config.toml");
     std::fs::write(
@@ -1133,9 +1143,6 @@ fn start_spin_with(spin: &Path, dir: &Path, databases: &str, env: &[(&str, Strin
         .arg(dir.join("state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (k, v) in app_env() {
-        cmd.env(k, v);
-    }
     for (k, v) in env {
         cmd.env(k, v);
     }

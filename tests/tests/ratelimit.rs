@@ -224,9 +224,9 @@ async fn a_failing_store_admits_or_refuses_as_the_policy_says() {
     host.wait_log("fails closed").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn spin_toml_limits_every_route_before_any_other_work() {
-    let host = app(&[]);
+/// On both hosts: the limits are the rate limiter's, which runs the same
+/// on each.
+async fn spin_toml_limits_every_route_before_any_other_work(host: &Host) {
     for path in ["/api/v1/products/1", "/.well-known/jwks.json"] {
         let r = request("GET", &format!("{}{path}", host.url), &[], Vec::new()).await;
         assert_eq!(r.status, 200, "{path}: {}", r.text());
@@ -440,3 +440,8 @@ async fn api_key_budgets_are_per_key_and_keyless_requests_spend_the_clients() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("ratelimit"), Some("\"partners\";r=1;t=1"));
 }
+
+edgeshop_e2e::on_both_hosts!(
+    env edgeshop_e2e::app_env_shipped_limits;
+    spin_toml_limits_every_route_before_any_other_work,
+);
