@@ -1050,6 +1050,27 @@ macro_rules! on_both_hosts {
     ($($name:ident),* $(,)?) => {
         $crate::on_both_hosts!(env $crate::app_env; $($name),*);
     };
+    // `with`: the test file's functions starting the app on each host,
+    // `fn() -> (Host, TempDir)` and `fn(&Path) -> (SpinApp, TempDir)`.
+    (with $edge:ident, $spin:ident; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn edge_host() {
+                let (host, _dir) = super::$edge();
+                super::$name(&host).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn spin() {
+                let Some(spin) = $crate::spin_binary() else {
+                    eprintln!("SKIPPED: no real Spin on this machine (EDGESHOP_SPIN_BIN is empty)");
+                    return;
+                };
+                let (app, _dir) = super::$spin(&spin);
+                super::$name(&app).await;
+            }
+        }
+    )*};
     // `env`: a function giving the variables both hosts get.
     (env $env:path; $($name:ident),* $(,)?) => {$(
         mod $name {
@@ -1090,7 +1111,7 @@ pub fn start_spin_env(spin: &Path, dir: &Path, env: &[(&'static str, String)]) -
         "[sqlite_database.catalog]\ntype = \"spin\"\npath = {catalog:?}\n\
          [sqlite_database.identity]\ntype = \"spin\"\npath = {identity:?}\n"
     );
-    start_spin_with(spin, dir, &databases, env)
+    start_spin_manifest(spin, &root().join("spin.toml"), dir, &databases, env)
 }
 
 /// [`start_spin`], with `catalog` and `identity` read from `origin` over
@@ -1106,21 +1127,29 @@ pub fn start_spin_reading(spin: &Path, dir: &Path, origin: &str) -> SpinApp {
         .concat();
     let mut env = app_env();
     env.push(("SPIN_VARIABLE_ORIGIN_URL", origin.to_string()));
-    start_spin_with(spin, dir, &databases, &env)
+    start_spin_manifest(spin, &root().join("spin.toml"), dir, &databases, &env)
 }
 
-/// `spin up` on `spin.toml` with `databases` (runtime config sections)
-/// and key-value stores in `dir`, with the variables `env`.
-fn start_spin_with(spin: &Path, dir: &Path, databases: &str, env: &[(&str, String)]) -> SpinApp {
+/// `spin up` on `manifest`, unmodified, with `databases` (runtime config
+/// sections), key-value stores in `dir`, and the variables `env`.
+pub fn start_spin_manifest(
+    spin: &Path,
+    manifest: &Path,
+    dir: &Path,
+    databases: &str,
+    env: &[(&str, String)],
+) -> SpinApp {
     let config = dir.join("runtime-config.toml");
     std::fs::write(
         &config,
         format!(
             "{databases}\
              [key_value_store.ratelimit]\ntype = \"spin\"\npath = {:?}\n\
-             [key_value_store.cache]\ntype = \"spin\"\npath = {:?}\n",
+             [key_value_store.cache]\ntype = \"spin\"\npath = {:?}\n\
+             [key_value_store.default]\ntype = \"spin\"\npath = {:?}\n",
             dir.join("ratelimit.db"),
             dir.join("cache.db"),
+            dir.join("default.db"),
         ),
     )
     .unwrap();
@@ -1135,7 +1164,7 @@ fn start_spin_with(spin: &Path, dir: &Path, databases: &str, env: &[(&str, Strin
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.arg("up")
         .arg("--from")
-        .arg(root().join("spin.toml"))
+        .arg(manifest)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--runtime-config-file")
         .arg(&config)

@@ -26,6 +26,23 @@ fn cached_host() -> (Host, TempDir) {
     (host, dir)
 }
 
+/// The same app on real Spin (`spin up` on `tests/fixtures/cache.toml`).
+fn cached_spin(spin: &std::path::Path) -> (edgeshop_e2e::SpinApp, TempDir) {
+    edgeshop_e2e::component("cache");
+    edgeshop_e2e::component("test-guests");
+    let dir = TempDir::new("cache-spin");
+    let db = dir.0.join("catalog.db");
+    std::fs::copy(seeded_catalog(), &db).unwrap();
+    let app = edgeshop_e2e::start_spin_manifest(
+        spin,
+        &root().join("tests/fixtures/cache.toml"),
+        &dir.0,
+        &format!("[sqlite_database.catalog]\ntype = \"spin\"\npath = {db:?}\n"),
+        &[],
+    );
+    (app, dir)
+}
+
 /// `s` percent-encoded for a query parameter.
 fn enc(s: &str) -> String {
     s.bytes()
@@ -103,11 +120,9 @@ async fn runs(host: &Host, name: &str) -> u64 {
     })
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_miss_is_stored_and_then_served_with_age() {
-    let (host, _dir) = cached_host();
+async fn a_miss_is_stored_and_then_served_with_age(host: &Host) {
     let path = format!("/origin/a?cc={}&etag={}", enc("max-age=60"), enc("\"v1\""));
-    let first = get(&host, &path, &[]).await;
+    let first = get(host, &path, &[]).await;
     assert_eq!(first.status, 200);
     // The ttl is 60 s less the time the fetch took, in whole seconds.
     let s = status(&first);
@@ -118,7 +133,7 @@ async fn a_miss_is_stored_and_then_served_with_age() {
     );
     assert!(first.header("age").is_none());
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let second = get(&host, &path, &[]).await;
+    let second = get(host, &path, &[]).await;
     assert_eq!(run(&second), "1", "{}", second.text());
     assert!(
         status(&second).starts_with("edgeshop; hit; ttl=5"),
@@ -132,12 +147,12 @@ async fn a_miss_is_stored_and_then_served_with_age() {
     assert!(status(&head).contains("hit"), "{}", status(&head));
     assert!(head.body.is_empty());
     // A conditional request is answered 304 from the cache.
-    let cond = get(&host, &path, &[("if-none-match", "W/\"v1\"")]).await;
+    let cond = get(host, &path, &[("if-none-match", "W/\"v1\"")]).await;
     assert_eq!(cond.status, 304);
     assert!(cond.body.is_empty());
     assert_eq!(cond.header("etag"), Some("\"v1\""));
     assert!(status(&cond).contains("hit"));
-    let other = get(&host, &path, &[("if-none-match", "\"v0\"")]).await;
+    let other = get(host, &path, &[("if-none-match", "\"v0\"")]).await;
     assert_eq!(other.status, 200);
     // Query order and escapes do not split the entry.
     let reordered = format!(
@@ -145,13 +160,11 @@ async fn a_miss_is_stored_and_then_served_with_age() {
         enc("\"v1\""),
         enc("max-age=60")
     );
-    assert!(status(&get(&host, &reordered, &[]).await).contains("hit"));
-    assert_eq!(runs(&host, "a").await, 1);
+    assert!(status(&get(host, &reordered, &[]).await).contains("hit"));
+    assert_eq!(runs(host, "a").await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn directives_decide_what_is_stored_and_reused() {
-    let (host, _dir) = cached_host();
+async fn directives_decide_what_is_stored_and_reused(host: &Host) {
     // (name, cache-control, stored and reused?)
     for (name, cc, reused) in [
         ("store", "max-age=60", true),
@@ -163,8 +176,8 @@ async fn directives_decide_what_is_stored_and_reused() {
         ("expired", "max-age=0", false),
     ] {
         let path = format!("/origin/{name}?cc={}", enc(cc));
-        get(&host, &path, &[]).await;
-        let second = get(&host, &path, &[]).await;
+        get(host, &path, &[]).await;
+        let second = get(host, &path, &[]).await;
         assert_eq!(
             status(&second).contains("hit"),
             reused,
@@ -175,67 +188,61 @@ async fn directives_decide_what_is_stored_and_reused() {
     }
     // A response that sets a cookie is never stored.
     let path = format!("/origin/cookie?cc={}&cookie=1", enc("public, max-age=60"));
-    get(&host, &path, &[]).await;
-    let second = get(&host, &path, &[]).await;
+    get(host, &path, &[]).await;
+    let second = get(host, &path, &[]).await;
     assert_eq!(run(&second), "2");
     assert_eq!(second.header("set-cookie"), Some("session=run2"));
     // `Vary: *` matches no later request.
     let path = format!("/origin/star?cc={}&vary=*", enc("max-age=60"));
-    get(&host, &path, &[]).await;
-    assert_eq!(run(&get(&host, &path, &[]).await), "2");
+    get(host, &path, &[]).await;
+    assert_eq!(run(&get(host, &path, &[]).await), "2");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn vary_keys_on_the_named_request_headers() {
-    let (host, _dir) = cached_host();
+async fn vary_keys_on_the_named_request_headers(host: &Host) {
     let path = format!("/origin/v?cc={}&vary=accept", enc("max-age=60"));
-    let json = get(&host, &path, &[("accept", "application/json")]).await;
-    let html = get(&host, &path, &[("accept", "text/html")]).await;
+    let json = get(host, &path, &[("accept", "application/json")]).await;
+    let html = get(host, &path, &[("accept", "text/html")]).await;
     assert!(status(&html).contains("vary-miss"), "{}", status(&html));
     assert!(html.text().contains("accept=text/html"));
-    let again = get(&host, &path, &[("accept", "application/json")]).await;
+    let again = get(host, &path, &[("accept", "application/json")]).await;
     assert!(status(&again).contains("hit"));
     assert_eq!(again.text(), json.text());
-    let none = get(&host, &path, &[]).await;
+    let none = get(host, &path, &[]).await;
     assert!(none.text().contains("accept=-"), "{}", none.text());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn credentials_never_get_another_clients_response() {
-    let (host, _dir) = cached_host();
+async fn credentials_never_get_another_clients_response(host: &Host) {
     let bearer = ("authorization", "Bearer whoever");
     // Stored for an anonymous request; a request with credentials may not
     // reuse it, and its own response is not stored.
     let path = format!("/origin/anon?cc={}", enc("max-age=60"));
-    get(&host, &path, &[]).await;
-    let signed = get(&host, &path, &[bearer]).await;
+    get(host, &path, &[]).await;
+    let signed = get(host, &path, &[bearer]).await;
     assert_eq!(run(&signed), "2");
     assert!(
         status(&signed).contains("detail=authorization"),
         "{}",
         status(&signed)
     );
-    assert!(status(&get(&host, &path, &[]).await).contains("hit"));
+    assert!(status(&get(host, &path, &[]).await).contains("hit"));
     let path = format!("/origin/signed?cc={}", enc("max-age=60"));
-    get(&host, &path, &[bearer]).await;
-    assert_eq!(run(&get(&host, &path, &[bearer]).await), "2");
+    get(host, &path, &[bearer]).await;
+    assert_eq!(run(&get(host, &path, &[bearer]).await), "2");
     // `public` allows both.
     let path = format!("/origin/pub?cc={}", enc("public, max-age=60"));
-    get(&host, &path, &[bearer]).await;
-    assert!(status(&get(&host, &path, &[]).await).contains("hit"));
-    assert!(status(&get(&host, &path, &[bearer]).await).contains("hit"));
+    get(host, &path, &[bearer]).await;
+    assert!(status(&get(host, &path, &[]).await).contains("hit"));
+    assert!(status(&get(host, &path, &[bearer]).await).contains("hit"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
-    let (host, _dir) = cached_host();
+async fn stale_while_revalidate_serves_stale_and_refreshes_once(host: &Host) {
     let path = format!(
         "/origin/swr?cc={}",
         enc("max-age=1, stale-while-revalidate=30")
     );
-    get(&host, &path, &[]).await;
+    get(host, &path, &[]).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let stale = get(&host, &path, &[]).await;
+    let stale = get(host, &path, &[]).await;
     assert_eq!(run(&stale), "1");
     assert!(
         status(&stale).contains("detail=stale-while-revalidate"),
@@ -244,10 +251,10 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     );
     // The refresh lands in the background, once.
     for _ in 0..100 {
-        let r = get(&host, &path, &[]).await;
+        let r = get(host, &path, &[]).await;
         if run(&r) == "2" {
             assert!(status(&r).contains("hit"), "{}", status(&r));
-            assert_eq!(runs(&host, "swr").await, 2);
+            assert_eq!(runs(host, "swr").await, 2);
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -255,16 +262,14 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     panic!("the stale entry was never refreshed:\n{}", host.log());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn stale_if_error_serves_the_last_good_copy_unless_revalidation_is_required() {
-    let (host, _dir) = cached_host();
+async fn stale_if_error_serves_the_last_good_copy_unless_revalidation_is_required(host: &Host) {
     let path = format!(
         "/origin/sie?cc={}&fail_after=1",
         enc("max-age=1, stale-if-error=60")
     );
-    get(&host, &path, &[]).await;
+    get(host, &path, &[]).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let r = get(&host, &path, &[]).await;
+    let r = get(host, &path, &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(run(&r), "1");
     assert!(
@@ -278,9 +283,9 @@ async fn stale_if_error_serves_the_last_good_copy_unless_revalidation_is_require
         "/origin/slowsie?cc={}&slow_after=1&delay_ms=5000",
         enc("max-age=1, stale-if-error=60")
     );
-    get(&host, &path, &[]).await;
+    get(host, &path, &[]).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let r = get(&host, &path, &[]).await;
+    let r = get(host, &path, &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(run(&r), "1");
     assert!(
@@ -292,20 +297,18 @@ async fn stale_if_error_serves_the_last_good_copy_unless_revalidation_is_require
         "/origin/mr?cc={}&fail_after=1",
         enc("max-age=1, must-revalidate, stale-if-error=60")
     );
-    get(&host, &path, &[]).await;
+    get(host, &path, &[]).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(get(&host, &path, &[]).await.status, 503);
+    assert_eq!(get(host, &path, &[]).await.status, 503);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn writes_and_tag_changes_invalidate() {
-    let (host, _dir) = cached_host();
+async fn writes_and_tag_changes_invalidate(host: &Host) {
     let path = format!("/origin/w?cc={}", enc("max-age=600"));
-    get(&host, &path, &[]).await;
+    get(host, &path, &[]).await;
     let post = request("POST", &format!("{}{path}", host.url), &[], Vec::new()).await;
     assert!(status(&post).contains("fwd=bypass"), "{}", status(&post));
     assert!(status(&post).contains("detail=method"));
-    let after = get(&host, &path, &[]).await;
+    let after = get(host, &path, &[]).await;
     assert!(status(&after).contains("uri-miss"), "{}", status(&after));
 
     let tagged = format!(
@@ -318,9 +321,9 @@ async fn writes_and_tag_changes_invalidate() {
         enc("max-age=600"),
         enc("product:9")
     );
-    get(&host, &tagged, &[]).await;
-    get(&host, &other, &[]).await;
-    assert!(status(&get(&host, &tagged, &[]).await).contains("hit"));
+    get(host, &tagged, &[]).await;
+    get(host, &other, &[]).await;
+    assert!(status(&get(host, &tagged, &[]).await).contains("hit"));
     let sql = request(
         "POST",
         &format!("{}/sql", host.url),
@@ -329,11 +332,11 @@ async fn writes_and_tag_changes_invalidate() {
     )
     .await;
     assert_eq!(sql.status, 200, "{}", sql.text());
-    let r = get(&host, &tagged, &[]).await;
+    let r = get(host, &tagged, &[]).await;
     assert_eq!(run(&r), "2", "{}", status(&r));
     assert!(status(&r).contains("fwd=stale"), "{}", status(&r));
-    assert!(status(&get(&host, &tagged, &[]).await).contains("hit"));
-    assert!(status(&get(&host, &other, &[]).await).contains("hit"));
+    assert!(status(&get(host, &tagged, &[]).await).contains("hit"));
+    assert!(status(&get(host, &other, &[]).await).contains("hit"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -413,11 +416,9 @@ async fn requests_for_an_uncacheable_url_do_not_queue_behind_each_other() {
     assert_eq!(passed, 19);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn unkeyed_headers_do_not_reach_a_cached_app() {
-    let (host, _dir) = cached_host();
+async fn unkeyed_headers_do_not_reach_a_cached_app(host: &Host) {
     let r = get(
-        &host,
+        host,
         "/headers/x",
         &[
             ("x-forwarded-host", "evil.example"),
@@ -607,11 +608,9 @@ fn page(name: &str, extra: &str) -> String {
 /// identity only; the cache stores that and serves each client the coding
 /// it accepts, each coding made once from the stored response. Before
 /// this, a browser-shaped request was never a hit.
-#[tokio::test(flavor = "multi_thread")]
-async fn each_client_gets_the_coding_it_accepts_from_one_stored_response() {
-    let (host, _dir) = cached_host();
+async fn each_client_gets_the_coding_it_accepts_from_one_stored_response(host: &Host) {
     let path = page("coded", "");
-    let first = browser(&host, &path, &[]).await;
+    let first = browser(host, &path, &[]).await;
     assert_eq!(first.status, 200, "{}", first.text());
     assert!(
         first
@@ -640,7 +639,7 @@ async fn each_client_gets_the_coding_it_accepts_from_one_stored_response() {
         first.text()
     );
 
-    let second = browser(&host, &path, &[]).await;
+    let second = browser(host, &path, &[]).await;
     assert!(
         second.cache_status().starts_with("edgeshop; hit"),
         "{}",
@@ -685,7 +684,7 @@ async fn each_client_gets_the_coding_it_accepts_from_one_stored_response() {
             "\"v1-br\"",
         ),
     ] {
-        let r = as_client(client, "GET", &host, &path, &extra).await;
+        let r = as_client(client, "GET", host, &path, &extra).await;
         let what = format!("{client:?} {extra:?}");
         assert_eq!(r.status, 200, "{what}");
         assert!(
@@ -700,7 +699,7 @@ async fn each_client_gets_the_coding_it_accepts_from_one_stored_response() {
     }
     // Refusing every coding, identity included, is 406.
     for refusal in ["identity;q=0, *;q=0", "*;q=0", "zstd, identity;q=0"] {
-        let r = get(&host, &path, &[("accept-encoding", refusal)]).await;
+        let r = get(host, &path, &[("accept-encoding", refusal)]).await;
         r.problem(406);
         assert_eq!(r.header("vary"), Some("accept-encoding"));
     }
@@ -714,29 +713,27 @@ async fn each_client_gets_the_coding_it_accepts_from_one_stored_response() {
     assert!(head.contains("cache-status: edgeshop; hit"), "{head}");
     assert!(head.contains("content-encoding: br"), "{head}");
     // One app run served them all.
-    assert_eq!(runs(&host, "coded").await, 1);
+    assert_eq!(runs(host, "coded").await, 1);
 
     // A miss answered in gzip stores gzip too; a later browser gets its
     // brotli made from the stored identity response, not from the app.
     let path = page("gz-first", "");
-    let r = get(&host, &path, &[("accept-encoding", "gzip")]).await;
+    let r = get(host, &path, &[("accept-encoding", "gzip")]).await;
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     assert!(r.cache_status().contains("stored"));
-    let r = browser(&host, &path, &[]).await;
+    let r = browser(host, &path, &[]).await;
     assert_eq!(r.header("content-encoding"), Some("br"));
     assert!(
         r.cache_status().starts_with("edgeshop; hit"),
         "{}",
         r.cache_status()
     );
-    assert_eq!(runs(&host, "gz-first").await, 1);
+    assert_eq!(runs(host, "gz-first").await, 1);
 }
 
 /// What is not worth compressing, or must not be, is served as the app
 /// sent it, to every client, and still cached.
-#[tokio::test(flavor = "multi_thread")]
-async fn small_binary_coded_and_no_transform_responses_are_sent_as_they_are() {
-    let (host, _dir) = cached_host();
+async fn small_binary_coded_and_no_transform_responses_are_sent_as_they_are(host: &Host) {
     let cc = enc("public, max-age=60");
     for (name, query, coded) in [
         (
@@ -767,9 +764,9 @@ async fn small_binary_coded_and_no_transform_responses_are_sent_as_they_are() {
         ),
     ] {
         let path = format!("/origin/{name}?{query}");
-        let first = as_client(Client::Chromium, "GET", &host, &path, &[]).await;
+        let first = as_client(Client::Chromium, "GET", host, &path, &[]).await;
         assert_eq!(first.status, 200, "{name}");
-        let second = as_client(Client::Chromium, "GET", &host, &path, &[]).await;
+        let second = as_client(Client::Chromium, "GET", host, &path, &[]).await;
         assert!(
             second.cache_status().starts_with("edgeshop; hit"),
             "{name}: {}",
@@ -778,7 +775,7 @@ async fn small_binary_coded_and_no_transform_responses_are_sent_as_they_are() {
         assert_eq!(second.header("content-encoding"), coded, "{name}");
         assert_eq!(second.header("vary"), None, "{name}: nothing negotiated");
         if coded.is_none() {
-            let plain = get(&host, &path, &[]).await;
+            let plain = get(host, &path, &[]).await;
             assert_eq!(
                 plain.wire, second.wire,
                 "{name}: the same bytes for everyone"
@@ -790,16 +787,14 @@ async fn small_binary_coded_and_no_transform_responses_are_sent_as_they_are() {
 /// Ranges apply to the bytes sent, so to the coded variant; one range is a
 /// 206, a range past the end a 416, and what this cache does not serve
 /// (several ranges, another unit, a stale `If-Range`) the whole response.
-#[tokio::test(flavor = "multi_thread")]
-async fn ranges_and_head_are_answered_from_the_stored_response() {
-    let (host, _dir) = cached_host();
+async fn ranges_and_head_are_answered_from_the_stored_response(host: &Host) {
     let path = page("ranged", "");
-    let whole = get(&host, &path, &[]).await;
+    let whole = get(host, &path, &[]).await;
     assert_eq!(whole.status, 200);
     assert_eq!(whole.header("accept-ranges"), Some("bytes"));
     let len = whole.body.len();
 
-    let r = get(&host, &path, &[("range", "bytes=0-9")]).await;
+    let r = get(host, &path, &[("range", "bytes=0-9")]).await;
     assert_eq!(r.status, 206);
     assert_eq!(
         r.header("content-range"),
@@ -807,13 +802,13 @@ async fn ranges_and_head_are_answered_from_the_stored_response() {
     );
     assert_eq!(r.body, whole.body[..10]);
     assert!(r.cache_status().starts_with("edgeshop; hit"));
-    let r = get(&host, &path, &[("range", "bytes=-5")]).await;
+    let r = get(host, &path, &[("range", "bytes=-5")]).await;
     assert_eq!(r.status, 206);
     assert_eq!(r.body, whole.body[len - 5..]);
 
     // A browser resuming a brotli download gets brotli bytes.
-    let br = browser(&host, &path, &[]).await;
-    let r = browser(&host, &path, &[("range", "bytes=10-")]).await;
+    let br = browser(host, &path, &[]).await;
+    let r = browser(host, &path, &[("range", "bytes=10-")]).await;
     assert_eq!(r.status, 206);
     assert_eq!(r.header("content-encoding"), Some("br"));
     assert_eq!(
@@ -822,7 +817,7 @@ async fn ranges_and_head_are_answered_from_the_stored_response() {
     );
     assert_eq!(r.wire, br.wire[10..]);
 
-    let r = get(&host, &path, &[("range", &format!("bytes={len}-"))]).await;
+    let r = get(host, &path, &[("range", &format!("bytes={len}-"))]).await;
     r.problem(416);
     assert_eq!(
         r.header("content-range"),
@@ -837,12 +832,12 @@ async fn ranges_and_head_are_answered_from_the_stored_response() {
     ] {
         let mut fields = vec![("range", range)];
         fields.extend(if_range.map(|v| ("if-range", v)));
-        let r = get(&host, &path, &fields).await;
+        let r = get(host, &path, &fields).await;
         assert_eq!(r.status, 200, "{range} {if_range:?}");
         assert_eq!(r.body, whole.body);
     }
     let r = get(
-        &host,
+        host,
         &path,
         &[("range", "bytes=0-9"), ("if-range", "\"v1\"")],
     )
@@ -851,15 +846,15 @@ async fn ranges_and_head_are_answered_from_the_stored_response() {
 
     // A miss answers a range too, from what it just stored.
     let fresh = page("ranged-miss", "");
-    let r = get(&host, &fresh, &[("range", "bytes=0-4")]).await;
+    let r = get(host, &fresh, &[("range", "bytes=0-4")]).await;
     assert_eq!(r.status, 206, "{}", r.cache_status());
     assert!(r.cache_status().contains("stored"));
     assert_eq!(r.body, b"/rang");
 
     // HEAD: the headers a GET would get, no body, no app run.
     for client in [Client::Chromium, Client::Curl] {
-        let get = as_client(client, "GET", &host, &path, &[]).await;
-        let head = as_client(client, "HEAD", &host, &path, &[]).await;
+        let get = as_client(client, "GET", host, &path, &[]).await;
+        let head = as_client(client, "HEAD", host, &path, &[]).await;
         assert_eq!(head.status, 200);
         assert!(head.wire.is_empty());
         assert!(head.cache_status().starts_with("edgeshop; hit"));
@@ -873,16 +868,14 @@ async fn ranges_and_head_are_answered_from_the_stored_response() {
             assert_eq!(head.header(field), get.header(field), "{client:?} {field}");
         }
     }
-    assert_eq!(runs(&host, "ranged").await, 1);
+    assert_eq!(runs(host, "ranged").await, 1);
 }
 
 /// `If-None-Match` answers 304 however the response is produced: a hit, a
 /// fill, a response that could not be stored, one too large to store, a
 /// stale copy served for a failing app, a request with credentials that
 /// goes past the cache. The app never answers conditions itself here.
-#[tokio::test(flavor = "multi_thread")]
-async fn if_none_match_gives_304_on_every_path() {
-    let (host, _dir) = cached_host();
+async fn if_none_match_gives_304_on_every_path(host: &Host) {
     let tag = enc("\"v1\"");
     let cc = |v: &str| enc(v);
     let cases = [
@@ -917,7 +910,7 @@ async fn if_none_match_gives_304_on_every_path() {
         let mut fields = extra.clone();
         fields.push(("if-none-match", "\"v1\""));
         for round in 0..2 {
-            let r = get(&host, &path, &fields).await;
+            let r = get(host, &path, &fields).await;
             assert_eq!(r.status, 304, "{name} round {round}: {}", r.cache_status());
             assert!(r.wire.is_empty());
             assert_eq!(r.header("etag"), Some("\"v1\""), "{name}");
@@ -925,16 +918,16 @@ async fn if_none_match_gives_304_on_every_path() {
         // Another validator gets the whole response.
         let mut other = extra.clone();
         other.push(("if-none-match", "\"v0\""));
-        assert_eq!(get(&host, &path, &other).await.status, 200, "{name}");
+        assert_eq!(get(host, &path, &other).await.status, 200, "{name}");
     }
     // A stale copy served because the app fails is answered the same way.
     let path = format!(
         "/origin/inm-sie?cc={}&etag={tag}&fail_after=1",
         cc("max-age=1, stale-if-error=60")
     );
-    get(&host, &path, &[]).await;
+    get(host, &path, &[]).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let r = get(&host, &path, &[("if-none-match", "\"v1\"")]).await;
+    let r = get(host, &path, &[("if-none-match", "\"v1\"")]).await;
     assert_eq!(r.status, 304, "{}", r.cache_status());
     assert!(
         r.cache_status().contains("detail=stale-if-error"),
@@ -951,3 +944,20 @@ async fn if_none_match_gives_304_on_every_path() {
     .await;
     assert_eq!(r.status, 200);
 }
+
+// The cache middleware's cases, on our edge host and on real Spin.
+edgeshop_e2e::on_both_hosts!(
+    with cached_host, cached_spin;
+    a_miss_is_stored_and_then_served_with_age,
+    directives_decide_what_is_stored_and_reused,
+    vary_keys_on_the_named_request_headers,
+    credentials_never_get_another_clients_response,
+    stale_while_revalidate_serves_stale_and_refreshes_once,
+    stale_if_error_serves_the_last_good_copy_unless_revalidation_is_required,
+    writes_and_tag_changes_invalidate,
+    unkeyed_headers_do_not_reach_a_cached_app,
+    each_client_gets_the_coding_it_accepts_from_one_stored_response,
+    small_binary_coded_and_no_transform_responses_are_sent_as_they_are,
+    ranges_and_head_are_answered_from_the_stored_response,
+    if_none_match_gives_304_on_every_path,
+);

@@ -258,15 +258,16 @@ impl KeyValueStore for MemoryStore {
         Self::check(key, None)?;
         let now = Instant::now();
         let mut shard = self.shard(key);
+        // A counter is 8 bytes, little-endian, as Spin stores it: a
+        // component reading it back sees the same bytes on either host.
         let current = match self.live(&mut shard, key, now) {
-            Some(e) => std::str::from_utf8(&e.value)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or(KvError::NotAnInteger)?,
+            Some(e) => <[u8; 8]>::try_from(e.value.as_slice())
+                .map(i64::from_le_bytes)
+                .map_err(|_| KvError::NotAnInteger)?,
             None => 0,
         };
         let next = current.checked_add(delta).ok_or(KvError::Overflow)?;
-        self.put(&mut shard, key, next.to_string().into_bytes(), now);
+        self.put(&mut shard, key, next.to_le_bytes().to_vec(), now);
         Ok(next)
     }
 }
@@ -331,6 +332,8 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(s.increment("n", 0).unwrap(), 8000);
+        // Stored as Spin stores a counter.
+        assert_eq!(s.get("n").unwrap(), Some(8000i64.to_le_bytes().to_vec()));
         s.set("t", b"text".to_vec()).unwrap();
         assert_eq!(s.increment("t", 1), Err(KvError::NotAnInteger));
     }

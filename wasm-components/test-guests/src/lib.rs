@@ -107,12 +107,14 @@ async fn handle(req: Request) -> Resp {
             use spin_sdk::experimental::wasi::keyvalue::store;
             let key = format!("runs:{}", &p["/origin-runs".len()..]);
             let bucket = store::open("default").expect("open default");
+            // `increment` keeps 8 little-endian bytes (on Spin as here).
             let n = bucket
                 .get(&key)
                 .ok()
                 .flatten()
-                .map(|v| String::from_utf8_lossy(&v).to_string())
-                .unwrap_or_else(|| "0".to_string());
+                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                .map_or(0, i64::from_le_bytes)
+                .to_string();
             text(200, n)
         }
         p if p.ends_with("/variable") => {
