@@ -1021,6 +1021,16 @@ pub fn spin_binary() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// [`spin_binary`], or `None` after saying the test is skipped, for the
+/// tests on real Spin to begin with.
+pub fn spin_or_skip() -> Option<PathBuf> {
+    let spin = spin_binary();
+    if spin.is_none() {
+        eprintln!("SKIPPED: no real Spin on this machine (EDGESHOP_SPIN_BIN is empty)");
+    }
+    spin
+}
+
 /// A running `spin up` and the trigger process it starts, killed together
 /// (as a process group) when dropped.
 pub struct SpinApp(Host);
@@ -1062,8 +1072,7 @@ macro_rules! on_both_hosts {
 
             #[tokio::test(flavor = "multi_thread")]
             async fn spin() {
-                let Some(spin) = $crate::spin_binary() else {
-                    eprintln!("SKIPPED: no real Spin on this machine (EDGESHOP_SPIN_BIN is empty)");
+                let Some(spin) = $crate::spin_or_skip() else {
                     return;
                 };
                 let (app, _dir) = super::$spin(&spin);
@@ -1082,8 +1091,7 @@ macro_rules! on_both_hosts {
 
             #[tokio::test(flavor = "multi_thread")]
             async fn spin() {
-                let Some(spin) = $crate::spin_binary() else {
-                    eprintln!("SKIPPED: no real Spin on this machine (EDGESHOP_SPIN_BIN is empty)");
+                let Some(spin) = $crate::spin_or_skip() else {
                     return;
                 };
                 let dir = $crate::TempDir::new(concat!("spin-", stringify!($name)));

@@ -5,13 +5,12 @@
 
 use edgeshop_e2e::{
     Client, Purpose, TempDir, browse, post_json, primary_connection, request, request_as,
-    spin_binary, start_origin_on_seed, start_spin, start_spin_reading,
+    spin_or_skip, start_origin_on_seed, start_spin, start_spin_reading,
 };
 
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_requests_are_compressed_cache_hits_on_real_spin() {
-    let Some(spin) = spin_binary() else {
-        eprintln!("SKIPPED: no real Spin on this machine (EDGESHOP_SPIN_BIN is empty)");
+    let Some(spin) = spin_or_skip() else {
         return;
     };
     let dir = TempDir::new("spin");
@@ -55,8 +54,7 @@ async fn browser_requests_are_compressed_cache_hits_on_real_spin() {
 /// and what it does not is a problem a person can act on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spin_pop_reads_the_origin_over_hrana_and_keeps_serving_what_it_holds() {
-    let Some(spin) = spin_binary() else {
-        eprintln!("SKIPPED: no real Spin on this machine (EDGESHOP_SPIN_BIN is empty)");
+    let Some(spin) = spin_or_skip() else {
         return;
     };
     let dir = TempDir::new("spin-hrana");

@@ -6,7 +6,7 @@
 //! purpose (a Spin PoP has no replica to report on) the walk says so.
 
 use edgeshop_e2e::{
-    Client, Purpose, TempDir, binary, browse, get, post_json, probe, request_as, spin_binary,
+    Client, Purpose, TempDir, binary, browse, get, post_json, probe, request_as, spin_or_skip,
 };
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -39,8 +39,7 @@ async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
 
 #[tokio::test]
 async fn xtask_up_spin_serves_every_pop_on_real_spin_and_stops_on_ctrl_c() {
-    let Some(spin) = spin_binary() else {
-        eprintln!("SKIPPED: no real Spin on this machine (EDGESHOP_SPIN_BIN is empty)");
+    let Some(spin) = spin_or_skip() else {
         return;
     };
     walk(Some(spin)).await;
