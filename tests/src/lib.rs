@@ -5,6 +5,11 @@
 //! `cargo test` fails with a message saying so.
 
 pub mod openapi;
+mod workers;
+
+pub use workers::{
+    WorkerApp, start_worker, start_worker_reading, wrangler_binary, wrangler_or_skip,
+};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -244,6 +249,8 @@ pub struct Host {
     /// Real Spin serves it (see [`start_spin`]), not one of our servers:
     /// a case that differs on purpose between the two asks this.
     pub spin: bool,
+    /// The Workers twin under workerd serves it ([`start_worker`]).
+    pub workers: bool,
 }
 
 impl Host {
@@ -306,6 +313,7 @@ impl Host {
                 child,
                 stderr: log,
                 spin: false,
+                workers: false,
             }),
             Err(_) => {
                 let _ = child.kill();
@@ -336,6 +344,13 @@ impl Host {
             ],
             &env,
         )
+    }
+
+    /// The coding a browser (`gzip, deflate, br, zstd`) gets here: br from
+    /// a PoP's cache, which ranks br first; gzip on Workers, whose runtime
+    /// takes the client's first of gzip and br (README, feature by host).
+    pub fn browser_coding(&self) -> &'static str {
+        if self.workers { "gzip" } else { "br" }
     }
 
     pub fn guests(args: &[&str]) -> Host {
@@ -471,9 +486,10 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Ve
     let coding = headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok());
-    // A HEAD, a 304 and a part of a coded body have nothing to decode on
-    // their own.
-    let body = if method == "HEAD" || status == 304 || status == 206 {
+    // A HEAD, a 204, a 304 and a part of a coded body have nothing to
+    // decode on their own (a 204 has no content, RFC 9110 §15.3.5, even
+    // where a Content-Encoding is named, as workerd's front line names one).
+    let body = if method == "HEAD" || [204, 206, 304].contains(&status) {
         wire.clone()
     } else {
         edgeshop_clients::decode(coding, &wire)
@@ -1050,18 +1066,21 @@ impl Drop for SpinApp {
     }
 }
 
-/// Makes each named `async fn(&Host)` two tests, `NAME::edge_host` and
-/// `NAME::spin`: the same case against `spin.toml` on our edge host
-/// ([`Host::catalog`]) and on real Spin ([`start_spin`], over copies of
-/// the same seeded databases). The Spin one says it skipped where no Spin
-/// is found.
+/// Makes each named `async fn(&Host)` a test per host: `NAME::edge_host`,
+/// the case against `spin.toml` on our edge host ([`Host::on_files`]);
+/// `NAME::spin`, on real Spin ([`start_spin_env`], over copies of the same
+/// seeded databases); and `NAME::workers`, on the Workers twin under
+/// `wrangler dev` ([`start_worker`], reading an origin over copies of
+/// them). The Spin and Workers ones say they skipped where the engine is
+/// not found.
 #[macro_export]
-macro_rules! on_both_hosts {
+macro_rules! on_every_host {
     ($($name:ident),* $(,)?) => {
-        $crate::on_both_hosts!(env $crate::app_env; $($name),*);
+        $crate::on_every_host!(env $crate::app_env; $($name),*);
     };
-    // `with`: the test file's functions starting the app on each host,
-    // `fn() -> (Host, TempDir)` and `fn(&Path) -> (SpinApp, TempDir)`.
+    // `with`: the test file's functions starting an app of its own on
+    // each host, `fn() -> (Host, TempDir)` and `fn(&Path) -> (SpinApp,
+    // TempDir)`; a Spin app, so not on the Worker.
     (with $edge:ident, $spin:ident; $($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread")]
@@ -1080,7 +1099,48 @@ macro_rules! on_both_hosts {
             }
         }
     )*};
-    // `env`: a function giving the variables both hosts get.
+    // `origin`: each engine as an edge location of an origin of its own
+    // over copies of the seeded files, as `cargo xtask up` runs them: our
+    // host replicating it, Spin and the Worker reading it over Hrana.
+    (origin; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn edge_host() {
+                let dir = $crate::TempDir::new(concat!("pop-", stringify!($name)));
+                let origin = $crate::start_origin_on_seed(&dir.0, &[]);
+                let pop = $crate::start_pop(
+                    &$crate::root().join("spin.toml"),
+                    &origin.url,
+                    &dir.0.join("pop"),
+                    &[],
+                )
+                .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
+                $crate::wait_ready(&pop).await;
+                super::$name(&pop).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn spin() {
+                let Some(spin) = $crate::spin_or_skip() else {
+                    return;
+                };
+                let dir = $crate::TempDir::new(concat!("spin-", stringify!($name)));
+                let origin = $crate::start_origin_on_seed(&dir.0, &[]);
+                let app = $crate::start_spin_reading(&spin, &dir.0, &origin.url);
+                super::$name(&app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn workers() {
+                let Some(wrangler) = $crate::wrangler_or_skip() else {
+                    return;
+                };
+                let app = $crate::start_worker(&wrangler, stringify!($name), &$crate::app_env());
+                super::$name(&app).await;
+            }
+        }
+    )*};
+    // `env`: a function giving the variables every host gets.
     (env $env:path; $($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread")]
@@ -1096,6 +1156,15 @@ macro_rules! on_both_hosts {
                 };
                 let dir = $crate::TempDir::new(concat!("spin-", stringify!($name)));
                 let app = $crate::start_spin_env(&spin, &dir.0, &$env());
+                super::$name(&app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn workers() {
+                let Some(wrangler) = $crate::wrangler_or_skip() else {
+                    return;
+                };
+                let app = $crate::start_worker(&wrangler, stringify!($name), &$env());
                 super::$name(&app).await;
             }
         }
@@ -1167,9 +1236,6 @@ pub fn start_spin_manifest(
         .expect("a free port")
         .port();
     let mut cmd = Command::new(spin);
-    // Its own process group: `spin up` runs the trigger as a child, which
-    // must go when the test's handle does.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.arg("up")
         .arg("--from")
         .arg(manifest)
@@ -1177,19 +1243,43 @@ pub fn start_spin_manifest(
         .arg("--runtime-config-file")
         .arg(&config)
         .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .arg(dir.join("state"));
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spin up");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
+    // Spin compiles every component before it serves.
+    let (child, log) =
+        spawn_group_until(cmd, "Serving http://", Duration::from_secs(180), "spin up");
+    SpinApp(Host {
+        url: format!("http://127.0.0.1:{port}"),
+        child,
+        stderr: log,
+        spin: true,
+        workers: false,
+    })
+}
+
+/// Spawns `cmd` (in a process group of its own, with piped output) and
+/// waits until its output says `ready`; the process group is killed and
+/// the test fails with the output if it exits or `limit` passes first.
+pub(crate) fn spawn_group_until(
+    mut cmd: Command,
+    ready: &str,
+    limit: Duration,
+    what: &str,
+) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    // Its own process group: `spin up` runs the trigger, wrangler runs
+    // workerd, as children that must go when the test's handle does.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     for pipe in [
-        Box::new(stdout) as Box<dyn std::io::Read + Send>,
-        Box::new(stderr),
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
     ] {
         let log = log.clone();
         std::thread::spawn(move || {
@@ -1200,23 +1290,17 @@ pub fn start_spin_manifest(
             }
         });
     }
-    // Spin compiles every component before it serves.
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    while !log.lock().unwrap().contains("Serving http://") {
+    let deadline = std::time::Instant::now() + limit;
+    while !log.lock().unwrap().contains(ready) {
         if std::time::Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", child.id())])
                 .status();
-            panic!("spin up did not serve:\n{}", log.lock().unwrap());
+            panic!("{what} did not serve:\n{}", log.lock().unwrap());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    SpinApp(Host {
-        url: format!("http://127.0.0.1:{port}"),
-        child,
-        stderr: log,
-        spin: true,
-    })
+    (child, log)
 }
 
 /// The bucket test object stores serve.

@@ -196,12 +196,8 @@ fn ed25519(seed: [u8; 32]) -> impl Fn(&[u8]) -> Vec<u8> {
     move |m| key.sign(m).to_bytes().to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_token_in_the_bad_token_corpus_is_refused_at_the_pop() {
-    let dir = TempDir::new("auth-corpus");
-    let origin = start_origin_on_seed(&dir.0, &[]);
-    let p = pop(&origin, &dir.0.join("fra"), &[]).await;
-    let signup = post(&p, "/api/v1/auth/signup", creds("corpus@example.com"), None).await;
+async fn every_token_in_the_bad_token_corpus_is_refused_at_the_pop(p: &Host) {
+    let signup = post(p, "/api/v1/auth/signup", creds("corpus@example.com"), None).await;
     assert_eq!(signup.status, 201, "{}", signup.text());
     let good = access(&signup);
     let claims: serde_json::Value =
@@ -237,7 +233,7 @@ async fn every_token_in_the_bad_token_corpus_is_refused_at_the_pop() {
     // The ok control: our own re-signing produces an accepted token.
     let control = jwt(header.clone(), claims.clone(), &key);
     assert_eq!(
-        get_as(&p, "/api/v1/products/1", &control, &[]).await.status,
+        get_as(p, "/api/v1/products/1", &control, &[]).await.status,
         200
     );
 
@@ -316,11 +312,11 @@ async fn every_token_in_the_bad_token_corpus_is_refused_at_the_pop() {
     ));
 
     // A revoked session: sign in, sign out, then use the token.
-    let login = post(&p, "/api/v1/auth/login", creds("corpus@example.com"), None).await;
+    let login = post(p, "/api/v1/auth/login", creds("corpus@example.com"), None).await;
     let revoked = access(&login);
     assert_eq!(
         post(
-            &p,
+            p,
             "/api/v1/auth/logout",
             serde_json::json!({}),
             Some(&revoked)
@@ -333,7 +329,7 @@ async fn every_token_in_the_bad_token_corpus_is_refused_at_the_pop() {
 
     for (what, token) in &corpus {
         for path in ["/api/v1/products/1", "/api/v1/auth/me"] {
-            let r = get_as(&p, path, token, &[]).await;
+            let r = get_as(p, path, token, &[]).await;
             assert_eq!(r.status, 401, "{what} at {path}: {}", r.text());
             assert_eq!(
                 r.header("content-type"),
@@ -356,7 +352,7 @@ async fn every_token_in_the_bad_token_corpus_is_refused_at_the_pop() {
     let body = serde_json::json!({ "refresh_token": refresh });
     for expected in [200, 200, 401] {
         assert_eq!(
-            post(&p, "/api/v1/auth/refresh", body.clone(), None)
+            post(p, "/api/v1/auth/refresh", body.clone(), None)
                 .await
                 .status,
             expected
@@ -364,27 +360,17 @@ async fn every_token_in_the_bad_token_corpus_is_refused_at_the_pop() {
     }
     // And the good token, untouched by all of this, still works.
     assert_eq!(
-        get_as(&p, "/api/v1/products/1", &good, &[]).await.status,
+        get_as(p, "/api/v1/products/1", &good, &[]).await.status,
         401,
         "reuse ended its session"
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_middleware_strips_forged_identity_and_enforces_roles() {
-    let dir = TempDir::new("auth-roles");
-    let origin = start_origin_on_seed(&dir.0, &[]);
-    let p = pop(&origin, &dir.0.join("fra"), &[]).await;
-    let shopper = post(
-        &p,
-        "/api/v1/auth/signup",
-        creds("shopper@example.com"),
-        None,
-    )
-    .await;
+async fn the_middleware_strips_forged_identity_and_enforces_roles(p: &Host) {
+    let shopper = post(p, "/api/v1/auth/signup", creds("shopper@example.com"), None).await;
     assert_eq!(shopper.status, 201, "{}", shopper.text());
     let vendor = post(
-        &p,
+        p,
         "/api/v1/auth/signup",
         serde_json::json!({
             "email": "vendor@example.com", "password": PASSWORD, "kind": "vendor",
@@ -414,7 +400,7 @@ async fn the_middleware_strips_forged_identity_and_enforces_roles() {
     );
 
     // With a token, the identity is the token's, whatever else is sent.
-    let me = get_as(&p, "/api/v1/auth/me", &shopper, &forged).await;
+    let me = get_as(p, "/api/v1/auth/me", &shopper, &forged).await;
     assert_eq!(me.status, 200, "{}", me.text());
     assert_eq!(me.json()["email"], "shopper@example.com");
     assert_eq!(me.json()["roles"], serde_json::json!(["shopper"]));
@@ -422,16 +408,16 @@ async fn the_middleware_strips_forged_identity_and_enforces_roles() {
     // Roles from cdn-config/auth.toml: a shopper is refused vendor routes,
     // a vendor passes through to the vendor gateway behind (which has no
     // origin to forward to here; vendor.rs tests it with one).
-    let r = get_as(&p, "/api/v1/vendor/products", &shopper, &forged).await;
+    let r = get_as(p, "/api/v1/vendor/products", &shopper, &forged).await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(
         r.header("www-authenticate")
             .unwrap()
             .contains("insufficient_scope")
     );
-    let r = get_as(&p, "/api/v1/vendor/products", &vendor, &[]).await;
+    let r = get_as(p, "/api/v1/vendor/products", &vendor, &[]).await;
     assert!(![401, 403].contains(&r.status), "{}", r.text());
-    let me = get_as(&p, "/api/v1/auth/me", &vendor, &[]).await;
+    let me = get_as(p, "/api/v1/auth/me", &vendor, &[]).await;
     assert!(me.json()["vendor_id"].as_i64().is_some(), "{}", me.text());
     let id = me.json()["vendor_id"].as_i64().unwrap();
     let v = request(
@@ -455,8 +441,16 @@ async fn the_middleware_strips_forged_identity_and_enforces_roles() {
         "/api/v1/x/../vendor/products",
         "/api/v1/%2e%2e/vendor",
     ] {
-        let r = get_as(&p, path, &shopper, &[]).await;
-        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        let r = get_as(p, path, &shopper, &[]).await;
+        if p.workers && (path.contains("%2e") || path.contains("..")) {
+            // A difference on purpose (README, feature by host): the
+            // Workers runtime resolves dot segments before the Worker
+            // sees the URL, so the request arrives in its one plain
+            // spelling, and that path's rules apply.
+            assert!([403, 404].contains(&r.status), "{path}: {}", r.text());
+        } else {
+            assert_eq!(r.status, 400, "{path}: {}", r.text());
+        }
     }
     // A scheme other than Bearer is never taken as anonymous.
     let r = request(
@@ -469,13 +463,9 @@ async fn the_middleware_strips_forged_identity_and_enforces_roles() {
     assert_eq!(r.status, 401);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn wrong_passwords_and_unknown_emails_look_alike_and_guessing_is_slowed() {
-    let dir = TempDir::new("auth-guess");
-    let origin = start_origin_on_seed(&dir.0, &[]);
-    let p = pop(&origin, &dir.0.join("fra"), &[]).await;
+async fn wrong_passwords_and_unknown_emails_look_alike_and_guessing_is_slowed(p: &Host) {
     assert_eq!(
-        post(&p, "/api/v1/auth/signup", creds("known@example.com"), None)
+        post(p, "/api/v1/auth/signup", creds("known@example.com"), None)
             .await
             .status,
         201
@@ -518,7 +508,7 @@ async fn wrong_passwords_and_unknown_emails_look_alike_and_guessing_is_slowed() 
     // The fifth failure locks the address; even the right password waits.
     let (r, _) = attempt("known@example.com", 99).await;
     assert_eq!(r.status, 401);
-    let r = post(&p, "/api/v1/auth/login", creds("known@example.com"), None).await;
+    let r = post(p, "/api/v1/auth/login", creds("known@example.com"), None).await;
     assert_eq!(r.status, 429, "{}", r.text());
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&wait), "{wait}");
@@ -530,7 +520,7 @@ async fn wrong_passwords_and_unknown_emails_look_alike_and_guessing_is_slowed() 
     assert_eq!(r.status, 429);
     // After the lock, the right password works and clears the count.
     tokio::time::sleep(Duration::from_millis(wait * 1000 + 1100)).await;
-    let r = post(&p, "/api/v1/auth/login", creds("known@example.com"), None).await;
+    let r = post(p, "/api/v1/auth/login", creds("known@example.com"), None).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
@@ -767,3 +757,11 @@ async fn forged_identity_fields_never_reach_the_component_behind() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("x-kept: yes"), "{}", r.text());
 }
+
+// The cases every edge location must pass, whichever engine runs it.
+edgeshop_e2e::on_every_host!(
+    origin;
+    every_token_in_the_bad_token_corpus_is_refused_at_the_pop,
+    the_middleware_strips_forged_identity_and_enforces_roles,
+    wrong_passwords_and_unknown_emails_look_alike_and_guessing_is_slowed,
+);

@@ -946,7 +946,7 @@ async fn if_none_match_gives_304_on_every_path(host: &Host) {
 }
 
 // The cache middleware's cases, on our edge host and on real Spin.
-edgeshop_e2e::on_both_hosts!(
+edgeshop_e2e::on_every_host!(
     with cached_host, cached_spin;
     a_miss_is_stored_and_then_served_with_age,
     directives_decide_what_is_stored_and_reused,

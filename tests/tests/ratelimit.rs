@@ -441,7 +441,7 @@ async fn api_key_budgets_are_per_key_and_keyless_requests_spend_the_clients() {
     assert_eq!(r.header("ratelimit"), Some("\"partners\";r=1;t=1"));
 }
 
-edgeshop_e2e::on_both_hosts!(
+edgeshop_e2e::on_every_host!(
     env edgeshop_e2e::app_env_shipped_limits;
     spin_toml_limits_every_route_before_any_other_work,
 );

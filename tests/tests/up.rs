@@ -59,6 +59,12 @@ async fn walk(spin: Option<std::path::PathBuf>) {
     if let Some(spin) = &spin {
         cmd.arg("--spin").env("EDGESHOP_SPIN", spin);
     }
+    // With wrangler here, the edge-host walk also runs the Workers twin
+    // as a fourth edge location (`--workers`).
+    let workers = spin.is_none() && edgeshop_e2e::wrangler_binary().is_some();
+    if workers {
+        cmd.arg("--workers");
+    }
     let mut child = cmd
         .env("EDGESHOP_STATE_DIR", &state.0)
         // Its own process group, so a Ctrl-C reaches xtask and everything
@@ -87,9 +93,18 @@ async fn walk(spin: Option<std::path::PathBuf>) {
     }
     let topology: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&topology_path).unwrap()).unwrap();
-    let pops = topology["pops"].as_array().unwrap().clone();
+    let mut pops = topology["pops"].as_array().unwrap().clone();
     let names: Vec<&str> = pops.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["fra", "iad", "sin"]);
+    if workers {
+        assert_eq!(names, ["fra", "iad", "sin", "wkr"]);
+    } else {
+        assert_eq!(names, ["fra", "iad", "sin"]);
+    }
+    // The Worker is walked through on its own below.
+    let worker = workers.then(|| pops.pop().unwrap());
+    if let Some(w) = &worker {
+        assert_eq!(w["engine"], "workers", "{topology}");
+    }
     let engine = if spin.is_some() { "spin" } else { "edge-host" };
     assert!(pops.iter().all(|p| p["engine"] == engine), "{topology}");
 
@@ -135,6 +150,13 @@ async fn walk(spin: Option<std::path::PathBuf>) {
         etags.push(r.header("etag").unwrap().to_string());
     }
     assert!(etags.windows(2).all(|w| w[0] == w[1]), "{etags:?}");
+    if let Some(w) = &worker {
+        // The same seeded page, now in the Worker's cache.
+        let url = format!("{}/api/v1/products/1", w["url"].as_str().unwrap());
+        let r = get(&url).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(get(&url).await.cache_status().contains("hit"));
+    }
 
     // Each PoP reads an embedded replica (on Spin: the primary itself): a
     // write at the primary becomes readable at every PoP, through the
@@ -178,6 +200,23 @@ async fn walk(spin: Option<std::path::PathBuf>) {
         }
     }
 
+    // The Worker reads the primary over Hrana: the write shows there too,
+    // through the Workers Cache API entry it stored before (the page's
+    // tag changed), and the front door sends region `workers` to it.
+    if let Some(w) = &worker {
+        let url = format!("{}/api/v1/products/1", w["url"].as_str().unwrap());
+        let r = get(&url).await;
+        assert!(r.text().contains("Replicated by up"), "{}", r.text());
+        assert!(get(&url).await.cache_status().contains("hit"));
+        let fd = topology["front_door"]["url"].as_str().unwrap();
+        let r = browse(
+            &format!("{fd}/api/v1/products/1"),
+            &[("edgeshop-client-region", "workers")],
+        )
+        .await;
+        assert_eq!((r.status, r.header("edgeshop-pop")), (200, Some("wkr")));
+    }
+
     // The front door sends each region to its nearest PoP.
     let fd = topology["front_door"]["url"].as_str().unwrap();
     for (region, pop) in [("eu", "fra"), ("us", "iad"), ("ap", "sin")] {
@@ -207,7 +246,11 @@ async fn walk(spin: Option<std::path::PathBuf>) {
             .collect::<Vec<_>>(),
         [200, 800, 1600]
     );
-    for region in ["eu", "us", "ap"] {
+    let mut regions = vec!["eu", "us", "ap"];
+    if workers {
+        regions.push("workers");
+    }
+    for region in regions {
         for v in variants {
             let url = format!("{fd}{}", v["url"].as_str().unwrap());
             let r = request_as(

@@ -13,6 +13,7 @@ mod private;
 mod setup;
 mod soak;
 mod up;
+mod workers;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ enum Cmd {
         /// Only the wasm components (what spin.toml's build.command runs).
         #[arg(long)]
         components: bool,
+        /// Only the Workers twin (what wrangler.toml's build.command runs).
+        #[arg(long)]
+        worker: bool,
     },
     /// Write the embedded-default catalog database.
     Seed {
@@ -63,6 +67,10 @@ enum Cmd {
         /// on PATH, or the shared build) on the same spin.toml.
         #[arg(long)]
         spin: bool,
+        /// Also run the Cloudflare Workers twin under `wrangler dev`, as a
+        /// fourth edge location behind the front door (region `workers`).
+        #[arg(long)]
+        workers: bool,
     },
     /// Token signing keys for the embedded default: status, generate, rotate.
     Keys {
@@ -176,11 +184,17 @@ fn main() -> Result<()> {
             setup::npm_tools()?;
             setup::pypi_tools()?;
             setup::spin()?;
+            workers::tools()?;
         }
-        Cmd::Build { components } => {
+        Cmd::Build { components, worker } => {
+            if worker {
+                workers::build(&workers::tools()?)?;
+                return Ok(());
+            }
             let tc = setup::run()?;
             build::components(&tc)?;
             if !components {
+                workers::build(&workers::tools()?)?;
                 build::host()?;
             }
         }
@@ -205,7 +219,11 @@ fn main() -> Result<()> {
             build::seed(&out, products, vendors, seed, force)?;
             build::seed_identity(&out.with_file_name("identity.db"), &admin_email)?;
         }
-        Cmd::Up { no_build, spin } => up::run(no_build, spin)?,
+        Cmd::Up {
+            no_build,
+            spin,
+            workers,
+        } => up::run(no_build, spin, workers)?,
         Cmd::Keys { action } => match action.unwrap_or(KeysAction::Status) {
             KeysAction::Status => keys::status()?,
             KeysAction::Generate { force } => keys::generate(force)?,
@@ -241,7 +259,9 @@ fn test() -> Result<()> {
     let npm = setup::npm_tools()?;
     let python = setup::pypi_tools()?;
     let spin = setup::spin()?;
+    let workers = workers::tools()?;
     build::components(&tc)?;
+    workers::build(&workers)?;
     build::host()?;
     say("checking formatting (cargo fmt --check)");
     build::cargo(&["fmt", "--all", "--", "--check"])?;
@@ -256,6 +276,8 @@ fn test() -> Result<()> {
     ])?;
     say("linting guest crates for wasm32-wasip2");
     build::guest_clippy(&tc)?;
+    say("linting the worker crate for wasm32-unknown-unknown");
+    workers::clippy()?;
     say("running unit, integration and end-to-end tests (release profile, shared with the build)");
     // The end-to-end tests find the npm oracles through the environment.
     let spin = spin.map(|p| p.into_os_string()).unwrap_or_default();
@@ -266,6 +288,8 @@ fn test() -> Result<()> {
             ("EDGESHOP_ORACLE_PYTHON", python.as_os_str()),
             // Empty when there is no Spin here: its tests say they skipped.
             ("EDGESHOP_SPIN_BIN", spin.as_os_str()),
+            // The Workers suite runs the built Worker under wrangler dev.
+            ("EDGESHOP_WRANGLER", workers.wrangler.as_os_str()),
         ],
     )?;
     // Real time with real clients: quiet spells and restarts under

@@ -54,13 +54,19 @@ pub struct Platform {
     pub objects: Service,
     pub origin: Service,
     pub pops: Vec<RunningPop>,
+    /// The Workers twin under `wrangler dev`, a fourth edge location
+    /// (`cargo xtask up --workers`).
+    pub worker: Option<Service>,
     pub front_door: Service,
 }
+
+/// The Workers edge location's name and the client region it serves.
+pub const WORKER_LOCATION: (&str, &str) = ("wkr", "workers");
 
 impl Platform {
     /// Starts everything over the (seeded) databases of `layout` and waits
     /// until every PoP has bootstrapped its replicas.
-    pub fn start(layout: Layout, engine: Engine) -> Result<Platform> {
+    pub fn start(layout: Layout, engine: Engine, workers: bool) -> Result<Platform> {
         if layout.logs {
             std::fs::create_dir_all(layout.root.join("logs"))?;
         }
@@ -130,13 +136,40 @@ impl Platform {
                 .with_context(|| format!("PoP {} bootstrapping its replica", pop.config.name))?;
         }
 
+        let worker = if workers {
+            say("starting the Workers twin under wrangler dev (reading the origin over Hrana)");
+            let cmd = crate::workers::command(
+                &layout.root.join("workers"),
+                &origin.url,
+                &[("media_origin", &objects.url), ("media_bucket", BUCKET)],
+            )?;
+            let service =
+                Service::start_group(WORKER_LOCATION.0, cmd, layout.log("worker").as_deref())?;
+            wait_ready(&service.url, Duration::from_secs(120))
+                .context("the Worker answering its health path")?;
+            Some(service)
+        } else {
+            None
+        };
+
+        let mut locations: Vec<serde_json::Value> = pops
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.config.name, "region": p.config.region, "url": p.service.url,
+                })
+            })
+            .collect();
+        if let Some(w) = &worker {
+            locations.push(serde_json::json!({
+                "name": WORKER_LOCATION.0, "region": WORKER_LOCATION.1, "url": w.url,
+            }));
+        }
         let fd_config = layout.root.join("front-door.json");
         std::fs::write(
             &fd_config,
             serde_json::to_string_pretty(&serde_json::json!({
-                "pops": pops.iter().map(|p| serde_json::json!({
-                    "name": p.config.name, "region": p.config.region, "url": p.service.url,
-                })).collect::<Vec<_>>(),
+                "pops": locations,
                 "nearest": config.front_door.nearest,
                 "region_header": config.front_door.region_header,
             }))?,
@@ -158,6 +191,7 @@ impl Platform {
             objects,
             origin,
             pops,
+            worker,
             front_door,
         })
     }
@@ -219,6 +253,7 @@ impl Platform {
             .chain(std::iter::once(&mut self.objects))
             .chain(std::iter::once(&mut self.origin))
             .chain(self.pops.iter_mut().map(|p| &mut p.service))
+            .chain(self.worker.iter_mut())
             .chain(std::iter::once(&mut self.front_door))
             .find_map(|s| s.exited().map(|status| (s.name.clone(), status)))
     }
@@ -251,6 +286,9 @@ impl Drop for Platform {
         self.front_door.stop();
         for pop in &mut self.pops {
             pop.service.stop();
+        }
+        if let Some(worker) = &mut self.worker {
+            worker.stop();
         }
         self.origin.stop();
         self.objects.stop();

@@ -75,7 +75,7 @@ struct PopEndpoint {
     name: String,
     region: String,
     url: String,
-    /// `edge-host` or `spin`.
+    /// `edge-host`, `spin` or `workers`.
     engine: &'static str,
     /// Simulated by the edge host only; a Spin PoP's calls are not delayed.
     origin_delay_ms: u64,
@@ -113,12 +113,14 @@ impl Engine {
 }
 
 /// The address a server announces on stdout: our services print
-/// `... listening on http://ADDR`, `spin up` prints `Serving http://ADDR`.
+/// `... listening on http://ADDR`, `spin up` prints `Serving http://ADDR`,
+/// `wrangler dev` `... Ready on http://ADDR`.
 fn announced(line: &str) -> Option<String> {
     let url = line
         .split("listening on ")
         .nth(1)
-        .or_else(|| line.trim_start().strip_prefix("Serving "))?;
+        .or_else(|| line.trim_start().strip_prefix("Serving "))
+        .or_else(|| line.split("Ready on ").nth(1))?;
     Some(url.trim().trim_end_matches('/').to_string())
 }
 
@@ -412,10 +414,14 @@ pub fn pops_file() -> Result<PopsFile> {
     toml::from_str(&text).context("cdn-config/pops.toml")
 }
 
-pub fn run(no_build: bool, spin: bool) -> Result<()> {
+pub fn run(no_build: bool, spin: bool, workers: bool) -> Result<()> {
+    let workers = workers.then(crate::workers::tools).transpose()?;
     if !no_build {
         let tc = setup::run()?;
         build::components(&tc)?;
+        if let Some(tools) = &workers {
+            crate::workers::build(tools)?;
+        }
         build::host()?;
     }
     let engine = if spin {
@@ -435,7 +441,7 @@ pub fn run(no_build: bool, spin: bool) -> Result<()> {
     };
     build::seed(&layout.catalog(), 10_000, 200, 1, false)?;
     build::seed_identity(&layout.identity(), "admin@edgeshop.test")?;
-    let mut platform = Platform::start(layout, engine.clone())?;
+    let mut platform = Platform::start(layout, engine.clone(), workers.is_some())?;
     say("storing the seeded catalog's pictures");
     crate::pictures::store(
         &platform.objects.url,
@@ -472,6 +478,14 @@ pub fn run(no_build: bool, spin: bool) -> Result<()> {
                 replication: matches!(engine, Engine::EdgeHost)
                     .then(|| format!("{}/.well-known/edgeshop/replication", p.service.url)),
             })
+            .chain(platform.worker.iter().map(|w| PopEndpoint {
+                name: crate::platform::WORKER_LOCATION.0.to_string(),
+                region: crate::platform::WORKER_LOCATION.1.to_string(),
+                url: w.url.clone(),
+                engine: "workers",
+                origin_delay_ms: 0,
+                replication: None,
+            }))
             .collect(),
     };
     let topo_path = state_dir().join("topology.json");
@@ -496,6 +510,12 @@ pub fn run(no_build: bool, spin: bool) -> Result<()> {
     );
     for p in &topology.pops {
         println!("  pop {:<4} {}   ({})", p.name, p.url, p.engine);
+    }
+    if platform.worker.is_some() {
+        println!(
+            "  (pop wkr is the Workers twin under wrangler dev, reading the origin over Hrana; \
+             send `edgeshop-client-region: workers` through the front door)"
+        );
     }
     if let Engine::Spin(_) = engine {
         println!(

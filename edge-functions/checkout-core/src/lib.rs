@@ -191,9 +191,75 @@ pub fn order_id(segment: &str) -> Option<&str> {
     (hex.len() == 20 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(segment)
 }
 
+/// A checkout gateway's routes at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /api/v1/checkout`: place an order.
+    Checkout,
+    /// `GET /api/v1/orders`: the shopper's orders.
+    Orders,
+    /// `GET /api/v1/orders/{id}`: one of them.
+    Order,
+}
+
+impl Route {
+    /// The route of `path`, or the 404 to answer.
+    pub fn parse(path: &str) -> Result<Route, Problem> {
+        match path {
+            "/api/v1/checkout" => Ok(Route::Checkout),
+            "/api/v1/orders" => Ok(Route::Orders),
+            p => match p.strip_prefix("/api/v1/orders/") {
+                Some(id) if order_id(id).is_some() => Ok(Route::Order),
+                Some(_) => Err(Problem::not_found(
+                    "there is no such order; GET /api/v1/orders lists yours",
+                )),
+                None => Err(Problem::not_found(format!("there is nothing at {path}"))),
+            },
+        }
+    }
+
+    /// The one method the route takes.
+    pub fn method(self) -> &'static str {
+        match self {
+            Route::Checkout => "POST",
+            Route::Orders | Route::Order => "GET",
+        }
+    }
+}
+
+/// The answer when the order service cannot be reached from the edge;
+/// `how` says what happened.
+pub fn unreachable(how: &str) -> Problem {
+    Problem::unavailable(format!(
+        "checkout is unavailable from here right now: the order service {how}. \
+         Nothing was charged; browsing still works. Retry with the same Idempotency-Key."
+    ))
+    .with("retry_after", 5)
+}
+
+/// The answer when the order service did not answer in time: the order
+/// may still complete, and a retry with the same key tells.
+pub fn timed_out() -> Problem {
+    Problem::gateway_timeout(
+        "the order service did not answer in time; your checkout may still complete: \
+         retry with the same Idempotency-Key to get its outcome (you will not be charged twice)",
+    )
+    .with("retry_after", 5)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_routes_and_their_methods() {
+        assert_eq!(Route::parse("/api/v1/checkout").unwrap().method(), "POST");
+        assert_eq!(Route::parse("/api/v1/orders").unwrap(), Route::Orders);
+        let order = Route::parse("/api/v1/orders/ord_0123456789abcdef0123").unwrap();
+        assert_eq!((order, order.method()), (Route::Order, "GET"));
+        assert_eq!(Route::parse("/api/v1/orders/42").unwrap_err().status, 404);
+        assert_eq!(Route::parse("/api/v1/checkouts").unwrap_err().status, 404);
+    }
 
     fn body() -> serde_json::Value {
         serde_json::json!({

@@ -22,6 +22,31 @@ pub fn not_found(path: &str) -> Problem {
     ))
 }
 
+/// The answer when an image is not held here and the store cannot be
+/// reached; `how` says what happened.
+pub fn store_unavailable(how: &str) -> Problem {
+    Problem::unavailable(format!(
+        "this image is not at this edge location yet and the media store is unavailable: {how}"
+    ))
+    .with("retry_after", 5)
+}
+
+/// What the store's `status` for the object at `path` means: served, a
+/// 404 (S3 answers 403 for a missing key to a caller who may not list),
+/// or a bad gateway.
+pub fn store_answered(status: u16, path: &str) -> Result<(), Problem> {
+    match status {
+        200 => Ok(()),
+        403 | 404 => Err(not_found(path)),
+        status => Err(Problem::new(
+            502,
+            "bad-gateway",
+            "Bad gateway",
+            format!("the media store answered {status}"),
+        )),
+    }
+}
+
 /// A media object's name: 64 lowercase hex digits and `.webp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Name<'a>(&'a str);

@@ -46,18 +46,10 @@ async fn handle(req: Request) -> http::Response<Full<Bytes>> {
 
 async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
     let path = req.uri().path().to_string();
-    let (allowed, wait) = match path.as_str() {
-        "/api/v1/checkout" => ("POST", CHECKOUT_WAIT),
-        "/api/v1/orders" => ("GET", READ_WAIT),
-        p if p.starts_with("/api/v1/orders/") => {
-            if checkout_core::order_id(&p["/api/v1/orders/".len()..]).is_none() {
-                return Err(Problem::not_found(
-                    "there is no such order; GET /api/v1/orders lists yours",
-                ));
-            }
-            ("GET", READ_WAIT)
-        }
-        _ => return Err(Problem::not_found(format!("there is nothing at {path}"))),
+    let route = checkout_core::Route::parse(&path)?;
+    let (allowed, wait) = match route {
+        checkout_core::Route::Checkout => (route.method(), CHECKOUT_WAIT),
+        _ => (route.method(), READ_WAIT),
     };
     if req.method().as_str() != allowed {
         return Err(Problem::method_not_allowed(
@@ -65,8 +57,6 @@ async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
             &[allowed],
         ));
     }
-    // The auth middleware in front has verified the token and the route's
-    // role; without its identity header this was not routed through it.
     if req.headers().get("edgeshop-auth-account").is_none() {
         return Err(Problem::new(
             401,
@@ -106,20 +96,8 @@ async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
     gateway::exchange(forward, wait, MAX_ANSWER_BYTES, PASSED_ON)
         .await
         .map_err(|failed| match failed {
-            Failed::CutShort => unreachable_origin("its answer was cut short or too large"),
-            Failed::Unreachable => unreachable_origin("it could not be reached"),
-            Failed::TimedOut => Problem::gateway_timeout(
-                "the order service did not answer in time; your checkout may still complete: \
-                 retry with the same Idempotency-Key to get its outcome (you will not be charged twice)",
-            )
-            .with("retry_after", 5),
+            Failed::CutShort => checkout_core::unreachable("its answer was cut short or too large"),
+            Failed::Unreachable => checkout_core::unreachable("it could not be reached"),
+            Failed::TimedOut => checkout_core::timed_out(),
         })
-}
-
-fn unreachable_origin(how: &str) -> Problem {
-    Problem::unavailable(format!(
-        "checkout is unavailable from here right now: the order service {how}. \
-         Nothing was charged; browsing still works. Retry with the same Idempotency-Key."
-    ))
-    .with("retry_after", 5)
 }

@@ -71,25 +71,9 @@ async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
                 Failed::Unreachable => "it could not be reached",
                 Failed::TimedOut => "it did not answer in time",
             };
-            Problem::unavailable(format!(
-                "this image is not at this edge location yet and the media store is \
-                 unavailable: {how}"
-            ))
-            .with("retry_after", 5)
+            media_core::store_unavailable(how)
         })?;
-    match stored.status().as_u16() {
-        200 => {}
-        // S3 answers 403 for a missing key to a caller who may not list.
-        403 | 404 => return Err(media_core::not_found(&path)),
-        status => {
-            return Err(Problem::new(
-                502,
-                "bad-gateway",
-                "Bad gateway",
-                format!("the media store answered {status}"),
-            ));
-        }
-    }
+    media_core::store_answered(stored.status().as_u16(), &path)?;
     let content_type = stored
         .headers()
         .get(http::header::CONTENT_TYPE)

@@ -57,6 +57,19 @@ async fn primary_write(client: &Client, origin: &str, token: &str, sql: &str) ->
     Ok(())
 }
 
+/// Every page once, as browsers would have, so a hit row hits.
+fn warm(rt: &tokio::runtime::Runtime, base: &str, paths: &[String]) -> Result<()> {
+    rt.block_on(async {
+        let client: Client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        for path in paths {
+            body(&client, &format!("{base}{path}")).await?;
+        }
+        Ok(())
+    })
+}
+
 /// A browser's read of `url`, decoded as the browser decodes it.
 async fn body(client: &Client, url: &str) -> Result<String> {
     let uri: http::Uri = url.parse()?;
@@ -183,16 +196,7 @@ pub fn run(
         },
         Some(&limits),
     )? {
-        // Every page once, as browsers would have, so the hit row hits.
-        rt.block_on(async {
-            let client: Client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http();
-            for path in product_paths {
-                body(&client, &format!("{}{path}", spin.url)).await?;
-            }
-            Ok::<_, anyhow::Error>(())
-        })?;
+        warm(rt, &spin.url, product_paths)?;
         rows.push(measure(
             rt,
             "product by id, Spin over Hrana, cache hit",
@@ -210,6 +214,16 @@ pub fn run(
             connections,
         )?);
     }
+    rows.extend(worker_rows(
+        rt,
+        &dir,
+        &origin.url,
+        &pops[0],
+        &limits,
+        product_paths,
+        seconds,
+        connections,
+    )?);
     rows.iter_mut().for_each(|r| r.name.truncate(52));
 
     let pop_urls: Vec<(String, u64, String)> = pops
@@ -222,6 +236,100 @@ pub fn run(
     drop(pops);
     drop(origin);
     Ok((rows, lag))
+}
+
+/// Accounts the sign-in rows take turns with.
+const SIGN_IN_ACCOUNTS: usize = 96;
+
+/// The Workers twin under `wrangler dev`, reading the origin over Hrana
+/// as a `cargo xtask up --workers` location does: its catalog hits and
+/// misses, and a sign-in there beside one at the nearest PoP (both hash
+/// the password: Argon2id, in wasm on workerd and in a component on our
+/// host). None when wrangler is not installed.
+#[allow(clippy::too_many_arguments)]
+fn worker_rows(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    origin: &str,
+    near: &(String, u64, Service),
+    limits: &str,
+    product_paths: &[String],
+    seconds: u64,
+    connections: usize,
+) -> Result<Vec<Row>> {
+    if let Err(e) = crate::workers::tools() {
+        say(&format!("bench: no Workers rows ({e:#})"));
+        return Ok(Vec::new());
+    }
+    let cmd = crate::workers::command(
+        &dir.join("worker"),
+        origin,
+        &[("ratelimit_policies", limits)],
+    )?;
+    let worker = Service::start_group("worker", cmd, Some(&dir.join("worker.log")))?;
+    wait_ready(&worker.url, Duration::from_secs(120))?;
+    warm(rt, &worker.url, product_paths)?;
+    // Accounts enough that concurrent sign-ins rarely share one: attempts
+    // on one address are reserved before the password is checked, and
+    // five at once lock it (auth-core's throttle), as they should.
+    let bodies: Vec<Bytes> = (0..SIGN_IN_ACCOUNTS)
+        .map(|i| {
+            let creds = serde_json::json!({
+                "email": format!("bench-{i}@example.com"),
+                "password": "a long enough password",
+            });
+            crate::up::post_json(&near.2.url, "/api/v1/auth/signup", &creds)?;
+            Ok(Bytes::from(creds.to_string()))
+        })
+        .collect::<Result<_>>()?;
+    let mut rows = vec![
+        measure(
+            rt,
+            "product by id, Worker over Hrana, cache hit",
+            &worker.url,
+            product_paths,
+            seconds,
+            connections,
+        )?,
+        measure(
+            rt,
+            "product by id, Worker over Hrana, cache miss",
+            &worker.url,
+            &super::unseen_keys(product_paths, "worker-miss"),
+            seconds,
+            connections,
+        )?,
+    ];
+    let headers = [vec![(
+        "content-type".to_string(),
+        "application/json".to_string(),
+    )]];
+    for (name, url) in [
+        (
+            format!("POST sign-in at {} (edge host)", near.0),
+            near.2.url.as_str(),
+        ),
+        (
+            "POST sign-in at the Worker (workerd)".to_string(),
+            worker.url.as_str(),
+        ),
+    ] {
+        rows.push(super::measure_target(
+            rt,
+            &name,
+            &super::Target {
+                url,
+                method: Some(http::Method::POST),
+                paths: &["/api/v1/auth/login".to_string()],
+                bodies: &bodies,
+                header_sets: &headers,
+                expect: Some(200),
+            },
+            seconds,
+            connections,
+        )?);
+    }
+    Ok(rows)
 }
 
 /// Probes: a marker written at the primary, then polled for at every PoP

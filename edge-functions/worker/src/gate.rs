@@ -1,0 +1,102 @@
+//! The token gate in front of every route, as the auth middleware is on a
+//! PoP: paths with two spellings are refused, a bearer token is verified
+//! (keys from `token_jwks`, its session live in `identity` at the origin),
+//! and the route rules of `cdn-config/auth.toml` are applied. The
+//! decisions are `auth_core::gate`'s.
+
+use crate::hrana::Hrana;
+use crate::reply::Reply;
+use crate::vars::{self, Parsed};
+use auth_core::gate::{self, GateError, VerifiedCache};
+use auth_core::rules::{self, Rules};
+use auth_core::{Identity, Settings, settings};
+use problem::Problem;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokens::KeySet;
+use worker::Env;
+
+thread_local! {
+    pub static KEYS: Parsed<KeySet> = const { RefCell::new(None) };
+    /// Tokens this isolate verified, and the key set and policy they
+    /// were verified under.
+    static VERIFIED: RefCell<(Option<Rc<KeySet>>, String, VerifiedCache)> =
+        RefCell::new((None, String::new(), VerifiedCache::default()));
+}
+
+fn rules() -> &'static Rules {
+    static RULES: OnceLock<Rules> = OnceLock::new();
+    // Checked by auth-core's tests; a broken file cannot ship.
+    RULES.get_or_init(|| Rules::parse(rules::SHIPPED).expect("cdn-config/auth.toml is valid"))
+}
+
+/// The settings the token rules use.
+pub fn settings(env: &Env) -> Result<Settings, Problem> {
+    Settings::from_variables(|n| vars::get(env, n))
+}
+
+/// The verification keys, or the problem an operator must fix.
+pub fn keys(env: &Env) -> Result<Rc<KeySet>, Problem> {
+    vars::parsed(env, &KEYS, settings::JWKS, |s| KeySet::from_jwks(s).ok()).ok_or_else(|| {
+        Problem::internal(
+            "tokens cannot be checked: the token_jwks variable is missing or not a JWKS \
+             of Ed25519 public keys; the operator must set it",
+        )
+    })
+}
+
+/// Who is calling, if anyone, and whether they may use `path`.
+pub async fn admit(
+    env: &Env,
+    identity_db: &Hrana,
+    path: &str,
+    authorization: Option<&str>,
+) -> Result<Option<Identity>, Reply> {
+    if !rules::is_normal_path(path) {
+        return Err(Reply::problem(Problem::bad_request(
+            "the path has empty, `.` or `..` segments or encoded slashes or dots; \
+             send it in its plain form",
+        )));
+    }
+    let need = rules().requirement(path);
+    let Some(authorization) = authorization else {
+        gate::authorize(need, None).map_err(|d| Reply::from(d.response()))?;
+        return Ok(None);
+    };
+    let settings = settings(env).map_err(Reply::problem)?;
+    let keys = keys(env).map_err(Reply::problem)?;
+    let now = vars::now_secs();
+    let policy = settings.policy();
+    let stamp = format!("{policy:?}");
+    let who = VERIFIED
+        .with_borrow_mut(|(verified_keys, verified_policy, cache)| {
+            // A new key set (a key retired) or policy empties the cache.
+            let same_keys = verified_keys.as_ref().is_some_and(|k| Rc::ptr_eq(k, &keys));
+            if !same_keys || *verified_policy != stamp {
+                cache.clear();
+                *verified_keys = Some(keys.clone());
+                *verified_policy = stamp;
+            }
+            gate::authenticate_cached(Some(authorization), &keys, &policy, now, cache)
+        })
+        .map_err(|d| Reply::from(d.response()))?;
+    if let Some(who) = &who {
+        let sleep = |ms: u64| worker::Delay::from(Duration::from_millis(ms));
+        match gate::check_session(identity_db, who, now, sleep).await {
+            Ok(()) => {}
+            Err(GateError::Denied(d)) => return Err(Reply::from(d.response())),
+            Err(GateError::Database(e)) => {
+                worker::console_error!("gate: the session could not be checked: {e}");
+                let mut reply = Reply::problem(Problem::unavailable(
+                    "the session could not be checked; try again shortly",
+                ));
+                reply.set("retry-after", "1");
+                return Err(reply);
+            }
+        }
+    }
+    gate::authorize(need, who.as_ref()).map_err(|d| Reply::from(d.response()))?;
+    Ok(who)
+}
