@@ -153,6 +153,50 @@ pub fn authenticate_cached(
     Ok(who)
 }
 
+/// A [`VerifiedCache`] that empties itself when the key set or the policy
+/// it verifies under changes, so a retired key's tokens stop at once: what
+/// an instance keeps between requests.
+#[derive(Debug, Default)]
+pub struct Verifier {
+    keys: Option<std::rc::Rc<KeySet>>,
+    policy: String,
+    cache: VerifiedCache,
+}
+
+impl Verifier {
+    /// [`authenticate_cached`] under `keys` and `policy`; a key set other
+    /// than the last one (a new `Rc`: the owner parses one per change of
+    /// its text) or another policy starts the cache afresh.
+    pub fn authenticate(
+        &mut self,
+        authorization: Option<&str>,
+        keys: &std::rc::Rc<KeySet>,
+        policy: &Policy,
+        now: i64,
+    ) -> Result<Option<Identity>, Denied> {
+        let stamp = format!("{policy:?}");
+        let same_keys = self
+            .keys
+            .as_ref()
+            .is_some_and(|k| std::rc::Rc::ptr_eq(k, keys));
+        if !same_keys || self.policy != stamp {
+            self.cache.clear();
+            self.keys = Some(keys.clone());
+            self.policy = stamp;
+        }
+        authenticate_cached(authorization, keys, policy, now, &mut self.cache)
+    }
+}
+
+/// The answer when a token's session cannot be checked (the database did
+/// not answer): the request must not pass, and a retry soon may.
+pub fn session_unavailable() -> Response {
+    Response::problem(Problem::unavailable(
+        "the session could not be checked; try again shortly",
+    ))
+    .with_header("retry-after", "1")
+}
+
 /// The statement that decides whether a token's session is live: no row
 /// when the session is unknown (never issued, another account's, or not
 /// replicated here yet), else 1 when it is unrevoked and before its end,
@@ -333,6 +377,32 @@ mod tests {
             authenticate_cached(Some(&t), &keys, &policy, 1100, &mut cache).unwrap();
             assert!(cache.len() <= VerifiedCache::CAPACITY);
         }
+    }
+
+    #[test]
+    fn a_verifier_forgets_what_it_verified_when_the_key_set_changes() {
+        let (signer, keys, policy) = setup();
+        let header = format!("Bearer {}", tokens::sign(&signer, &claims("42")));
+        let mut verifier = Verifier::default();
+        let keys = std::rc::Rc::new(keys);
+        assert!(
+            verifier
+                .authenticate(Some(&header), &keys, &policy, 1100)
+                .is_ok()
+        );
+        // The same key set: answered from the cache.
+        assert!(
+            verifier
+                .authenticate(Some(&header), &keys, &policy, 1100)
+                .is_ok()
+        );
+        // The key retired (a new set without it): refused at once.
+        let retired = std::rc::Rc::new(KeySet::default());
+        assert!(
+            verifier
+                .authenticate(Some(&header), &retired, &policy, 1100)
+                .is_err()
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The shared cache on catalog reads, in the Workers Cache API: keyed as
+//! The shared cache on catalog pages and images, in the Workers Cache
+//! API: keyed as
 //! the PoP cache keys (`cache_core::key`, HEAD from GET's entry), stored
 //! and reused by the same rules (`cache_core::storable`, `freshness`), and
 //! purged the same way: each entry records the newest change of the

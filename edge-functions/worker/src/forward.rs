@@ -22,6 +22,17 @@ pub enum Failed {
     TimedOut,
 }
 
+impl Failed {
+    /// What happened, as the end of "the origin ...".
+    pub fn how(self) -> &'static str {
+        match self {
+            Failed::CutShort => "its answer was cut short or too large",
+            Failed::Unreachable => "it could not be reached",
+            Failed::TimedOut => "it did not answer in time",
+        }
+    }
+}
+
 /// A whole answer.
 #[derive(Debug)]
 pub struct Answer {
@@ -131,9 +142,8 @@ pub async fn checkout(
     )
     .await;
     let answer = sent.map_err(|failed| match failed {
-        Failed::CutShort => checkout_core::unreachable("its answer was cut short or too large"),
-        Failed::Unreachable => checkout_core::unreachable("it could not be reached"),
         Failed::TimedOut => checkout_core::timed_out(),
+        other => checkout_core::unreachable(other.how()),
     })?;
     Ok(passed_on(
         answer,
@@ -183,11 +193,7 @@ pub async fn vendor(
     )
     .await
     .map_err(|failed| {
-        let how = match failed {
-            Failed::CutShort => "its answer was cut short or too large",
-            Failed::Unreachable => "it could not be reached",
-            Failed::TimedOut => "it did not answer in time",
-        };
+        let how = failed.how();
         // A timed-out change may still have been applied: the vendor
         // re-reads before retrying, and If-Match keeps a retry from
         // applying twice.
@@ -262,14 +268,7 @@ pub async fn media(
     let url = name.object_url(&store, &bucket.unwrap_or_default());
     let stored = exchange(Method::Get, &url, &[], None, MEDIA_WAIT, MAX_IMAGE_BYTES)
         .await
-        .map_err(|failed| {
-            let how = match failed {
-                Failed::CutShort => "its answer was cut short or too large",
-                Failed::Unreachable => "it could not be reached",
-                Failed::TimedOut => "it did not answer in time",
-            };
-            media_core::store_unavailable(how)
-        })?;
+        .map_err(|failed| media_core::store_unavailable(failed.how()))?;
     media_core::store_answered(stored.status, path)?;
     let content_type = stored.headers.get("content-type").ok().flatten();
     let fields = media_core::served_fields(name, content_type.as_deref())?;

@@ -7,7 +7,7 @@
 use crate::hrana::Hrana;
 use crate::reply::Reply;
 use crate::vars::{self, Parsed};
-use auth_core::gate::{self, GateError, VerifiedCache};
+use auth_core::gate::{self, GateError, Verifier};
 use auth_core::rules::{self, Rules};
 use auth_core::{Identity, Settings, settings};
 use problem::Problem;
@@ -20,10 +20,8 @@ use worker::Env;
 
 thread_local! {
     pub static KEYS: Parsed<KeySet> = const { RefCell::new(None) };
-    /// Tokens this isolate verified, and the key set and policy they
-    /// were verified under.
-    static VERIFIED: RefCell<(Option<Rc<KeySet>>, String, VerifiedCache)> =
-        RefCell::new((None, String::new(), VerifiedCache::default()));
+    /// Tokens this isolate verified.
+    static VERIFIED: RefCell<Verifier> = RefCell::new(Verifier::default());
 }
 
 fn rules() -> &'static Rules {
@@ -68,19 +66,8 @@ pub async fn admit(
     let settings = settings(env).map_err(Reply::problem)?;
     let keys = keys(env).map_err(Reply::problem)?;
     let now = vars::now_secs();
-    let policy = settings.policy();
-    let stamp = format!("{policy:?}");
     let who = VERIFIED
-        .with_borrow_mut(|(verified_keys, verified_policy, cache)| {
-            // A new key set (a key retired) or policy empties the cache.
-            let same_keys = verified_keys.as_ref().is_some_and(|k| Rc::ptr_eq(k, &keys));
-            if !same_keys || *verified_policy != stamp {
-                cache.clear();
-                *verified_keys = Some(keys.clone());
-                *verified_policy = stamp;
-            }
-            gate::authenticate_cached(Some(authorization), &keys, &policy, now, cache)
-        })
+        .with_borrow_mut(|v| v.authenticate(Some(authorization), &keys, &settings.policy(), now))
         .map_err(|d| Reply::from(d.response()))?;
     if let Some(who) = &who {
         let sleep = |ms: u64| worker::Delay::from(Duration::from_millis(ms));
@@ -89,11 +76,7 @@ pub async fn admit(
             Err(GateError::Denied(d)) => return Err(Reply::from(d.response())),
             Err(GateError::Database(e)) => {
                 worker::console_error!("gate: the session could not be checked: {e}");
-                let mut reply = Reply::problem(Problem::unavailable(
-                    "the session could not be checked; try again shortly",
-                ));
-                reply.set("retry-after", "1");
-                return Err(reply);
+                return Err(gate::session_unavailable().into());
             }
         }
     }

@@ -67,13 +67,7 @@ impl Hrana {
             MAX_ANSWER_BYTES,
         )
         .await
-        .map_err(|f| {
-            DbError(match f {
-                Failed::Unreachable => "the origin could not be reached".to_string(),
-                Failed::CutShort => "the origin's answer was cut short".to_string(),
-                Failed::TimedOut => "the origin did not answer in time".to_string(),
-            })
-        })?;
+        .map_err(|f: Failed| DbError(format!("the origin: {}", f.how())))?;
         if answer.status != 200 {
             return Err(DbError(format!(
                 "the origin answered {}: {}",

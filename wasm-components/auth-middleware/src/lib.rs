@@ -14,7 +14,7 @@
 //! It has only what it inherits from the app component it guards: the
 //! `token_*` variables and the `identity` database.
 
-use auth_core::gate::{self, GateError, VerifiedCache};
+use auth_core::gate::{self, GateError, Verifier};
 use auth_core::rules::{self, Rules};
 use auth_core::{Response, Settings, identity, settings};
 use problem::Problem;
@@ -23,16 +23,13 @@ use spin_glue::layer::{self, Layer, Request};
 use spin_glue::vars::{self, Parsed};
 use spin_sdk::http::IntoResponse;
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::OnceLock;
 use tokens::KeySet;
 
 thread_local! {
     static KEYS: Parsed<KeySet> = const { RefCell::new(None) };
-    /// Tokens verified by this instance, and the key set and policy they
-    /// were verified under.
-    static VERIFIED: RefCell<(Option<Rc<KeySet>>, String, VerifiedCache)> =
-        RefCell::new((None, String::new(), VerifiedCache::default()));
+    /// Tokens verified by this instance.
+    static VERIFIED: RefCell<Verifier> = RefCell::new(Verifier::default());
 }
 
 /// The rules built into this component.
@@ -124,19 +121,8 @@ async fn admit(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let policy = settings.policy();
-    let stamp = format!("{policy:?}");
     let who = VERIFIED
-        .with_borrow_mut(|(verified_keys, verified_policy, cache)| {
-            // A new key set (a key retired) or policy empties the cache.
-            let same_keys = verified_keys.as_ref().is_some_and(|k| Rc::ptr_eq(k, &keys));
-            if !same_keys || *verified_policy != stamp {
-                cache.clear();
-                *verified_keys = Some(keys.clone());
-                *verified_policy = stamp;
-            }
-            gate::authenticate_cached(authorization, &keys, &policy, now, cache)
-        })
+        .with_borrow_mut(|v| v.authenticate(authorization, &keys, &settings.policy(), now))
         .map_err(|d| d.response())?;
     if let Some(who) = &who {
         match gate::check_session(&SpinDb::new("identity"), who, now, |ms| {
@@ -148,10 +134,7 @@ async fn admit(
             Err(GateError::Denied(d)) => return Err(d.response()),
             Err(GateError::Database(e)) => {
                 eprintln!("auth-middleware: session check failed: {e}");
-                return Err(Response::problem(Problem::unavailable(
-                    "the session could not be checked; try again shortly",
-                ))
-                .with_header("retry-after", "1"));
+                return Err(gate::session_unavailable());
             }
         }
     }
