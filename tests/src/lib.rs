@@ -8,7 +8,7 @@ pub mod openapi;
 mod workers;
 
 pub use workers::{
-    WorkerApp, start_worker, start_worker_reading, wrangler_binary, wrangler_or_skip,
+    WorkerApp, Wrangler, start_worker, start_worker_reading, wrangler_binary, wrangler_or_skip,
 };
 
 use std::io::{BufRead, BufReader};

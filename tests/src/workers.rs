@@ -23,9 +23,28 @@ pub fn wrangler_or_skip() -> Option<PathBuf> {
     wrangler
 }
 
+/// `wrangler dev` and everything it runs (a second node process, workerd,
+/// esbuild), stopped together, as a process group, when dropped.
+pub struct Wrangler(Host);
+
+impl std::ops::Deref for Wrangler {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.0
+    }
+}
+
+impl Drop for Wrangler {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.child.id())])
+            .status();
+    }
+}
+
 /// The Worker and the origin it reads, stopped together when dropped.
 pub struct WorkerApp {
-    host: Host,
+    host: Wrangler,
     pub origin: Host,
     _dir: TempDir,
 }
@@ -34,15 +53,6 @@ impl std::ops::Deref for WorkerApp {
     type Target = Host;
     fn deref(&self) -> &Host {
         &self.host
-    }
-}
-
-impl Drop for WorkerApp {
-    fn drop(&mut self) {
-        // wrangler runs workerd as children of its own.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.host.child.id())])
-            .status();
     }
 }
 
@@ -70,7 +80,7 @@ pub fn start_worker_reading(
     dir: &Path,
     origin: &str,
     env: &[(&'static str, String)],
-) -> Host {
+) -> Wrangler {
     let mut config: toml::Table =
         toml::from_str(&std::fs::read_to_string(root().join("wrangler.toml")).unwrap()).unwrap();
     config.remove("build");
@@ -133,13 +143,13 @@ pub fn start_worker_reading(
         Duration::from_secs(60),
         "wrangler dev",
     );
-    Host {
+    Wrangler(Host {
         url: format!("http://127.0.0.1:{port}"),
         child,
         stderr: log,
         spin: false,
         workers: true,
-    }
+    })
 }
 
 fn free_port() -> u16 {
