@@ -4,7 +4,9 @@
 //! `cargo xtask test` builds the binaries and components first; run alone,
 //! `cargo test` fails with a message saying so.
 
+pub mod browser;
 pub mod openapi;
+pub mod platform;
 mod workers;
 
 pub use workers::{
@@ -543,6 +545,20 @@ pub async fn browse(url: &str, extra: &[(&str, &str)]) -> Reply {
     request_as(
         Client::Chromium,
         Purpose::Read,
+        "GET",
+        url,
+        extra,
+        Vec::new(),
+    )
+    .await
+}
+
+/// A person opening `url` in Chromium (address bar, link), with `extra`
+/// fields.
+pub async fn navigate(url: &str, extra: &[(&str, &str)]) -> Reply {
+    request_as(
+        Client::Chromium,
+        Purpose::Navigate,
         "GET",
         url,
         extra,

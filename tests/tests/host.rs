@@ -118,6 +118,7 @@ async fn health_and_unrouted_paths() {
     assert_eq!(
         r.json()["components"],
         serde_json::json!([
+            "assets",
             "auth",
             "auth-middleware",
             "cache",
@@ -125,6 +126,7 @@ async fn health_and_unrouted_paths() {
             "checkout",
             "media",
             "ratelimit",
+            "storefront",
             "vendor"
         ])
     );
@@ -132,8 +134,10 @@ async fn health_and_unrouted_paths() {
     assert_eq!(
         r.json()["chains"],
         serde_json::json!([
+            "ratelimit > assets",
             "ratelimit > auth-middleware > auth",
             "ratelimit > auth-middleware > cache > catalog",
+            "ratelimit > auth-middleware > cache > storefront",
             "ratelimit > auth-middleware > checkout",
             "ratelimit > auth-middleware > vendor",
             "ratelimit > cache > media",

@@ -25,6 +25,7 @@ fn concrete(path: &str) -> String {
     let order = format!("ord_{}", "0".repeat(20));
     path.replace("/orders/{id}", &format!("/orders/{order}"))
         .replace("{id}", "1")
+        .replace("{slug}", "kitchen")
 }
 
 /// The documented methods of a path, upper-case.
@@ -123,6 +124,11 @@ async fn each_path_allows_exactly_the_documented_methods_and_answers_in_the_docu
         "/api/v1/categories",
         "/api/v1/vendors/{id}",
         "/.well-known/jwks.json",
+        "/",
+        "/search",
+        "/c/{slug}",
+        "/p/{id}",
+        "/cart",
     ] {
         let url = format!("{}{}", pop.url, concrete(path));
         let r = browse(&url, &[]).await;
@@ -137,6 +143,28 @@ async fn each_path_allows_exactly_the_documented_methods_and_answers_in_the_docu
     )
     .await;
     documented(&doc, "GET", "/api/v1/products", &filtered);
+    for (path, url) in [
+        ("/p/{id}", "/p/999999"),
+        ("/c/{slug}", "/c/no-such-category"),
+        ("/search", "/search?min=ten"),
+    ] {
+        let page = edgeshop_e2e::navigate(&format!("{}{url}", pop.url), &[]).await;
+        assert!(page.status >= 400, "{url}");
+        documented(&doc, "GET", path, &page);
+        let problem = browse(&format!("{}{url}", pop.url), &[]).await;
+        documented(&doc, "GET", path, &problem);
+    }
+    let home = browse(&format!("{}/", pop.url), &[]).await;
+    let linked = home
+        .text()
+        .split("href=\"/assets/")
+        .nth(1)
+        .map(|rest| format!("/assets/{}", &rest[..rest.find('"').unwrap()]))
+        .expect("the home page links its stylesheet");
+    let asset = browse(&format!("{}{linked}", pop.url), &[]).await;
+    documented(&doc, "GET", "/assets/{name}", &asset);
+    let gone = browse(&format!("{}/assets/style.0.css", pop.url), &[]).await;
+    documented(&doc, "GET", "/assets/{name}", &gone);
     let missing = browse(&format!("{}/api/v1/products/999999", pop.url), &[]).await;
     assert_eq!(missing.status, 404);
     documented(&doc, "GET", "/api/v1/products/{id}", &missing);

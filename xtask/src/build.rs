@@ -16,6 +16,8 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("checkout", "checkout"),
     ("vendor", "vendor"),
     ("media", "media"),
+    ("storefront", "storefront"),
+    ("assets", "assets"),
     ("hello", "hello"),
     ("test-guests", "test_guests"),
     ("test-middleware", "test_middleware"),

@@ -5,6 +5,7 @@
 //! two commands.
 
 mod bench;
+mod browser;
 mod build;
 mod keys;
 mod pictures;
@@ -185,6 +186,7 @@ fn main() -> Result<()> {
             setup::pypi_tools()?;
             setup::spin()?;
             workers::tools()?;
+            browser::tools()?;
         }
         Cmd::Build { components, worker } => {
             if worker {
@@ -260,6 +262,7 @@ fn test() -> Result<()> {
     let python = setup::pypi_tools()?;
     let spin = setup::spin()?;
     let workers = workers::tools()?;
+    let browser = browser::tools()?;
     build::components(&tc)?;
     workers::build(&workers)?;
     build::host()?;
@@ -290,6 +293,10 @@ fn test() -> Result<()> {
             ("EDGESHOP_SPIN_BIN", spin.as_os_str()),
             // The Workers suite runs the built Worker under wrangler dev.
             ("EDGESHOP_WRANGLER", workers.wrangler.as_os_str()),
+            // The storefront's journeys drive Chromium over WebDriver.
+            ("EDGESHOP_CHROMIUM", browser.chromium.as_os_str()),
+            ("EDGESHOP_CHROMEDRIVER", browser.chromedriver.as_os_str()),
+            ("EDGESHOP_AXE", browser.axe.as_os_str()),
         ],
     )?;
     // Real time with real clients: quiet spells and restarts under

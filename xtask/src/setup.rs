@@ -41,19 +41,24 @@ pub const LIBSQL_CLIENT: &str = "@libsql/client@0.18.0";
 
 /// Installs npm oracles once per version into the tool cache.
 pub fn npm_tools() -> Result<std::path::PathBuf> {
-    let dir = crate::tool_cache().join("npm-libsql-client-0.18.0");
-    if dir
-        .join("node_modules/@libsql/client/package.json")
-        .exists()
-    {
-        say(&format!(
-            "{LIBSQL_CLIENT} is installed (test oracle for the origin's Hrana API)"
-        ));
+    npm_install(
+        "npm-libsql-client-0.18.0",
+        &[LIBSQL_CLIENT],
+        &["node_modules/@libsql/client/package.json"],
+        "test oracle for the origin's Hrana API",
+    )
+}
+
+/// Installs npm `packages` (exact versions) once into the tool cache
+/// directory `name`, which `ready` (paths under it) show to be complete.
+pub fn npm_install(name: &str, packages: &[&str], ready: &[&str], why: &str) -> Result<PathBuf> {
+    let dir = crate::tool_cache().join(name);
+    let what = packages.join(" and ");
+    if ready.iter().all(|p| dir.join(p).exists()) {
+        say(&format!("{what} is installed ({why})"));
         return Ok(dir);
     }
-    say(&format!(
-        "installing {LIBSQL_CLIENT} from npm (test oracle for the origin's Hrana API)"
-    ));
+    say(&format!("installing {what} from npm ({why})"));
     std::fs::create_dir_all(&dir)?;
     let ok = Command::new("npm")
         .args([
@@ -64,12 +69,12 @@ pub fn npm_tools() -> Result<std::path::PathBuf> {
             "--prefix",
         ])
         .arg(&dir)
-        .arg(LIBSQL_CLIENT)
+        .args(packages)
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !ok {
-        bail!("npm install {LIBSQL_CLIENT} failed");
+    if !ok || !ready.iter().all(|p| dir.join(p).exists()) {
+        bail!("npm install {what} failed");
     }
     Ok(dir)
 }

@@ -104,39 +104,18 @@ fn cargo_tool(krate: &str, version: &str, bin: &str) -> Result<PathBuf> {
 }
 
 fn npm_tools() -> Result<PathBuf> {
-    let dir = tool_cache().join(format!("npm-wrangler-{WRANGLER}"));
-    let ready = [
-        "node_modules/.bin/wrangler",
-        "node_modules/@esbuild/linux-x64/bin/esbuild",
-    ]
-    .iter()
-    .all(|p| dir.join(p).exists());
-    if ready {
-        return Ok(dir);
-    }
-    say(&format!(
-        "installing wrangler {WRANGLER} (with workerd) and esbuild {ESBUILD} from npm into {}",
-        dir.display()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let ok = Command::new("npm")
-        .args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-            "--prefix",
-        ])
-        .arg(&dir)
-        .arg(format!("wrangler@{WRANGLER}"))
-        .arg(format!("esbuild@{ESBUILD}"))
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        bail!("npm install wrangler@{WRANGLER} esbuild@{ESBUILD} failed");
-    }
-    Ok(dir)
+    crate::setup::npm_install(
+        &format!("npm-wrangler-{WRANGLER}"),
+        &[
+            &format!("wrangler@{WRANGLER}"),
+            &format!("esbuild@{ESBUILD}"),
+        ],
+        &[
+            "node_modules/.bin/wrangler",
+            "node_modules/@esbuild/linux-x64/bin/esbuild",
+        ],
+        "the Workers twin's runtime (workerd) and bundler",
+    )
 }
 
 /// Builds the Worker into `edge-functions/worker/build/`.

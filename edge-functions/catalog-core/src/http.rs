@@ -6,10 +6,10 @@ use sha2::{Digest, Sha256};
 /// Product and vendor pages: fresh for a minute at the edge, then served
 /// stale while one request refreshes, and for a day if the origin fails
 /// (RFC 5861).
-pub(crate) const ITEM_CACHE_CONTROL: &str =
+pub const ITEM_CACHE_CONTROL: &str =
     "public, max-age=60, stale-while-revalidate=300, stale-if-error=86400";
 /// Listings change whenever any product does: a shorter freshness window.
-pub(crate) const LIST_CACHE_CONTROL: &str =
+pub const LIST_CACHE_CONTROL: &str =
     "public, max-age=30, stale-while-revalidate=120, stale-if-error=86400";
 
 /// A platform-neutral HTTP response.

@@ -16,7 +16,7 @@ mod query;
 mod routes;
 
 pub use cursor::{CursorKey, CursorSigner};
-pub use http::{Response, etag_for};
+pub use http::{ITEM_CACHE_CONTROL, LIST_CACHE_CONTROL, Response, etag_for};
 pub use model::rfc3339;
 pub use params::{ListParams, Sort};
 pub use query::SqlValue;
@@ -47,7 +47,7 @@ pub struct Planned {
 enum Kind {
     List { params: ListParams, head: bool },
     Product { id: i64, head: bool },
-    Categories { head: bool },
+    Categories { head: bool, counts: bool },
     Vendor { id: i64, head: bool },
 }
 
@@ -78,11 +78,14 @@ pub fn plan(req: &Request<'_>, signer: &CursorSigner) -> Result<Planned, Respons
             params: vec![SqlValue::Integer(id)],
             kind: Kind::Product { id, head },
         },
-        Route::Categories => Planned {
-            sql: query::categories(),
-            params: vec![],
-            kind: Kind::Categories { head },
-        },
+        Route::Categories => {
+            let counts = params::counts(req.query).map_err(Response::problem)?;
+            Planned {
+                sql: query::categories(counts),
+                params: vec![],
+                kind: Kind::Categories { head, counts },
+            }
+        }
         Route::Vendor(id) => Planned {
             sql: query::vendor(),
             params: vec![SqlValue::Integer(id)],
@@ -136,8 +139,8 @@ pub fn render(
                 )));
             }
         },
-        Kind::Categories { head } => (
-            model::categories(&rows),
+        Kind::Categories { head, counts } => (
+            model::categories(&rows, *counts),
             vec!["categories".to_string()],
             http::LIST_CACHE_CONTROL,
             *head,

@@ -76,17 +76,20 @@ pub(crate) fn list_page(
     json!({ "items": items, "next_cursor": next_cursor })
 }
 
-pub(crate) fn categories(rows: &[Vec<SqlValue>]) -> Value {
+pub(crate) fn categories(rows: &[Vec<SqlValue>], counts: bool) -> Value {
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {
-            json!({
+            let mut c = json!({
                 "id": int(r, 0),
                 "slug": text(r, 1),
                 "name": text(r, 2),
                 "parent_id": r.get(3).and_then(SqlValue::as_i64),
-                "product_count": int(r, 4),
-            })
+            });
+            if counts {
+                c["product_count"] = json!(int(r, 4));
+            }
+            c
         })
         .collect();
     json!({ "items": items })

@@ -250,3 +250,24 @@ fn fts_expression(q: &str) -> Result<String, Problem> {
         .collect::<Vec<_>>()
         .join(" "))
 }
+
+/// `counts` of `GET /api/v1/categories`: `true` (the default) or `false`.
+/// Other parameters are ignored there, as they always were.
+pub(crate) fn counts(query: &str) -> Result<bool, Problem> {
+    let mut counts = true;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if key == "counts" {
+            counts = match &*value {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(Problem::invalid_parameter(
+                        "counts",
+                        format!("counts must be true or false, got {other:?}"),
+                    ));
+                }
+            };
+        }
+    }
+    Ok(counts)
+}

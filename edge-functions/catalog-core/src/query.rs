@@ -21,7 +21,13 @@ pub(crate) fn product() -> String {
     )
 }
 
-pub(crate) fn categories() -> String {
+/// Every category; with `counts`, each one's published products (a scan
+/// of the product-category links: menus ask without).
+pub(crate) fn categories(counts: bool) -> String {
+    if !counts {
+        return "SELECT c.id, c.slug, c.name, c.parent_id FROM categories c ORDER BY c.id"
+            .to_string();
+    }
     "SELECT c.id, c.slug, c.name, c.parent_id, \
        (SELECT count(*) FROM product_categories pc JOIN products p ON p.id = pc.product_id \
         WHERE pc.category_id = c.id AND p.status = 'published') \

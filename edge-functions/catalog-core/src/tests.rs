@@ -159,3 +159,25 @@ fn rfc3339_dates() {
     assert_eq!(model::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     assert_eq!(model::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
 }
+
+#[test]
+fn categories_for_a_menu_skip_the_counts_and_the_scan_behind_them() {
+    let plain = plan(&req("GET", "/api/v1/categories", ""), &signer()).unwrap();
+    assert!(plain.sql.contains("count(*)"));
+    let r = req("GET", "/api/v1/categories", "counts=false");
+    let menu = plan(&r, &signer()).unwrap();
+    assert!(!menu.sql.contains("count"), "{}", menu.sql);
+    let row = vec![
+        SqlValue::Integer(1),
+        SqlValue::Text("kitchen".into()),
+        SqlValue::Text("Kitchen".into()),
+        SqlValue::Null,
+    ];
+    let body: serde_json::Value =
+        serde_json::from_slice(&render(&menu, Ok(vec![row]), &r, &signer()).body).unwrap();
+    assert_eq!(body["items"][0]["slug"], "kitchen");
+    assert!(body["items"][0].get("product_count").is_none());
+    let (status, p) =
+        problem_of(plan(&req("GET", "/api/v1/categories", "counts=no"), &signer()).unwrap_err());
+    assert_eq!((status, p["parameter"].as_str()), (400, Some("counts")));
+}

@@ -41,6 +41,16 @@ pub enum Purpose {
     Image,
 }
 
+/// Run in a loaded page with WebDriver's *Execute Async Script*: answers
+/// `[LCP, TTFB]` in ms, the page's Largest Contentful Paint (the last
+/// candidate so far, buffered) and its navigation's `responseStart`.
+pub const PAINT_TIMINGS_SCRIPT: &str = "const done = arguments[arguments.length - 1];
+ const ttfb = performance.getEntriesByType('navigation')[0].responseStart;
+ new PerformanceObserver((list) => {
+   const e = list.getEntries();
+   done([e[e.length - 1].startTime, ttfb]);
+ }).observe({ type: 'largest-contentful-paint', buffered: true });";
+
 /// The page the storefront's scripts run on, for `Referer` and `Origin`.
 pub const PAGE: &str = "/";
 

@@ -1,6 +1,8 @@
 //! What every edgeshop component needs from Spin: databases behind the
 //! [`edge_sql::Database`] seam, and variables parsed once per change.
 
+#[cfg(feature = "catalog")]
+pub mod catalog;
 #[cfg(feature = "middleware")]
 pub mod chain;
 pub mod db;

@@ -4,6 +4,7 @@
 //! The load generator is a closed loop: `connections` keep-alive clients,
 //! each sending its next request when the last answered, for a fixed time.
 
+mod browser;
 mod checkout;
 mod media;
 pub mod profile;
@@ -465,6 +466,45 @@ pub fn run(
             seconds,
             connections,
         )?);
+        // The storefront's pages: made from the same catalog answers on a
+        // miss, one stored page on a hit.
+        let pages: Vec<String> = product_paths
+            .iter()
+            .map(|p| p.replace("/api/v1/products/", "/p/"))
+            .collect();
+        rows.push(measure(
+            &rt,
+            "GET /p/{id}  product page, cache hit",
+            &host.url,
+            &pages,
+            seconds,
+            connections,
+        )?);
+        rows.push(measure(
+            &rt,
+            "GET /p/{id}  product page, cache miss",
+            &host.url,
+            &unseen_keys(&pages, "page-miss"),
+            seconds,
+            connections,
+        )?);
+        let departments = ["/c/kitchen?sort=price_asc".to_string()];
+        rows.push(measure(
+            &rt,
+            "GET /c/{slug}  listing page, cache hit",
+            &host.url,
+            &departments,
+            seconds,
+            connections,
+        )?);
+        rows.push(measure(
+            &rt,
+            "GET /c/{slug}  listing page, cache miss",
+            &host.url,
+            &unseen_keys(&departments, "page-list"),
+            seconds,
+            connections,
+        )?);
         memory.push(Memory {
             name: "edge-host PoP, spin.toml".to_string(),
             idle_mb,
@@ -670,6 +710,12 @@ pub fn run(
         lag = Some(l);
     }
 
+    let mut paints = None;
+    if want("browser") {
+        let tools = crate::browser::tools()?;
+        paints = Some(browser::run(&rt, &tools, 7)?);
+    }
+
     let lines: Vec<report::Line> = rows
         .iter()
         .map(|r| report::Line {
@@ -701,6 +747,9 @@ pub fn run(
     }
     if let Some(p) = &processing {
         table.push_str(&media::print(p));
+    }
+    if let Some(p) = &paints {
+        table.push_str(&browser::print(p));
     }
     println!();
     println!("{table}");

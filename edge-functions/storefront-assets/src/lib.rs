@@ -1,0 +1,61 @@
+//! The storefront's static files: CSS, the one script and the icon, each
+//! under a path that names its content hash, so a browser may keep it for
+//! a year (`immutable`) and a new build is a new URL.
+//!
+//! `build.rs` compresses each file with gzip and brotli at their highest
+//! levels once, at build time; the asset component only picks a coding.
+//! Pages name files by the constants here (`STYLE_CSS`, `APP_JS`, ...), so
+//! a page and the files it links always come from the same build.
+
+/// One file, in every coding the component may send.
+#[derive(Debug)]
+pub struct Asset {
+    pub name: &'static str,
+    /// `/assets/{stem}.{hash}.{ext}`.
+    pub path: &'static str,
+    pub content_type: &'static str,
+    /// A strong validator: the content hash, quoted.
+    pub etag: &'static str,
+    pub identity: &'static [u8],
+    pub gzip: &'static [u8],
+    pub brotli: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+
+/// The file served at `path`, if any.
+pub fn find(path: &str) -> Option<&'static Asset> {
+    FILES.iter().find(|a| a.path == path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_has_a_hashed_path_and_round_trips_through_both_codings() {
+        use std::io::Read as _;
+        assert!(FILES.len() >= 3);
+        for a in FILES {
+            assert!(find(a.path).is_some_and(|f| f.name == a.name));
+            let mut gz = Vec::new();
+            gunzip(a.gzip, &mut gz);
+            assert_eq!(gz, a.identity, "{} gzip", a.name);
+            let mut br = Vec::new();
+            brotli_decompress(a.brotli).read_to_end(&mut br).unwrap();
+            assert_eq!(br, a.identity, "{} brotli", a.name);
+            assert!(a.brotli.len() < a.identity.len(), "{} compresses", a.name);
+        }
+        assert_eq!(find(STYLE_CSS).unwrap().name, "style.css");
+        assert!(find("/assets/style.css").is_none(), "only hashed paths");
+    }
+
+    fn gunzip(data: &[u8], out: &mut Vec<u8>) {
+        use std::io::Read as _;
+        flate2::read::GzDecoder::new(data).read_to_end(out).unwrap();
+    }
+
+    fn brotli_decompress(data: &[u8]) -> impl std::io::Read + '_ {
+        brotli::Decompressor::new(data, 4096)
+    }
+}

@@ -1,0 +1,386 @@
+//! The storefront's HTML. maud escapes every interpolated value, so catalog
+//! text (titles, descriptions, vendor names) can never become markup.
+//!
+//! Pages are plain documents: links and GET forms navigate and filter
+//! without JavaScript; the one script (`app.js`) adds the cart.
+
+use crate::filters::Filters;
+use crate::money;
+use maud::{DOCTYPE, Markup, html};
+use problem::Problem;
+use serde_json::Value;
+use storefront_assets as assets;
+
+pub(crate) const CONTENT_TYPE: &str = "text/html; charset=utf-8";
+
+fn layout(title: &str, description: &str, search: Option<&str>, main: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · edgeshop" }
+                meta name="description" content=(description);
+                link rel="stylesheet" href=(assets::STYLE_CSS);
+                link rel="icon" type="image/svg+xml" href=(assets::ICON_SVG);
+                script src=(assets::APP_JS) defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.site {
+                    a.brand href="/" {
+                        img src=(assets::ICON_SVG) alt="" width="28" height="28";
+                        "edgeshop"
+                    }
+                    form role="search" action="/search" method="get" {
+                        label.vh for="site-search" { "Search products" }
+                        input #site-search type="search" name="q" value=[search]
+                            placeholder="Search products" maxlength="200";
+                        button type="submit" { "Search" }
+                    }
+                    nav aria-label="Your shopping" {
+                        a href="/cart" { "Cart" span data-cart-count hidden {} }
+                    }
+                }
+                main #main { (main) }
+                footer.site {
+                    p { "edgeshop: pages served from the edge location nearest you." }
+                }
+            }
+        }
+    }
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_default()
+}
+
+/// A subcategory's own name, without its parent's (`Kitchen / Tea` -> `Tea`).
+fn short_name(c: &Value) -> &str {
+    let name = text(c, "name");
+    name.rsplit(" / ").next().unwrap_or(name)
+}
+
+fn departments(categories: &Value, current: Option<&Value>) -> Markup {
+    let current_id = current.and_then(|c| c["id"].as_i64());
+    let current_parent = current.and_then(|c| c["parent_id"].as_i64());
+    let top: Vec<&Value> = categories
+        .as_array()
+        .map(|a| a.iter().filter(|c| c["parent_id"].is_null()).collect())
+        .unwrap_or_default();
+    html! {
+        nav.categories aria-label="Departments" {
+            ul {
+                @for c in top {
+                    @let id = c["id"].as_i64();
+                    li {
+                        a href={ "/c/" (text(c, "slug")) }
+                            aria-current=[(id == current_id || id == current_parent).then_some("page")] {
+                            (text(c, "name"))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `src`, `srcset` and intrinsic size for the first image of `media`.
+struct Picture {
+    src: String,
+    srcset: Option<String>,
+    width: Option<i64>,
+    height: Option<i64>,
+}
+
+fn picture(item: &Value) -> Option<Picture> {
+    if let Some(path) = item.as_str() {
+        return Some(Picture {
+            src: path.to_string(),
+            srcset: None,
+            width: None,
+            height: None,
+        });
+    }
+    let variants = item["variants"].as_array()?;
+    let chosen = variants
+        .iter()
+        .find(|v| v["width"].as_i64() == Some(800))
+        .or(variants.last())?;
+    let srcset = variants
+        .iter()
+        .map(|v| format!("{} {}w", text(v, "url"), v["width"].as_i64().unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(Picture {
+        src: text(chosen, "url").to_string(),
+        srcset: Some(srcset),
+        width: chosen["width"].as_i64(),
+        height: chosen["height"].as_i64(),
+    })
+}
+
+fn image(p: &Picture, alt: &str, sizes: &str, first: bool) -> Markup {
+    html! {
+        img src=(p.src) srcset=[p.srcset.as_deref()] sizes=[p.srcset.as_ref().map(|_| sizes)]
+            width=[p.width] height=[p.height] alt=(alt)
+            loading=[(!first).then_some("lazy")] fetchpriority=[first.then_some("high")]
+            decoding="async";
+    }
+}
+
+fn price(product: &Value) -> String {
+    money::format(
+        product["price"]["amount"].as_i64().unwrap_or(0),
+        text(&product["price"], "currency"),
+    )
+}
+
+fn stock(product: &Value) -> Markup {
+    let n = product["stock"].as_i64().unwrap_or(0);
+    html! {
+        @if n <= 0 {
+            p.stock-out { "Out of stock" }
+        } @else if n <= 5 {
+            p.stock-low { "Only " (n) " left" }
+        } @else {
+            p.stock-in { "In stock" }
+        }
+    }
+}
+
+fn grid(items: &Value) -> Markup {
+    let items = items.as_array().map(Vec::as_slice).unwrap_or_default();
+    html! {
+        ul.grid {
+            @for (i, p) in items.iter().enumerate() {
+                li {
+                    @match p["media"].get(0).and_then(picture) {
+                        // The title link beside it names the product, so the
+                        // picture is decoration to a screen reader.
+                        Some(pic) => (image(&pic, "", "(min-width: 50rem) 25vw, 50vw", i < 4)),
+                        None => div.placeholder {},
+                    }
+                    div.card {
+                        h2 { a href={ "/p/" (p["id"]) } { (text(p, "title")) } }
+                        p.price { (price(p)) }
+                        p.muted { (text(&p["vendor"], "name")) }
+                        (stock(p))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn listing(base: &str, filters: &Filters, page: &Value, searchable: bool) -> Markup {
+    let sorts: &[(&str, &str)] = if filters.q.is_some() {
+        &[
+            ("relevance", "Best match"),
+            ("newest", "Newest"),
+            ("price_asc", "Price: low to high"),
+            ("price_desc", "Price: high to low"),
+        ]
+    } else {
+        &[
+            ("newest", "Newest"),
+            ("price_asc", "Price: low to high"),
+            ("price_desc", "Price: high to low"),
+        ]
+    };
+    let current = filters.effective_sort();
+    let empty = page["items"].as_array().is_none_or(Vec::is_empty);
+    let next = page["next_cursor"].as_str();
+    html! {
+        form.filters method="get" action=(base) aria-label="Filter and sort" {
+            @if searchable {
+                label { "Search for" input type="search" name="q" value=[filters.q.as_deref()] maxlength="200"; }
+            }
+            label { "Sort by"
+                select name="sort" {
+                    @for (value, label) in sorts {
+                        option value=(value) selected[*value == current] { (label) }
+                    }
+                }
+            }
+            label { "Lowest price"
+                input name="min" inputmode="decimal" value=[filters.min.map(money::field)] placeholder="0";
+            }
+            label { "Highest price"
+                input name="max" inputmode="decimal" value=[filters.max.map(money::field)] placeholder="any";
+            }
+            button type="submit" { "Apply" }
+        }
+        @if empty {
+            p.notice { "Nothing matches these filters. " a href=(base) { "Clear the filters" } }
+        }
+        (grid(&page["items"]))
+        nav.pager aria-label="Pages" {
+            @if filters.after.is_some() {
+                a href=(Filters { after: None, ..filters.clone() }.page_url(base, None)) { "First page" }
+            } @else { span {} }
+            @if let Some(cursor) = next {
+                a rel="next" href=(filters.page_url(base, Some(cursor))) { "Next page" }
+            }
+        }
+    }
+}
+
+pub(crate) fn home(categories: &Value, newest: &Value) -> Markup {
+    layout(
+        "Independent makers, delivered",
+        "Shop products from independent vendors, served from the edge.",
+        None,
+        html! {
+            h1 { "Independent makers, delivered" }
+            (departments(categories, None))
+            h2 { "New this week" }
+            (grid(&newest["items"]))
+            p { a href="/search" { "See every product" } }
+        },
+    )
+}
+
+pub(crate) fn category(
+    categories: &Value,
+    category: &Value,
+    filters: &Filters,
+    page: &Value,
+) -> Markup {
+    let name = text(category, "name");
+    let base = format!("/c/{}", text(category, "slug"));
+    let id = category["id"].as_i64();
+    let children: Vec<&Value> = categories
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|c| c["parent_id"].as_i64() == id && id.is_some())
+                .collect()
+        })
+        .unwrap_or_default();
+    layout(
+        name,
+        &format!("{name} from independent vendors."),
+        None,
+        html! {
+            (departments(categories, Some(category)))
+            h1 { (name) }
+            @if !children.is_empty() {
+                nav.categories aria-label={ "Within " (name) } {
+                    ul { @for c in &children { li { a href={ "/c/" (text(c, "slug")) } { (short_name(c)) } } } }
+                }
+            }
+            (listing(&base, filters, page, false))
+        },
+    )
+}
+
+pub(crate) fn search(categories: &Value, filters: &Filters, page: &Value) -> Markup {
+    let heading = match &filters.q {
+        Some(q) => format!("Results for “{q}”"),
+        None => "Every product".to_string(),
+    };
+    layout(
+        &heading,
+        "Search products from independent vendors.",
+        filters.q.as_deref(),
+        html! {
+            (departments(categories, None))
+            h1 { (heading) }
+            (listing("/search", filters, page, true))
+        },
+    )
+}
+
+pub(crate) fn product(categories: &Value, product: &Value) -> Markup {
+    let title = text(product, "title");
+    let in_category = product["categories"].as_array().and_then(|ids| {
+        ids.iter()
+            .rev()
+            .find_map(|id| categories.as_array()?.iter().find(|c| c["id"] == *id))
+    });
+    let pictures: Vec<Picture> = product["media"]
+        .as_array()
+        .map(|m| m.iter().filter_map(picture).collect())
+        .unwrap_or_default();
+    let stock = product["stock"].as_i64().unwrap_or(0);
+    let description = text(product, "description");
+    layout(
+        title,
+        description.get(..160).unwrap_or(description),
+        None,
+        html! {
+            nav aria-label="Breadcrumb" {
+                ol.crumbs {
+                    li { a href="/" { "Home" } }
+                    @if let Some(c) = in_category {
+                        li { a href={ "/c/" (text(c, "slug")) } { (text(c, "name")) } }
+                    }
+                    li aria-current="page" { (title) }
+                }
+            }
+            article.product {
+                div.gallery {
+                    @for (i, p) in pictures.iter().enumerate() {
+                        (image(p, &format!("{title}, photo {} of {}", i + 1, pictures.len()),
+                            "(min-width: 50rem) 60vw, 100vw", i == 0))
+                    }
+                    @if pictures.is_empty() { div.placeholder {} }
+                }
+                div {
+                    h1 { (title) }
+                    p.price { (price(product)) }
+                    p { "Sold by " (text(&product["vendor"], "name")) }
+                    (self::stock(product))
+                    button type="button" data-add-to-cart hidden disabled[stock <= 0]
+                        data-id=(product["id"]) data-title=(title)
+                        data-price=(product["price"]["amount"]) data-currency=(text(&product["price"], "currency"))
+                        data-stock=(stock) {
+                        "Add to cart"
+                    }
+                    noscript { p { "Adding to the cart needs JavaScript." } }
+                    p #cart-status role="status" {}
+                    h2 { "About this product" }
+                    p { (description) }
+                }
+            }
+        },
+    )
+}
+
+pub(crate) fn cart() -> Markup {
+    layout(
+        "Your cart",
+        "The products in your cart.",
+        None,
+        html! {
+            h1 { "Your cart" }
+            div data-cart {
+                p.notice data-cart-needs-script {
+                    "Your cart is kept in this browser and needs JavaScript to show; turn it on to see what you added."
+                }
+                p data-cart-empty hidden { "Your cart is empty. " a href="/" { "Find something you like" } }
+                table.cart hidden {
+                    caption.vh { "Products in your cart" }
+                    thead { tr { th scope="col" { "Product" } th scope="col" { "Quantity" } th scope="col" { "Price" } th scope="col" { span.vh { "Actions" } } } }
+                    tbody {}
+                }
+                p { "Total: " strong data-cart-total {} }
+            }
+        },
+    )
+}
+
+pub(crate) fn problem_page(p: &Problem) -> Markup {
+    layout(
+        &p.title,
+        &p.detail,
+        None,
+        html! {
+            h1 { (p.title) }
+            div.problem role="alert" { p { (p.detail) } }
+            p { a href="/" { "Go to the home page" } }
+        },
+    )
+}

@@ -1,0 +1,257 @@
+use crate::*;
+use serde_json::json;
+
+fn get(path: &str) -> Request<'_> {
+    Request {
+        method: "GET",
+        path,
+        query: "",
+        if_none_match: None,
+        accept: Some("text/html,application/xhtml+xml,*/*;q=0.8"),
+    }
+}
+
+fn answer(body: serde_json::Value, tags: &str) -> Response {
+    Response {
+        status: 200,
+        headers: vec![("cache-tag".into(), tags.into())],
+        body: serde_json::to_vec(&body).unwrap(),
+    }
+}
+
+fn categories() -> Response {
+    answer(
+        json!({ "items": [
+            { "id": 1, "slug": "kitchen", "name": "Kitchen", "parent_id": null, "product_count": 7 },
+            { "id": 2, "slug": "kitchen-tea", "name": "Kitchen / Tea", "parent_id": 1, "product_count": 3 },
+        ]}),
+        "categories",
+    )
+}
+
+fn product(id: i64, title: &str) -> serde_json::Value {
+    json!({
+        "id": id, "slug": "p", "title": title, "description": "Nice.",
+        "vendor": { "id": 4, "name": "Kestrel <Makers>", "slug": "k" },
+        "price": { "amount": 123_456, "currency": "USD" }, "stock": 3,
+        "categories": [1, 2],
+        "media": [{ "upload": 1, "variants": [
+            { "url": "/media/a.webp", "width": 200, "height": 150, "type": "image/webp" },
+            { "url": "/media/b.webp", "width": 800, "height": 600, "type": "image/webp" },
+        ]}],
+    })
+}
+
+fn body(r: &Response) -> String {
+    String::from_utf8(r.body.clone()).unwrap()
+}
+
+#[test]
+fn urls_name_pages_and_anything_else_is_a_404_or_405() {
+    assert_eq!(route("GET", "/", "utm_source=x"), Ok(Page::Home));
+    assert_eq!(route("HEAD", "/p/42", ""), Ok(Page::Product { id: 42 }));
+    assert_eq!(route("GET", "/cart", ""), Ok(Page::Cart));
+    assert!(
+        matches!(route("GET", "/c/kitchen-tea", ""), Ok(Page::Category { slug, .. }) if slug == "kitchen-tea")
+    );
+    for bad in [
+        "/p/0",
+        "/p/-1",
+        "/p/abc",
+        "/c/Kitchen",
+        "/c/a/b",
+        "/c/",
+        "/nope",
+    ] {
+        assert_eq!(route("GET", bad, "").unwrap_err().status, 404, "{bad}");
+    }
+    let p = route("POST", "/search", "").unwrap_err();
+    assert_eq!(
+        (
+            p.status,
+            p.header_fields()
+                .iter()
+                .any(|(k, v)| k == "allow" && v == "GET, HEAD")
+        ),
+        (405, true)
+    );
+}
+
+#[test]
+fn filters_from_a_form_skip_empty_fields_and_take_prices_as_people_write_them() {
+    let f = Filters::parse("q=+tea+pot&sort=relevance&min=&max=12.5&utm_source=mail").unwrap();
+    assert_eq!(f.q.as_deref(), Some("tea pot"));
+    assert_eq!((f.min, f.max), (None, Some(1250)));
+    assert_eq!(
+        f.api_query(Some("kitchen")),
+        "category=kitchen&q=tea+pot&sort=relevance&max_price=1250&limit=24"
+    );
+    assert_eq!(
+        f.page_url("/search", Some("CUR")),
+        "/search?q=tea+pot&sort=relevance&max=12.50&after=CUR"
+    );
+    assert_eq!(
+        Filters::parse(&f.page_url("/search", None)[8..]).unwrap(),
+        f
+    );
+    // A form's default sort without a search is not an error.
+    assert_eq!(
+        Filters::parse("sort=relevance").unwrap().effective_sort(),
+        "newest"
+    );
+    for (q, param) in [
+        ("sort=cheapest", "sort"),
+        ("min=ten", "min"),
+        ("max=1.234", "max"),
+        ("min=-1", "min"),
+    ] {
+        let p = Filters::parse(q).unwrap_err();
+        assert_eq!(
+            (p.status, p.extensions["parameter"].as_str()),
+            (400, Some(param)),
+            "{q}"
+        );
+    }
+}
+
+#[test]
+fn money_reads_like_a_price_tag() {
+    assert_eq!(money::format(123_456, "USD"), "$1,234.56");
+    assert_eq!(money::format(5, "EUR"), "€0.05");
+    assert_eq!(money::format(100_000_000, "SEK"), "1,000,000.00 SEK");
+    assert_eq!(money::parse("$12"), Some(1200));
+    assert_eq!(money::parse("0.5"), Some(50));
+    assert_eq!(money::parse("1e3"), None);
+}
+
+#[test]
+fn a_listing_escapes_catalog_text_keeps_its_filters_in_the_next_link_and_carries_every_tag() {
+    let page = route("GET", "/c/kitchen", "sort=price_asc&min=10").unwrap();
+    let reads = catalog_reads(&page);
+    assert_eq!(
+        reads[1].query,
+        "category=kitchen&sort=price_asc&min_price=1000&limit=24"
+    );
+    let list = answer(
+        json!({ "items": [product(9, "<script>alert(1)</script>")], "next_cursor": "c1" }),
+        "catalog,category:kitchen",
+    );
+    let r = render(&page, &[categories(), list], &get("/c/kitchen"));
+    assert_eq!(r.status, 200);
+    let html = body(&r);
+    assert!(!html.contains("<script>alert"), "titles are escaped");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("Kestrel &lt;Makers&gt;"));
+    assert!(
+        html.contains(r#"href="/c/kitchen?sort=price_asc&amp;min=10&amp;after=c1""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"srcset="/media/a.webp 200w, /media/b.webp 800w""#));
+    assert!(
+        html.contains(r#"<a href="/c/kitchen-tea">Tea</a>"#),
+        "subcategories are linked"
+    );
+    assert_eq!(
+        r.header("cache-tag"),
+        Some("categories,catalog,category:kitchen")
+    );
+    assert_eq!(
+        r.header("cache-control"),
+        Some(catalog_core::LIST_CACHE_CONTROL)
+    );
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some(CONTENT_SECURITY_POLICY)
+    );
+    assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
+    assert!(!CONTENT_SECURITY_POLICY.contains("unsafe-inline"));
+    // Revalidation: the same page again is a 304 without a body.
+    let etag = r.header("etag").unwrap().to_string();
+    let again = render(
+        &page,
+        &[
+            categories(),
+            answer(
+                json!({ "items": [product(9, "<script>alert(1)</script>")], "next_cursor": "c1" }),
+                "catalog",
+            ),
+        ],
+        &Request {
+            if_none_match: Some(&etag),
+            ..get("/c/kitchen")
+        },
+    );
+    assert_eq!((again.status, again.body.len()), (304, 0));
+}
+
+#[test]
+fn a_product_page_has_its_gallery_price_and_cart_button() {
+    let page = route("GET", "/p/9", "").unwrap();
+    assert_eq!(catalog_reads(&page)[1].path, "/api/v1/products/9");
+    let r = render(
+        &page,
+        &[categories(), answer(product(9, "Tea pot"), "product:9")],
+        &get("/p/9"),
+    );
+    let html = body(&r);
+    assert!(html.contains(r#"alt="Tea pot, photo 1 of 1""#));
+    assert!(
+        html.contains(r#"width="800" height="600""#),
+        "intrinsic size avoids layout shift"
+    );
+    assert!(html.contains(r#"fetchpriority="high""#));
+    assert!(html.contains("$1,234.56") && html.contains("Only 3 left"));
+    assert!(
+        html.contains("<button type=\"button\" data-add-to-cart hidden")
+            && html.contains(r#"data-price="123456""#)
+    );
+    assert!(
+        html.contains(r#"<a href="/c/kitchen-tea">Kitchen / Tea</a>"#),
+        "breadcrumb"
+    );
+    assert_eq!(
+        r.header("cache-control"),
+        Some(catalog_core::ITEM_CACHE_CONTROL)
+    );
+}
+
+#[test]
+fn errors_are_pages_for_browsers_and_problems_for_everything_else() {
+    let page = route("GET", "/p/5", "").unwrap();
+    let missing = Response::problem(problem::Problem::not_found("there is no product with id 5"));
+    let r = render(&page, &[categories(), missing.clone()], &get("/p/5"));
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert!(body(&r).contains("there is no product with id 5"));
+    let api = Request {
+        accept: Some("application/json"),
+        ..get("/p/5")
+    };
+    let r = render(&page, &[categories(), missing], &api);
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (404, Some("application/problem+json"))
+    );
+
+    let unknown = route("GET", "/c/nope", "").unwrap();
+    let r = render(
+        &unknown,
+        &[
+            categories(),
+            answer(json!({ "items": [], "next_cursor": null }), "catalog"),
+        ],
+        &get("/c/nope"),
+    );
+    assert_eq!(r.status, 404);
+    assert!(body(&r).contains("there is no category"));
+
+    let stale = route("GET", "/search", "after=forged").unwrap();
+    let bad_cursor = Response::problem(problem::Problem::invalid_parameter(
+        "cursor",
+        "cursor must be ...",
+    ));
+    let r = render(&stale, &[categories(), bad_cursor], &get("/search"));
+    assert_eq!(r.status, 400);
+    assert!(body(&r).contains("start again from the first page"));
+}
