@@ -150,6 +150,29 @@ impl Browser {
         }
     }
 
+    /// Clicks the element at `css` and waits for the page it leads to (a
+    /// new URL, fully loaded), so nothing is read from the page before.
+    pub async fn follow(&self, css: &str) {
+        let before = self.url().await;
+        self.find(css).await.click().await.unwrap();
+        let started = Instant::now();
+        loop {
+            let ready = self
+                .eval("return document.readyState")
+                .await
+                .as_str()
+                .is_some_and(|s| s == "complete");
+            if ready && self.url().await != before {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "clicking {css} on {before} led nowhere"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn url(&self) -> String {
         self.client.current_url().await.unwrap().to_string()
     }

@@ -129,6 +129,8 @@ async fn each_path_allows_exactly_the_documented_methods_and_answers_in_the_docu
         "/c/{slug}",
         "/p/{id}",
         "/cart",
+        "/account/signin",
+        "/account/signup",
     ] {
         let url = format!("{}{}", pop.url, concrete(path));
         let r = browse(&url, &[]).await;
@@ -154,6 +156,20 @@ async fn each_path_allows_exactly_the_documented_methods_and_answers_in_the_docu
         let problem = browse(&format!("{}{url}", pop.url), &[]).await;
         documented(&doc, "GET", path, &problem);
     }
+    let away = edgeshop_e2e::navigate(&format!("{}/account", pop.url), &[]).await;
+    assert_eq!(away.status, 303);
+    documented(&doc, "GET", "/account", &away);
+    let renew = edgeshop_e2e::navigate(&format!("{}/account/refresh", pop.url), &[]).await;
+    documented(&doc, "GET", "/account/refresh", &renew);
+    let forged = request(
+        "POST",
+        &format!("{}/account/signout", pop.url),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"csrf=x".to_vec(),
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    documented(&doc, "POST", "/account/signout", &forged);
     let home = browse(&format!("{}/", pop.url), &[]).await;
     let linked = home
         .text()

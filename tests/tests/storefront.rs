@@ -8,7 +8,10 @@
 
 use edgeshop_e2e::browser::Browser;
 use edgeshop_e2e::platform::Platform;
-use edgeshop_e2e::{Host, SpinApp, TempDir, browse, navigate, request, start_spin};
+use edgeshop_e2e::{
+    Host, SpinApp, TempDir, app_env, browse, empty_identity, navigate, post_json, request, root,
+    seeded_catalog, start_spin,
+};
 use std::path::Path;
 
 /// Prices shown on the page, in cents, in page order.
@@ -247,12 +250,7 @@ async fn a_shopper_searches_filters_opens_a_product_and_fills_the_cart_in_chromi
 
     let search = browser.find("#site-search").await;
     search.send_keys("walnut").await.unwrap();
-    browser
-        .find("header form button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.follow("header form button").await;
     browser.find("main h1").await;
     assert!(
         browser.url().await.ends_with("/search?q=walnut"),
@@ -275,12 +273,7 @@ async fn a_shopper_searches_filters_opens_a_product_and_fills_the_cart_in_chromi
         .send_keys("15")
         .await
         .unwrap();
-    browser
-        .find("form.filters button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.follow("form.filters button").await;
     browser.find("main h1").await;
     let url = browser.url().await;
     assert!(
@@ -293,12 +286,7 @@ async fn a_shopper_searches_filters_opens_a_product_and_fills_the_cart_in_chromi
         "{shown:?}"
     );
 
-    browser
-        .find("nav.categories a")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.follow("nav.categories a").await;
     browser.find("main h1").await;
     assert!(
         browser.url().await.contains("/c/"),
@@ -311,13 +299,13 @@ async fn a_shopper_searches_filters_opens_a_product_and_fills_the_cart_in_chromi
         .find(fantoccini::Locator::Css("a[rel=next]"))
         .await
     {
-        next.click().await.unwrap();
-        browser.find("a[rel=next], nav.pager").await;
+        drop(next);
+        browser.follow("a[rel=next]").await;
         assert!(browser.url().await.contains("after="));
     }
 
     // A product with photos: the browser picks a variant from srcset.
-    browser.find("ul.grid h2 a").await.click().await.unwrap();
+    browser.follow("ul.grid h2 a").await;
     let title = browser.text("main h1").await;
     assert!(browser.url().await.contains("/p/"));
     let picked = browser
@@ -340,12 +328,7 @@ async fn a_shopper_searches_filters_opens_a_product_and_fills_the_cart_in_chromi
     add.click().await.unwrap();
     assert!(browser.text("#cart-status").await.contains(&title));
     assert_eq!(browser.text("[data-cart-count]").await, "(1)");
-    browser
-        .find("header nav a[href='/cart']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.follow("header nav a[href='/cart']").await;
     let row = browser.find("table.cart tbody tr").await;
     assert!(row.text().await.unwrap().contains(&title));
     let total_one = browser.text("[data-cart-total]").await;
@@ -362,6 +345,74 @@ async fn a_shopper_searches_filters_opens_a_product_and_fills_the_cart_in_chromi
         "the total follows the quantity"
     );
     check(&browser, "cart").await;
+
+    // An account: created from the header's link, kept in cookies no
+    // script can read, known at the far PoP too, and ended by signing out.
+    browser.follow("header nav a[href='/account']").await;
+    browser.find("form.account").await;
+    assert!(
+        browser
+            .url()
+            .await
+            .contains("/account/signin?next=%2Faccount"),
+        "{}",
+        browser.url().await
+    );
+    check(&browser, "sign-in").await;
+    browser.follow("a[href^='/account/signup']").await;
+    browser
+        .find("#email")
+        .await
+        .send_keys("journey@example.com")
+        .await
+        .unwrap();
+    browser
+        .find("#password")
+        .await
+        .send_keys("a long enough password")
+        .await
+        .unwrap();
+    browser.follow("form.account button").await;
+    assert_eq!(browser.text("#account-email").await, "journey@example.com");
+    check(&browser, "account").await;
+    let readable = browser.eval("return document.cookie").await;
+    assert!(
+        !readable
+            .as_str()
+            .unwrap_or_default()
+            .contains("edgeshop-access"),
+        "{readable}"
+    );
+    let cookies = browser.client.get_all_cookies().await.unwrap();
+    let access = cookies
+        .iter()
+        .find(|c| c.name() == "__Host-edgeshop-access")
+        .expect("signed in");
+    assert_eq!(
+        (access.http_only(), access.secure()),
+        (Some(true), Some(true))
+    );
+    // Cookies belong to the host, not the port: the far PoP gets them.
+    browser
+        .goto(&format!("{}/account", platform.pop("sin")))
+        .await;
+    assert_eq!(browser.text("#account-email").await, "journey@example.com");
+    browser
+        .follow("form[action='/account/signout'] button")
+        .await;
+    browser.find("main h1").await;
+    assert_eq!(
+        browser.text("main h1").await,
+        "Independent makers, delivered",
+        "home after signing out"
+    );
+    browser.goto(&format!("{fra}/account")).await;
+    browser.find("form.account").await;
+    assert!(
+        browser.url().await.contains("/account/signin"),
+        "signed out everywhere: {}",
+        browser.url().await
+    );
 
     // The far PoP serves the same pages from its own replica.
     browser
@@ -392,14 +443,9 @@ async fn without_javascript_a_shopper_still_searches_and_reads_every_page() {
         .send_keys("oak")
         .await
         .unwrap();
-    browser
-        .find("header form button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.follow("header form button").await;
     assert_eq!(browser.text("main h1").await, "Results for “oak”");
-    browser.find("ul.grid h2 a").await.click().await.unwrap();
+    browser.follow("ul.grid h2 a").await;
     assert!(browser.url().await.contains("/p/"));
     let add = browser.find("button[data-add-to-cart]").await;
     assert!(
@@ -412,4 +458,308 @@ async fn without_javascript_a_shopper_still_searches_and_reads_every_page() {
     assert!(notice.text().await.unwrap().contains("needs JavaScript"));
     browser.shot("cart").await;
     browser.close().await;
+}
+
+/// A PoP on the seeded catalog and an identity database of its own, for
+/// cases that create accounts.
+fn session_host() -> (Host, TempDir) {
+    let dir = TempDir::new("storefront-sessions");
+    let identity = dir.0.join("identity.db");
+    std::fs::copy(empty_identity(), &identity).unwrap();
+    let vars = app_env();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let host = Host::start(
+        &root().join("spin.toml"),
+        &[
+            "--sqlite",
+            &format!("catalog={}", seeded_catalog().display()),
+            "--sqlite",
+            &format!("identity={}", identity.display()),
+        ],
+        &vars,
+    );
+    (host, dir)
+}
+
+/// A browser's cookie jar, as far as these tests need one: name to value,
+/// from `Set-Cookie` fields (a `Max-Age=0` deletes).
+#[derive(Default)]
+struct Jar(std::collections::BTreeMap<String, String>);
+
+impl Jar {
+    fn take(&mut self, r: &edgeshop_e2e::Reply) -> Vec<String> {
+        let set: Vec<String> = r
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        for c in &set {
+            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if c.contains("Max-Age=0") {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_string(), value.to_string());
+            }
+        }
+        set
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn get(&self, name: &str) -> &str {
+        self.0.get(name).map_or("", String::as_str)
+    }
+}
+
+/// A person opening `url` with `jar`'s cookies.
+async fn open(url: &str, jar: &mut Jar) -> edgeshop_e2e::Reply {
+    let cookies = jar.header();
+    let r = navigate(url, &[("cookie", &cookies)]).await;
+    jar.take(&r);
+    r
+}
+
+/// A form posted from a page of this site, with `jar`'s cookies and
+/// `extra` fields on top.
+async fn post_form(
+    url: &str,
+    form: &[(&str, &str)],
+    jar: &mut Jar,
+    extra: &[(&str, &str)],
+) -> edgeshop_e2e::Reply {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let origin = url.split("/account").next().unwrap().to_string();
+    let cookies = jar.header();
+    // `extra` replaces a field of the same name.
+    let mut fields: Vec<(&str, &str)> = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("origin", origin.as_str()),
+        ("sec-fetch-site", "same-origin"),
+        ("cookie", cookies.as_str()),
+    ]
+    .into_iter()
+    .filter(|(n, _)| !extra.iter().any(|(e, _)| e == n))
+    .collect();
+    fields.extend_from_slice(extra);
+    let r = edgeshop_e2e::request_as(
+        edgeshop_e2e::Client::Chromium,
+        edgeshop_e2e::Purpose::Navigate,
+        "POST",
+        url,
+        &fields,
+        body.into_bytes(),
+    )
+    .await;
+    jar.take(&r);
+    r
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_sessions_live_in_http_only_cookies_and_every_form_is_csrf_checked() {
+    let (host, _dir) = session_host();
+    let url = |p: &str| format!("{}{p}", host.url);
+    let mut jar = Jar::default();
+
+    // Signed out, the account page goes through refresh to the sign-in form.
+    let r = open(&url("/account"), &mut jar).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/account/refresh?next=%2Faccount"))
+    );
+    let r = open(&url("/account/refresh?next=%2Faccount"), &mut jar).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/account/signin?next=%2Faccount"))
+    );
+
+    let form = open(&url("/account/signup?next=%2Faccount"), &mut jar).await;
+    assert_eq!(form.status, 200);
+    assert_eq!(form.header("cache-control"), Some("private, no-store"));
+    let set = form
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .next()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        set.starts_with("__Host-edgeshop-csrf=")
+            && set.contains("Secure; HttpOnly; SameSite=Strict")
+            && set.contains("Path=/;"),
+        "{set}"
+    );
+    let csrf = jar.get("__Host-edgeshop-csrf").to_string();
+    assert!(
+        form.text()
+            .contains(&format!(r#"name="csrf" value="{csrf}""#))
+    );
+
+    let email = "cookie-shopper@example.com";
+    let password = "a long enough password";
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("next", "/account"),
+        ("email", email),
+        ("password", password),
+    ];
+    // No token, a wrong one, or a post another site started: refused, and nothing created.
+    for (form, extra) in [
+        (&good[1..], vec![]),
+        (
+            &[
+                ("csrf", "0000000000000000000000000000000000000000"),
+                good[1],
+                good[2],
+                good[3],
+            ][..],
+            vec![],
+        ),
+        (&good[..], vec![("sec-fetch-site", "cross-site")]),
+        (
+            &good[..],
+            vec![("sec-fetch-site", ""), ("origin", "https://evil.example")],
+        ),
+    ] {
+        let r = post_form(&url("/account/signup"), form, &mut jar, &extra).await;
+        assert_eq!(r.status, 403, "{extra:?}: {}", r.text());
+        assert!(r.text().contains("reload the page and try again"));
+        assert!(r.headers.get_all("set-cookie").iter().next().is_none());
+    }
+    let api = post_json(
+        &url("/api/v1/auth/login"),
+        &serde_json::json!({ "email": email, "password": password }),
+        &[],
+    )
+    .await;
+    assert_eq!(api.status, 401, "no account was made by a refused form");
+
+    // A short password: the form again, with the reason and the email kept.
+    let short = post_form(
+        &url("/account/signup"),
+        &[good[0], good[1], good[2], ("password", "short")],
+        &mut jar,
+        &[],
+    )
+    .await;
+    assert_eq!(short.status, 400);
+    assert!(short.text().contains("at least 12 characters") && short.text().contains(email));
+
+    let made = post_form(&url("/account/signup"), &good, &mut jar, &[]).await;
+    assert_eq!(
+        (made.status, made.header("location")),
+        (303, Some("/account")),
+        "{}",
+        made.text()
+    );
+    let cookies: Vec<String> = made
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let access = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-edgeshop-access="))
+        .expect("access cookie");
+    assert!(
+        access.contains("Path=/;") && access.contains("Secure; HttpOnly; SameSite=Lax"),
+        "{access}"
+    );
+    let refresh = cookies
+        .iter()
+        .find(|c| c.starts_with("__Secure-edgeshop-refresh="))
+        .expect("refresh cookie");
+    assert!(
+        refresh.contains("Path=/account/;")
+            && refresh.contains("Secure; HttpOnly; SameSite=Strict"),
+        "{refresh}"
+    );
+
+    let page = open(&url("/account"), &mut jar).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains(email));
+    // The cookie is for pages only: the API takes bearer tokens and nothing else.
+    let cookie_only = browse(&url("/api/v1/auth/me"), &[("cookie", &jar.header())]).await;
+    assert_eq!(cookie_only.status, 401);
+
+    // Refresh rotates both tokens.
+    let before = (
+        jar.get("__Host-edgeshop-access").to_string(),
+        jar.get("__Secure-edgeshop-refresh").to_string(),
+    );
+    let rotated = open(&url("/account/refresh?next=%2Faccount"), &mut jar).await;
+    assert_eq!(
+        (rotated.status, rotated.header("location")),
+        (303, Some("/account"))
+    );
+    assert_ne!(jar.get("__Secure-edgeshop-refresh"), before.1);
+    assert_ne!(jar.get("__Host-edgeshop-access"), before.0);
+
+    // After signing in, only a path on this site is followed.
+    let mut other = Jar::default();
+    let f = open(&url("/account/signin"), &mut other).await;
+    assert_eq!(f.status, 200);
+    let other_csrf = other.get("__Host-edgeshop-csrf").to_string();
+    let r = post_form(
+        &url("/account/signin"),
+        &[
+            ("csrf", &other_csrf),
+            ("next", "//evil.example/x"),
+            ("email", email),
+            ("password", password),
+        ],
+        &mut other,
+        &[],
+    )
+    .await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/account")));
+    let wrong = post_form(
+        &url("/account/signin"),
+        &[
+            ("csrf", &other_csrf),
+            ("next", "/"),
+            ("email", email),
+            ("password", "not the password at all"),
+        ],
+        &mut other,
+        &[],
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text().contains(email), "the email is kept");
+
+    // Signing out ends the session itself: its access token is refused.
+    let token = jar.get("__Host-edgeshop-access").to_string();
+    let out = post_form(&url("/account/signout"), &[("csrf", &csrf)], &mut jar, &[]).await;
+    assert_eq!(
+        (out.status, out.header("location")),
+        (303, Some("/")),
+        "{}",
+        out.text()
+    );
+    assert_eq!(
+        jar.get("__Host-edgeshop-access"),
+        "",
+        "the cookies are cleared"
+    );
+    let replayed = browse(
+        &url("/api/v1/auth/me"),
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(replayed.status, 401);
+    let r = open(&url("/account"), &mut jar).await;
+    assert_eq!(r.status, 303);
 }

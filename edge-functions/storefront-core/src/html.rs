@@ -40,6 +40,7 @@ fn layout(title: &str, description: &str, search: Option<&str>, main: Markup) ->
                         button type="submit" { "Search" }
                     }
                     nav aria-label="Your shopping" {
+                        a href="/account" { "Account" }
                         a href="/cart" { "Cart" span data-cart-count hidden {} }
                     }
                 }
@@ -381,6 +382,91 @@ pub(crate) fn problem_page(p: &Problem) -> Markup {
             h1 { (p.title) }
             div.problem role="alert" { p { (p.detail) } }
             p { a href="/" { "Go to the home page" } }
+        },
+    )
+}
+
+fn credentials_form(
+    action: &str,
+    csrf: &str,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+    new_password: bool,
+) -> Markup {
+    html! {
+        @if let Some(e) = error {
+            div.problem role="alert" { p { (e) } }
+        }
+        form.account method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="next" value=(next);
+            p {
+                label for="email" { "Email" }
+                input #email type="email" name="email" autocomplete="email" required value=(email);
+            }
+            p {
+                label for="password" { "Password" }
+                @if new_password {
+                    input #password type="password" name="password" autocomplete="new-password"
+                        required minlength=(passwords_min()) aria-describedby="password-hint";
+                    span #password-hint .muted { "At least " (passwords_min()) " characters." }
+                } @else {
+                    input #password type="password" name="password" autocomplete="current-password" required;
+                }
+            }
+            button type="submit" { @if new_password { "Create account" } @else { "Sign in" } }
+        }
+    }
+}
+
+fn passwords_min() -> usize {
+    passwords::MIN_PASSWORD_CHARS
+}
+
+pub(crate) fn sign_in(csrf: &str, next: &str, email: &str, error: Option<&str>) -> Markup {
+    let signup: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    layout(
+        "Sign in",
+        "Sign in to your edgeshop account.",
+        None,
+        html! {
+            h1 { "Sign in" }
+            (credentials_form("/account/signin", csrf, next, email, error, false))
+            p { "New here? " a href={ "/account/signup?next=" (signup) } { "Create an account" } }
+        },
+    )
+}
+
+pub(crate) fn sign_up(csrf: &str, next: &str, email: &str, error: Option<&str>) -> Markup {
+    let signin: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    layout(
+        "Create an account",
+        "Create an edgeshop account.",
+        None,
+        html! {
+            h1 { "Create an account" }
+            (credentials_form("/account/signup", csrf, next, email, error, true))
+            p { "Already have one? " a href={ "/account/signin?next=" (signin) } { "Sign in" } }
+        },
+    )
+}
+
+pub(crate) fn account(me: &Value, csrf: &str) -> Markup {
+    layout(
+        "Your account",
+        "Your edgeshop account.",
+        None,
+        html! {
+            h1 { "Your account" }
+            dl.account {
+                dt { "Email" } dd #account-email { (text(me, "email")) }
+                dt { "Account type" } dd { (text(me, "kind")) }
+            }
+            form method="post" action="/account/signout" {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" { "Sign out" }
+            }
         },
     )
 }

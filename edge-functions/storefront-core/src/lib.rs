@@ -13,6 +13,7 @@
 //! for every visitor (no account state in the HTML), so a PoP caches them
 //! like the API. No I/O here; the component adapts it to Spin.
 
+pub mod account;
 mod filters;
 mod html;
 mod money;
@@ -112,7 +113,7 @@ pub fn error(problem: Problem, req: &Request<'_>) -> Response {
 }
 
 /// Whether the client asked for HTML (a browser navigating).
-fn wants_html(accept: Option<&str>) -> bool {
+pub(crate) fn wants_html(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {
         a.split(',').any(|range| {
             range

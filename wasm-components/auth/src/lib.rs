@@ -1,5 +1,6 @@
-//! The auth component: `/api/v1/auth/{signup,login,refresh,logout,me}`
-//! and `/.well-known/jwks.json`, over the PoP's `identity` replica (and
+//! The auth component: `/api/v1/auth/{signup,login,refresh,logout,me}`,
+//! `/.well-known/jwks.json` and the storefront's `/account/` pages
+//! (`storefront_core::account`: browser sessions in cookies), over the PoP's `identity` replica (and
 //! `catalog`, for a new vendor's row).
 //!
 //! The flows live in `auth-core`; this file adapts them to Spin. Keys and
@@ -80,6 +81,28 @@ async fn serve(req: Request) -> Response {
         random: &random,
         log: &log,
     };
+    if request.path == "/account" || request.path.starts_with("/account/") {
+        let page = storefront_core::account::AccountRequest {
+            method: request.method,
+            path: request.path,
+            query: parts.uri.query().unwrap_or(""),
+            content_type: request.content_type,
+            body: request.body,
+            cookie: header("cookie"),
+            origin: header("origin"),
+            host: header("host"),
+            fetch_site: header("sec-fetch-site"),
+            accept: header("accept"),
+        };
+        return storefront_core::account::handle(
+            &page,
+            &SpinDb::new("identity"),
+            &SpinDb::new("catalog"),
+            &env,
+            |ms| spin_sdk::wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000),
+        )
+        .await;
+    }
     flows::handle(
         request,
         &SpinDb::new("identity"),
