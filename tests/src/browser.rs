@@ -173,6 +173,30 @@ impl Browser {
         }
     }
 
+    /// Waits (across page loads) until the element at `css` shows text
+    /// containing `needle`, and returns that text.
+    pub async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let script = format!(
+            "const e = document.querySelector({css:?}); return e && !e.hidden ? e.textContent : null;"
+        );
+        let started = Instant::now();
+        let mut seen = String::new();
+        while started.elapsed() < Duration::from_secs(15) {
+            // A page being replaced may refuse the script; ask again.
+            if let Ok(Value::String(text)) = self.client.execute(&script, vec![]).await {
+                if text.contains(needle) {
+                    return text;
+                }
+                seen = text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{css} on {} never said {needle:?}; it says {seen:?}",
+            self.url().await
+        )
+    }
+
     pub async fn url(&self) -> String {
         self.client.current_url().await.unwrap().to_string()
     }

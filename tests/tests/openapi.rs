@@ -156,6 +156,22 @@ async fn each_path_allows_exactly_the_documented_methods_and_answers_in_the_docu
         let problem = browse(&format!("{}{url}", pop.url), &[]).await;
         documented(&doc, "GET", path, &problem);
     }
+    for path in ["/checkout", "/orders", "/orders/{id}"] {
+        let away = edgeshop_e2e::navigate(&format!("{}{}", pop.url, concrete(path)), &[]).await;
+        assert_eq!(away.status, 303, "{path}");
+        documented(&doc, "GET", path, &away);
+    }
+    let unsigned = edgeshop_e2e::request_as(
+        edgeshop_e2e::Client::Chromium,
+        edgeshop_e2e::Purpose::SendJson,
+        "POST",
+        &format!("{}/checkout", pop.url),
+        &[("idempotency-key", "k")],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(unsigned.status, 401);
+    documented(&doc, "POST", "/checkout", &unsigned);
     let away = edgeshop_e2e::navigate(&format!("{}/account", pop.url), &[]).await;
     assert_eq!(away.status, 303);
     documented(&doc, "GET", "/account", &away);

@@ -305,6 +305,14 @@ async fn checkout_budgets_are_per_verified_account() {
     assert_eq!(r.header("ratelimit"), Some("\"checkout\";r=8;t=4"));
     let r = request("POST", &url, &[("authorization", &as_(&bob))], Vec::new()).await;
     assert_eq!(r.header("ratelimit"), Some("\"checkout\";r=8;t=4"));
+    // Carol's browser session on the checkout page spends her budget (the
+    // address's is down to 8 by now).
+    let carol = access_token(103, &["shopper"]);
+    let page = format!("{}/checkout", host.url);
+    let cookie = format!("__Host-edgeshop-access={carol}");
+    let r = request("GET", &page, &[("cookie", &cookie)], Vec::new()).await;
+    let left = r.header("ratelimit").unwrap_or_default();
+    assert!(left.starts_with("\"checkout\";r=9;"), "{left}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

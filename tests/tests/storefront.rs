@@ -220,7 +220,7 @@ async fn listings_filter_sort_and_page_by_keyset_with_the_filters_kept_in_every_
 /// cart, in Chromium at the PoP nearest them. Every page type passes
 /// axe-core with no serious or critical violation.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_shopper_searches_filters_opens_a_product_and_fills_the_cart_in_chromium() {
+async fn a_shopper_searches_filters_fills_the_cart_signs_up_and_checks_out_in_chromium() {
     let Some(browser) = Browser::start_or_skip("shopper").await else {
         return;
     };
@@ -392,6 +392,7 @@ async fn a_shopper_searches_filters_opens_a_product_and_fills_the_cart_in_chromi
         (access.http_only(), access.secure()),
         (Some(true), Some(true))
     );
+    checkout_journey(&browser, &platform, &mut check).await;
     // Cookies belong to the host, not the port: the far PoP gets them.
     browser
         .goto(&format!("{}/account", platform.pop("sin")))
@@ -425,6 +426,155 @@ async fn a_shopper_searches_filters_opens_a_product_and_fills_the_cart_in_chromi
         "accessibility problems:\n{}",
         a11y.join("\n")
     );
+}
+
+/// A signed-in shopper's checkout at the near PoP, failures first: a
+/// declined card, more than the shop has, a session that expired on the
+/// way; each said plainly with nothing lost. Then the order, seen at the
+/// far PoP too.
+async fn checkout_journey<F: AsyncFnMut(&Browser, &str)>(
+    browser: &Browser,
+    platform: &Platform,
+    check: &mut F,
+) {
+    let (fra, sin) = (platform.pop("fra"), platform.pop("sin"));
+    // A product with only a few left, added once, then wanted more of.
+    let page = browse(&format!("{fra}/api/v1/products?limit=100"), &[]).await;
+    let listing: serde_json::Value = serde_json::from_slice(&page.body).unwrap();
+    let scarce = listing["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| (1..=30).contains(&p["stock"].as_i64().unwrap()))
+        .expect("a product with a few left");
+    let (id, stock) = (
+        scarce["id"].as_i64().unwrap(),
+        scarce["stock"].as_i64().unwrap(),
+    );
+    let title = scarce["title"].as_str().unwrap();
+    browser.goto(&format!("{fra}/p/{id}")).await;
+    browser
+        .find("button[data-add-to-cart]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.wait_text("#cart-status", title).await;
+    let set_quantity = async |qty: i64| {
+        browser.goto(&format!("{fra}/cart")).await;
+        let input = browser
+            .find(&format!("table.cart tr:has(a[href='/p/{id}']) input"))
+            .await;
+        input
+            .send_keys(&format!("\u{E009}a\u{E000}{qty}\t"))
+            .await
+            .unwrap();
+        let saved = format!(
+            "return JSON.parse(localStorage.getItem('edgeshop.cart')).find(l => l.id === {id}).qty"
+        );
+        assert_eq!(browser.eval(&saved).await, qty, "the cart keeps the change");
+    };
+    set_quantity(stock + 1).await;
+
+    browser.follow("[data-cart-checkout] a").await;
+    let summary = browser.wait_text("form[data-checkout] tbody", title).await;
+    assert!(summary.contains(&(stock + 1).to_string()), "{summary}");
+    for (field, value) in [
+        ("#name", "Ada Lovelace"),
+        ("#line1", "12 Edge Street"),
+        ("#city", "Frankfurt"),
+        ("#postal_code", "60311"),
+        ("#country", "de"),
+    ] {
+        browser.find(field).await.send_keys(value).await.unwrap();
+    }
+    check(browser, "checkout").await;
+    let place = async || {
+        browser
+            .find("#checkout button[type=submit]")
+            .await
+            .click()
+            .await
+            .unwrap();
+    };
+
+    // More than the shop has: which product, how many are left.
+    place().await;
+    let said = browser.wait_text("#checkout-problem", "left").await;
+    assert!(
+        said.contains(title) && said.contains(&format!("only {stock} left")),
+        "{said}"
+    );
+
+    // The shopper fixes the cart; what they typed is still there.
+    set_quantity(1).await;
+    browser.goto(&format!("{fra}/checkout")).await;
+    browser.wait_text("form[data-checkout] tbody", title).await;
+    let kept = browser
+        .eval("return document.getElementById('line1').value")
+        .await;
+    assert_eq!(kept, "12 Edge Street");
+
+    // A declined card: nothing ordered, everything still on the page.
+    browser
+        .find("#payment_method")
+        .await
+        .select_by_value("pm_card_chargeDeclined")
+        .await
+        .unwrap();
+    place().await;
+    browser
+        .wait_text(
+            "#checkout-problem",
+            "payment was declined and nothing was charged",
+        )
+        .await;
+    browser.shot("checkout-declined").await;
+    browser
+        .find("#payment_method")
+        .await
+        .select_by_value("pm_card_visa")
+        .await
+        .unwrap();
+
+    // The access token expires on the way (the browser drops the cookie):
+    // the order renews the session and comes back to the same form.
+    browser
+        .client
+        .delete_cookie("__Host-edgeshop-access")
+        .await
+        .unwrap();
+    place().await;
+    browser
+        .wait_text("#checkout-status", "signed in again")
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('name').value")
+            .await,
+        "Ada Lovelace"
+    );
+    place().await;
+    browser.wait_text("#order-status", "Confirmed").await;
+    let order_url = browser.url().await;
+    let order_id = order_url.rsplit('/').next().unwrap().to_string();
+    assert!(order_id.starts_with("ord_"), "{order_url}");
+    assert!(browser.text("main").await.contains(title));
+    check(browser, "order").await;
+    assert_eq!(
+        browser.text("[data-cart-count]").await,
+        "(0)",
+        "the cart was emptied"
+    );
+
+    // The far PoP lists it: orders live at the origin, not in a replica.
+    browser.goto(&format!("{sin}/orders")).await;
+    browser.wait_text("main table", &order_id).await;
+    check(browser, "orders").await;
+    browser
+        .follow(&format!("a[href='/orders/{order_id}']"))
+        .await;
+    assert_eq!(browser.text("#order-status").await, "Confirmed");
 }
 
 /// With JavaScript off, every page still reads and navigates: search,
@@ -564,6 +714,36 @@ async fn post_form(
     r
 }
 
+/// The checkout page's script placing an order with `jar`'s cookies.
+async fn place_order(
+    url: &str,
+    jar: &Jar,
+    content_type: &str,
+    fetch_site: &str,
+) -> edgeshop_e2e::Reply {
+    let order = serde_json::json!({
+        "items": [{ "product_id": 1, "quantity": 1, "unit_price_minor": 100 }],
+        "shipping_address": { "name": "Ada", "line1": "1 Edge St", "city": "Berlin",
+            "postal_code": "10115", "country": "DE" },
+        "payment_method": "pm_card_visa",
+    });
+    let cookies = jar.header();
+    edgeshop_e2e::request_as(
+        edgeshop_e2e::Client::Chromium,
+        edgeshop_e2e::Purpose::SendJson,
+        "POST",
+        url,
+        &[
+            ("content-type", content_type),
+            ("sec-fetch-site", fetch_site),
+            ("cookie", &cookies),
+            ("idempotency-key", "journey-1"),
+        ],
+        order.to_string().into_bytes(),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_sessions_live_in_http_only_cookies_and_every_form_is_csrf_checked() {
     let (host, _dir) = session_host();
@@ -581,6 +761,17 @@ async fn browser_sessions_live_in_http_only_cookies_and_every_form_is_csrf_check
         (r.status, r.header("location")),
         (303, Some("/account/signin?next=%2Faccount"))
     );
+
+    // So do the order pages, and a script's order without a session is a
+    // 401 problem it can act on (renew, then come back).
+    let r = open(&url("/orders"), &mut jar).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/account/refresh?next=%2Forders"))
+    );
+    let r = place_order(&url("/checkout"), &jar, "application/json", "same-origin").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
 
     let form = open(&url("/account/signup?next=%2Faccount"), &mut jar).await;
     assert_eq!(form.status, 200);
@@ -693,6 +884,26 @@ async fn browser_sessions_live_in_http_only_cookies_and_every_form_is_csrf_check
     // The cookie is for pages only: the API takes bearer tokens and nothing else.
     let cookie_only = browse(&url("/api/v1/auth/me"), &[("cookie", &jar.header())]).await;
     assert_eq!(cookie_only.status, 401);
+
+    // The checkout page takes the session cookie; an order placed with it
+    // must be JSON from this site: a form another site posts, or one that
+    // needs no CORS preflight, is refused before it reaches the origin.
+    let checkout = open(&url("/checkout"), &mut jar).await;
+    assert_eq!(checkout.status, 200, "{}", checkout.text());
+    assert_eq!(checkout.header("cache-control"), Some("private, no-store"));
+    assert!(checkout.text().contains("data-checkout"));
+    for (content_type, site) in [
+        ("application/json", "cross-site"),
+        ("application/json", "same-site"),
+        ("text/plain", "same-origin"),
+        ("application/x-www-form-urlencoded", "same-origin"),
+    ] {
+        let r = place_order(&url("/checkout"), &jar, content_type, site).await;
+        assert_eq!(r.status, 403, "{content_type} {site}: {}", r.text());
+        assert!(r.text().contains("must come from the shop's own pages"));
+    }
+    let r = browse(&url("/api/v1/orders"), &[("cookie", &jar.header())]).await;
+    assert_eq!(r.status, 401, "the order API takes bearer tokens only");
 
     // Refresh rotates both tokens.
     let before = (

@@ -12,6 +12,7 @@ pub mod response;
 pub mod rules;
 pub mod settings;
 pub mod throttle;
+pub mod web;
 
 pub use identity::Identity;
 pub use response::Response;

@@ -31,6 +31,8 @@ pub enum RulesError {
     BadPattern(String),
     #[error("auth rules: {0:?} appears twice")]
     Duplicate(String),
+    #[error("auth rules: {0:?}: session is \"cookie\" or absent")]
+    BadSession(String),
 }
 
 #[derive(Deserialize)]
@@ -45,6 +47,10 @@ struct File {
 struct RawRule {
     path: String,
     require: Vec<String>,
+    /// `"cookie"`: pages here also take the browser session's access
+    /// cookie (`crate::web`) when no `Authorization` is sent.
+    #[serde(default)]
+    session: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +59,7 @@ struct Rule {
     path: String,
     prefix: bool,
     need: Requirement,
+    cookie: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,7 +88,17 @@ impl Rules {
             } else {
                 Requirement::Role(raw.require)
             };
-            rules.push(Rule { path, prefix, need });
+            let cookie = match raw.session.as_deref() {
+                None => false,
+                Some("cookie") => true,
+                Some(_) => return Err(RulesError::BadSession(raw.path)),
+            };
+            rules.push(Rule {
+                path,
+                prefix,
+                need,
+                cookie,
+            });
         }
         Ok(Rules { rules })
     }
@@ -89,6 +106,15 @@ impl Rules {
     /// What `path` requires: the longest matching rule's requirement.
     pub fn requirement(&self, path: &str) -> &Requirement {
         const ANYONE: &Requirement = &Requirement::Anyone;
+        self.matching(path).map_or(ANYONE, |r| &r.need)
+    }
+
+    /// Whether pages at `path` take the browser session cookie.
+    pub fn takes_session_cookie(&self, path: &str) -> bool {
+        self.matching(path).is_some_and(|r| r.cookie)
+    }
+
+    fn matching(&self, path: &str) -> Option<&Rule> {
         self.rules
             .iter()
             .filter(|r| {
@@ -101,7 +127,6 @@ impl Rules {
             })
             // An exact rule beats a prefix rule of the same length.
             .max_by_key(|r| (r.path.len(), !r.prefix))
-            .map_or(ANYONE, |r| &r.need)
     }
 }
 
@@ -195,6 +220,23 @@ mod tests {
         assert_eq!(r.requirement("/api/v1/auth/logout"), &Requirement::SignedIn);
         assert_eq!(r.requirement("/api/v1/auth/login"), &Requirement::Anyone);
         assert_eq!(r.requirement("/api/v1/products/1"), &Requirement::Anyone);
+        // Shop pages take the session cookie; the API never does.
+        for page in ["/checkout", "/orders", "/orders/ord_1"] {
+            assert!(r.takes_session_cookie(page), "{page}");
+            assert_eq!(
+                r.requirement(page),
+                &Requirement::Role(vec!["shopper".into()])
+            );
+        }
+        for api in [
+            "/api/v1/checkout",
+            "/api/v1/orders",
+            "/api/v1/auth/me",
+            "/",
+            "/account",
+        ] {
+            assert!(!r.takes_session_cookie(api), "{api}");
+        }
     }
 
     #[test]

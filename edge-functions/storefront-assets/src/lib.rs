@@ -23,6 +23,10 @@ pub struct Asset {
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
+/// The most script a page may load, compressed as browsers fetch it
+/// (gzip, the larger of the two codings): the storefront's stated budget.
+pub const SCRIPT_BUDGET_BYTES: usize = 8 * 1024;
+
 /// The file served at `path`, if any.
 pub fn find(path: &str) -> Option<&'static Asset> {
     FILES.iter().find(|a| a.path == path)
@@ -48,6 +52,19 @@ mod tests {
         }
         assert_eq!(find(STYLE_CSS).unwrap().name, "style.css");
         assert!(find("/assets/style.css").is_none(), "only hashed paths");
+    }
+
+    #[test]
+    fn the_script_stays_within_its_budget() {
+        let scripts: usize = FILES
+            .iter()
+            .filter(|a| a.content_type.starts_with("text/javascript"))
+            .map(|a| a.gzip.len().max(a.brotli.len()))
+            .sum();
+        assert!(
+            scripts <= SCRIPT_BUDGET_BYTES,
+            "{scripts} bytes of script, compressed; the budget is {SCRIPT_BUDGET_BYTES}"
+        );
     }
 
     fn gunzip(data: &[u8], out: &mut Vec<u8>) {

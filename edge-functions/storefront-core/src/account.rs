@@ -9,7 +9,8 @@
 //! stolen by one.
 //! - `__Host-edgeshop-access`: the 5-minute access token; `Path=/`,
 //!   `Secure`, `HttpOnly`, `SameSite=Lax` (a link from elsewhere still
-//!   opens the account signed in). Only `/account` pages read it: the API
+//!   opens the account signed in). Only `/account` pages and the pages
+//!   `cdn-config/auth.toml` marks `session = "cookie"` read it: the API
 //!   takes bearer tokens only, so a cookie can never act on the API.
 //! - `__Secure-edgeshop-refresh`: the refresh token; `Path=/account/`,
 //!   `SameSite=Strict`: sent only to these pages, never on a request
@@ -26,9 +27,7 @@ use edge_sql::Database;
 use problem::Problem;
 use serde_json::{Value, json};
 
-pub const ACCESS_COOKIE: &str = "__Host-edgeshop-access";
-pub const REFRESH_COOKIE: &str = "__Secure-edgeshop-refresh";
-pub const CSRF_COOKIE: &str = "__Host-edgeshop-csrf";
+pub use auth_core::web::{ACCESS_COOKIE, CSRF_COOKIE, REFRESH_COOKIE};
 /// Largest form body read.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
@@ -50,10 +49,7 @@ pub struct AccountRequest<'a> {
 
 impl AccountRequest<'_> {
     fn cookie(&self, name: &str) -> Option<&str> {
-        self.cookie?.split(';').find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name && !v.is_empty()).then_some(v)
-        })
+        auth_core::web::cookie(self.cookie?, name)
     }
 
     /// An error as a page for a browser, else as a problem.
@@ -169,7 +165,7 @@ fn clear_session() -> [String; 2] {
     ]
 }
 
-fn html_response(status: u16, body: String) -> Response {
+pub(crate) fn html_response(status: u16, body: String) -> Response {
     let mut headers = vec![
         ("content-type".to_string(), html::CONTENT_TYPE.to_string()),
         // Personal, and forms carry a per-browser token.
@@ -282,14 +278,7 @@ fn checked_form(req: &AccountRequest<'_>) -> Result<Vec<(String, String)>, Probl
             "the form has expired or was sent from another site; reload the page and try again",
         )
     };
-    let same_site = match (req.fetch_site, req.origin) {
-        (Some(site), _) => matches!(site, "same-origin" | "none"),
-        (None, Some(origin)) => {
-            let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
-            req.host.is_some_and(|h| h.eq_ignore_ascii_case(authority))
-        }
-        (None, None) => true,
-    };
+    let same_site = auth_core::web::same_origin(req.fetch_site, req.origin, req.host);
     if !same_site {
         return Err(forbidden());
     }
@@ -625,13 +614,12 @@ mod tests {
     }
 
     #[test]
-    fn cookies_are_read_by_exact_name() {
+    fn session_cookies_are_secure_http_only_and_named_for_their_reach() {
         let r = post(
             b"",
             Some("x__Host-edgeshop-csrf=no; __Host-edgeshop-csrf=yes;other=1"),
         );
         assert_eq!(r.cookie(CSRF_COOKIE), Some("yes"));
-        assert_eq!(r.cookie(ACCESS_COOKIE), None);
         let set = cookie(ACCESS_COOKIE, "t", "/", "Lax", 300);
         assert_eq!(
             set,

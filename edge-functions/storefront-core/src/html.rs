@@ -368,6 +368,7 @@ pub(crate) fn cart() -> Markup {
                     tbody {}
                 }
                 p { "Total: " strong data-cart-total {} }
+                p data-cart-checkout hidden { a.button href="/checkout" { "Check out" } }
             }
         },
     )
@@ -466,6 +467,177 @@ pub(crate) fn account(me: &Value, csrf: &str) -> Markup {
             form method="post" action="/account/signout" {
                 input type="hidden" name="csrf" value=(csrf);
                 button type="submit" { "Sign out" }
+            }
+        },
+    )
+}
+
+/// The checkout form. The order summary comes from the cart (kept in the
+/// browser), so the script fills it in and sends the order as JSON.
+pub(crate) fn checkout() -> Markup {
+    let field = |id: &str, label: &str, auto: &str, required: bool| {
+        html! {
+            p {
+                label for=(id) { (label) @if !required { " " span.muted { "(optional)" } } }
+                input #(id) name=(id) autocomplete=(auto) required[required] maxlength="200";
+            }
+        }
+    };
+    layout(
+        "Check out",
+        "Place your order.",
+        None,
+        html! {
+            h1 { "Check out" }
+            noscript { p.notice { "Your cart is kept in this browser, so checking out needs JavaScript; turn it on to place your order." } }
+            div #checkout-problem .problem role="alert" tabindex="-1" hidden {}
+            form #checkout .account data-checkout hidden {
+                h2 { "Your order" }
+                table.cart {
+                    caption.vh { "Products in this order" }
+                    thead { tr { th scope="col" { "Product" } th scope="col" { "Quantity" } th scope="col" { "Price" } } }
+                    tbody {}
+                }
+                p { "Total: " strong data-checkout-total {} }
+                p { a href="/cart" { "Change the cart" } }
+                fieldset {
+                    legend { "Shipping address" }
+                    (field("name", "Full name", "name", true))
+                    (field("line1", "Address", "address-line1", true))
+                    (field("line2", "Address line 2", "address-line2", false))
+                    (field("city", "City", "address-level2", true))
+                    (field("postal_code", "Postal code", "postal-code", true))
+                    p {
+                        label for="country" { "Country code" }
+                        input #country name="country" autocomplete="country" required
+                            minlength="2" maxlength="2" pattern="[A-Za-z]{2}" aria-describedby="country-hint";
+                        span #country-hint .muted { "Two letters, for example DE or US." }
+                    }
+                }
+                fieldset {
+                    legend { "Payment" }
+                    p {
+                        label for="payment_method" { "Payment method" }
+                        select #payment_method name="payment_method" {
+                            option value="pm_card_visa" { "Test card: Visa, approved" }
+                            option value="pm_card_chargeDeclined" { "Test card: declined" }
+                        }
+                    }
+                }
+                button type="submit" { "Place order" }
+                p #checkout-status role="status" {}
+            }
+            p data-checkout-empty hidden { "Your cart is empty. " a href="/" { "Find something you like" } }
+        },
+    )
+}
+
+/// A person's words for an order's status.
+fn order_status(order: &Value) -> &'static str {
+    match text(order, "status") {
+        "completed" => "Confirmed",
+        "payment_failed" => "Payment declined",
+        "out_of_stock" => "Out of stock",
+        "cancelled" => "Cancelled",
+        "compensating" => "Being cancelled",
+        _ => "Processing",
+    }
+}
+
+/// `2026-12-05T10:41:07Z` -> `2026-12-05 10:41 UTC`.
+fn when(ms: &Value) -> String {
+    let stamp = catalog_core::rfc3339(ms.as_i64().unwrap_or(0).div_euclid(1000));
+    format!("{} {} UTC", &stamp[..10], &stamp[11..16])
+}
+
+fn order_total(order: &Value) -> String {
+    money::format(
+        order["total_minor"].as_i64().unwrap_or(0),
+        text(order, "currency"),
+    )
+}
+
+pub(crate) fn orders(list: &Value, next: Option<&str>) -> Markup {
+    let empty = Vec::new();
+    let orders = list["orders"].as_array().unwrap_or(&empty);
+    layout(
+        "Your orders",
+        "The orders you placed.",
+        None,
+        html! {
+            h1 { "Your orders" }
+            @if orders.is_empty() {
+                p { "You have not placed an order yet. " a href="/" { "Find something you like" } }
+            } @else {
+                table.cart {
+                    caption.vh { "Your orders, newest first" }
+                    thead { tr { th scope="col" { "Order" } th scope="col" { "Placed" } th scope="col" { "Status" } th scope="col" { "Total" } } }
+                    tbody {
+                        @for o in orders {
+                            tr {
+                                td { a href={ "/orders/" (text(o, "id")) } { (text(o, "id")) } }
+                                td { (when(&o["created_at_ms"])) }
+                                td { (order_status(o)) }
+                                td { (order_total(o)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = next {
+                nav.pager aria-label="More orders" { span {} a rel="next" href=(next) { "Older orders" } }
+            }
+        },
+    )
+}
+
+pub(crate) fn order(order: &Value) -> Markup {
+    let id = text(order, "id");
+    let empty = Vec::new();
+    let lines = order["lines"].as_array().unwrap_or(&empty);
+    let currency = text(order, "currency");
+    let address = &order["shipping_address"];
+    let settled = order["final"].as_bool().unwrap_or(false);
+    layout(
+        &format!("Order {id}"),
+        "One of your orders.",
+        None,
+        html! {
+            nav aria-label="Breadcrumb" {
+                ol.crumbs { li { a href="/orders" { "Your orders" } } li aria-current="page" { (id) } }
+            }
+            h1 { "Order " (id) }
+            dl.account {
+                dt { "Status" } dd #order-status { (order_status(order)) }
+                dt { "Placed" } dd { (when(&order["created_at_ms"])) }
+                dt { "Total" } dd { (order_total(order)) }
+            }
+            @if let Some(reason) = order["reason"].as_str() {
+                div.problem { p { (reason) } }
+            }
+            @if !settled {
+                p.notice { "We are still working on this order; reload the page in a moment to see its outcome." }
+            }
+            table.cart {
+                caption { "Products" }
+                thead { tr { th scope="col" { "Product" } th scope="col" { "Quantity" } th scope="col" { "Unit price" } } }
+                tbody {
+                    @for l in lines {
+                        tr {
+                            td { a href={ "/p/" (l["product_id"]) } { (text(l, "title")) } }
+                            td { (l["quantity"]) }
+                            td { (money::format(l["unit_price_minor"].as_i64().unwrap_or(0), currency)) }
+                        }
+                    }
+                }
+            }
+            h2 { "Shipping to" }
+            address {
+                (text(address, "name")) br;
+                (text(address, "line1")) br;
+                @if !text(address, "line2").is_empty() { (text(address, "line2")) br; }
+                (text(address, "postal_code")) " " (text(address, "city")) br;
+                (text(address, "country"))
             }
         },
     )

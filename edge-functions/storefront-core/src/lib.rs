@@ -17,12 +17,14 @@ pub mod account;
 mod filters;
 mod html;
 mod money;
+mod orders;
 mod page;
 #[cfg(test)]
 mod tests;
 
 pub use catalog_core::Response;
 pub use filters::{Filters, PAGE_SIZE};
+pub use orders::{ORDERS_PER_PAGE, OrderPage};
 pub use page::{Page, route};
 
 use problem::Problem;

@@ -255,3 +255,167 @@ fn errors_are_pages_for_browsers_and_problems_for_everything_else() {
     assert_eq!(r.status, 400);
     assert!(body(&r).contains("start again from the first page"));
 }
+
+mod orders {
+    use super::*;
+
+    fn origin(status: u16, body: serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: vec![("retry-after".into(), "7".into())],
+            body: serde_json::to_vec(&body).unwrap(),
+        }
+    }
+
+    fn order(id: &str, status: &str) -> serde_json::Value {
+        json!({
+            "id": id, "status": status, "final": status != "pending", "currency": "EUR",
+            "total_minor": 250_000, "created_at_ms": 1_796_467_198_201_i64,
+            "lines": [{ "product_id": 7, "title": "Tea <b>cup</b>", "quantity": 2, "unit_price_minor": 125_000 }],
+            "shipping_address": { "name": "Ada", "line1": "1 Edge St", "city": "Berlin",
+                "postal_code": "10115", "country": "DE" },
+        })
+    }
+
+    #[test]
+    fn pages_name_their_origin_reads() {
+        assert_eq!(OrderPage::route("/checkout", ""), Some(OrderPage::Checkout));
+        assert_eq!(OrderPage::Checkout.origin_read(), None);
+        let list = OrderPage::route("/orders", "before=ord_a%26b&x=1").unwrap();
+        assert_eq!(
+            list.origin_read().unwrap(),
+            "/api/v1/orders?limit=20&before=ord_a%26b",
+            "the cursor is passed on encoded"
+        );
+        assert_eq!(
+            OrderPage::route("/orders", "before=")
+                .unwrap()
+                .origin_read()
+                .unwrap(),
+            "/api/v1/orders?limit=20"
+        );
+        assert_eq!(
+            OrderPage::route("/orders/ord_1", "")
+                .unwrap()
+                .origin_read()
+                .unwrap(),
+            "/api/v1/orders/ord_1"
+        );
+        for other in ["/orders/", "/orders/a/b", "/checkout/x", "/api/v1/orders"] {
+            assert_eq!(OrderPage::route(other, ""), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn an_order_reads_as_words_and_escapes_what_shoppers_typed() {
+        let page = OrderPage::Detail("ord_1".into());
+        let r = page.render(
+            Some(&origin(200, order("ord_1", "completed"))),
+            &get("/orders/ord_1"),
+        );
+        assert_eq!(r.status, 200);
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(
+            html.contains(r#"<dd id="order-status">Confirmed</dd>"#),
+            "{html}"
+        );
+        assert!(html.contains("€2,500.00") && html.contains("€1,250.00"));
+        assert!(html.contains("2026-12-05 10:39 UTC"), "{html}");
+        assert!(html.contains("Tea &lt;b&gt;cup&lt;/b&gt;") && !html.contains("<b>cup"));
+        assert!(!html.contains("still working"), "a final order is settled");
+        let r = page.render(
+            Some(&origin(200, order("ord_1", "pending"))),
+            &get("/orders/ord_1"),
+        );
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.contains("Processing") && html.contains("still working"));
+        assert!(
+            r.headers
+                .contains(&("cache-control".into(), "private, no-store".into()))
+        );
+    }
+
+    #[test]
+    fn a_full_page_of_orders_links_to_older_ones() {
+        let full: Vec<_> = (0..ORDERS_PER_PAGE)
+            .map(|i| order(&format!("ord_{i}"), "completed"))
+            .collect();
+        let page = OrderPage::List { before: None };
+        let r = page.render(
+            Some(&origin(200, json!({ "orders": full }))),
+            &get("/orders"),
+        );
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.contains(r#"href="/orders?before=ord_19""#), "{html}");
+        let r = page.render(
+            Some(&origin(
+                200,
+                json!({ "orders": [order("ord_1", "payment_failed")] }),
+            )),
+            &get("/orders"),
+        );
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.contains("Payment declined") && !html.contains("Older orders"));
+        let r = page.render(Some(&origin(200, json!({ "orders": [] }))), &get("/orders"));
+        assert!(
+            String::from_utf8(r.body)
+                .unwrap()
+                .contains("not placed an order yet")
+        );
+    }
+
+    #[test]
+    fn the_origins_refusal_is_a_page_for_a_browser_and_a_problem_otherwise() {
+        let gone = origin(
+            404,
+            json!({ "type": "/problems/not-found", "title": "Not found", "status": 404,
+                    "detail": "you have no order \"ord_9\"" }),
+        );
+        let page = OrderPage::Detail("ord_9".into());
+        let r = page.render(Some(&gone), &get("/orders/ord_9"));
+        assert_eq!(r.status, 404);
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.contains("you have no order"), "{html}");
+        let mut api = get("/orders/ord_9");
+        api.accept = Some("application/json");
+        let r = page.render(Some(&gone), &api);
+        assert_eq!(r.status, 404);
+        let p: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(p["type"], "/problems/not-found");
+        let busy = origin(503, json!({ "title": "Busy", "detail": "try again" }));
+        let r = page.render(Some(&busy), &api);
+        assert!(
+            r.headers.contains(&("retry-after".into(), "7".into())),
+            "{:?}",
+            r.headers
+        );
+        let garbled = Response {
+            status: 200,
+            headers: vec![],
+            body: b"<html>".to_vec(),
+        };
+        assert_eq!(page.render(Some(&garbled), &api).status, 502);
+    }
+
+    #[test]
+    fn the_checkout_form_is_labelled_and_needs_no_origin_read() {
+        let r = OrderPage::Checkout.render(None, &get("/checkout"));
+        assert_eq!(r.status, 200);
+        let html = String::from_utf8(r.body).unwrap();
+        for id in [
+            "name",
+            "line1",
+            "line2",
+            "city",
+            "postal_code",
+            "country",
+            "payment_method",
+        ] {
+            assert!(html.contains(&format!(r#"<label for="{id}">"#)), "{id}");
+        }
+        assert!(html.contains("needs JavaScript"));
+        let mut head = get("/checkout");
+        head.method = "HEAD";
+        assert!(OrderPage::Checkout.render(None, &head).body.is_empty());
+    }
+}

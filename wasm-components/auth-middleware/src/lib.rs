@@ -16,7 +16,7 @@
 
 use auth_core::gate::{self, GateError, Verifier};
 use auth_core::rules::{self, Rules};
-use auth_core::{Response, Settings, identity, settings};
+use auth_core::{Response, Settings, identity, settings, web};
 use problem::Problem;
 use spin_glue::SpinDb;
 use spin_glue::layer::{self, Layer, Request};
@@ -60,16 +60,68 @@ async fn handle(req: Request) -> Answer {
         )));
     }
     let fields = req.get_headers();
-    let authorization = fields.get(AUTHORIZATION);
+    let mut authorization = fields.get(AUTHORIZATION).into_iter().next();
     let forged = identity::NAMES.iter().any(|name| fields.has(name));
+    // Pages auth.toml marks take the browser session's access cookie when
+    // no bearer token is sent (never the API: a cookie cannot act there).
+    let cookie_page = authorization.is_none() && rules().takes_session_cookie(&path);
+    // Read only where used: this runs before every request.
+    let (method, accept) = if cookie_page {
+        (method_name(&req), layer::field(&fields, "accept"))
+    } else {
+        (String::new(), None)
+    };
+    let mut from_cookie = false;
+    if cookie_page {
+        let get = |name: &str| layer::field(&fields, name);
+        match web::cookie_credential(
+            &method,
+            get("cookie").as_deref(),
+            get("sec-fetch-site").as_deref(),
+            get("origin").as_deref(),
+            get("host").as_deref(),
+            get("content-type").as_deref(),
+        ) {
+            Ok(bearer) => {
+                from_cookie = bearer.is_some();
+                authorization = bearer.map(String::into_bytes);
+            }
+            Err(p) => return answer(Response::problem(p)),
+        }
+    }
     drop(fields);
-    let who = match admit(&path, authorization.first().map(Vec::as_slice)).await {
+    let who = match admit(&path, authorization.as_deref()).await {
         Ok(who) => who,
+        // A browser on a page that needs a session it lacks (or whose
+        // access token expired) renews it and comes back, or signs in.
+        Err(resp)
+            if cookie_page && resp.status == 401 && web::wants_page(&method, accept.as_deref()) =>
+        {
+            let target = req.get_path_with_query().unwrap_or_default();
+            let (_, query) = target.split_once('?').unwrap_or((&target, ""));
+            return answer(
+                Response {
+                    status: 303,
+                    headers: vec![],
+                    body: Vec::new(),
+                }
+                .with_header("location", web::renew_then(&path, query))
+                .with_header("cache-control", "no-store"),
+            );
+        }
         Err(resp) => return answer(resp),
     };
     // The request is rebuilt only when its identity fields change; an
     // anonymous request without forged ones goes on as it came.
     let req = match &who {
+        // The page's component forwards the session as the bearer token
+        // it is, so the origin verifies it like any other.
+        Some(who) if from_cookie => {
+            let mut set = who.headers().to_vec();
+            let bearer = String::from_utf8(authorization.unwrap_or_default()).unwrap_or_default();
+            set.push((AUTHORIZATION, bearer));
+            layer::with_request_fields(req, &identity::NAMES, &set)?
+        }
         Some(who) => layer::with_request_fields(req, &identity::NAMES, &who.headers())?,
         None if forged => layer::with_request_fields(req, &identity::NAMES, &[])?,
         None => req,
@@ -89,6 +141,22 @@ async fn handle(req: Request) -> Answer {
 }
 
 const AUTHORIZATION: &str = "authorization";
+
+fn method_name(req: &Request) -> String {
+    use spin_sdk::wasip3::http::types::Method;
+    match req.get_method() {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Other(m) => m,
+    }
+}
 
 /// Who is calling, if anyone, and whether they may use this route.
 async fn admit(

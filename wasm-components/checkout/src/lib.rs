@@ -1,10 +1,14 @@
 //! The checkout gateway at the edge: `POST /api/v1/checkout`,
-//! `GET /api/v1/orders` and `GET /api/v1/orders/{id}`.
+//! `GET /api/v1/orders` and `GET /api/v1/orders/{id}`, and the shop's
+//! pages over them: `/checkout` (the form, and `POST` of the order its
+//! script sends) and `/orders`, `/orders/{id}` (made by `storefront-core`
+//! from the origin's answers).
 //!
 //! Orders live only at the origin, so this component validates what it can
 //! (the body, the `Idempotency-Key`, the order id) to spare the origin bad
 //! requests, then forwards over outbound HTTP to `origin_url` with the
-//! shopper's own bearer token, which the origin verifies again. Answers
+//! shopper's own bearer token (on pages, the one the auth middleware took
+//! from the session cookie), which the origin verifies again. Answers
 //! pass through as `private, no-store`. When the origin cannot be reached
 //! checkout fails fast with a problem that says nothing was charged and
 //! that retrying with the same key is safe; browsing is unaffected.
@@ -16,6 +20,7 @@ use problem::Problem;
 use spin_glue::gateway::{self, Failed};
 use spin_sdk::http::Request;
 use std::time::Duration;
+use storefront_core::OrderPage;
 
 /// How long a checkout may take at the origin: its saga budget and margin.
 const CHECKOUT_WAIT: Duration = Duration::from_secs(15);
@@ -46,17 +51,99 @@ async fn handle(req: Request) -> http::Response<Full<Bytes>> {
 
 async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    if let Some(page) = OrderPage::route(&path, &query) {
+        return Ok(serve_page(req, page).await);
+    }
     let route = checkout_core::Route::parse(&path)?;
-    let (allowed, wait) = match route {
-        checkout_core::Route::Checkout => (route.method(), CHECKOUT_WAIT),
-        _ => (route.method(), READ_WAIT),
+    let wait = match route {
+        checkout_core::Route::Checkout => CHECKOUT_WAIT,
+        _ => READ_WAIT,
     };
-    if req.method().as_str() != allowed {
+    if req.method().as_str() != route.method() {
         return Err(Problem::method_not_allowed(
             req.method().as_str(),
-            &[allowed],
+            &[route.method()],
         ));
     }
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(path.clone(), |p| p.to_string());
+    forward(req, route.method(), &target, wait).await
+}
+
+/// A page: the checkout form, an order placed from it, or the orders.
+async fn serve_page(req: Request, page: OrderPage) -> http::Response<Full<Bytes>> {
+    let method = req.method().as_str().to_string();
+    let header = |name: http::header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let accept = header(http::header::ACCEPT);
+    let (path, query) = (
+        req.uri().path().to_string(),
+        req.uri().query().unwrap_or("").to_string(),
+    );
+    let page_req = storefront_core::Request {
+        method: &method,
+        path: &path,
+        query: &query,
+        if_none_match: None,
+        accept: accept.as_deref(),
+    };
+    let reply =
+        |r: storefront_core::Response| spin_glue::http_response(r.status, &r.headers, r.body);
+    // The script's order goes the API's way; its problems stay JSON.
+    if page == OrderPage::Checkout && method == "POST" {
+        return forward(req, "POST", "/api/v1/checkout", CHECKOUT_WAIT)
+            .await
+            .unwrap_or_else(|p| gateway::problem_response(&p));
+    }
+    let allowed = if page == OrderPage::Checkout {
+        &["GET", "HEAD", "POST"][..]
+    } else {
+        &["GET", "HEAD"][..]
+    };
+    if !allowed.contains(&method.as_str()) {
+        return reply(storefront_core::error(
+            Problem::method_not_allowed(&method, allowed),
+            &page_req,
+        ));
+    }
+    let answer = match page.origin_read() {
+        None => None,
+        Some(target) => match forward(req, "GET", &target, READ_WAIT).await {
+            Ok(resp) => Some(storefront_core::Response {
+                status: resp.status().as_u16(),
+                headers: resp
+                    .headers()
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+                    .collect(),
+                body: resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes().to_vec())
+                    .unwrap_or_default(),
+            }),
+            Err(p) => return reply(storefront_core::error(p, &page_req)),
+        },
+    };
+    reply(page.render(answer.as_ref(), &page_req))
+}
+
+/// Forwards `req` to the origin as `method target`, after the checks
+/// the edge can make.
+async fn forward(
+    req: Request,
+    method: &str,
+    target: &str,
+    wait: Duration,
+) -> Result<http::Response<Full<Bytes>>, Problem> {
     if req.headers().get("edgeshop-auth-account").is_none() {
         return Err(Problem::new(
             401,
@@ -65,20 +152,16 @@ async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
             "sign in and send your access token as `Authorization: Bearer <token>`",
         ));
     }
-    let mut forward = http::Request::builder().method(allowed).uri(format!(
-        "{}{}",
-        gateway::origin_url("checkout").await?,
-        req.uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or(&path)
+    let mut forward = http::Request::builder().method(method).uri(format!(
+        "{}{target}",
+        gateway::origin_url("checkout").await?
     ));
     for name in ["authorization", "idempotency-key", "content-type"] {
         if let Some(v) = req.headers().get(name) {
             forward = forward.header(name, v);
         }
     }
-    let body = if allowed == "POST" {
+    let body = if method == "POST" {
         checkout_core::idempotency_key(req.headers().get("idempotency-key").map(|v| v.as_bytes()))?;
         let body = Limited::new(req.into_body(), checkout_core::MAX_BODY_BYTES)
             .collect()

@@ -167,7 +167,18 @@ async fn budget_key(req: &Request, policy: &Policy) -> String {
             Some(v) if !v.is_empty() && v.len() <= MAX_KEY_BYTES => format!("hdr:{name}:{v}"),
             _ => client,
         },
-        KeyKind::Account => match account(header("authorization").as_deref()).await {
+        // A shop page's browser session spends the account's budget too.
+        KeyKind::Account => match account(
+            header("authorization")
+                .or_else(|| {
+                    let cookies = header("cookie")?;
+                    let token = auth_core::web::cookie(&cookies, auth_core::web::ACCESS_COOKIE)?;
+                    Some(format!("Bearer {token}"))
+                })
+                .as_deref(),
+        )
+        .await
+        {
             Some(id) => format!("acct:{id}"),
             None => client,
         },
