@@ -150,6 +150,16 @@ impl Browser {
         }
     }
 
+    /// Clicks the element at `css` (no page change expected).
+    pub async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    /// Picks `value` in the `select` at `css`.
+    pub async fn choose(&self, css: &str, value: &str) {
+        self.find(css).await.select_by_value(value).await.unwrap();
+    }
+
     /// Clicks the element at `css` and waits for the page it leads to (a
     /// new URL, fully loaded), so nothing is read from the page before.
     pub async fn follow(&self, css: &str) {
@@ -181,7 +191,7 @@ impl Browser {
         );
         let started = Instant::now();
         let mut seen = String::new();
-        while started.elapsed() < Duration::from_secs(15) {
+        while started.elapsed() < Duration::from_secs(30) {
             // A page being replaced may refuse the script; ask again.
             if let Ok(Value::String(text)) = self.client.execute(&script, vec![]).await {
                 if text.contains(needle) {

@@ -156,7 +156,14 @@ async fn each_path_allows_exactly_the_documented_methods_and_answers_in_the_docu
         let problem = browse(&format!("{}{url}", pop.url), &[]).await;
         documented(&doc, "GET", path, &problem);
     }
-    for path in ["/checkout", "/orders", "/orders/{id}"] {
+    for path in [
+        "/checkout",
+        "/orders",
+        "/orders/{id}",
+        "/sell",
+        "/sell/products/new",
+        "/sell/products/{id}",
+    ] {
         let away = edgeshop_e2e::navigate(&format!("{}{}", pop.url, concrete(path)), &[]).await;
         assert_eq!(away.status, 303, "{path}");
         documented(&doc, "GET", path, &away);

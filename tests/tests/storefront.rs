@@ -9,8 +9,8 @@
 use edgeshop_e2e::browser::Browser;
 use edgeshop_e2e::platform::Platform;
 use edgeshop_e2e::{
-    Host, SpinApp, TempDir, app_env, browse, empty_identity, navigate, post_json, request, root,
-    seeded_catalog, start_spin,
+    Host, SpinApp, TempDir, access_token, app_env, browse, empty_identity, navigate, post_json,
+    request, root, seeded_catalog, start_spin,
 };
 use std::path::Path;
 
@@ -261,12 +261,7 @@ async fn a_shopper_searches_filters_fills_the_cart_signs_up_and_checks_out_in_ch
     check(&browser, "search").await;
 
     // Narrow by price and sort: the form is plain GET, so the URL says it.
-    browser
-        .find("select[name=sort]")
-        .await
-        .select_by_value("price_asc")
-        .await
-        .unwrap();
+    browser.choose("select[name=sort]", "price_asc").await;
     browser
         .find("input[name=min]")
         .await
@@ -453,12 +448,7 @@ async fn checkout_journey<F: AsyncFnMut(&Browser, &str)>(
     );
     let title = scarce["title"].as_str().unwrap();
     browser.goto(&format!("{fra}/p/{id}")).await;
-    browser
-        .find("button[data-add-to-cart]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("button[data-add-to-cart]").await;
     browser.wait_text("#cart-status", title).await;
     let set_quantity = async |qty: i64| {
         browser.goto(&format!("{fra}/cart")).await;
@@ -490,12 +480,7 @@ async fn checkout_journey<F: AsyncFnMut(&Browser, &str)>(
     }
     check(browser, "checkout").await;
     let place = async || {
-        browser
-            .find("#checkout button[type=submit]")
-            .await
-            .click()
-            .await
-            .unwrap();
+        browser.click("#checkout button[type=submit]").await;
     };
 
     // More than the shop has: which product, how many are left.
@@ -517,11 +502,8 @@ async fn checkout_journey<F: AsyncFnMut(&Browser, &str)>(
 
     // A declined card: nothing ordered, everything still on the page.
     browser
-        .find("#payment_method")
-        .await
-        .select_by_value("pm_card_chargeDeclined")
-        .await
-        .unwrap();
+        .choose("#payment_method", "pm_card_chargeDeclined")
+        .await;
     place().await;
     browser
         .wait_text(
@@ -530,12 +512,7 @@ async fn checkout_journey<F: AsyncFnMut(&Browser, &str)>(
         )
         .await;
     browser.shot("checkout-declined").await;
-    browser
-        .find("#payment_method")
-        .await
-        .select_by_value("pm_card_visa")
-        .await
-        .unwrap();
+    browser.choose("#payment_method", "pm_card_visa").await;
 
     // The access token expires on the way (the browser drops the cookie):
     // the order renews the session and comes back to the same form.
@@ -575,6 +552,209 @@ async fn checkout_journey<F: AsyncFnMut(&Browser, &str)>(
         .follow(&format!("a[href='/orders/{order_id}']"))
         .await;
     assert_eq!(browser.text("#order-status").await, "Confirmed");
+}
+
+/// A vendor's day in the dashboard: sign in, add a product as a draft,
+/// find that someone changed it meanwhile (shown, nothing lost), upload a
+/// photo straight to storage and watch it processed, publish, and see it
+/// in the shop at the far PoP.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vendor_adds_a_product_meets_a_conflict_uploads_a_photo_and_publishes_in_chromium() {
+    let Some(browser) = Browser::start_or_skip("vendor").await else {
+        return;
+    };
+    let platform = Platform::up("storefront-vendor", &[]).await;
+    let (fra, sin) = (platform.pop("fra"), platform.pop("sin"));
+    let mut a11y = Vec::new();
+    let mut check = async |b: &Browser, page: &str| {
+        for problem in b.accessibility_problems().await {
+            a11y.push(format!("{page}: {problem}"));
+        }
+        b.shot(page).await;
+    };
+    let password = "a long enough password";
+    let type_in = async |css: &str, text: &str| {
+        let field = browser.find(css).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    };
+
+    // Signed out, the dashboard asks for the sign-in; from there the
+    // vendor opens a shop and lands back in the dashboard.
+    browser.goto(&format!("{fra}/sell")).await;
+    browser.find("form.account").await;
+    assert!(
+        browser.url().await.contains("/account/signin?next=%2Fsell"),
+        "{}",
+        browser.url().await
+    );
+    browser.follow("a[href^='/account/signup']").await;
+    browser.follow("a[href^='/account/signup?shop=1']").await;
+    type_in("#email", "maker@example.com").await;
+    type_in("#password", password).await;
+    type_in("#shop_name", "Kestrel Makers").await;
+    type_in("#shop_country", "de").await;
+    check(&browser, "open-a-shop").await;
+    browser.follow("form.account button").await;
+    let login = post_json(
+        &format!("{fra}/api/v1/auth/login"),
+        &serde_json::json!({ "email": "maker@example.com", "password": password }),
+        &[],
+    )
+    .await;
+    assert_eq!(login.status, 200, "{}", login.text());
+    let token = login.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(browser.text("main h1").await, "Your shop");
+    check(&browser, "sell").await;
+
+    // A new product, as a draft.
+    browser.follow("a[href='/sell/products/new']").await;
+    let title = "Hand-thrown edge mug";
+    type_in("#title", title).await;
+    type_in("#description", "Stoneware, glazed in deep blue.").await;
+    type_in("#price", "24.50").await;
+    type_in("#stock", "7").await;
+    let first = browser.wait_text("#categories option", "").await;
+    assert!(!first.is_empty(), "the categories are loaded");
+    browser.click("#categories option").await;
+    check(&browser, "sell-new").await;
+    browser.follow("#product button[type=submit]").await;
+    browser.wait_text("#product-status", "Created").await;
+    let url = browser.url().await;
+    let id: i64 = url
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{url}"));
+
+    // Meanwhile the price changes elsewhere (the API, another tab).
+    let api = |method: &'static str, if_match: Option<String>, body: Option<serde_json::Value>| {
+        let token = token.clone();
+        let url = format!("{fra}/api/v1/vendor/products/{id}");
+        async move {
+            let auth = format!("Bearer {token}");
+            let mut fields = vec![
+                ("authorization", auth.as_str()),
+                ("accept", "application/json"),
+            ];
+            let im;
+            if let Some(tag) = if_match {
+                im = tag;
+                fields.push(("if-match", im.as_str()));
+            }
+            let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+            if !bytes.is_empty() {
+                fields.push(("content-type", "application/json"));
+            }
+            request(method, &url, &fields, bytes).await
+        }
+    };
+    let read = api("GET", None, None).await;
+    let etag = read.header("etag").unwrap().to_string();
+    let changed = api(
+        "PATCH",
+        Some(etag),
+        Some(serde_json::json!({ "price_minor": 2600 })),
+    )
+    .await;
+    assert_eq!(changed.status, 200, "{}", changed.text());
+
+    // The vendor changes the stock in the page: told what changed, nothing lost.
+    type_in("#stock", "9").await;
+    browser.click("#product button[type=submit]").await;
+    let said = browser
+        .wait_text("#conflict-text", "changed elsewhere")
+        .await;
+    assert!(
+        said.contains("(Price)") && said.contains("changes only In stock and keeps theirs"),
+        "{said}"
+    );
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('stock').value")
+            .await,
+        "9"
+    );
+    check(&browser, "sell-conflict").await;
+    browser.click("[data-conflict-keep]").await;
+    browser.wait_text("#product-status", "Saved").await;
+    let now = api("GET", None, None).await.json();
+    assert_eq!(
+        (now["stock"].as_i64(), now["price_minor"].as_i64()),
+        (Some(9), Some(2600)),
+        "both changes kept"
+    );
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('price').value")
+            .await,
+        "26.00",
+        "the form shows the product as saved"
+    );
+
+    // A photo, straight from the browser to the signed URL, then processed.
+    let dir = TempDir::new("vendor-photo");
+    let file = dir.0.join("mug.jpg");
+    std::fs::write(&file, media_processing::generate::jpeg(1200, 900)).unwrap();
+    browser
+        .find("#photo")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.click("#upload button[type=submit]").await;
+    browser.wait_text("#upload-status", "Ready").await;
+    let shown = browser
+        .eval("const i = document.querySelector('#photos img'); return i ? [i.getAttribute('src'), i.complete && i.naturalWidth > 0] : null;")
+        .await;
+    assert!(
+        shown[0].as_str().is_some_and(|s| s.starts_with("/media/")) && shown[1] == true,
+        "{shown}"
+    );
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('upload-progress').value")
+            .await,
+        100
+    );
+    check(&browser, "sell-photo").await;
+
+    // Published: shoppers at the far PoP see it once it has replicated.
+    browser.choose("#status", "published").await;
+    browser.click("#product button[type=submit]").await;
+    browser
+        .wait_text("#product-status", "Shoppers see the change")
+        .await;
+    let started = std::time::Instant::now();
+    loop {
+        browser.goto(&format!("{sin}/p/{id}")).await;
+        if browser.text("main h1").await == title {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "not at the far PoP: {}",
+            browser.text("main").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let photo = browser
+        .eval("const i = document.querySelector('.gallery img'); return i ? i.currentSrc : null;")
+        .await;
+    assert!(
+        photo.as_str().is_some_and(|s| s.contains("/media/")),
+        "{photo}"
+    );
+    browser.goto(&format!("{fra}/sell")).await;
+    let list = browser.text("main table").await;
+    assert!(list.contains(title) && list.contains("Published"), "{list}");
+    browser.close().await;
+    assert!(
+        a11y.is_empty(),
+        "accessibility problems:\n{}",
+        a11y.join("\n")
+    );
 }
 
 /// With JavaScript off, every page still reads and navigates: search,
@@ -973,4 +1153,82 @@ async fn browser_sessions_live_in_http_only_cookies_and_every_form_is_csrf_check
     assert_eq!(replayed.status, 401);
     let r = open(&url("/account"), &mut jar).await;
     assert_eq!(r.status, 303);
+}
+
+/// The dashboard is a vendor's: a browser without a session is sent to
+/// sign in, a shopper's session is refused, and a change made with a
+/// vendor's session must be JSON from this site; what it sends passes the
+/// vendor API's own checks at the edge.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_takes_only_a_vendors_session_and_only_json_from_this_site() {
+    let (host, _dir) = session_host();
+    let url = |p: &str| format!("{}{p}", host.url);
+    let r = navigate(&url("/sell"), &[]).await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/account/refresh?next=%2Fsell"))
+    );
+    let shopper = format!("__Host-edgeshop-access={}", access_token(71, &["shopper"]));
+    let r = navigate(&url("/sell"), &[("cookie", &shopper)]).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    let vendor = format!("__Host-edgeshop-access={}", access_token(72, &["vendor"]));
+    let form = navigate(&url("/sell/products/new"), &[("cookie", &vendor)]).await;
+    assert_eq!(form.status, 200, "{}", form.text());
+    let csp = form.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("connect-src 'self' http://127.0.0.1:9000;"),
+        "photos may go to the store and nowhere else: {csp}"
+    );
+    assert!(form.text().contains(storefront_assets::SELL_JS));
+    let home = navigate(&url("/"), &[]).await;
+    assert!(
+        !home.text().contains(storefront_assets::SELL_JS),
+        "shoppers do not load the dashboard's script"
+    );
+
+    let create = |content_type: &'static str, site: &'static str, body: &'static str| {
+        let vendor = vendor.clone();
+        let to = url("/sell/products");
+        async move {
+            edgeshop_e2e::request_as(
+                edgeshop_e2e::Client::Chromium,
+                edgeshop_e2e::Purpose::SendJson,
+                "POST",
+                &to,
+                &[
+                    ("content-type", content_type),
+                    ("sec-fetch-site", site),
+                    ("cookie", &vendor),
+                ],
+                body.as_bytes().to_vec(),
+            )
+            .await
+        }
+    };
+    for (content_type, site) in [
+        ("application/json", "cross-site"),
+        ("text/plain", "same-origin"),
+        ("application/x-www-form-urlencoded", "same-origin"),
+    ] {
+        let r = create(content_type, site, "{}").await;
+        assert_eq!(r.status, 403, "{content_type} {site}: {}", r.text());
+    }
+    // From the page itself it is the vendor API: checked before any
+    // round trip to the origin.
+    let r = create("application/json", "same-origin", r#"{"title":""}"#).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let r = request(
+        "PUT",
+        &url("/sell"),
+        &[
+            ("cookie", &vendor),
+            ("content-type", "application/json"),
+            ("sec-fetch-site", "same-origin"),
+        ],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
 }

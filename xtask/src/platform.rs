@@ -445,6 +445,7 @@ fn spin_pop_command(
         .env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1")
         .env("SPIN_VARIABLE_ORIGIN_URL", origin)
         .env("SPIN_VARIABLE_MEDIA_ORIGIN", media)
+        .env("SPIN_VARIABLE_UPLOAD_ORIGIN", media)
         .env("SPIN_VARIABLE_MEDIA_BUCKET", BUCKET);
     // The signing key and JWKS our host reads from its variables file.
     let vars: toml::Table = toml::from_str(&std::fs::read_to_string(keys::ensure()?)?)?;
@@ -478,6 +479,7 @@ fn pop_command(
         .env("SPIN_VARIABLE_RATELIMIT_TRUSTED_PROXIES", "127.0.0.1, ::1")
         .env("SPIN_VARIABLE_ORIGIN_URL", origin)
         .env("SPIN_VARIABLE_MEDIA_ORIGIN", media)
+        .env("SPIN_VARIABLE_UPLOAD_ORIGIN", media)
         .env("SPIN_VARIABLE_MEDIA_BUCKET", BUCKET);
     Ok(cmd)
 }

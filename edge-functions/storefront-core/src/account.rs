@@ -105,7 +105,8 @@ where
             Err(r) => r,
         },
         ("/account/signin" | "/account/signup", "GET" | "HEAD") => {
-            form_page(req, env, Form::of(req.path), &next, "", None, 200)
+            let shop = req.param("shop").map(|_| ("", ""));
+            form_page(req, env, Form::of(req.path), &next, "", None, 200, shop)
         }
         ("/account/signin" | "/account/signup", _) => {
             submit(req, identity_db, catalog_db, env, Form::of(req.path)).await
@@ -232,6 +233,7 @@ fn with_csrf(r: Response, token: &str, new: bool) -> Response {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one form's whole state
 fn form_page(
     req: &AccountRequest<'_>,
     env: &Env<'_>,
@@ -240,11 +242,12 @@ fn form_page(
     email: &str,
     error: Option<&str>,
     status: u16,
+    shop: Option<(&str, &str)>,
 ) -> Response {
     let (csrf, new) = csrf_token(req, env);
     let body = match form {
         Form::SignIn => html::sign_in(&csrf, next, email, error),
-        Form::SignUp => html::sign_up(&csrf, next, email, error),
+        Form::SignUp => html::sign_up(&csrf, next, email, error, shop),
     };
     with_csrf(html_response(status, body.into_string()), &csrf, new)
 }
@@ -397,7 +400,14 @@ async fn submit(
         Form::SignIn => ("/api/v1/auth/login", 200),
         Form::SignUp => ("/api/v1/auth/signup", 201),
     };
-    let body = json!({ "email": email, "password": field(&fields, "password") });
+    let mut body = json!({ "email": email, "password": field(&fields, "password") });
+    // A vendor's sign-up names the shop; the account API makes both.
+    let shop = (form == Form::SignUp && fields.iter().any(|(k, _)| k == "shop_name"))
+        .then(|| (field(&fields, "shop_name"), field(&fields, "shop_country")));
+    if let Some((name, country)) = shop {
+        body["kind"] = json!("vendor");
+        body["vendor"] = json!({ "name": name, "country": country.trim().to_ascii_uppercase() });
+    }
     let (status, answer) = flow(path, Some(body), None, identity_db, catalog_db, env).await;
     if status == ok {
         return set_cookies(see_other(&next), session_cookies(&answer));
@@ -405,7 +415,7 @@ async fn submit(
     let detail = answer["detail"]
         .as_str()
         .unwrap_or("that did not work; try again shortly");
-    form_page(req, env, form, &next, email, Some(detail), status)
+    form_page(req, env, form, &next, email, Some(detail), status, shop)
 }
 
 /// Who the access cookie names, if it is valid and its session live.

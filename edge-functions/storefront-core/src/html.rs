@@ -14,6 +14,18 @@ use storefront_assets as assets;
 pub(crate) const CONTENT_TYPE: &str = "text/html; charset=utf-8";
 
 fn layout(title: &str, description: &str, search: Option<&str>, main: Markup) -> Markup {
+    layout_with(title, description, search, main, None)
+}
+
+/// [`layout`] with one more script: pages that need more than the cart
+/// (the vendor dashboard) load it; shoppers' pages do not pay for it.
+fn layout_with(
+    title: &str,
+    description: &str,
+    search: Option<&str>,
+    main: Markup,
+    script: Option<&str>,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -25,6 +37,7 @@ fn layout(title: &str, description: &str, search: Option<&str>, main: Markup) ->
                 link rel="stylesheet" href=(assets::STYLE_CSS);
                 link rel="icon" type="image/svg+xml" href=(assets::ICON_SVG);
                 script src=(assets::APP_JS) defer {}
+                @if let Some(src) = script { script src=(src) defer {} }
             }
             body {
                 a.skip href="#main" { "Skip to content" }
@@ -394,6 +407,7 @@ fn credentials_form(
     email: &str,
     error: Option<&str>,
     new_password: bool,
+    shop: Option<(&str, &str)>,
 ) -> Markup {
     html! {
         @if let Some(e) = error {
@@ -416,7 +430,21 @@ fn credentials_form(
                     input #password type="password" name="password" autocomplete="current-password" required;
                 }
             }
-            button type="submit" { @if new_password { "Create account" } @else { "Sign in" } }
+            @if let Some((name, country)) = shop {
+                p {
+                    label for="shop_name" { "Shop name" }
+                    input #shop_name name="shop_name" autocomplete="organization" required maxlength="100" value=(name);
+                }
+                p {
+                    label for="shop_country" { "Country code" }
+                    input #shop_country name="shop_country" autocomplete="country" required
+                        minlength="2" maxlength="2" pattern="[A-Za-z]{2}" aria-describedby="shop-country-hint" value=(country);
+                    span #shop-country-hint .muted { "Where the shop is based: two letters, for example DE." }
+                }
+            }
+            button type="submit" {
+                @if shop.is_some() { "Open my shop" } @else if new_password { "Create account" } @else { "Sign in" }
+            }
         }
     }
 }
@@ -433,22 +461,37 @@ pub(crate) fn sign_in(csrf: &str, next: &str, email: &str, error: Option<&str>) 
         None,
         html! {
             h1 { "Sign in" }
-            (credentials_form("/account/signin", csrf, next, email, error, false))
+            (credentials_form("/account/signin", csrf, next, email, error, false, None))
             p { "New here? " a href={ "/account/signup?next=" (signup) } { "Create an account" } }
         },
     )
 }
 
-pub(crate) fn sign_up(csrf: &str, next: &str, email: &str, error: Option<&str>) -> Markup {
+/// The sign-up form; with `shop`, a vendor's (a shop name and country).
+pub(crate) fn sign_up(
+    csrf: &str,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+    shop: Option<(&str, &str)>,
+) -> Markup {
     let signin: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    let heading = if shop.is_some() {
+        "Open a shop"
+    } else {
+        "Create an account"
+    };
     layout(
-        "Create an account",
+        heading,
         "Create an edgeshop account.",
         None,
         html! {
-            h1 { "Create an account" }
-            (credentials_form("/account/signup", csrf, next, email, error, true))
+            h1 { (heading) }
+            (credentials_form("/account/signup", csrf, next, email, error, true, shop))
             p { "Already have one? " a href={ "/account/signin?next=" (signin) } { "Sign in" } }
+            @if shop.is_none() {
+                p { "Selling your own work? " a href="/account/signup?shop=1&next=%2Fsell" { "Open a shop" } }
+            }
         },
     )
 }
@@ -463,6 +506,11 @@ pub(crate) fn account(me: &Value, csrf: &str) -> Markup {
             dl.account {
                 dt { "Email" } dd #account-email { (text(me, "email")) }
                 dt { "Account type" } dd { (text(me, "kind")) }
+            }
+            @if text(me, "kind") == "vendor" {
+                p { a.button href="/sell" { "Manage your shop" } }
+            } @else {
+                p { a href="/orders" { "Your orders" } }
             }
             form method="post" action="/account/signout" {
                 input type="hidden" name="csrf" value=(csrf);
@@ -640,5 +688,152 @@ pub(crate) fn order(order: &Value) -> Markup {
                 (text(address, "country"))
             }
         },
+    )
+}
+
+/// The vendor's products, drafts included.
+pub(crate) fn sell_products(list: &Value, status: Option<&str>, next: Option<&str>) -> Markup {
+    let empty = Vec::new();
+    let products = list["products"].as_array().unwrap_or(&empty);
+    let filter = |label: &str, value: Option<&str>| {
+        let href = match value {
+            Some(v) => format!("/sell?status={v}"),
+            None => "/sell".to_string(),
+        };
+        html! { a href=(href) aria-current=[(value == status).then_some("page")] { (label) } }
+    };
+    layout_with(
+        "Your shop",
+        "Manage your products.",
+        None,
+        html! {
+            h1 { "Your shop" }
+            p { a.button href="/sell/products/new" { "Add a product" } }
+            nav.categories aria-label="Show" {
+                ul { li { (filter("All", None)) } li { (filter("Drafts", Some("draft"))) } li { (filter("Published", Some("published"))) } }
+            }
+            @if products.is_empty() {
+                p { "No products here yet." }
+            } @else {
+                table.cart {
+                    caption.vh { "Your products, newest first" }
+                    thead { tr { th scope="col" { "Product" } th scope="col" { "Status" } th scope="col" { "Price" } th scope="col" { "Stock" } } }
+                    tbody {
+                        @for p in products {
+                            tr {
+                                td { a href={ "/sell/products/" (p["id"]) } { (text(p, "title")) } }
+                                td { @if text(p, "status") == "published" { "Published" } @else { "Draft" } }
+                                td { (money::format(p["price_minor"].as_i64().unwrap_or(0), text(p, "currency"))) }
+                                td { (p["stock"]) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = next {
+                nav.pager aria-label="More products" { span {} a rel="next" href=(next) { "Older products" } }
+            }
+        },
+        Some(assets::SELL_JS),
+    )
+}
+
+/// The product form: a new product (`product` is `None`) or an edit of
+/// one, with its photos and the upload. The script sends it as JSON.
+pub(crate) fn sell_product(product: Option<&Value>, etag: Option<&str>) -> Markup {
+    let empty = Value::Null;
+    let p = product.unwrap_or(&empty);
+    let title = if product.is_some() {
+        text(p, "title")
+    } else {
+        "Add a product"
+    };
+    let price = p["price_minor"]
+        .as_i64()
+        .map(|m| format!("{}.{:02}", m / 100, m % 100))
+        .unwrap_or_default();
+    let currency = p["currency"].as_str().unwrap_or("USD");
+    let selected = p["categories"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .map(|id| id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let published = text(p, "status") == "published";
+    let pictures: Vec<Picture> = p["media"]
+        .as_array()
+        .map(|m| m.iter().filter_map(picture).collect())
+        .unwrap_or_default();
+    let field = |id: &str, label: &str, control: Markup| {
+        html! { p { label for=(id) { (label) } (control) } }
+    };
+    layout_with(
+        title,
+        "Add or change a product.",
+        None,
+        html! {
+            nav aria-label="Breadcrumb" {
+                ol.crumbs { li { a href="/sell" { "Your shop" } } li aria-current="page" { (title) } }
+            }
+            h1 { (title) }
+            noscript { p.notice { "Saving products and uploading photos need JavaScript; turn it on to make changes." } }
+            div #product-problem .problem role="alert" tabindex="-1" hidden {}
+            form #product .account data-product-form data-id=[p["id"].as_i64()] data-etag=[etag]
+                data-initial=(p.to_string()) {
+                (field("title", "Title", html! { input #title name="title" required maxlength="200" value=(text(p, "title")); }))
+                (field("description", "Description", html! { textarea #description name="description" rows="6" maxlength="20000" { (text(p, "description")) } }))
+                (field("price", "Price", html! {
+                    input #price name="price" required inputmode="decimal" pattern="[0-9]{1,9}([.][0-9]{1,2})?"
+                        aria-describedby="price-hint" value=(price);
+                    span #price-hint .muted { "For example 12.50." }
+                }))
+                (field("currency", "Currency", html! { input #currency name="currency" required minlength="3" maxlength="3" pattern="[A-Za-z]{3}" value=(currency); }))
+                (field("stock", "In stock", html! { input #stock name="stock" type="number" required min="0" max="1000000000" value=(p["stock"].as_i64().unwrap_or(0)); }))
+                (field("categories", "Categories", html! {
+                    select #categories name="categories" multiple required data-selected=(selected) aria-describedby="categories-hint" {}
+                    span #categories-hint .muted { "One to ten; hold Ctrl or Cmd to pick more than one." }
+                }))
+                (field("status", "Visibility", html! {
+                    select #status name="status" {
+                        option value="draft" selected[!published] { "Draft: only you see it" }
+                        option value="published" selected[published] { "Published: in the shop" }
+                    }
+                }))
+                button type="submit" { @if product.is_some() { "Save changes" } @else { "Create product" } }
+                p #product-status role="status" {}
+            }
+            div #conflict .problem hidden {
+                p #conflict-text {}
+                p {
+                    button type="button" data-conflict-keep { "Save mine over them" } " "
+                    a href="" data-conflict-discard { "Show the current version" }
+                }
+            }
+            @if product.is_some() {
+                section aria-labelledby="photos-heading" {
+                    h2 #photos-heading { "Photos" }
+                    ul.grid #photos {
+                        @for (i, pic) in pictures.iter().enumerate() {
+                            li { (image(pic, &format!("{title}, photo {}", i + 1), "13rem", false)) }
+                        }
+                    }
+                    form #upload data-upload-form {
+                        p {
+                            label for="photo" { "Add a photo" }
+                            input #photo type="file" name="photo" accept="image/jpeg,image/png,image/webp,image/avif"
+                                aria-describedby="photo-hint";
+                            span #photo-hint .muted { "JPEG, PNG, WebP or AVIF, up to 20 MB. It goes straight to storage; shoppers see it once it is processed." }
+                        }
+                        button type="submit" { "Upload" }
+                        p { label for="upload-progress" { "Upload progress" } " " progress #upload-progress max="100" value="0" {} }
+                        p #upload-status role="status" {}
+                    }
+                }
+            }
+        },
+        Some(assets::SELL_JS),
     )
 }

@@ -19,6 +19,7 @@ mod html;
 mod money;
 mod orders;
 mod page;
+mod sell;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,7 @@ pub use catalog_core::Response;
 pub use filters::{Filters, PAGE_SIZE};
 pub use orders::{ORDERS_PER_PAGE, OrderPage};
 pub use page::{Page, route};
+pub use sell::{PRODUCTS_PER_PAGE, SellPage, api_target, content_security_policy};
 
 use problem::Problem;
 
@@ -115,7 +117,7 @@ pub fn error(problem: Problem, req: &Request<'_>) -> Response {
 }
 
 /// Whether the client asked for HTML (a browser navigating).
-pub(crate) fn wants_html(accept: Option<&str>) -> bool {
+pub fn wants_html(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {
         a.split(',').any(|range| {
             range

@@ -67,15 +67,7 @@ impl OrderPage {
             (_, Some(a)) if a.status != 200 => return crate::error(problem_of(a), req),
             (page, Some(a)) => {
                 let Ok(v) = serde_json::from_slice::<Value>(&a.body) else {
-                    return crate::error(
-                        Problem::new(
-                            502,
-                            "bad-gateway",
-                            "Bad gateway",
-                            "the order service sent an answer this page cannot read; try again",
-                        ),
-                        req,
-                    );
+                    return crate::error(unreadable(), req);
                 };
                 match page {
                     OrderPage::List { .. } => {
@@ -90,22 +82,37 @@ impl OrderPage {
                 }
             }
         };
-        // The same page headers as the account pages (auth-core's type).
-        let page = crate::account::html_response(200, body.into_string());
-        Response {
-            status: page.status,
-            headers: page.headers,
-            body: if req.method == "HEAD" {
-                Vec::new()
-            } else {
-                page.body
-            },
-        }
+        page(body, req)
     }
 }
 
+/// A personal page: `private, no-store`, the policy headers.
+pub(crate) fn page(body: maud::Markup, req: &Request<'_>) -> Response {
+    // The same page headers as the account pages (auth-core's type).
+    let page = crate::account::html_response(200, body.into_string());
+    Response {
+        status: page.status,
+        headers: page.headers,
+        body: if req.method == "HEAD" {
+            Vec::new()
+        } else {
+            page.body
+        },
+    }
+}
+
+/// An origin answer a page cannot be made from.
+pub(crate) fn unreadable() -> Problem {
+    Problem::new(
+        502,
+        "bad-gateway",
+        "Bad gateway",
+        "the shop's origin sent an answer this page cannot read; try again",
+    )
+}
+
 /// The problem an origin answer carries, so its page can say it.
-fn problem_of(a: &Response) -> Problem {
+pub(crate) fn problem_of(a: &Response) -> Problem {
     let v: Value = serde_json::from_slice(&a.body).unwrap_or_default();
     let text = |k: &str| v[k].as_str().filter(|t| !t.is_empty());
     let mut p = Problem::new(

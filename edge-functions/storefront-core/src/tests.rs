@@ -419,3 +419,179 @@ mod orders {
         assert!(OrderPage::Checkout.render(None, &head).body.is_empty());
     }
 }
+
+mod sell {
+    use super::*;
+
+    fn vendor_product() -> serde_json::Value {
+        json!({
+            "id": 42, "slug": "mug", "title": "Edge <Mug>", "description": "Thrown.",
+            "price_minor": 2450, "currency": "EUR", "stock": 7, "categories": [1, 3],
+            "status": "draft", "media": [], "version": 3,
+        })
+    }
+
+    #[test]
+    fn sell_paths_stand_for_the_vendor_api() {
+        assert_eq!(
+            api_target("/sell/products/42", "").unwrap(),
+            "/api/v1/vendor/products/42"
+        );
+        assert_eq!(
+            api_target("/sell/uploads", "x=1").unwrap(),
+            "/api/v1/vendor/uploads?x=1"
+        );
+        assert_eq!(api_target("/sell", "").unwrap(), "/api/v1/vendor");
+        assert_eq!(api_target("/seller", ""), None);
+        assert_eq!(api_target("/api/v1/vendor/products", ""), None);
+    }
+
+    #[test]
+    fn pages_are_the_list_the_new_form_and_one_product() {
+        assert_eq!(
+            SellPage::route("/sell", "status=draft&after=9")
+                .unwrap()
+                .origin_read()
+                .unwrap(),
+            "/api/v1/vendor/products?limit=50&status=draft&after=9"
+        );
+        assert_eq!(
+            SellPage::route("/sell", "status=evil&after=x")
+                .unwrap()
+                .origin_read()
+                .unwrap(),
+            "/api/v1/vendor/products?limit=50",
+            "what the list does not know is ignored"
+        );
+        assert_eq!(
+            SellPage::route("/sell/products/new", ""),
+            Some(SellPage::New)
+        );
+        assert_eq!(
+            SellPage::route("/sell/products/42", ""),
+            Some(SellPage::Edit(42))
+        );
+        for other in [
+            "/sell/products/0",
+            "/sell/products/x",
+            "/sell/uploads",
+            "/sell/products/1/media",
+        ] {
+            assert_eq!(SellPage::route(other, ""), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn the_form_carries_the_version_it_was_read_at_and_escapes_the_product() {
+        let answer = Response {
+            status: 200,
+            headers: vec![("etag".into(), "\"v3\"".into())],
+            body: serde_json::to_vec(&vendor_product()).unwrap(),
+        };
+        let r = SellPage::Edit(42).render(
+            Some(&answer),
+            &get("/sell/products/42"),
+            Some("http://127.0.0.1:9000"),
+        );
+        assert_eq!(r.status, 200);
+        let csp = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "content-security-policy")
+            .unwrap();
+        assert!(
+            csp.1.contains("connect-src 'self' http://127.0.0.1:9000;"),
+            "{}",
+            csp.1
+        );
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.contains(r#"data-etag="&quot;v3&quot;""#), "{html}");
+        assert!(html.contains(r#"value="24.50""#) && html.contains(r#"data-selected="1,3""#));
+        assert!(html.contains("Edge &lt;Mug&gt;") && !html.contains("<Mug>"));
+        assert!(
+            html.contains(storefront_assets::SELL_JS),
+            "the dashboard's script"
+        );
+        assert!(
+            html.contains(r#"type="file""#),
+            "an existing product takes photos"
+        );
+        let new = SellPage::New.render(None, &get("/sell/products/new"), None);
+        let html = String::from_utf8(new.body).unwrap();
+        assert!(html.contains("Create product") && !html.contains(r#"type="file""#));
+    }
+
+    #[test]
+    fn the_upload_origin_widens_connect_src_only_when_it_is_a_plain_origin() {
+        assert_eq!(content_security_policy(None), CONTENT_SECURITY_POLICY);
+        for bad in [
+            "http://a.example; script-src *",
+            "javascript:alert(1)",
+            "http://a.example/path",
+            "http://",
+            "ftp://a.example",
+        ] {
+            assert_eq!(
+                content_security_policy(Some(bad)),
+                CONTENT_SECURITY_POLICY,
+                "{bad}"
+            );
+        }
+        assert!(
+            content_security_policy(Some("https://bucket.example:8443/"))
+                .contains("connect-src 'self' https://bucket.example:8443;")
+        );
+    }
+
+    #[test]
+    fn the_list_links_each_product_and_the_next_page() {
+        let answer = Response {
+            status: 200,
+            headers: vec![],
+            body: serde_json::to_vec(&json!({
+                "products": [vendor_product()],
+                "next": "/api/v1/vendor/products?limit=50&after=42",
+            }))
+            .unwrap(),
+        };
+        let page = SellPage::route("/sell", "status=draft").unwrap();
+        let r = page.render(Some(&answer), &get("/sell"), None);
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.contains(r#"href="/sell/products/42""#) && html.contains("€24.50"));
+        assert!(
+            html.contains(r#"href="/sell?status=draft&amp;after=42""#),
+            "{html}"
+        );
+        let refused = Response {
+            status: 403,
+            headers: vec![],
+            body: br#"{"title":"Forbidden","detail":"vendors only"}"#.to_vec(),
+        };
+        let r = page.render(Some(&refused), &get("/sell"), None);
+        assert_eq!(r.status, 403);
+    }
+}
+
+#[test]
+fn a_vendor_signs_up_with_a_shop_name_and_a_shopper_is_offered_the_way() {
+    let shopper = crate::html::sign_up("t", "/account", "", None, None).into_string();
+    assert!(shopper.contains(r#"href="/account/signup?shop=1&amp;next=%2Fsell""#));
+    assert!(!shopper.contains("shop_name"));
+    let vendor = crate::html::sign_up(
+        "t",
+        "/sell",
+        "a@b.example",
+        Some("x"),
+        Some(("K <M>", "DE")),
+    )
+    .into_string();
+    for needle in [
+        r#"<label for="shop_name">"#,
+        r#"<label for="shop_country">"#,
+        r#"value="K &lt;M&gt;""#,
+        "Open my shop",
+        r#"name="next" value="/sell""#,
+    ] {
+        assert!(vendor.contains(needle), "{needle}: {vendor}");
+    }
+}

@@ -1,5 +1,9 @@
-//! The vendor gateway at the edge: `/api/v1/vendor/products[/{id}]` and
-//! `/api/v1/vendor/stock`.
+//! The vendor gateway at the edge: `/api/v1/vendor/products[/{id}]`,
+//! `/api/v1/vendor/stock` and the uploads, and the vendor dashboard over
+//! them: `/sell` pages for a browser (made by `storefront-core` from the
+//! origin's answers), and `/sell/{rest}` as `/api/v1/vendor/{rest}` for
+//! the dashboard's script, with the session the auth middleware took from
+//! the cookie.
 //!
 //! Product edits are authorised at the origin, which alone may change
 //! prices and stock (the edge token cannot write `products`). This
@@ -15,6 +19,7 @@ use problem::Problem;
 use spin_glue::gateway::{self, Failed};
 use spin_sdk::http::Request;
 use std::time::Duration;
+use storefront_core::SellPage;
 use vendor_core::Route;
 
 /// How long the origin may take over one edit or read.
@@ -40,16 +45,125 @@ async fn handle(req: Request) -> http::Response<Full<Bytes>> {
 }
 
 async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
-    let route = Route::parse(req.uri().path())?;
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let Some(target) = storefront_core::api_target(&path, &query) else {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or(path, |p| p.as_str().to_string());
+        return forward(req, &target).await;
+    };
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let read = matches!(req.method().as_str(), "GET" | "HEAD");
+    match SellPage::route(&path, &query) {
+        // `/sell` and `/sell/products/new` are pages and nothing else.
+        Some(page) if page.only_a_page() && !read => {
+            let problem = Problem::method_not_allowed(req.method().as_str(), &["GET", "HEAD"]);
+            let page_req = storefront_core::Request {
+                method: req.method().as_str(),
+                path: &path,
+                query: &query,
+                if_none_match: None,
+                accept,
+            };
+            let r = storefront_core::error(problem, &page_req);
+            Ok(spin_glue::http_response(r.status, &r.headers, r.body))
+        }
+        Some(page) if read && (page.only_a_page() || storefront_core::wants_html(accept)) => {
+            Ok(serve_page(&req, page).await)
+        }
+        _ => forward(req, &target).await,
+    }
+}
+
+/// A dashboard page, made from the origin's answer.
+async fn serve_page(req: &Request, page: SellPage) -> http::Response<Full<Bytes>> {
+    let header = |name: http::header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let accept = header(http::header::ACCEPT);
+    let (path, query) = (req.uri().path(), req.uri().query().unwrap_or(""));
+    let page_req = storefront_core::Request {
+        method: req.method().as_str(),
+        path,
+        query,
+        if_none_match: None,
+        accept: accept.as_deref(),
+    };
+    let reply =
+        |r: storefront_core::Response| spin_glue::http_response(r.status, &r.headers, r.body);
+    let answer = match page.origin_read() {
+        None => None,
+        Some(target) => match read(req, &target).await {
+            Ok(a) => Some(a),
+            Err(p) => return reply(storefront_core::error(p, &page_req)),
+        },
+    };
+    let upload_origin = spin_glue::vars::get("upload_origin").await;
+    reply(page.render(answer.as_ref(), &page_req, upload_origin.as_deref()))
+}
+
+/// `GET target` at the origin, as the caller.
+async fn read(req: &Request, target: &str) -> Result<storefront_core::Response, Problem> {
+    if req.headers().get("edgeshop-auth-account").is_none() {
+        return Err(signed_out());
+    }
+    let mut get = http::Request::builder().method("GET").uri(format!(
+        "{}{target}",
+        gateway::origin_url("the vendor API").await?
+    ));
+    if let Some(v) = req.headers().get(http::header::AUTHORIZATION) {
+        get = get.header(http::header::AUTHORIZATION, v);
+    }
+    let get = get
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| Problem::internal(format!("building the origin request failed: {e}")))?;
+    let resp = gateway::exchange(get, WAIT, MAX_ANSWER_BYTES, PASSED_ON)
+        .await
+        .map_err(unavailable)?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    Ok(storefront_core::Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn signed_out() -> Problem {
+    Problem::new(
+        401,
+        "unauthenticated",
+        "Sign-in required",
+        "sign in as a vendor and send your access token as `Authorization: Bearer <token>`",
+    )
+}
+
+/// Forwards `req` to the origin's `target` (path and query) after the
+/// checks the edge can make.
+async fn forward(req: Request, target: &str) -> Result<http::Response<Full<Bytes>>, Problem> {
+    let route = Route::parse(target.split('?').next().unwrap_or(target))?;
     // The auth middleware in front has verified the token and the vendor
     // role; without its identity field this was not routed through it.
     if req.headers().get("edgeshop-auth-account").is_none() {
-        return Err(Problem::new(
-            401,
-            "unauthenticated",
-            "Sign-in required",
-            "sign in as a vendor and send your access token as `Authorization: Bearer <token>`",
-        ));
+        return Err(signed_out());
     }
     let method = req.method().clone();
     let field = |name: &str| {
@@ -65,11 +179,6 @@ async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
             forward = forward.header(*name, v);
         }
     }
-    let target = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
     let body = Limited::new(req.into_body(), vendor_core::MAX_BODY_BYTES)
         .collect()
         .await
@@ -90,19 +199,21 @@ async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
         .map_err(|e| Problem::internal(format!("building the origin request failed: {e}")))?;
     gateway::exchange(forward, WAIT, MAX_ANSWER_BYTES, PASSED_ON)
         .await
-        .map_err(|failed| {
-            let how = match failed {
-                Failed::CutShort => "its answer was cut short or too large",
-                Failed::Unreachable => "it could not be reached",
-                Failed::TimedOut => "it did not answer in time",
-            };
-            // A timed-out change may still have been applied: the vendor
-            // re-reads (GET) before retrying, and If-Match keeps a retry
-            // from applying twice.
-            Problem::unavailable(format!(
-                "the vendor API is unavailable from here right now: the origin {how}. \
-                 Read the product again before retrying a change; shoppers can still browse."
-            ))
-            .with("retry_after", 5)
-        })
+        .map_err(unavailable)
+}
+
+fn unavailable(failed: Failed) -> Problem {
+    let how = match failed {
+        Failed::CutShort => "its answer was cut short or too large",
+        Failed::Unreachable => "it could not be reached",
+        Failed::TimedOut => "it did not answer in time",
+    };
+    // A timed-out change may still have been applied: the vendor
+    // re-reads (GET) before retrying, and If-Match keeps a retry
+    // from applying twice.
+    Problem::unavailable(format!(
+        "the vendor API is unavailable from here right now: the origin {how}. \
+         Read the product again before retrying a change; shoppers can still browse."
+    ))
+    .with("retry_after", 5)
 }
