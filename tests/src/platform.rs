@@ -65,6 +65,22 @@ impl Platform {
             .to_string()
     }
 
+    /// Sends SIGTERM to `xtask up` alone (as `kill PID` or a service
+    /// manager does) and waits up to `within` for it to exit; whether it did.
+    pub async fn terminate(&mut self, within: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }

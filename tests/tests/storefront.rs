@@ -355,6 +355,7 @@ async fn a_shopper_searches_filters_fills_the_cart_signs_up_and_checks_out_in_ch
     );
     check(&browser, "sign-in").await;
     browser.follow("a[href^='/account/signup']").await;
+    check(&browser, "sign-up").await;
     browser
         .find("#email")
         .await
@@ -409,6 +410,11 @@ async fn a_shopper_searches_filters_fills_the_cart_signs_up_and_checks_out_in_ch
         "signed out everywhere: {}",
         browser.url().await
     );
+
+    // A page that went away says so, in the shop's own page.
+    browser.goto(&format!("{fra}/p/99999999")).await;
+    assert_eq!(browser.text("main h1").await, "Not found");
+    check(&browser, "not-found").await;
 
     // The far PoP serves the same pages from its own replica.
     browser

@@ -620,3 +620,38 @@ async fn walk(spin: Option<std::path::PathBuf>) {
         );
     }
 }
+
+/// `kill PID` (SIGTERM, as a service manager sends) stops what `xtask up`
+/// started too, not only Ctrl-C: nothing keeps serving after it.
+#[tokio::test]
+async fn xtask_up_stops_everything_on_sigterm() {
+    let mut platform = edgeshop_e2e::platform::Platform::up("up-sigterm", &[]).await;
+    let t = &platform.topology;
+    let mut urls: Vec<String> = t["pops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["url"].as_str().unwrap().to_string())
+        .collect();
+    for part in ["origin", "front_door", "payments", "objects"] {
+        urls.push(t[part]["url"].as_str().unwrap().to_string());
+    }
+    for url in &urls {
+        assert!(listening(url), "{url} serves while up");
+    }
+    assert!(
+        platform.terminate(Duration::from_secs(30)).await,
+        "xtask up exits on SIGTERM:\n{}",
+        platform.log()
+    );
+    for url in &urls {
+        assert!(!listening(url), "{url} still serves after SIGTERM");
+    }
+}
+
+/// Whether something accepts connections at `url`'s address.
+fn listening(url: &str) -> bool {
+    let authority = url.trim_start_matches("http://").trim_end_matches('/');
+    let addr: std::net::SocketAddr = authority.parse().expect("a local address");
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}

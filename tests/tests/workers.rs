@@ -6,9 +6,9 @@
 //! and says so, without wrangler (`cargo xtask test` installs it).
 
 use edgeshop_e2e::{
-    Reply, TempDir, access_token, app_env, browse, get, post_json, primary_connection, request,
-    sign_up, start_checkout_origin, start_paysim, start_worker, start_worker_reading, vendor_call,
-    wrangler_or_skip,
+    Client, Purpose, Reply, TempDir, access_token, app_env, browse, get, navigate, post_json,
+    primary_connection, request, request_as, sign_up, start_checkout_origin, start_paysim,
+    start_worker, start_worker_reading, vendor_call, wrangler_or_skip,
 };
 use serde_json::json;
 
@@ -220,6 +220,195 @@ async fn checkout_and_vendor_edits_go_through_the_worker_to_the_origin() {
     // A shopper's token does not reach the vendor API.
     let r = vendor_call(&app, &ada, "GET", "/api/v1/vendor/products", None, None).await;
     r.problem(403);
+}
+
+/// The value of the cookie `name` an answer sets.
+fn set_cookie(r: &Reply, name: &str) -> String {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie set"))
+        .to_string()
+}
+
+/// The shop on the Worker, as on a PoP: catalog pages made there and kept
+/// by its cache, static files, sign-up with the form, an order placed by
+/// the checkout page's script with the session cookie and its page, the
+/// cookie rules (a forged order refused, a signed-out browser sent to
+/// renew), and the dashboard for a vendor's session only.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shop_runs_on_the_worker_with_sessions_orders_and_the_dashboard() {
+    let Some(wrangler) = wrangler_or_skip() else {
+        return;
+    };
+    let dir = TempDir::new("worker-shop");
+    let paysim = start_paysim(&[]);
+    let origin = start_checkout_origin(&dir.0, &paysim, &[]).await;
+    let app = start_worker_reading(&wrangler, &dir.0, &origin.url, &app_env());
+    let url = |p: &str| format!("{}{p}", app.url);
+
+    let home = navigate(&url("/"), &[]).await;
+    assert_eq!(home.status, 200, "{}", home.text());
+    assert_eq!(
+        home.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = home.header("content-security-policy").unwrap().to_string();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(home.text().contains(r#"href="/p/"#));
+    let again = navigate(&url("/"), &[]).await;
+    assert!(
+        again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+    assert_eq!(navigate(&url("/p/3"), &[]).await.status, 200);
+    let missing = navigate(&url("/p/99999999"), &[]).await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.text().contains("<h1>Not found</h1>"),
+        "a page, not JSON"
+    );
+    let css = home
+        .text()
+        .split(r#"href="/assets/"#)
+        .nth(1)
+        .map(|rest| format!("/assets/{}", &rest[..rest.find('"').unwrap()]))
+        .expect("the home page links its stylesheet");
+    let file = browse(&url(&css), &[]).await;
+    assert_eq!(file.status, 200, "{}", file.text());
+    assert_eq!(
+        file.header("cache-control"),
+        Some(storefront_assets::IMMUTABLE)
+    );
+
+    // A shopper signs up with the form: the session lives in cookies.
+    let form = navigate(&url("/account/signup"), &[]).await;
+    assert_eq!(form.status, 200, "{}", form.text());
+    let csrf = set_cookie(&form, "__Host-edgeshop-csrf");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("csrf", csrf.as_str()),
+            ("next", "/account"),
+            ("email", "worker-shopper@example.com"),
+            ("password", "a long enough password"),
+        ])
+        .finish();
+    let csrf_cookie = format!("__Host-edgeshop-csrf={csrf}");
+    let made = request_as(
+        Client::Chromium,
+        Purpose::Navigate,
+        "POST",
+        &url("/account/signup"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", app.url.as_str()),
+            ("sec-fetch-site", "same-origin"),
+            ("cookie", &csrf_cookie),
+        ],
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(made.status, 303, "{}", made.text());
+    let session = format!(
+        "__Host-edgeshop-access={}",
+        set_cookie(&made, "__Host-edgeshop-access")
+    );
+
+    // The checkout page's script places an order with the cookie.
+    let price = get(&url("/api/v1/products/3")).await.json()["price"]["amount"]
+        .as_i64()
+        .unwrap();
+    let order = json!({
+        "items": [{ "product_id": 3, "quantity": 1, "unit_price_minor": price }],
+        "shipping_address": { "name": "Ada Lovelace", "line1": "12 Analytical Row",
+                              "city": "London", "postal_code": "N1 7AA", "country": "GB" },
+        "payment_method": "pm_card_visa",
+    });
+    let place = |site: &'static str, key: &'static str| {
+        let (to, session, order) = (url("/checkout"), session.clone(), order.clone());
+        async move {
+            request_as(
+                Client::Chromium,
+                Purpose::SendJson,
+                "POST",
+                &to,
+                &[
+                    ("cookie", session.as_str()),
+                    ("sec-fetch-site", site),
+                    ("idempotency-key", key),
+                ],
+                order.to_string().into_bytes(),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        navigate(&url("/checkout"), &[("cookie", &session)])
+            .await
+            .status,
+        200
+    );
+    let forged = place("cross-site", "worker-page-0").await;
+    assert_eq!(forged.status, 403, "{}", forged.text());
+    let placed = place("same-origin", "worker-page-1").await;
+    assert_eq!(placed.status, 201, "{}", placed.text());
+    let id = placed.json()["id"].as_str().unwrap().to_string();
+    let page = navigate(&url(&format!("/orders/{id}")), &[("cookie", &session)]).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains("Confirmed"));
+    assert_eq!(page.header("cache-control"), Some("private, no-store"));
+    let list = navigate(&url("/orders"), &[("cookie", &session)]).await;
+    assert!(list.text().contains(&id), "{}", list.text());
+    let away = navigate(&url("/orders"), &[]).await;
+    assert_eq!(
+        (away.status, away.header("location")),
+        (303, Some("/account/refresh?next=%2Forders"))
+    );
+
+    // The dashboard takes a vendor's session only.
+    assert_eq!(
+        navigate(&url("/sell"), &[("cookie", &session)])
+            .await
+            .status,
+        403
+    );
+    let vendor = sign_up(&app, "worker-shop-vendor@example.com", Some("Worker Wares")).await;
+    let vendor = format!("__Host-edgeshop-access={vendor}");
+    let dash = navigate(&url("/sell"), &[("cookie", &vendor)]).await;
+    assert_eq!(dash.status, 200, "{}", dash.text());
+    assert!(dash.text().contains("Your shop"));
+    assert!(
+        dash.header("content-security-policy")
+            .unwrap()
+            .contains("connect-src 'self' http://127.0.0.1:9000;"),
+        "{:?}",
+        dash.header("content-security-policy")
+    );
+    let created = request_as(
+        Client::Chromium,
+        Purpose::SendJson,
+        "POST",
+        &url("/sell/products"),
+        &[("cookie", vendor.as_str())],
+        json!({ "title": "Edge kettle", "description": "", "price_minor": 4200,
+                "currency": "EUR", "stock": 3, "categories": [1] })
+        .to_string()
+        .into_bytes(),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let pid = created.json()["id"].as_i64().unwrap();
+    let edit = navigate(
+        &url(&format!("/sell/products/{pid}")),
+        &[("cookie", &vendor)],
+    )
+    .await;
+    assert_eq!(edit.status, 200, "{}", edit.text());
+    assert!(edit.text().contains(r#"data-etag="&quot;v1&quot;""#));
 }
 
 /// The health path front doors check answers without touching the origin.

@@ -141,7 +141,11 @@ impl Platform {
             let cmd = crate::workers::command(
                 &layout.root.join("workers"),
                 &origin.url,
-                &[("media_origin", &objects.url), ("media_bucket", BUCKET)],
+                &[
+                    ("media_origin", &objects.url),
+                    ("media_bucket", BUCKET),
+                    ("upload_origin", &objects.url),
+                ],
             )?;
             let service =
                 Service::start_group(WORKER_LOCATION.0, cmd, layout.log("worker").as_deref())?;

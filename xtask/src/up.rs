@@ -530,6 +530,12 @@ pub fn run(no_build: bool, spin: bool, workers: bool) -> Result<()> {
     );
     if let Some(first) = topology.pops.first() {
         println!("  curl '{}/api/v1/products?q=walnut&limit=3'", first.url);
+        println!();
+        println!(
+            "  In a browser: {0}/ is the shop (sign up under Account), {0}/sell the \
+             vendor dashboard (open a shop from the sign-up page).",
+            first.url
+        );
     }
     println!();
     println!("Ctrl-C stops everything.");
@@ -541,8 +547,22 @@ pub fn run(no_build: bool, spin: bool, workers: bool) -> Result<()> {
             .enable_all()
             .build()?;
         std::thread::spawn(move || {
+            // Ctrl-C, or a service manager's (or `kill`'s) SIGTERM or a
+            // closed terminal's SIGHUP: each stops everything we started.
             rt.block_on(async {
-                let _ = tokio::signal::ctrl_c().await;
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut hup)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::hangup()),
+                ) else {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
+                }
             });
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         });

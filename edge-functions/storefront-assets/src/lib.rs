@@ -27,6 +27,67 @@ include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 /// (gzip, the larger of the two codings): the storefront's stated budget.
 pub const SCRIPT_BUDGET_BYTES: usize = 8 * 1024;
 
+/// How long every asset may be kept: its path changes with its content.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The answer to `method path` for a client that sent `accept_encoding`
+/// and `if_none_match` (each field's values): the file in the best coding
+/// the client takes (RFC 9110 section 12.5.3), `Vary: Accept-Encoding`,
+/// a 304 when its tag matches; a problem otherwise. The same on a PoP
+/// (the asset component) and on the Workers twin.
+pub fn answer(
+    method: &str,
+    path: &str,
+    accept_encoding: &[&str],
+    if_none_match: &[&str],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use cache_core::encoding::{self, Coding};
+    use problem::Problem;
+    let problem = |p: Problem| {
+        let mut headers = p.header_fields();
+        headers.push(("x-content-type-options".into(), "nosniff".into()));
+        (p.status, headers, p.to_json())
+    };
+    let head = method == "HEAD";
+    if !head && method != "GET" {
+        return problem(Problem::method_not_allowed(method, &["GET", "HEAD"]));
+    }
+    let Some(asset) = find(path) else {
+        return problem(Problem::not_found(format!(
+            "there is no asset at {path}; asset paths change with every build, so reload the page"
+        )));
+    };
+    let Some(coding) = encoding::negotiate(accept_encoding.iter().copied()) else {
+        return problem(Problem::new(
+            406,
+            "not-acceptable",
+            "Not acceptable",
+            "this asset is available as br, gzip or identity, and the request refuses all three",
+        ));
+    };
+    let body = match coding {
+        Coding::Br => asset.brotli,
+        Coding::Gzip => asset.gzip,
+        Coding::Identity => asset.identity,
+    };
+    let etag = encoding::variant_etag(asset.etag, coding).unwrap_or_else(|| asset.etag.to_string());
+    let mut headers = vec![
+        ("content-type".to_string(), asset.content_type.to_string()),
+        ("cache-control".to_string(), IMMUTABLE.to_string()),
+        ("vary".to_string(), "accept-encoding".to_string()),
+        ("x-content-type-options".to_string(), "nosniff".to_string()),
+        ("etag".to_string(), etag.clone()),
+    ];
+    if coding != Coding::Identity {
+        headers.push(("content-encoding".to_string(), coding.token().to_string()));
+    }
+    if cache_core::conditional::not_modified(if_none_match.iter().copied(), Some(&etag)) {
+        return (304, headers, Vec::new());
+    }
+    headers.push(("content-length".to_string(), body.len().to_string()));
+    (200, headers, if head { Vec::new() } else { body.to_vec() })
+}
+
 /// The file served at `path`, if any.
 pub fn find(path: &str) -> Option<&'static Asset> {
     FILES.iter().find(|a| a.path == path)

@@ -17,17 +17,17 @@ pub mod account;
 mod filters;
 mod html;
 mod money;
-mod orders;
+pub mod orders;
 mod page;
-mod sell;
+pub mod sell;
 #[cfg(test)]
 mod tests;
 
 pub use catalog_core::Response;
 pub use filters::{Filters, PAGE_SIZE};
-pub use orders::{ORDERS_PER_PAGE, OrderPage};
+pub use orders::{ORDERS_PER_PAGE, OrderPage, OrderRoute, PLACE_ORDER};
 pub use page::{Page, route};
-pub use sell::{PRODUCTS_PER_PAGE, SellPage, api_target, content_security_policy};
+pub use sell::{PRODUCTS_PER_PAGE, SellPage, SellRoute, api_target, content_security_policy};
 
 use problem::Problem;
 

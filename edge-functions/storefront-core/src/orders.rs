@@ -29,6 +29,36 @@ pub enum OrderPage {
     Detail(String),
 }
 
+/// What a request to a checkout or order page is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderRoute {
+    /// A page, for a browser.
+    Page(OrderPage),
+    /// The checkout page's script placing the order: the API's
+    /// `POST /api/v1/checkout`, answered as the API answers it.
+    Place,
+    /// A method the page does not take (405).
+    Refused(Problem),
+}
+
+/// What `method path?query` asks for, or `None` for no page here.
+pub fn dispatch(method: &str, path: &str, query: &str) -> Option<OrderRoute> {
+    let page = OrderPage::route(path, query)?;
+    let allowed: &[&str] = if page == OrderPage::Checkout {
+        &["GET", "HEAD", "POST"]
+    } else {
+        &["GET", "HEAD"]
+    };
+    Some(match method {
+        "POST" if page == OrderPage::Checkout => OrderRoute::Place,
+        "GET" | "HEAD" => OrderRoute::Page(page),
+        _ => OrderRoute::Refused(Problem::method_not_allowed(method, allowed)),
+    })
+}
+
+/// The API path an order is placed at.
+pub const PLACE_ORDER: &str = "/api/v1/checkout";
+
 impl OrderPage {
     /// The page `path` names, or `None` for a path that is no page here.
     pub fn route(path: &str, query: &str) -> Option<OrderPage> {

@@ -52,6 +52,35 @@ pub fn api_target(path: &str, query: &str) -> Option<String> {
     Some(format!("/api/v1/vendor{rest}{q}"))
 }
 
+/// What a request under `/sell` is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SellRoute {
+    /// A page, for a browser.
+    Page(SellPage),
+    /// A method a page-only path does not take (405).
+    Refused(Problem),
+    /// The vendor API, for the page's script: the origin path and query.
+    Api(String),
+}
+
+/// What `method path?query` asks for, or `None` outside `/sell`.
+/// `/sell` and `/sell/products/new` are pages only; `/sell/products/{id}`
+/// is the page for a browser's `GET` (`Accept: text/html`) and the
+/// vendor API's product otherwise.
+pub fn dispatch(method: &str, path: &str, query: &str, accept: Option<&str>) -> Option<SellRoute> {
+    let api = api_target(path, query)?;
+    let read = matches!(method, "GET" | "HEAD");
+    Some(match SellPage::route(path, query) {
+        Some(page) if page.only_a_page() && !read => {
+            SellRoute::Refused(Problem::method_not_allowed(method, &["GET", "HEAD"]))
+        }
+        Some(page) if read && (page.only_a_page() || crate::wants_html(accept)) => {
+            SellRoute::Page(page)
+        }
+        _ => SellRoute::Api(api),
+    })
+}
+
 impl SellPage {
     /// The page a browser's `GET` of `path` asks for, if it is one.
     pub fn route(path: &str, query: &str) -> Option<SellPage> {

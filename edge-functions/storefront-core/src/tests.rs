@@ -447,6 +447,49 @@ mod sell {
     }
 
     #[test]
+    fn a_browser_gets_pages_and_the_script_gets_the_vendor_api() {
+        use crate::sell::dispatch;
+        let html = Some("text/html,application/xhtml+xml");
+        let json = Some("application/json");
+        assert_eq!(
+            dispatch("GET", "/sell/products/7", "", html),
+            Some(SellRoute::Page(SellPage::Edit(7)))
+        );
+        assert_eq!(
+            dispatch("GET", "/sell/products/7", "", json),
+            Some(SellRoute::Api("/api/v1/vendor/products/7".into()))
+        );
+        assert_eq!(
+            dispatch("PATCH", "/sell/products/7", "", html),
+            Some(SellRoute::Api("/api/v1/vendor/products/7".into()))
+        );
+        assert_eq!(
+            dispatch("GET", "/sell", "", json),
+            Some(SellRoute::Page(SellPage::Products {
+                status: None,
+                after: None
+            })),
+            "a page-only path is a page whatever is asked"
+        );
+        assert!(matches!(
+            dispatch("POST", "/sell/products/new", "", json),
+            Some(SellRoute::Refused(p)) if p.status == 405
+        ));
+        assert_eq!(dispatch("GET", "/seller", "", html), None);
+        use crate::orders::dispatch as order;
+        assert_eq!(order("POST", "/checkout", ""), Some(OrderRoute::Place));
+        assert_eq!(
+            order("HEAD", "/orders", ""),
+            Some(OrderRoute::Page(OrderPage::List { before: None }))
+        );
+        assert!(matches!(
+            order("POST", "/orders/ord_1", ""),
+            Some(OrderRoute::Refused(p)) if p.status == 405
+        ));
+        assert_eq!(order("GET", "/api/v1/orders", ""), None);
+    }
+
+    #[test]
     fn pages_are_the_list_the_new_form_and_one_product() {
         assert_eq!(
             SellPage::route("/sell", "status=draft&after=9")

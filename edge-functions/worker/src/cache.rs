@@ -253,6 +253,12 @@ fn facts(reply: &Reply) -> storable::ResponseFacts {
 /// `If-None-Match` against the tag of the coding sent.
 fn finish(mut reply: Reply, outcome: Outcome, fields: &Fields, head: bool) -> Reply {
     reply.set("cache-status", outcome.header_value());
+    deliver(reply, fields, head)
+}
+
+/// Marks the coding the runtime will compress `reply` in for this client
+/// (its entity tag naming it), and answers `If-None-Match` against it.
+pub fn deliver(mut reply: Reply, fields: &Fields, head: bool) -> Reply {
     let no_transform = CacheControl::parse(reply.header("cache-control")).no_transform;
     let negotiable = reply.status == 200
         && reply.header("content-encoding").is_none()

@@ -5,11 +5,11 @@
 //! decisions are `auth_core::gate`'s.
 
 use crate::hrana::Hrana;
-use crate::reply::Reply;
+use crate::reply::{Fields, Reply};
 use crate::vars::{self, Parsed};
 use auth_core::gate::{self, GateError, Verifier};
 use auth_core::rules::{self, Rules};
-use auth_core::{Identity, Settings, settings};
+use auth_core::{Identity, Settings, settings, web};
 use problem::Problem;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -82,4 +82,49 @@ pub async fn admit(
     }
     gate::authorize(need, who.as_ref()).map_err(|d| Reply::from(d.response()))?;
     Ok(who)
+}
+
+/// [`admit`], with the browser session's access cookie taken on the pages
+/// `cdn-config/auth.toml` marks `session = "cookie"` when no bearer token
+/// is sent, as the auth middleware does on a PoP: a change made with it
+/// must be JSON from this site (403), and a browser without a live
+/// session is sent to renew it and come back (303). Also answers the
+/// bearer value taken from the cookie, for the app to hand on.
+pub async fn admit_page(
+    env: &Env,
+    identity_db: &Hrana,
+    method: &str,
+    path: &str,
+    query: &str,
+    fields: &Fields,
+) -> Result<(Option<Identity>, Option<String>), Reply> {
+    let mut authorization = fields.get("authorization").map(str::to_string);
+    let cookie_page = authorization.is_none() && rules().takes_session_cookie(path);
+    let mut session = None;
+    if cookie_page {
+        let bearer = web::cookie_credential(
+            method,
+            fields.get("cookie"),
+            fields.get("sec-fetch-site"),
+            fields.get("origin"),
+            fields.get("host"),
+            fields.get("content-type"),
+        )
+        .map_err(Reply::problem)?;
+        session.clone_from(&bearer);
+        authorization = bearer;
+    }
+    match admit(env, identity_db, path, authorization.as_deref()).await {
+        Ok(who) => Ok((who, session)),
+        Err(r)
+            if cookie_page && r.status == 401 && web::wants_page(method, fields.get("accept")) =>
+        {
+            let headers = vec![
+                ("location".to_string(), web::renew_then(path, query)),
+                ("cache-control".to_string(), "no-store".to_string()),
+            ];
+            Err(Reply::new(303, headers, Vec::new()))
+        }
+        Err(r) => Err(r),
+    }
 }

@@ -1,6 +1,7 @@
-//! The Cloudflare Workers twin of a PoP: the public API `spin.toml` serves
-//! (catalog, accounts and tokens, checkout and the vendor API), behind the
-//! same chain (rate limiter, then the token gate, then the cache on
+//! The Cloudflare Workers twin of a PoP: what `spin.toml` serves (the
+//! public API: catalog, accounts and tokens, checkout and the vendor API;
+//! and the shop's pages, static files, account, order and dashboard
+//! pages), behind the same chain (rate limiter, then the token gate, then the cache on
 //! catalog reads), from the same pure crates.
 //!
 //! Only the adapters here are Workers-specific. A Worker has no local
@@ -18,6 +19,7 @@ mod forward;
 mod gate;
 mod hrana;
 mod limits;
+mod pages;
 mod reply;
 mod routes;
 mod vars;

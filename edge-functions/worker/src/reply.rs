@@ -90,6 +90,18 @@ impl Fields {
         Fields(fields)
     }
 
+    /// These fields with `name` set to `value` (any earlier one removed).
+    pub fn with(&self, name: &str, value: String) -> Fields {
+        let mut fields: Vec<(String, String)> = self
+            .0
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case(name))
+            .cloned()
+            .collect();
+        fields.push((name.to_string(), value));
+        Fields(fields)
+    }
+
     /// The value of `name` (the Fetch API joins repeated fields with `, `).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -1,21 +1,24 @@
 //! One request through the chain a PoP runs for its route: the rate
-//! limiter, then the token gate, then (on catalog reads) the cache, then
-//! the app: the catalog, the auth flows, or the checkout and vendor
-//! gateways. The routes are `spin.toml`'s.
+//! limiter, then the token gate, then (on catalog reads and catalog pages)
+//! the cache, then the app: the catalog, the auth flows, the checkout and
+//! vendor gateways, or the shop's pages ([`crate::pages`]). The routes are
+//! `spin.toml`'s.
 
 use crate::cache::{self, Made};
 use crate::forward;
 use crate::gate;
 use crate::hrana::Hrana;
 use crate::limits::{self, Verdict};
+use crate::pages;
 use crate::reply::{Fields, Reply};
 use crate::vars::{self, Parsed};
 use auth_core::flows::{self, Request as AuthRequest};
-use auth_core::{Identity, settings};
+use auth_core::settings;
 use catalog_core::CursorSigner;
 use futures_util::StreamExt;
 use problem::Problem;
 use std::cell::RefCell;
+use storefront_core::account::AccountRequest;
 use tokens::Signer;
 use worker::{Env, Request};
 
@@ -39,6 +42,12 @@ enum App {
     Checkout,
     Vendor,
     Media,
+    /// The storefront's catalog pages.
+    Pages,
+    /// The storefront's static files.
+    Assets,
+    /// The account pages (the auth component on a PoP).
+    Account,
 }
 
 fn app_for(path: &str) -> Option<App> {
@@ -53,6 +62,16 @@ fn app_for(path: &str) -> Option<App> {
         Some(App::Catalog)
     } else if under("/media") {
         Some(App::Media)
+    } else if under("/assets") {
+        Some(App::Assets)
+    } else if under("/account") {
+        Some(App::Account)
+    } else if path == "/checkout" || under("/orders") {
+        Some(App::Checkout)
+    } else if under("/sell") {
+        Some(App::Vendor)
+    } else if matches!(path, "/" | "/search" | "/cart") || under("/c") || under("/p") {
+        Some(App::Pages)
     } else {
         None
     }
@@ -85,9 +104,7 @@ pub async fn serve(mut req: Request, env: &Env) -> Reply {
         return Reply::new(status, headers, text.into());
     }
     let Some(app) = app_for(&path) else {
-        return Reply::problem(Problem::not_found(format!(
-            "nothing is served at {path}; the API is under /api/v1"
-        )));
+        return Reply::problem(pages::nowhere(&path));
     };
     let fields = Fields::of(&req);
     let limited = match limits::check(env, &path, &fields).await {
@@ -123,44 +140,93 @@ async fn chain(
     let credentials = ["authorization", "cookie"]
         .iter()
         .any(|h| fields.get(h).is_some());
-    // Media are public images with no token gate in front, as on a PoP.
-    let who = match app {
-        App::Media => None,
-        _ => gate::admit(env, &identity_db, path, fields.get("authorization")).await?,
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    // Media and static files are public, with no token gate in front, as
+    // on a PoP.
+    let (who, session) = match app {
+        App::Media | App::Assets => (None, None),
+        _ => gate::admit_page(env, &identity_db, method, path, query, fields).await?,
+    };
+    // A page admitted with the session cookie hands it on as the bearer
+    // token it is, as the auth middleware does on a PoP.
+    let with_session;
+    let fields = match session {
+        Some(bearer) => {
+            with_session = fields.with("authorization", bearer);
+            &with_session
+        }
+        None => fields,
+    };
+    let asked = pages::Asked {
+        method,
+        path,
+        query,
+        fields,
     };
     let reply = match app {
         App::Catalog => {
-            let query = target.split_once('?').map_or("", |(_, q)| q);
             cache::serve(&catalog_db, method, target, fields, credentials, || {
                 catalog(env, &catalog_db, method, path, query)
             })
             .await
         }
-        App::Auth => {
+        App::Pages => {
+            cache::serve(&catalog_db, method, target, fields, credentials, || {
+                pages::catalog_page(method, path, query, fields, |p, q| {
+                    let db = &catalog_db;
+                    async move { catalog_answer(env, db, "GET", &p, &q).await }
+                })
+            })
+            .await
+        }
+        App::Assets => pages::asset(method, path, fields),
+        App::Account => {
             let body = body(req, fields).await?;
-            auth(
-                env,
-                &identity_db,
-                &catalog_db,
+            let call = AuthCall::Pages(AccountRequest {
                 method,
                 path,
-                fields,
-                &body,
-                who,
-            )
-            .await
+                query,
+                content_type: fields.get("content-type"),
+                body: &body,
+                cookie: fields.get("cookie"),
+                origin: fields.get("origin"),
+                host: fields.get("host"),
+                fetch_site: fields.get("sec-fetch-site"),
+                accept: fields.get("accept"),
+            });
+            auth(env, &identity_db, &catalog_db, call).await
+        }
+        App::Auth => {
+            let body = body(req, fields).await?;
+            let call = AuthCall::Api(AuthRequest {
+                method,
+                path,
+                content_type: fields.get("content-type"),
+                body: &body,
+                identity: who,
+            });
+            auth(env, &identity_db, &catalog_db, call).await
         }
         App::Checkout => {
             let body = body(req, fields).await?;
-            forward::checkout(origin, method, target, fields, body)
-                .await
-                .unwrap_or_else(Reply::problem)
+            match storefront_core::orders::dispatch(method, path, query) {
+                Some(route) => pages::orders(origin, route, &asked, body).await,
+                None => forward::checkout(origin, method, target, fields, body)
+                    .await
+                    .unwrap_or_else(Reply::problem),
+            }
         }
         App::Vendor => {
             let body = body(req, fields).await?;
-            forward::vendor(origin, method, target, fields, body)
-                .await
-                .unwrap_or_else(Reply::problem)
+            match storefront_core::sell::dispatch(method, path, query, fields.get("accept")) {
+                Some(route) => {
+                    let uploads = vars::get(env, "upload_origin");
+                    pages::sell(origin, uploads, route, &asked, body).await
+                }
+                None => forward::vendor(origin, method, target, fields, body)
+                    .await
+                    .unwrap_or_else(Reply::problem),
+            }
         }
         App::Media => {
             let (store, bucket) = (
@@ -226,17 +292,30 @@ async fn media(store: Option<String>, bucket: Option<String>, method: &str, path
 /// The catalog app: `catalog_core` plans the query, the origin runs it
 /// with the change-log mark a stored answer needs, in one round trip.
 async fn catalog(env: &Env, db: &Hrana, method: &str, path: &str, query: &str) -> Made {
+    let (answer, high_water) = catalog_answer(env, db, method, path, query).await;
+    Made {
+        reply: answer.into(),
+        high_water,
+    }
+}
+
+/// One catalog answer and the change mark it is current as of.
+async fn catalog_answer(
+    env: &Env,
+    db: &Hrana,
+    method: &str,
+    path: &str,
+    query: &str,
+) -> (catalog_core::Response, Option<u64>) {
     let signer = vars::parsed(env, &CURSORS, "cursor_secret", |s| {
         (s.len() >= 16).then(|| CursorSigner::new(s.as_bytes()))
     });
     let Some(signer) = signer else {
-        return Made {
-            reply: Reply::problem(Problem::internal(
-                "the cursor_secret variable is not set (or shorter than 16 bytes); \
-                 the operator must configure it",
-            )),
-            high_water: None,
-        };
+        let p = Problem::internal(
+            "the cursor_secret variable is not set (or shorter than 16 bytes); \
+             the operator must configure it",
+        );
+        return (catalog_core::Response::problem(p), None);
     };
     // HEAD is planned as GET so that its entry serves both; the body is
     // dropped on the way out.
@@ -248,12 +327,7 @@ async fn catalog(env: &Env, db: &Hrana, method: &str, path: &str, query: &str) -
     };
     let planned = match catalog_core::plan(&creq, &signer) {
         Ok(p) => p,
-        Err(resp) => {
-            return Made {
-                reply: resp.into(),
-                high_water: None,
-            };
-        }
+        Err(resp) => return (resp, None),
     };
     let ran = db
         .run(vec![
@@ -275,21 +349,19 @@ async fn catalog(env: &Env, db: &Hrana, method: &str, path: &str, query: &str) -
             (Err(e.0), None)
         }
     };
-    let reply = catalog_core::render(&planned, rows, &creq, &signer).into();
-    Made { reply, high_water }
+    (
+        catalog_core::render(&planned, rows, &creq, &signer),
+        high_water,
+    )
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn auth(
-    env: &Env,
-    identity_db: &Hrana,
-    catalog_db: &Hrana,
-    method: &str,
-    path: &str,
-    fields: &Fields,
-    body: &[u8],
-    who: Option<Identity>,
-) -> Reply {
+/// An account request: the API's, or the account pages'.
+enum AuthCall<'a> {
+    Api(AuthRequest<'a>),
+    Pages(AccountRequest<'a>),
+}
+
+async fn auth(env: &Env, identity_db: &Hrana, catalog_db: &Hrana, call: AuthCall<'_>) -> Reply {
     let settings = match gate::settings(env) {
         Ok(s) => s,
         Err(p) => return Reply::problem(p),
@@ -311,16 +383,17 @@ async fn auth(
         random: &random,
         log: &log,
     };
-    let request = AuthRequest {
-        method,
-        path,
-        content_type: fields.get("content-type"),
-        body,
-        identity: who,
-    };
-    flows::handle(request, identity_db, catalog_db, &flow_env)
-        .await
-        .into()
+    match call {
+        AuthCall::Api(request) => flows::handle(request, identity_db, catalog_db, &flow_env)
+            .await
+            .into(),
+        AuthCall::Pages(request) => {
+            let sleep = |ms: u64| worker::Delay::from(std::time::Duration::from_millis(ms));
+            storefront_core::account::handle(&request, identity_db, catalog_db, &flow_env, sleep)
+                .await
+                .into()
+        }
+    }
 }
 
 /// Fills `buf` from the runtime's CSPRNG (`crypto.getRandomValues`).
@@ -352,6 +425,15 @@ mod tests {
         assert_eq!(app_for("/api/v1/vendor/products"), Some(App::Vendor));
         assert_eq!(app_for("/api/v1/authx"), Some(App::Catalog));
         assert_eq!(app_for("/media/x.webp"), Some(App::Media));
-        assert_eq!(app_for("/"), None);
+        assert_eq!(app_for("/"), Some(App::Pages));
+        assert_eq!(app_for("/p/3"), Some(App::Pages));
+        assert_eq!(app_for("/cart"), Some(App::Pages));
+        assert_eq!(app_for("/assets/app.0123.js"), Some(App::Assets));
+        assert_eq!(app_for("/account/signin"), Some(App::Account));
+        assert_eq!(app_for("/checkout"), Some(App::Checkout));
+        assert_eq!(app_for("/orders/ord_1"), Some(App::Checkout));
+        assert_eq!(app_for("/sell/products/1"), Some(App::Vendor));
+        assert_eq!(app_for("/pricing"), None);
+        assert_eq!(app_for("/cartx"), None);
     }
 }

@@ -20,7 +20,7 @@ use problem::Problem;
 use spin_glue::gateway::{self, Failed};
 use spin_sdk::http::Request;
 use std::time::Duration;
-use storefront_core::OrderPage;
+use storefront_core::OrderRoute;
 
 /// How long a checkout may take at the origin: its saga budget and margin.
 const CHECKOUT_WAIT: Duration = Duration::from_secs(15);
@@ -52,8 +52,8 @@ async fn handle(req: Request) -> http::Response<Full<Bytes>> {
 async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    if let Some(page) = OrderPage::route(&path, &query) {
-        return Ok(serve_page(req, page).await);
+    if let Some(route) = storefront_core::orders::dispatch(req.method().as_str(), &path, &query) {
+        return Ok(serve_page(req, route).await);
     }
     let route = checkout_core::Route::parse(&path)?;
     let wait = match route {
@@ -74,7 +74,7 @@ async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
 }
 
 /// A page: the checkout form, an order placed from it, or the orders.
-async fn serve_page(req: Request, page: OrderPage) -> http::Response<Full<Bytes>> {
+async fn serve_page(req: Request, route: OrderRoute) -> http::Response<Full<Bytes>> {
     let method = req.method().as_str().to_string();
     let header = |name: http::header::HeaderName| {
         req.headers()
@@ -96,23 +96,16 @@ async fn serve_page(req: Request, page: OrderPage) -> http::Response<Full<Bytes>
     };
     let reply =
         |r: storefront_core::Response| spin_glue::http_response(r.status, &r.headers, r.body);
-    // The script's order goes the API's way; its problems stay JSON.
-    if page == OrderPage::Checkout && method == "POST" {
-        return forward(req, "POST", "/api/v1/checkout", CHECKOUT_WAIT)
-            .await
-            .unwrap_or_else(|p| gateway::problem_response(&p));
-    }
-    let allowed = if page == OrderPage::Checkout {
-        &["GET", "HEAD", "POST"][..]
-    } else {
-        &["GET", "HEAD"][..]
+    let page = match route {
+        OrderRoute::Page(page) => page,
+        // The script's order goes the API's way; its problems stay JSON.
+        OrderRoute::Place => {
+            return forward(req, "POST", storefront_core::PLACE_ORDER, CHECKOUT_WAIT)
+                .await
+                .unwrap_or_else(|p| gateway::problem_response(&p));
+        }
+        OrderRoute::Refused(problem) => return reply(storefront_core::error(problem, &page_req)),
     };
-    if !allowed.contains(&method.as_str()) {
-        return reply(storefront_core::error(
-            Problem::method_not_allowed(&method, allowed),
-            &page_req,
-        ));
-    }
     let answer = match page.origin_read() {
         None => None,
         Some(target) => match forward(req, "GET", &target, READ_WAIT).await {

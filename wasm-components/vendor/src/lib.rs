@@ -19,7 +19,7 @@ use problem::Problem;
 use spin_glue::gateway::{self, Failed};
 use spin_sdk::http::Request;
 use std::time::Duration;
-use storefront_core::SellPage;
+use storefront_core::{SellPage, SellRoute};
 use vendor_core::Route;
 
 /// How long the origin may take over one edit or read.
@@ -47,22 +47,13 @@ async fn handle(req: Request) -> http::Response<Full<Bytes>> {
 async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let Some(target) = storefront_core::api_target(&path, &query) else {
-        let target = req
-            .uri()
-            .path_and_query()
-            .map_or(path, |p| p.as_str().to_string());
-        return forward(req, &target).await;
-    };
     let accept = req
         .headers()
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let read = matches!(req.method().as_str(), "GET" | "HEAD");
-    match SellPage::route(&path, &query) {
-        // `/sell` and `/sell/products/new` are pages and nothing else.
-        Some(page) if page.only_a_page() && !read => {
-            let problem = Problem::method_not_allowed(req.method().as_str(), &["GET", "HEAD"]);
+    match storefront_core::sell::dispatch(req.method().as_str(), &path, &query, accept) {
+        Some(SellRoute::Page(page)) => Ok(serve_page(&req, page).await),
+        Some(SellRoute::Refused(problem)) => {
             let page_req = storefront_core::Request {
                 method: req.method().as_str(),
                 path: &path,
@@ -73,10 +64,14 @@ async fn serve(req: Request) -> Result<http::Response<Full<Bytes>>, Problem> {
             let r = storefront_core::error(problem, &page_req);
             Ok(spin_glue::http_response(r.status, &r.headers, r.body))
         }
-        Some(page) if read && (page.only_a_page() || storefront_core::wants_html(accept)) => {
-            Ok(serve_page(&req, page).await)
+        Some(SellRoute::Api(target)) => forward(req, &target).await,
+        None => {
+            let target = req
+                .uri()
+                .path_and_query()
+                .map_or(path, |p| p.as_str().to_string());
+            forward(req, &target).await
         }
-        _ => forward(req, &target).await,
     }
 }
 
