@@ -16,7 +16,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "edge-host", about = "Serve a Spin app at an edgeshop PoP")]
+// A flag given twice takes the last value, so a wrapper can set defaults
+// its caller overrides.
+#[command(
+    name = "edge-host",
+    about = "Serve a Spin app at an edgeshop PoP",
+    args_override_self = true
+)]
 struct Args {
     /// The Spin manifest to serve.
     #[arg(long, default_value = "spin.toml")]
@@ -49,9 +55,14 @@ struct Args {
         default_value = ""
     )]
     primary_token: String,
-    /// Time between replica pulls, in milliseconds.
+    /// Time between replica pulls while no push stream is up, in
+    /// milliseconds.
     #[arg(long, default_value_t = 100)]
     sync_interval_ms: u64,
+    /// Follow no push stream: pull on the interval only. (A primary that
+    /// does not push is noticed without it.)
+    #[arg(long)]
+    pull_only: bool,
     /// Simulated extra round-trip time to the primary, in milliseconds.
     #[arg(long, default_value_t = 0)]
     origin_delay_ms: u64,
@@ -189,6 +200,7 @@ async fn run(args: Args) -> Result<()> {
             url: url.clone(),
             token: args.primary_token.clone(),
             interval: Duration::from_millis(args.sync_interval_ms.max(1)),
+            push: !args.pull_only,
             delay: Duration::from_millis(args.origin_delay_ms),
             tls: origin_tls.clone(),
         };

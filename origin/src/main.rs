@@ -113,6 +113,18 @@ struct Args {
     /// per checkout in flight.
     #[arg(long, default_value_t = 512)]
     max_connections_per_client: usize,
+    /// Push streams held at once (each a held connection and an idle
+    /// task; a replica holds one per database).
+    #[arg(long, default_value_t = 4096)]
+    max_push_streams: usize,
+    /// Push streams held at once from one client address: a PoP needs
+    /// one per replicated database, a few more while one reconnects.
+    #[arg(long, default_value_t = 8)]
+    max_push_streams_per_client: usize,
+    /// Longest one push stream is held, in seconds; the replica then
+    /// opens the next (so none is held forever by a peer that vanished).
+    #[arg(long, default_value_t = 300)]
+    push_lifetime_secs: u64,
     /// A peer whose connections carry many clients (a PoP, an edge
     /// gateway), so only the total bounds it. Repeat for several.
     #[arg(long = "trusted-proxy", value_name = "IP")]
@@ -280,6 +292,9 @@ struct Origin {
     hrana: Arc<hrana::HranaServer>,
     /// Replicated databases, by name.
     primaries: BTreeMap<String, Arc<replication::Primary>>,
+    /// Push streams held, by client.
+    pushes: Arc<admission::Admission>,
+    push_settings: replication::push::Settings,
 }
 
 #[tokio::main]
@@ -444,6 +459,15 @@ async fn main() -> Result<()> {
         vendors,
         hrana,
         primaries: primaries.clone(),
+        pushes: admission::Admission::new(admission::Limits {
+            total: args.max_push_streams.max(1),
+            per_client: args.max_push_streams_per_client.max(1),
+            trusted: Vec::new(),
+        }),
+        push_settings: replication::push::Settings {
+            lifetime: std::time::Duration::from_secs(args.push_lifetime_secs.max(1)),
+            ..Default::default()
+        },
     });
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(admission::tls::acceptor(cert, key)?),
@@ -473,11 +497,11 @@ async fn main() -> Result<()> {
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve_connection(stream, origin).await,
+                None => serve_connection(stream, peer, origin).await,
                 Some(tls) => {
                     let handshake = tls.accept(stream);
                     match tokio::time::timeout(admission::tls::HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => serve_connection(stream, origin).await,
+                        Ok(Ok(stream)) => serve_connection(stream, peer, origin).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -493,13 +517,13 @@ async fn main() -> Result<()> {
 }
 
 /// Serves HTTP/1.1 requests on one connection, plain or TLS.
-async fn serve_connection<S>(stream: S, origin: Arc<Origin>)
+async fn serve_connection<S>(stream: S, peer: std::net::SocketAddr, origin: Arc<Origin>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
         let origin = origin.clone();
-        async move { Ok::<_, std::convert::Infallible>(origin.handle(req).await) }
+        async move { Ok::<_, std::convert::Infallible>(origin.handle(req, peer).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -564,12 +588,12 @@ fn answer_response(a: checkout::Answer) -> Response<Body> {
 }
 
 impl Origin {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
         let path = req.uri().path().to_string();
         if let Some(rest) = path.strip_prefix("/db/") {
             let (db, endpoint) = rest.split_once('/').unwrap_or((rest, ""));
             if let Some(request) = replication::protocol::Request::parse(endpoint) {
-                return self.replicate(&req, db, request).await;
+                return self.replicate(&req, peer, db, request).await;
             }
             return self.hrana(req, &path, db).await;
         }
@@ -656,20 +680,32 @@ impl Origin {
             Err(p) => return problem(p),
         };
         let r = self.hrana.handle(&method, path, &who, body).await;
+        let mut resp = reply(r.status, r.content_type, r.body);
         if let Some(primary) = self.primaries.get(db).cloned() {
-            // A write may have committed: answer once it is shipped, so
-            // the writer's next pull sees it (read-your-writes).
-            let shipped = tokio::task::spawn_blocking(move || primary.ship_now(SHIP_WAIT)).await;
-            if !matches!(shipped, Ok(true)) {
+            // A write may have committed: answer once it is shipped, and
+            // say where the log ends then, so the writer can wait until
+            // its replica has applied that much (read-your-writes).
+            let shipped = {
+                let primary = primary.clone();
+                tokio::task::spawn_blocking(move || primary.ship_now(SHIP_WAIT)).await
+            };
+            if matches!(shipped, Ok(true)) {
+                let p = primary.position();
+                if let Ok(v) = http::HeaderValue::from_str(&format!("{}/{}", p.generation, p.frame))
+                {
+                    resp.headers_mut().insert(POSITION_HEADER, v);
+                }
+            } else {
                 tracing::warn!(db, "a write was answered before it was shipped");
             }
         }
-        reply(r.status, r.content_type, r.body)
+        resp
     }
 
     async fn replicate(
         &self,
         req: &Request<Incoming>,
+        peer: std::net::SocketAddr,
         db: &str,
         request: replication::protocol::Request,
     ) -> Response<Body> {
@@ -687,6 +723,9 @@ impl Origin {
                 "database {db:?} is not replicated; only the catalog goes to the edge"
             )));
         };
+        if let replication::protocol::Request::Push { generation, start } = request {
+            return self.push(peer, primary, generation, start);
+        }
         let answer =
             tokio::task::spawn_blocking(move || replication::protocol::answer(&primary, request))
                 .await;
@@ -703,6 +742,62 @@ impl Origin {
                 format!("the replication request failed: {e}"),
             )),
         }
+    }
+
+    /// A push stream (see `replication::push`), held against the per
+    /// client and total bounds for as long as it is open.
+    fn push(
+        &self,
+        peer: std::net::SocketAddr,
+        primary: Arc<replication::Primary>,
+        generation: u32,
+        start: u32,
+    ) -> Response<Body> {
+        use futures::StreamExt;
+        let permit = match self.pushes.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(refused) => {
+                let mut resp = problem(problem::Problem::new(
+                    429,
+                    "too-many-push-streams",
+                    "Too many push streams",
+                    format!(
+                        "{}; a replica needs one per database: close the others or retry later",
+                        refused.to_string().replace("connections", "push streams")
+                    ),
+                ));
+                resp.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("5"),
+                );
+                return resp;
+            }
+        };
+        let messages = match replication::push::serve(
+            primary,
+            generation,
+            start,
+            self.push_settings.clone(),
+        ) {
+            Ok(rx) => rx,
+            Err(pull) => return problem(replication::protocol::refusal(pull)),
+        };
+        // The permit lives as long as the body: a closed connection drops
+        // the body, and with it the stream's place.
+        let body = tokio_stream_of(messages).map(move |m| {
+            let _held = &permit;
+            Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from(m)))
+        });
+        let mut r = Response::new(http_body_util::StreamBody::new(body).boxed_unsync());
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(replication::push::CONTENT_TYPE),
+        );
+        r.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        r
     }
 
     async fn health(&self) -> Response<Body> {
@@ -736,6 +831,17 @@ impl Origin {
             ),
         }
     }
+}
+
+/// The header on a Hrana answer that names where the replication log
+/// ended once the request's writes were shipped: `{generation}/{frame}`.
+const POSITION_HEADER: &str = "edgeshop-replication-position";
+
+/// A receiver as a stream of its messages.
+fn tokio_stream_of(
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> impl futures::Stream<Item = Vec<u8>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 fn authorization(req: &Request<Incoming>) -> Option<String> {

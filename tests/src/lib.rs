@@ -378,6 +378,11 @@ impl Host {
         }
     }
 
+    /// The process id, to read its use of the machine from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn terminate(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -1442,4 +1447,59 @@ pub async fn start_gateway_pop(origin: &Host, objects: Option<&str>, dir: &Path)
         .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
     wait_ready(&pop).await;
     pop
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `target` whose connections can be
+/// cut at will: the network failing between a PoP and its origin.
+pub struct CutProxy {
+    pub url: String,
+    /// Bumped to cut every connection; odd while new ones are refused.
+    state: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    /// Proxies to the `http://host:port` in `target`.
+    pub async fn start(target: &str) -> CutProxy {
+        let to = target.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = std::sync::Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cut = st.subscribe();
+                let at = *cut.borrow_and_update();
+                if at % 2 == 1 {
+                    continue; // refused: dropped at once
+                }
+                let to = to.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        CutProxy { url, state, task }
+    }
+
+    /// Cuts every connection and refuses new ones until [`CutProxy::heal`].
+    pub fn cut(&self) {
+        self.state.send_modify(|s| *s = (*s | 1) + 2);
+    }
+
+    pub fn heal(&self) {
+        self.state.send_modify(|s| *s = (*s + 1) & !1);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -688,9 +688,10 @@ async fn concurrent_sign_ins_at_one_pop_all_complete_promptly() {
         }
     }
 
-    // One address signing in 8 times at once: every attempt is reserved
-    // before its password is checked, so at most 5 are checked at once;
-    // the rest are told to retry in a second, and then get in.
+    // One address signing in 8 times at once with the right password:
+    // a success is never counted as a failure, so none should have to
+    // wait (at most 3 may, were one told to retry in a second), and any
+    // that waited gets in afterwards.
     let attempts: Vec<_> = (0..8)
         .map(|_| {
             let p = p.clone();

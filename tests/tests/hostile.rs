@@ -388,7 +388,7 @@ fn checks_allowed(secs: f64) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn guesses_at_three_pops_at_once_get_their_passwords_checked_at_most_five_times() {
+async fn guesses_at_three_pops_at_once_get_at_most_five_answers() {
     let _alone = ALONE.lock().await;
     let dir = TempDir::new("hostile-guesses");
     let origin = start_origin_on_seed(&dir.0, &[]);

@@ -86,10 +86,12 @@ async fn edge_writes_work_after_a_quiet_spell() {
     );
 }
 
-/// The origin crashes and comes back on the same address: the PoP's open
-/// streams are unknown to the new process, which refuses them before
-/// running anything, so the PoP runs the statement again on a new stream
-/// and the user never sees the restart.
+/// The origin crashes and comes back on the same address: the PoP's
+/// kept-alive connections are dead and the new process knows no stream
+/// of the old one. Each edge write is a stream of its own, opened and
+/// closed in one request, so nothing stale is presented, a request on a
+/// dead connection goes again on a new one, and the user never sees the
+/// restart.
 #[tokio::test(flavor = "multi_thread")]
 async fn edge_writes_work_right_after_the_origin_restarts() {
     let dir = TempDir::new("restart");
@@ -109,11 +111,6 @@ async fn edge_writes_work_right_after_the_origin_restarts() {
     assert_eq!(r.status, 200, "refresh after the restart: {}", r.text());
     let r = login(&pop, "ada@example.com").await;
     assert_eq!(r.status, 200, "sign-in after the restart: {}", r.text());
-    assert!(
-        pop.log().contains("the primary ran nothing"),
-        "the stale stream was met and the statement run again:\n{}",
-        pop.log()
-    );
 }
 
 /// A write whose answer is lost after the primary ran it: the user gets a

@@ -297,16 +297,25 @@ async fn signup(
             Some(id.ok_or_else(|| DbError("creating the vendor returned no id".into()))?)
         }
     };
+    // The account and its first session in one statement (one round trip
+    // from a far PoP): the `accounts_first_session` trigger opens it.
+    let sid = env.token(16);
+    let expires = env.now + env.settings.session_ttl_secs;
+    let refresh = env.token(32);
     let rows = db
         .query(
-            "INSERT INTO accounts (email, password_hash, kind, vendor_id, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (email) DO NOTHING RETURNING id",
+            "INSERT INTO accounts (email, password_hash, kind, vendor_id, created_at, updated_at, \
+               first_session_id, first_session_expires_at, first_refresh_hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8) ON CONFLICT (email) DO NOTHING RETURNING id",
             vec![
                 email.as_str().into(),
                 hash.into(),
                 kind.into(),
                 vendor_id.into(),
                 env.now.into(),
+                sid.as_str().into(),
+                expires.into(),
+                refresh_hash(&refresh).into(),
             ],
         )
         .await;
@@ -322,7 +331,15 @@ async fn signup(
         forget_vendor(catalog, vendor_id, env).await;
         return Err(taken().into());
     };
-    let mut r = start_session(db, account, vec![kind.to_string()], None, signer, env).await?;
+    let mut r = tokens_response(
+        account,
+        &sid,
+        vec![kind.to_string()],
+        &refresh,
+        expires,
+        signer,
+        env,
+    );
     r.status = 201;
     Ok(r.with_header("location", "/api/v1/auth/me"))
 }
@@ -426,16 +443,6 @@ async fn login(req: &Request<'_>, db: &impl Database, env: &Env<'_>) -> Flow {
     {
         return Err(too_many(wait).into());
     }
-    let reserved = db
-        .query(
-            &throttle::reserve_sql(),
-            vec![key.clone().into(), env.now.into()],
-        )
-        .await?;
-    if reserved.is_empty() {
-        // Locked at the primary by an attempt not replicated here yet.
-        return Err(too_many(throttle::UNKNOWN_LOCK_WAIT_SECS).into());
-    }
     let rows = db
         .query(
             "SELECT a.id, a.password_hash, a.kind, \
@@ -457,10 +464,43 @@ async fn login(req: &Request<'_>, db: &impl Database, env: &Env<'_>) -> Flow {
         Some((_, phc, _, _)) => passwords::verify(&b.password, phc).unwrap_or(false),
         None => passwords::verify_nobody(&b.password),
     };
-    // A failure stays counted: the reservation counted it.
+    // The outcome is settled at the primary in one statement, and told
+    // only if the address was not locked there: a failure is counted
+    // (and may set the lock), a success opens the session.
     let Some((id, phc, kind, extra)) = account.filter(|_| ok) else {
+        let counted = db
+            .query(
+                &throttle::count_failure_sql(),
+                vec![key.clone().into(), env.now.into()],
+            )
+            .await?;
+        if counted.is_empty() {
+            // Locked at the primary by an attempt not replicated here yet.
+            return Err(too_many(throttle::UNKNOWN_LOCK_WAIT_SECS).into());
+        }
         return Err(wrong_credentials().into());
     };
+    let roles = roles_of(&kind, &extra);
+    let sid = env.token(16);
+    let expires = env.now + env.settings.session_ttl_secs;
+    let refresh = env.token(32);
+    let opened = db
+        .query(
+            throttle::open_session_sql(),
+            vec![
+                sid.as_str().into(),
+                id.into(),
+                env.now.into(),
+                expires.into(),
+                refresh_hash(&refresh).into(),
+                key.into(),
+            ],
+        )
+        .await?;
+    if opened.is_empty() {
+        return Err(too_many(throttle::UNKNOWN_LOCK_WAIT_SECS).into());
+    }
+    // An old hash is upgraded only once the sign-in is known to stand.
     if passwords::needs_rehash(&phc) {
         let mut salt = [0u8; passwords::SALT_BYTES];
         (env.random)(&mut salt);
@@ -472,7 +512,9 @@ async fn login(req: &Request<'_>, db: &impl Database, env: &Env<'_>) -> Flow {
             .await?;
         }
     }
-    start_session(db, id, roles_of(&kind, &extra), Some(key), signer, env).await
+    Ok(tokens_response(
+        id, &sid, roles, &refresh, expires, signer, env,
+    ))
 }
 
 fn too_many(wait: i64) -> Problem {
@@ -487,40 +529,6 @@ fn too_many(wait: i64) -> Problem {
 
 fn refresh_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
-}
-
-/// Creates a session and its first refresh token, in one statement (the
-/// `sessions_first_refresh` trigger files the token); answers with tokens.
-/// A sign-in names its address's key, and the same statement gives its
-/// reserved attempt back (the `sessions_signin_clears_failures` trigger).
-async fn start_session(
-    db: &impl Database,
-    account: i64,
-    roles: Vec<String>,
-    signin_key: Option<Vec<u8>>,
-    signer: &Signer,
-    env: &Env<'_>,
-) -> Flow {
-    let sid = env.token(16);
-    let expires = env.now + env.settings.session_ttl_secs;
-    let refresh = env.token(32);
-    db.query(
-        "INSERT INTO sessions \
-           (id, account_id, created_at, expires_at, first_refresh_hash, signin_key) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        vec![
-            sid.as_str().into(),
-            account.into(),
-            env.now.into(),
-            expires.into(),
-            refresh_hash(&refresh).into(),
-            signin_key.map_or(SqlValue::Null, SqlValue::Blob),
-        ],
-    )
-    .await?;
-    Ok(tokens_response(
-        account, &sid, roles, &refresh, expires, signer, env,
-    ))
 }
 
 fn tokens_response(

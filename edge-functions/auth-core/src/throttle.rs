@@ -10,13 +10,17 @@
 //! addresses are counted exactly like known ones, so a lock reveals
 //! nothing about which addresses have accounts.
 //!
-//! Every attempt is reserved at the primary, in one statement, before its
-//! password is checked: it counts as a failure from then on, and a
-//! success gives it back (the session it creates clears the row, through
-//! a trigger). Guesses racing at one or many PoPs are therefore checked at
-//! most [`FREE_FAILURES`] times before the lock, and once per lock after
-//! it, however many arrive while the lock is being written. The local
-//! replica is asked first only to refuse a known lock without a round trip.
+//! The password is checked at the PoP, and the outcome is then settled at
+//! the primary in one statement (one round trip from a far PoP): a
+//! failure is counted ([`count_failure_sql`]), a success opens its session
+//! ([`open_session_sql`], whose trigger clears the count), and either is
+//! refused, changing nothing, while the address is locked there. The
+//! client learns the outcome only from that statement, and the primary
+//! takes them one at a time, so guesses racing at one or many PoPs get at
+//! most [`FREE_FAILURES`] answers before the lock, and one per lock after
+//! it, however many arrive while the lock is being written; the rest are
+//! told to wait. The local replica is asked first only to refuse a known
+//! lock without a round trip (or a hash).
 
 use sha2::{Digest, Sha256};
 
@@ -33,10 +37,10 @@ pub fn email_key(normalized_email: &str) -> Vec<u8> {
 /// `SELECT` parameters: key.
 pub const LOCKED_SQL: &str = "SELECT locked_until FROM login_failures WHERE email_key = ?1";
 
-/// Reserves one attempt: counts it as a failure and sets the lock the
+/// Counts one failed attempt and sets the lock the
 /// count calls for, returning `(failures, locked_until)`; returns no row,
 /// and changes nothing, while the address is locked. Parameters: key, now.
-pub fn reserve_sql() -> String {
+pub fn count_failure_sql() -> String {
     // In an upsert's SET and WHERE, column names are the row's values
     // before the update, so `count` is the new failure count.
     let count =
@@ -52,6 +56,19 @@ pub fn reserve_sql() -> String {
          WHERE locked_until <= ?2 \
          RETURNING failures, locked_until"
     )
+}
+
+/// Opens a session for a sign-in whose password was right, unless the
+/// address is locked at the primary; returns the session's id, or no row
+/// (and changes nothing) while locked. The session names the address's
+/// key, and its trigger clears the address's failures. Parameters: id,
+/// account, now, expires, first refresh token's digest, key.
+pub fn open_session_sql() -> &'static str {
+    "INSERT INTO sessions \
+       (id, account_id, created_at, expires_at, first_refresh_hash, signin_key) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+     WHERE NOT EXISTS (SELECT 1 FROM login_failures WHERE email_key = ?6 AND locked_until > ?3) \
+     RETURNING id"
 }
 
 /// How long a client refused by the reservation is told to wait when the

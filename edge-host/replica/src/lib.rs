@@ -1,9 +1,14 @@
 //! An embedded libSQL replica at a PoP, kept in sync in the background.
 //!
-//! Reads are local. Writes go to the primary through the `libsql`
-//! client, which then pulls, so the writer reads its own write. The
-//! replica is the unmodified `libsql` crate; this crate decides when to
-//! open, sync and bootstrap it, and reports where it is:
+//! Reads are local. A write is one Hrana request to the primary
+//! ([`write`]); the primary answers with where its log ended, and the
+//! writer waits until the replica has applied that much, so it reads its
+//! own write. Frames reach the replica as the primary pushes them
+//! ([`follow`]) and are applied by the unmodified `libsql` crate through
+//! its own pull, which the pushed frames answer ([`relay`], [`feed`]);
+//! pulls on an interval remain for when no stream is up. This crate
+//! decides when to open, sync and bootstrap the replica, and reports
+//! where it is:
 //!
 //! - a replica with local files opens without the network, so a PoP that
 //!   restarts while the origin is down still serves reads;
@@ -13,8 +18,12 @@
 //!   replaced by a fresh one, in a new file, without stopping reads.
 
 pub mod delay;
+pub mod feed;
+mod follow;
 mod position;
+pub mod relay;
 pub mod tls;
+pub mod write;
 
 pub use position::Position;
 
@@ -34,8 +43,11 @@ pub struct Config {
     /// `libsql://name.turso.io`).
     pub url: String,
     pub token: String,
-    /// Time between pulls.
+    /// Time between pulls while no push stream is up.
     pub interval: Duration,
+    /// Follow the primary's push stream (our origin has one; a primary
+    /// without answers 404 and the replica pulls on the interval).
+    pub push: bool,
     /// Simulated extra round-trip time to the primary.
     pub delay: Duration,
     /// Whom an `https` primary must prove it is ([`tls::client_config`]).
@@ -62,6 +74,8 @@ pub struct Status {
     pub syncs: u64,
     pub failed_syncs: u64,
     pub bootstraps: u64,
+    /// A push stream is up and the replica follows it.
+    pub pushed: bool,
 }
 
 /// The live database and which incarnation it is.
@@ -77,6 +91,20 @@ pub struct Active {
 pub struct Replica {
     config: Config,
     connector: delay::Connector,
+    /// What the `libsql` replica's requests go through.
+    relay: relay::Relay,
+    feed: Arc<Mutex<feed::Feed>>,
+    /// Wakes the sync loop: frames were pushed, or a writer waits.
+    wake: Arc<tokio::sync::Notify>,
+    /// The applied position after each round, for writers to wait on.
+    applied: tokio::sync::watch::Sender<Option<Position>>,
+    /// Rounds asked for and finished, for [`Replica::pull_now`].
+    rounds: tokio::sync::watch::Sender<(u64, u64)>,
+    /// Writes to the primary, over kept-alive connections.
+    writer: hyper014::Client<delay::Connector>,
+    /// The primary pushes (ours does; one that does not is found out at
+    /// bootstrap, and its replica talks to it directly).
+    pushes: std::sync::atomic::AtomicBool,
     /// Readers hold it shared; a pull that must checkpoint holds it
     /// alone (see [`Replica::read_gate`]).
     gate: tokio::sync::RwLock<()>,
@@ -95,8 +123,12 @@ struct State {
     last_report: Option<Instant>,
 }
 
-/// How often the primary's position is asked for.
+/// How often the primary's position is asked for while no push stream
+/// says it.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// Longest a connection for writes is kept idle: inside the origin's
+/// own idle limits, so a kept connection is one it still holds.
+const WRITER_IDLE: Duration = Duration::from_secs(30);
 /// Longest one pull may take. The `libsql` client sets no timeout of its
 /// own, and a pull that never ends would stop replication (and every
 /// write that waits to read its own) without a word. A long catch-up cut
@@ -155,8 +187,19 @@ impl Replica {
     /// the primary in the background.
     pub async fn start(config: Config) -> Result<Arc<Replica>, Error> {
         std::fs::create_dir_all(&config.dir)?;
+        let connector = delay::connector(config.delay, config.tls.clone());
+        let feed = Arc::new(Mutex::new(feed::Feed::default()));
         let replica = Arc::new(Replica {
-            connector: delay::connector(config.delay, config.tls.clone()),
+            relay: relay::Relay::new(&config.url, feed.clone(), connector.clone()),
+            feed,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            applied: tokio::sync::watch::Sender::new(None),
+            rounds: tokio::sync::watch::Sender::new((0, 0)),
+            writer: hyper014::Client::builder()
+                .pool_idle_timeout(WRITER_IDLE)
+                .build(connector.clone()),
+            pushes: std::sync::atomic::AtomicBool::new(config.push),
+            connector,
             gate: tokio::sync::RwLock::new(()),
             active: RwLock::new(None),
             state: Mutex::new(State {
@@ -180,32 +223,142 @@ impl Replica {
             }
         }
         let weak = Arc::downgrade(&replica);
+        let wake = replica.wake.clone();
         tokio::spawn(async move {
             loop {
                 let Some(replica) = weak.upgrade() else {
                     return;
                 };
+                let asked = replica.rounds.borrow().0;
                 let pause = replica.step().await;
+                replica.rounds.send_modify(|r| r.1 = r.1.max(asked));
                 drop(replica);
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = wake.notified() => {}
+                }
             }
         });
         // Where the primary is, asked on its own schedule so the lag is
-        // known while a long pull runs.
+        // known while a long pull runs; a push stream says it instead.
         let weak = Arc::downgrade(&replica);
         tokio::spawn(async move {
             loop {
                 let Some(replica) = weak.upgrade() else {
                     return;
                 };
-                if let Some(p) = replica.primary_position().await {
+                let pushed = replica.feed.lock().expect("feed lock").is_live();
+                if !pushed && let Some(p) = replica.primary_position().await {
                     replica.state.lock().expect("replica state").status.primary = Some(p);
                 }
                 drop(replica);
                 tokio::time::sleep(PROBE_EVERY).await;
             }
         });
+        if replica.pushes.load(Ordering::Relaxed) {
+            let follow = follow::Follow {
+                label: replica.config.label.clone(),
+                url: replica.config.url.clone(),
+                token: replica.config.token.clone(),
+                connector: replica.connector.clone(),
+                delay: replica.config.delay,
+                feed: replica.feed.clone(),
+                wake: replica.wake.clone(),
+            };
+            let weak = Arc::downgrade(&replica);
+            tokio::spawn(follow.run(move || {
+                let replica = weak.upgrade()?;
+                if !replica.pushes.load(Ordering::Relaxed) {
+                    return None;
+                }
+                Some(replica.active().and_then(|a| Position::read(&a.path)))
+            }));
+        }
         Ok(replica)
+    }
+
+    /// The URL and connector the `libsql` replica is built with: through
+    /// the relay when following pushes, else straight to the primary.
+    fn libsql_url(&self) -> String {
+        if self.pushes.load(Ordering::Relaxed) {
+            relay::Relay::replica_url(&self.config.url)
+        } else {
+            self.config.url.clone()
+        }
+    }
+
+    /// Sends one write to the primary and waits (at most `limit` in all)
+    /// until this replica has applied it, so what the writer reads next
+    /// includes it. A write whose wait runs out still happened; it is
+    /// answered, and the lag is logged.
+    pub async fn write(
+        &self,
+        sql: &str,
+        args: Vec<libsql::Value>,
+        max_answer_bytes: usize,
+        limit: Duration,
+    ) -> Result<write::Written, write::WriteError> {
+        let started = Instant::now();
+        let written = tokio::time::timeout(
+            limit,
+            write::execute(
+                &self.writer,
+                &self.config.url,
+                &self.config.token,
+                sql,
+                args,
+                max_answer_bytes,
+            ),
+        )
+        .await
+        .map_err(|_| {
+            write::WriteError::Unknown(format!("the primary did not answer within {limit:?}"))
+        })??;
+        let left = limit.saturating_sub(started.elapsed());
+        let caught_up = match written.position {
+            Some(target) => self.wait_for(target, left).await,
+            // A primary that does not say: pull once after the write.
+            None => self.pull_now(left).await,
+        };
+        if !caught_up {
+            tracing::warn!(db = %self.config.label, position = ?written.position, "a write was answered before this replica applied it");
+        }
+        Ok(written)
+    }
+
+    /// Waits until the replica has applied `target`; a round is asked
+    /// for if pushes have not brought it soon.
+    async fn wait_for(&self, target: Position, limit: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        let reached = |p: &Option<Position>| p.is_some_and(|p| p >= target);
+        // A pushed commit arrives with the write's answer; a pull is
+        // asked for only if it has not come within a moment.
+        let nudge = Duration::from_millis(20).max(self.config.delay / 4);
+        if tokio::time::timeout(nudge.min(limit), applied.wait_for(reached))
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            return true;
+        }
+        self.wake.notify_one();
+        tokio::time::timeout(limit.saturating_sub(nudge), applied.wait_for(reached))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Asks for a round of the sync loop and waits (at most `limit`) for
+    /// one that started after the call to finish.
+    pub async fn pull_now(&self, limit: Duration) -> bool {
+        let mut target = 0;
+        self.rounds.send_modify(|r| {
+            r.0 += 1;
+            target = r.0;
+        });
+        let mut rounds = self.rounds.subscribe();
+        self.wake.notify_one();
+        tokio::time::timeout(limit, rounds.wait_for(|r| r.1 >= target))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn label(&self) -> &str {
@@ -247,6 +400,12 @@ impl Replica {
         let st = self.state.lock().expect("replica state");
         let mut s = st.status.clone();
         s.position = live.or(s.position);
+        let feed = self.feed.lock().expect("feed lock");
+        s.pushed = feed.is_live();
+        if s.pushed {
+            s.primary = feed.primary().or(s.primary);
+        }
+        drop(feed);
         s.frames_behind = frames_behind(s.position, s.primary);
         s.since_last_sync_ms = st.last_sync.map(|t| t.elapsed().as_millis() as u64);
         s
@@ -289,10 +448,10 @@ impl Replica {
     async fn open_existing(&self, path: &Path) -> Result<(), Error> {
         let db = libsql::Builder::new_synced_database(
             path,
-            self.config.url.clone(),
+            self.libsql_url(),
             self.config.token.clone(),
         )
-        .connector(self.connector.clone())
+        .connector(self.relay.clone())
         .remote_writes(true)
         .read_your_writes(true)
         .build()
@@ -311,18 +470,23 @@ impl Replica {
         let mut st = self.state.lock().expect("replica state");
         st.status.bootstrapped = true;
         st.status.position = Position::read(path);
+        self.applied.send_replace(st.status.position);
     }
 
     /// A fresh replica in a new file, from the primary's current base.
     async fn bootstrap(&self) -> Result<(), Error> {
+        if self.pushes.load(Ordering::Relaxed) && !self.primary_pushes().await? {
+            tracing::info!(db = %self.config.label, "the primary does not push; pulling on the interval");
+            self.pushes.store(false, Ordering::Relaxed);
+        }
         let next = self.files()?.last().map_or(1, |n| n + 1);
         let path = self.file(next);
         let db = libsql::Builder::new_remote_replica(
             &path,
-            self.config.url.clone(),
+            self.libsql_url(),
             self.config.token.clone(),
         )
-        .connector(self.connector.clone())
+        .connector(self.relay.clone())
         .read_your_writes(true)
         .build()
         .await?;
@@ -370,6 +534,14 @@ impl Replica {
 
     /// Records a round's outcome; returns the pause before the next.
     fn record(&self, result: Result<(), Error>, position: Option<Position>) -> Duration {
+        if let Some(p) = position {
+            self.feed.lock().expect("feed lock").applied(p);
+        }
+        self.applied.send_if_modified(|a| {
+            let moved = *a != position;
+            *a = position;
+            moved
+        });
         let mut st = self.state.lock().expect("replica state");
         st.status.position = position;
         st.checkpoint_blocked =
@@ -418,8 +590,8 @@ impl Replica {
         self.bootstrap().await
     }
 
-    /// Asks the primary's `/info` where it is.
-    async fn primary_position(&self) -> Option<Position> {
+    /// The primary's `/info`, within `limit`; `None` if it has none.
+    async fn info(&self, limit: Duration) -> Result<Option<serde_json::Value>, String> {
         let client = hyper014::Client::builder().build::<_, hyper014::Body>(self.connector.clone());
         let url = format!(
             "{}/info",
@@ -428,16 +600,33 @@ impl Replica {
         let req = hyper014::Request::get(url)
             .header("authorization", format!("Bearer {}", self.config.token))
             .body(hyper014::Body::empty())
-            .ok()?;
-        let res = tokio::time::timeout(Duration::from_secs(2), client.request(req))
+            .map_err(|e| e.to_string())?;
+        let res = tokio::time::timeout(limit, client.request(req))
             .await
-            .ok()?
-            .ok()?;
+            .map_err(|_| "the primary did not answer /info".to_string())?
+            .map_err(|e| format!("asking the primary's /info: {e}"))?;
         if !res.status().is_success() {
-            return None;
+            return Ok(None);
         }
-        let body = hyper014::body::to_bytes(res.into_body()).await.ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let body = hyper014::body::to_bytes(res.into_body())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Some(serde_json::from_slice(&body).unwrap_or_default()))
+    }
+
+    /// Whether the primary is one that pushes: its `/info` says which
+    /// generations it keeps, which only ours does.
+    async fn primary_pushes(&self) -> Result<bool, Error> {
+        let info = self
+            .info(Duration::from_secs(10))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        Ok(info.is_some_and(|v| v.get("oldest_generation").is_some()))
+    }
+
+    /// Asks the primary's `/info` where it is.
+    async fn primary_position(&self) -> Option<Position> {
+        let v = self.info(Duration::from_secs(2)).await.ok()??;
         Some(Position {
             generation: v["current_generation"].as_u64()? as u32,
             frame: v["current_frame"].as_u64().unwrap_or(0) as u32,

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "signin_reservation",
         sql: include_str!("../migrations/0005_signin_reservation.sql"),
     },
+    Migration {
+        version: 6,
+        name: "single_statement_signup",
+        sql: include_str!("../migrations/0006_single_statement_signup.sql"),
+    },
 ];
 
 /// Opens (creating if needed) a local identity database file.

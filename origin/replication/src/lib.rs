@@ -21,6 +21,7 @@
 pub mod log;
 mod primary;
 pub mod protocol;
+pub mod push;
 pub mod wal;
 
-pub use primary::{Options, Position, Primary, prepare_connection};
+pub use primary::{MAX_PULL_FRAMES, Options, Position, Primary, Pull, prepare_connection};

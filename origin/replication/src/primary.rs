@@ -104,6 +104,8 @@ pub struct Primary {
     passes: (Mutex<Passes>, Condvar),
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The newest position shipped, for push streams to wait on.
+    shipped: tokio::sync::watch::Sender<Position>,
 }
 
 /// Settings every connection that writes a replicated database needs:
@@ -250,6 +252,10 @@ impl Primary {
             passes: (Mutex::new(Passes::default()), Condvar::new()),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
+            shipped: tokio::sync::watch::Sender::new(Position {
+                generation: current,
+                frame: 0,
+            }),
         });
 
         // Ship what the last run left in the WAL, then fold it into the
@@ -262,6 +268,7 @@ impl Primary {
         }
         shipper.scanner = None;
         primary.start_from_file()?;
+        primary.publish();
         let thread = std::thread::Builder::new()
             .name(format!("ship-{name}"))
             .spawn(move || shipper.run())?;
@@ -287,6 +294,30 @@ impl Primary {
             generation: st.current,
             frame: st.logs.get(&st.current).map_or(0, |l| l.len()),
         }
+    }
+
+    /// Tells push streams where the log ends now, if that moved.
+    fn publish(&self) {
+        let now = self.position();
+        self.shipped.send_if_modified(|p| {
+            let moved = *p != now;
+            *p = now;
+            moved
+        });
+    }
+
+    /// Changes whenever shipped frames (or a new generation) land.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Position> {
+        self.shipped.subscribe()
+    }
+
+    /// Whether frames of `generation` are still served.
+    pub fn serves(&self, generation: u32) -> bool {
+        self.state
+            .read()
+            .expect("state lock")
+            .logs
+            .contains_key(&generation)
     }
 
     /// The oldest generation whose frames are still served.
@@ -680,6 +711,7 @@ impl Shipper {
                     tracing::error!(db = %primary.name, error = %e, "shipping WAL frames failed");
                 }
             }
+            primary.publish();
             {
                 let mut p = primary.passes.0.lock().expect("passes lock");
                 p.finished = p.finished.max(pass);

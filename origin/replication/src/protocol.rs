@@ -11,6 +11,9 @@
 //!
 //! A generation that is no longer kept is 410 Gone, which the client
 //! reports as an error: the replica must bootstrap again.
+//!
+//! Ours alone: `GET /push/{N}/{start}` holds a response open and writes
+//! frames into it as they are shipped (see [`crate::push`]).
 
 use crate::primary::{Primary, Pull};
 use problem::Problem;
@@ -27,6 +30,10 @@ pub enum Request {
         start: u32,
         end: u32,
     },
+    Push {
+        generation: u32,
+        start: u32,
+    },
 }
 
 impl Request {
@@ -42,6 +49,10 @@ impl Request {
                 generation: parts.next()?.parse().ok()?,
                 start: parts.next()?.parse().ok()?,
                 end: parts.next()?.parse().ok()?,
+            },
+            "push" => Request::Push {
+                generation: parts.next()?.parse().ok()?,
+                start: parts.next()?.parse().ok()?,
             },
             _ => return None,
         };
@@ -92,10 +103,14 @@ pub fn answer(primary: &Primary, request: Request) -> Reply {
             Ok(Err(pull)) => Reply::Problem(refusal(pull)),
             Err(e) => io(e),
         },
+        // A stream, served by the caller with `push::serve`.
+        Request::Push { .. } => {
+            Reply::Problem(Problem::bad_request("a push stream is not a single answer"))
+        }
     }
 }
 
-fn refusal(pull: Pull) -> Problem {
+pub fn refusal(pull: Pull) -> Problem {
     match pull {
         Pull::End { current } => Problem::new(
             400,
@@ -128,11 +143,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_three_endpoints_and_nothing_else() {
+    fn parses_the_endpoints_and_nothing_else() {
         assert_eq!(Request::parse("info"), Some(Request::Info));
         assert_eq!(
             Request::parse("export/3"),
             Some(Request::Export { generation: 3 })
+        );
+        assert_eq!(
+            Request::parse("push/2/17"),
+            Some(Request::Push {
+                generation: 2,
+                start: 17
+            })
         );
         assert_eq!(
             Request::parse("sync/2/1/129"),
@@ -150,6 +172,8 @@ mod tests {
             "info/1",
             "v3/pipeline",
             "sync/-1/1/2",
+            "push/1",
+            "push/1/2/3",
         ] {
             assert_eq!(Request::parse(bad), None, "{bad:?}");
         }

@@ -27,7 +27,18 @@ pub struct Lag {
     pub per_pop: Vec<(String, u64, Vec<f64>)>,
     /// Vendor edits: the PoP they went through, and the same figures.
     pub vendor: Option<(String, Probed)>,
+    /// Each auth write at each PoP: name, delay, median ms per write.
+    pub auth: Vec<(String, u64, [f64; AUTH_WRITES.len()])>,
 }
+
+/// The auth writes timed at each PoP, in the order a session makes them,
+/// and `me` (a local read) beside them.
+const AUTH_WRITES: [&str; 5] = ["sign-up", "sign-in", "refresh", "sign-out", "me"];
+/// Sessions timed at each PoP; the table shows medians.
+const AUTH_ROUNDS: usize = 7;
+/// What a write may cost beside its round trips, in the bounds printed:
+/// the guest, the local reads, the wait for the replica to apply.
+const LOCAL_WORK_MS: f64 = 20.0;
 
 /// How long each probe took to be visible, at each PoP and everywhere.
 pub struct Probed {
@@ -232,6 +243,7 @@ pub fn run(
         .collect();
     let mut lag = rt.block_on(lag(&origin.url, &token, &pop_urls, seconds))?;
     lag.vendor = Some(rt.block_on(vendor_lag(&pop_urls, lag.probes))?);
+    lag.auth = rt.block_on(auth_writes(&pop_urls))?;
     drop(through);
     drop(pops);
     drop(origin);
@@ -344,7 +356,7 @@ async fn lag(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Steady background load: about 50 small commits a second.
+    // Steady background load: about 100 small commits a second.
     let background = tokio::spawn({
         let (client, origin, token, stop) = (
             client.clone(),
@@ -355,7 +367,7 @@ async fn lag(
         async move {
             let mut n = 0u64;
             let started = Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tick.tick().await;
                 let sql = format!(
@@ -400,7 +412,103 @@ async fn lag(
         sorted_ms: probed.sorted_ms,
         per_pop: probed.per_pop,
         vendor: None,
+        auth: Vec::new(),
     })
+}
+
+/// One JSON request as a browser's script sends it; its status and body.
+async fn auth_call(
+    client: &Client,
+    url: &str,
+    body: serde_json::Value,
+    bearer: Option<&str>,
+) -> Result<(u16, serde_json::Value)> {
+    let method = if body.is_null() {
+        http::Method::GET
+    } else {
+        http::Method::POST
+    };
+    let (status, _, answer) = vendor_call(client, method, url, bearer, None, body).await?;
+    Ok((status, answer))
+}
+
+/// A whole session's writes at each PoP, [`AUTH_ROUNDS`] times: sign-up,
+/// sign-in, refresh, sign-out, and `me` with the sign-in's token, each
+/// timed from send to answer; medians per PoP.
+async fn auth_writes(
+    pops: &[(String, u64, String)],
+) -> Result<Vec<(String, u64, [f64; AUTH_WRITES.len()])>> {
+    let client: Client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    say(&format!(
+        "bench: auth writes, {AUTH_ROUNDS} sessions at each PoP"
+    ));
+    let mut out = Vec::new();
+    for (name, delay, url) in pops {
+        let mut times: [Vec<f64>; AUTH_WRITES.len()] = Default::default();
+        for round in 0..AUTH_ROUNDS {
+            let creds = serde_json::json!({
+                "email": format!("bench-{name}-{round}-{}@example.com", std::process::id()),
+                "password": "a bench password, long enough",
+            });
+            let mut timed = |k: usize, started: Instant| {
+                times[k].push(started.elapsed().as_secs_f64() * 1000.0);
+            };
+            let t = Instant::now();
+            let (status, _) = auth_call(
+                &client,
+                &format!("{url}/api/v1/auth/signup"),
+                creds.clone(),
+                None,
+            )
+            .await?;
+            timed(0, t);
+            anyhow::ensure!(status == 201, "sign-up at {name}: {status}");
+            let t = Instant::now();
+            let (status, tokens) =
+                auth_call(&client, &format!("{url}/api/v1/auth/login"), creds, None).await?;
+            timed(1, t);
+            anyhow::ensure!(status == 200, "sign-in at {name}: {status}");
+            let access = tokens["access_token"].as_str().unwrap_or_default();
+            let t = Instant::now();
+            let (status, _) = auth_call(
+                &client,
+                &format!("{url}/api/v1/auth/refresh"),
+                serde_json::json!({ "refresh_token": tokens["refresh_token"] }),
+                None,
+            )
+            .await?;
+            timed(2, t);
+            anyhow::ensure!(status == 200, "refresh at {name}: {status}");
+            let t = Instant::now();
+            let (status, _) = auth_call(
+                &client,
+                &format!("{url}/api/v1/auth/me"),
+                serde_json::Value::Null,
+                Some(access),
+            )
+            .await?;
+            timed(4, t);
+            anyhow::ensure!(status == 200, "me at {name}: {status}");
+            let t = Instant::now();
+            let (status, _) = auth_call(
+                &client,
+                &format!("{url}/api/v1/auth/logout"),
+                serde_json::json!({}),
+                Some(access),
+            )
+            .await?;
+            timed(3, t);
+            anyhow::ensure!(status == 204, "sign-out at {name}: {status}");
+        }
+        let medians = times.map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        });
+        out.push((name.clone(), *delay, medians));
+    }
+    Ok(out)
 }
 
 /// Polls `path` at every PoP until its body holds `marker` (at most
@@ -432,7 +540,9 @@ async fn everywhere(
     Ok(seen.into_iter().map(|s| s.unwrap_or(0.0)).collect())
 }
 
-/// A vendor dashboard's JSON call: status, `ETag`, body.
+/// A JSON call as a browser's script makes it (a vendor dashboard's, a
+/// sign-in form's): status, `ETag`, body (decoded as the browser would).
+/// A `null` body sends none.
 async fn vendor_call(
     client: &Client,
     method: http::Method,
@@ -445,27 +555,35 @@ async fn vendor_call(
         .method(method)
         .uri(url)
         .header("content-type", "application/json")
-        .header("accept", "application/json");
+        .header("accept", "application/json")
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .header("accept-language", "en-GB,en;q=0.9");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
     if let Some(tag) = if_match {
         req = req.header("if-match", tag);
     }
-    let resp = client
-        .request(req.body(Full::new(Bytes::from(body.to_string())))?)
-        .await?;
+    let payload = if body.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(body.to_string())
+    };
+    let resp = client.request(req.body(Full::new(payload))?).await?;
     let status = resp.status().as_u16();
-    let etag = resp
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (etag, coding) = (header("etag"), header("content-encoding"));
     let bytes = resp.into_body().collect().await?.to_bytes();
+    let decoded = edgeshop_clients::decode(coding.as_deref(), &bytes)?;
     Ok((
         status,
         etag,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        serde_json::from_slice(&decoded).unwrap_or(serde_json::Value::Null),
     ))
 }
 
@@ -628,10 +746,58 @@ pub fn print(lag: &Lag) {
         &lag.per_pop,
     );
     println!();
+    let farthest = lag.per_pop.iter().map(|(_, d, _)| *d).max().unwrap_or(0);
+    let p99 = lag
+        .sorted_ms
+        .get(((lag.sorted_ms.len().max(1) - 1) as f64 * 0.99).round() as usize)
+        .copied()
+        .unwrap_or(0.0);
+    let bound = farthest as f64 + 50.0;
     println!(
-        "Under {:.0} background commits/s at the primary; polled every 2 ms through GET /api/v1/products/1, which the PoP's cache\nanswers until the commit's change row replicates and invalidates the entry.",
-        lag.writes_per_second
+        "Under {:.0} background commits/s at the primary; polled every 2 ms through GET /api/v1/products/1, which the PoP's cache\nanswers until the commit's change row replicates and invalidates the entry. Bound: p99 everywhere <= the farthest\nround trip + 50 ms = {bound:.0} ms; measured {p99:.1} ms ({}).",
+        lag.writes_per_second,
+        if p99 <= bound { "within" } else { "OVER" }
     );
+    if !lag.auth.is_empty() {
+        // The hash's cost: the nearest PoP's sign-in less its refresh,
+        // both one write to the primary.
+        let near = &lag.auth[0].2;
+        let hash = (near[1] - near[2]).max(0.0);
+        println!();
+        println!(
+            "| {:<28} | {} | {:>24} |",
+            "auth writes, median ms",
+            AUTH_WRITES.map(|w| format!("{w:>9}")).join(" | "),
+            "bound (1.5 RTT + hash)"
+        );
+        println!(
+            "|{}|{}|{}|",
+            "-".repeat(30),
+            "-----------|".repeat(5).trim_end_matches('|'),
+            "-".repeat(26)
+        );
+        for (name, delay, ms) in &lag.auth {
+            let write_bound = 1.5 * *delay as f64 + LOCAL_WORK_MS;
+            let hashed_bound = write_bound + hash;
+            let within = ms[0] <= hashed_bound
+                && ms[1] <= hashed_bound
+                && ms[2] <= write_bound
+                && ms[3] <= write_bound;
+            println!(
+                "| {:<28} | {} | {:>24} |",
+                format!("PoP {name} (+{delay} ms)"),
+                ms.map(|m| format!("{m:>9.1}")).join(" | "),
+                format!(
+                    "{hashed_bound:.0} / {write_bound:.0}: {}",
+                    if within { "within" } else { "OVER" }
+                )
+            );
+        }
+        println!();
+        println!(
+            "Each a fresh session's requests at that PoP, JSON as a browser's script sends it, {AUTH_ROUNDS} sessions, medians. Bounds:\nsign-up and sign-in 1.5 RTT + hash + {LOCAL_WORK_MS} ms of local work, refresh and sign-out 1.5 RTT + {LOCAL_WORK_MS} ms; the hash (Argon2id\nin wasm) is taken as {hash:.0} ms, the nearest PoP's sign-in less its refresh (each one write). `me` reads only the replica."
+        );
+    }
     if let Some((near, v)) = &lag.vendor {
         print_table(
             &format!("vendor edit sent through {near} -> fresh read at"),
