@@ -408,7 +408,7 @@ async fn main() -> Result<()> {
             };
             let c = checkout::Checkout::open(
                 orders,
-                &catalog_db,
+                catalog_db,
                 identity_db.as_ref(),
                 checkout::Settings {
                     variables_file: args.variables_file.clone(),
@@ -418,6 +418,7 @@ async fn main() -> Result<()> {
                     step_timeout: std::time::Duration::from_millis(
                         args.payments_timeout_ms.saturating_mul(2),
                     ),
+                    writer: db_writer::Settings::default(),
                 },
             )
             .await

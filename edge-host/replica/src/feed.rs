@@ -51,7 +51,15 @@ pub struct Feed {
     live: bool,
     /// Where the primary said it was, last.
     primary: Option<Position>,
+    /// Frames answered since the last "no more": under a steady stream
+    /// of commits a pull would never end (there is always more), and the
+    /// replica records its progress only between pulls.
+    served: u32,
 }
+
+/// Frames one pull is given before it is told "no more" (the next pull
+/// goes on at once: the pushes that came meanwhile woke it).
+pub const FRAMES_PER_PULL: u32 = 1024;
 
 /// Why a message could not be taken; the stream is then dropped and
 /// opened again from the replica's position.
@@ -160,11 +168,37 @@ impl Feed {
     }
 
     /// The answer to a pull of `start..end` in `generation`, if the feed
-    /// has it; `None` sends the pull to the primary.
-    pub fn answer(&self, generation: u32, start: u32, end: u32) -> Option<Answer> {
+    /// has it; `None` sends the pull to the primary. The client asks for
+    /// a frame only once it has applied the ones before, so what lies
+    /// before `start` is let go.
+    pub fn answer(&mut self, generation: u32, start: u32, end: u32) -> Option<Answer> {
+        if start > 1 {
+            self.applied(Position {
+                generation,
+                frame: start - 1,
+            });
+        }
         if !self.live || end <= start {
             return None;
         }
+        let answer = self.lookup(generation, start, end)?;
+        Some(match answer {
+            Answer::Frames(_) if self.served >= FRAMES_PER_PULL => {
+                self.served = 0;
+                Answer::End { generation }
+            }
+            Answer::Frames(frames) => {
+                self.served += (frames.len() / FRAME_BYTES) as u32;
+                Answer::Frames(frames)
+            }
+            end => {
+                self.served = 0;
+                end
+            }
+        })
+    }
+
+    fn lookup(&self, generation: u32, start: u32, end: u32) -> Option<Answer> {
         let at = self
             .segments
             .iter()
@@ -282,6 +316,34 @@ mod tests {
         f.applied(pos(4, 1));
         assert_eq!(f.answer(3, 12, 20), None, "gone once applied");
         assert_eq!(f.answer(4, 2, 20), Some(Answer::End { generation: 4 }));
+    }
+
+    #[test]
+    fn a_long_pull_is_cut_into_pulls_and_lets_go_of_what_it_passed() {
+        let mut f = Feed::default();
+        f.connected(1, 1);
+        f.take(Message::Heartbeat(replication::Position {
+            generation: 1,
+            frame: 0,
+        }))
+        .unwrap();
+        f.take(Message::Frames {
+            generation: 1,
+            start: 1,
+            frames: frames(FRAMES_PER_PULL + 10),
+        })
+        .unwrap();
+        let mut next = 1;
+        while let Some(Answer::Frames(b)) = f.answer(1, next, next + 128) {
+            next += (b.len() / FRAME_BYTES) as u32;
+        }
+        assert_eq!(next, FRAMES_PER_PULL + 1, "cut after a pull's worth");
+        assert!(f.held() <= 128, "frames passed were let go: {}", f.held());
+        // The next pull goes on from there.
+        assert!(matches!(
+            f.answer(1, next, next + 128),
+            Some(Answer::Frames(_))
+        ));
     }
 
     #[test]

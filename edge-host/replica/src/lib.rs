@@ -329,21 +329,29 @@ impl Replica {
     /// Waits until the replica has applied `target`; a round is asked
     /// for if pushes have not brought it soon.
     async fn wait_for(&self, target: Position, limit: Duration) -> bool {
+        let started = Instant::now();
         let mut applied = self.applied.subscribe();
-        let reached = |p: &Option<Position>| p.is_some_and(|p| p >= target);
         // A pushed commit arrives with the write's answer; a pull is
         // asked for only if it has not come within a moment.
         let nudge = Duration::from_millis(20).max(self.config.delay / 4);
-        if tokio::time::timeout(nudge.min(limit), applied.wait_for(reached))
-            .await
-            .is_ok_and(|r| r.is_ok())
-        {
-            return true;
+        let mut nudged = false;
+        loop {
+            // The metadata file moves with every commit applied, also in
+            // the middle of a long pull.
+            let now = self.active().and_then(|a| Position::read(&a.path));
+            if now.is_some_and(|p| p >= target) {
+                return true;
+            }
+            let waited = started.elapsed();
+            if waited >= limit {
+                return false;
+            }
+            if !nudged && waited >= nudge {
+                nudged = true;
+                self.wake.notify_one();
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(5), applied.changed()).await;
         }
-        self.wake.notify_one();
-        tokio::time::timeout(limit.saturating_sub(nudge), applied.wait_for(reached))
-            .await
-            .is_ok_and(|r| r.is_ok())
     }
 
     /// Asks for a round of the sync loop and waits (at most `limit`) for

@@ -40,6 +40,8 @@ pub struct Settings {
     pub request_budget: Duration,
     /// Longest one saga step may take.
     pub step_timeout: Duration,
+    /// Queue and group bounds of each database's writer.
+    pub writer: db_writer::Settings,
 }
 
 /// Idempotency keys are kept at least this long.
@@ -49,9 +51,61 @@ const BACKGROUND_DRIVERS: usize = 32;
 /// Longest webhook body read.
 const MAX_WEBHOOK_BYTES: usize = 64 << 10;
 
+/// A database the checkout reads and writes: every write goes through
+/// its one writer (grouped commits, a bounded queue); reads use pooled
+/// connections of their own.
+pub(crate) struct Db {
+    writer: db_writer::Writer,
+    readers: db_writer::Readers,
+}
+
+impl Db {
+    fn new(
+        label: &'static str,
+        db: libsql::Database,
+        writer: libsql::Connection,
+        settings: db_writer::Settings,
+    ) -> Db {
+        Db {
+            writer: db_writer::Writer::start(label, writer, settings),
+            readers: db_writer::Readers::new(db, 16),
+        }
+    }
+
+    pub(crate) async fn read<T>(
+        &self,
+        f: impl AsyncFnOnce(&libsql::Connection) -> Result<T, libsql::Error>,
+    ) -> Result<T, libsql::Error> {
+        let conn = self.readers.get()?;
+        let out = f(&conn).await;
+        self.readers.put(conn);
+        out
+    }
+
+    /// One job of the writer (see `db_writer::Writer::write`); an
+    /// overloaded or stopped writer is `SQLITE_BUSY`, which callers
+    /// answer with 503 and `Retry-After`.
+    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T, libsql::Error>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c libsql::Connection,
+            ) -> futures::future::BoxFuture<
+                'c,
+                Result<db_writer::Step<T>, libsql::Error>,
+            > + Send
+            + 'static,
+    {
+        self.writer.write(job).await.map_err(|e| match e {
+            db_writer::Error::Db(e) => e,
+            other => libsql::Error::SqliteFailure(5, other.to_string()),
+        })
+    }
+}
+
 pub struct Checkout {
-    orders: Mutex<libsql::Connection>,
-    catalog: Mutex<libsql::Connection>,
+    orders: Db,
+    catalog: Db,
     identity: Option<Mutex<libsql::Connection>>,
     provider: Guarded<stripe::Client>,
     verifier: auth::Verifier,
@@ -140,13 +194,14 @@ impl Checkout {
     /// catalog and identity primaries.
     pub async fn open(
         orders: &std::path::Path,
-        catalog: &libsql::Database,
+        catalog: libsql::Database,
         identity: Option<&libsql::Database>,
         settings: Settings,
     ) -> anyhow::Result<Arc<Checkout>> {
         let (orders_db, _) = orders_db::open(orders).await?;
         let orders_conn = open(&orders_db, false).await?;
         let hold_key = store::hold_key(&orders_conn).await?.into_bytes();
+        let catalog_writer = open(&catalog, true).await?;
         let identity = match identity {
             Some(db) => Some(Mutex::new(open(db, true).await?)),
             None => None,
@@ -158,8 +213,8 @@ impl Checkout {
             u64::from_le_bytes(b) | 1
         };
         Ok(Arc::new(Checkout {
-            orders: Mutex::new(orders_conn),
-            catalog: Mutex::new(open(catalog, true).await?),
+            orders: Db::new("orders", orders_db, orders_conn, settings.writer.clone()),
+            catalog: Db::new("catalog", catalog, catalog_writer, settings.writer.clone()),
             identity,
             provider: Guarded::new(settings.provider, payments::breaker::Config::default()),
             verifier: auth::Verifier::new(settings.variables_file),
@@ -226,7 +281,10 @@ impl Checkout {
         let permits = Arc::new(tokio::sync::Semaphore::new(BACKGROUND_DRIVERS));
         let mut last_expiry = Instant::now() - Duration::from_secs(3600);
         loop {
-            let due = store::due(&*self.orders.lock().await, now_ms(), 256).await;
+            let due = self
+                .orders
+                .read(async |c| store::due(c, now_ms(), 256).await)
+                .await;
             match due {
                 Ok(ids) => {
                     for id in ids {
@@ -249,9 +307,17 @@ impl Checkout {
             }
             if last_expiry.elapsed() > Duration::from_secs(600) {
                 last_expiry = Instant::now();
-                match store::expire_keys(&*self.orders.lock().await, now_ms() - KEY_RETENTION_MS)
-                    .await
-                {
+                let expired = self
+                    .orders
+                    .write(|c| {
+                        Box::pin(async move {
+                            store::expire_keys(c, now_ms() - KEY_RETENTION_MS)
+                                .await
+                                .map(db_writer::Step::Commit)
+                        })
+                    })
+                    .await;
+                match expired {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(keys = n, "expired idempotency keys older than 24 h"),
                     Err(e) => tracing::warn!("expiring idempotency keys failed: {e}"),
@@ -264,22 +330,33 @@ impl Checkout {
     /// Publishes outbox events at least once; the consumer de-duplicates.
     async fn outbox_loop(self: Arc<Self>) {
         loop {
-            let batch = store::unpublished(&*self.orders.lock().await, 100).await;
+            let batch = self
+                .orders
+                .read(async |c| store::unpublished(c, 100).await)
+                .await;
             let idle = match batch {
                 Ok(events) => {
-                    let idle = events.is_empty();
+                    let mut idle = events.is_empty();
                     for e in events {
-                        let conn = self.orders.lock().await;
-                        let delivered = store::notify_vendors(&conn, &e, now_ms()).await;
-                        let marked = match delivered {
-                            Ok(_) => store::published(&conn, e.seq, now_ms()).await,
-                            Err(err) => Err(err),
-                        };
+                        let event_id = e.event_id.clone();
+                        // Delivered and marked in one write.
+                        let marked = self
+                            .orders
+                            .write(move |c| {
+                                Box::pin(async move {
+                                    store::notify_vendors(c, &e, now_ms()).await?;
+                                    store::published(c, e.seq, now_ms()).await?;
+                                    Ok(db_writer::Step::Commit(()))
+                                })
+                            })
+                            .await;
                         if let Err(err) = marked {
                             tracing::warn!(
-                                event = e.event_id,
+                                event = event_id,
                                 "publishing failed, will retry: {err}"
                             );
+                            // Not at once: the writer is overloaded or gone.
+                            idle = true;
                             break;
                         }
                     }
@@ -421,7 +498,10 @@ impl Checkout {
         let digest = Sha256::digest(req.canonical()).to_vec();
         let deadline = Instant::now() + self.request_budget;
         // A key seen before: the same request gets the same answer.
-        let seen = store::idempotency(&*self.orders.lock().await, who.account, &key).await;
+        let seen = self
+            .orders
+            .read(async |c| store::idempotency(c, who.account, &key).await)
+            .await;
         match seen {
             Ok(Some(seen)) => {
                 return self
@@ -439,7 +519,10 @@ impl Checkout {
             ))
             .with("retry-after", retry_after_secs.max(1).to_string());
         }
-        let priced = stock::price(&*self.catalog.lock().await, &req.items).await;
+        let priced = self
+            .catalog
+            .read(async |c| stock::price(c, &req.items).await)
+            .await;
         let (lines, currency) = match priced {
             Ok(Ok(p)) => p,
             Ok(Err(p)) => return Answer::problem(p),
@@ -456,28 +539,38 @@ impl Checkout {
             }
         };
         let shipping = serde_json::to_value(&req.shipping_address).expect("json");
-        let created = store::create(
-            &*self.orders.lock().await,
-            &store::NewOrder {
-                id: &id,
-                account_id: who.account,
-                idempotency_key: &key,
-                digest: &digest,
-                currency: &currency,
-                lines: &lines,
-                shipping: &shipping,
-                payment_method: &req.payment_method,
-            },
-            now_ms(),
-        )
-        .await;
+        let order = store::NewOrder {
+            id: id.clone(),
+            account_id: who.account,
+            idempotency_key: key.clone(),
+            digest: digest.clone(),
+            currency,
+            lines,
+            shipping,
+            payment_method: req.payment_method.clone(),
+        };
+        let created = self
+            .orders
+            .write(move |c| {
+                Box::pin(async move {
+                    Ok(match store::create(c, &order, now_ms()).await? {
+                        true => db_writer::Step::Commit(true),
+                        // Undo the order: the key names another.
+                        false => db_writer::Step::Rollback(false),
+                    })
+                })
+            })
+            .await;
         match created {
             Ok(true) => {}
             // Another request with this key won the race.
             Ok(false) => {
                 // (Bound first: a guard in a match scrutinee would be held
                 // through the arms, and replay locks the database again.)
-                let seen = store::idempotency(&*self.orders.lock().await, who.account, &key).await;
+                let seen = self
+                    .orders
+                    .read(async |c| store::idempotency(c, who.account, &key).await)
+                    .await;
                 return match seen {
                     Ok(Some(seen)) => {
                         self.replay(who.account, &key, seen, &digest, deadline)
@@ -496,18 +589,28 @@ impl Checkout {
         }
         let answer = self.answer_for(&id).await;
         let stored = std::str::from_utf8(&answer.body).unwrap_or("").to_string();
-        if let Err(e) = store::remember(
-            &*self.orders.lock().await,
-            who.account,
-            &key,
-            answer.status,
-            &stored,
-        )
-        .await
-        {
+        if let Err(e) = self.remember(who.account, key, answer.status, stored).await {
             tracing::warn!(order = id, "storing the idempotent answer failed: {e}");
         }
         answer.with("location", format!("/api/v1/orders/{id}"))
+    }
+
+    /// Stores the first answer given for a key (see `store::remember`).
+    async fn remember(
+        &self,
+        account: i64,
+        key: String,
+        status: u16,
+        body: String,
+    ) -> Result<(), libsql::Error> {
+        self.orders
+            .write(move |c| {
+                Box::pin(async move {
+                    store::remember(c, account, &key, status, &body).await?;
+                    Ok(db_writer::Step::Commit(()))
+                })
+            })
+            .await
     }
 
     /// Drives an order until its outcome is decided or the deadline; if
@@ -522,7 +625,10 @@ impl Checkout {
                 return Ok(());
             }
             let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
-            let order = store::load(&*self.orders.lock().await, id, None).await?;
+            let order = self
+                .orders
+                .read(async |c| store::load(c, id, None).await)
+                .await?;
             if order.is_none_or(|o| o.saga.ended.or(o.saga.failed).is_some()) {
                 return Ok(());
             }
@@ -589,18 +695,17 @@ impl Checkout {
                 let _ = self.drive(&seen.order_id, Some(deadline)).await;
                 let answer = self.answer_for(&seen.order_id).await;
                 let body = std::str::from_utf8(&answer.body).unwrap_or("").to_string();
-                let _ = store::remember(
-                    &*self.orders.lock().await,
-                    account,
-                    key,
-                    answer.status,
-                    &body,
-                )
-                .await;
+                let _ = self
+                    .remember(account, key.to_string(), answer.status, body)
+                    .await;
             } else {
                 let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
             }
-            match store::idempotency(&*self.orders.lock().await, account, key).await {
+            match self
+                .orders
+                .read(async |c| store::idempotency(c, account, key).await)
+                .await
+            {
                 Ok(Some(s)) => seen = s,
                 Ok(None) => return internal(libsql::Error::QueryReturnedNoRows),
                 Err(e) => return internal(e),
@@ -610,7 +715,11 @@ impl Checkout {
 
     /// The checkout answer an order's current state gives.
     async fn answer_for(&self, id: &str) -> Answer {
-        let order = match store::load(&*self.orders.lock().await, id, None).await {
+        let order = match self
+            .orders
+            .read(async |c| store::load(c, id, None).await)
+            .await
+        {
             Ok(Some(o)) => o,
             Ok(None) => return internal(libsql::Error::QueryReturnedNoRows),
             Err(e) => return internal(e),
@@ -657,12 +766,17 @@ impl Checkout {
         if checkout_core::order_id(id).is_none() {
             return not_found();
         }
-        let conn = self.orders.lock().await;
-        match store::load(&conn, id, Some(who.account)).await {
-            Ok(Some(order)) => match store::history(&conn, id).await {
-                Ok(h) => Answer::json(200, &view(&order, Some(h))),
-                Err(e) => internal(e),
-            },
+        let found = self
+            .orders
+            .read(
+                async |c| match store::load(c, id, Some(who.account)).await? {
+                    Some(order) => Ok(Some((store::history(c, id).await?, order))),
+                    None => Ok(None),
+                },
+            )
+            .await;
+        match found {
+            Ok(Some((h, order))) => Answer::json(200, &view(&order, Some(h))),
             Ok(None) => not_found(),
             Err(e) => internal(e),
         }
@@ -703,13 +817,10 @@ impl Checkout {
                 }
             }
         }
-        let orders = store::list(
-            &*self.orders.lock().await,
-            who.account,
-            before.as_deref(),
-            limit,
-        )
-        .await;
+        let orders = self
+            .orders
+            .read(async |c| store::list(c, who.account, before.as_deref(), limit).await)
+            .await;
         match orders {
             Ok(orders) => {
                 let next = (orders.len() as i64 == limit)
@@ -757,37 +868,43 @@ impl Checkout {
             Err(e) => return Answer::problem(Problem::bad_request(format!("not an event: {e}"))),
         };
         let pi = event.payment_intent();
-        let conn = self.orders.lock().await;
-        let first = store::webhook_seen(
-            &conn,
-            &event.id,
-            &event.kind,
-            pi.as_ref().map(|p| p.id.as_str()),
-            event.created,
-            now_ms(),
-        )
-        .await;
-        match first {
-            Ok(false) => {
-                return Answer::json(
-                    200,
-                    &serde_json::json!({"received": true, "duplicate": true}),
-                );
-            }
-            Ok(true) => {}
-            Err(e) => return internal(e),
+        // The event's record and what it teaches about its order, in one
+        // write.
+        let recorded = self
+            .orders
+            .write(move |c| {
+                Box::pin(async move {
+                    let first = store::webhook_seen(
+                        c,
+                        &event.id,
+                        &event.kind,
+                        pi.as_ref().map(|p| p.id.as_str()),
+                        event.created,
+                        now_ms(),
+                    )
+                    .await?;
+                    if !first {
+                        return Ok(db_writer::Step::Commit(false));
+                    }
+                    if let Some(pi) = pi
+                        && let Some(order) = pi.metadata.get("order_id")
+                        && checkout_core::order_id(order).is_some()
+                    {
+                        let detail = format!("{} ({}, {:?})", event.kind, pi.id, pi.status);
+                        store::webhook_for_order(c, order, &pi.id, &detail, now_ms()).await?;
+                    }
+                    Ok(db_writer::Step::Commit(true))
+                })
+            })
+            .await;
+        match recorded {
+            Ok(false) => Answer::json(
+                200,
+                &serde_json::json!({"received": true, "duplicate": true}),
+            ),
+            Ok(true) => Answer::json(200, &serde_json::json!({"received": true})),
+            Err(e) => internal(e),
         }
-        if let Some(pi) = pi
-            && let Some(order) = pi.metadata.get("order_id")
-            && checkout_core::order_id(order).is_some()
-        {
-            let detail = format!("{} ({}, {:?})", event.kind, pi.id, pi.status);
-            if let Err(e) = store::webhook_for_order(&conn, order, &pi.id, &detail, now_ms()).await
-            {
-                return internal(e);
-            }
-        }
-        Answer::json(200, &serde_json::json!({"received": true}))
     }
 }
 

@@ -82,10 +82,16 @@ impl Checkout {
         id: &str,
         deadline: Option<Instant>,
     ) -> Result<(), libsql::Error> {
+        // Loaded once: while this task drives the order, nobody else
+        // writes it, and every move below is written before the next.
+        let Some(mut order) = self
+            .orders
+            .read(async |c| store::load(c, id, None).await)
+            .await?
+        else {
+            return Ok(());
+        };
         loop {
-            let Some(mut order) = store::load(&*self.orders.lock().await, id, None).await? else {
-                return Ok(());
-            };
             let Some(step) = order.saga.next() else {
                 return Ok(());
             };
@@ -140,14 +146,15 @@ impl Checkout {
             } else {
                 format!("{outcome}: {}", attempt.detail)
             };
-            store::advance(
-                &*self.orders.lock().await,
-                &order,
-                step.name(),
-                &detail,
-                now_ms(),
-            )
-            .await?;
+            let moved = order.clone();
+            self.orders
+                .write(move |c| {
+                    Box::pin(async move {
+                        store::advance(c, &moved, step.name(), &detail, now_ms()).await?;
+                        Ok(db_writer::Step::Commit(()))
+                    })
+                })
+                .await?;
             if let Some(end) = order.saga.ended {
                 tracing::debug!(order = id, status = end.name(), "order ended");
                 return Ok(());
@@ -159,7 +166,20 @@ impl Checkout {
         let hold = self.hold_id(&order.id);
         match step {
             Step::ReserveStock => {
-                match stock::hold(&*self.catalog.lock().await, &hold, &order.lines).await {
+                let lines = order.lines.clone();
+                let held = self
+                    .catalog
+                    .write(move |c| {
+                        Box::pin(async move {
+                            Ok(match stock::hold(c, &hold, &lines).await? {
+                                Held::Done => db_writer::Step::Commit(Held::Done),
+                                // Lines taken before the short one go back.
+                                short => db_writer::Step::Rollback(short),
+                            })
+                        })
+                    })
+                    .await;
+                match held {
                     Ok(Held::Done) => Attempt::done(format!("{} lines held", order.lines.len())),
                     Ok(Held::Short { product_id, left }) => {
                         Attempt::rejected(format!("product {product_id} has only {left} left"))
@@ -167,11 +187,29 @@ impl Checkout {
                     Err(e) => Attempt::transient(format!("catalog: {e}")),
                 }
             }
-            Step::ConfirmOrder => match stock::sell(&*self.catalog.lock().await, &hold).await {
+            Step::ConfirmOrder => match self
+                .catalog
+                .write(move |c| {
+                    Box::pin(async move {
+                        stock::sell(c, &hold).await?;
+                        Ok(db_writer::Step::Commit(()))
+                    })
+                })
+                .await
+            {
                 Ok(()) => Attempt::done("stock sold"),
                 Err(e) => Attempt::transient(format!("catalog: {e}")),
             },
-            Step::ReleaseStock => match stock::release(&*self.catalog.lock().await, &hold).await {
+            Step::ReleaseStock => match self
+                .catalog
+                .write(move |c| {
+                    Box::pin(async move {
+                        stock::release(c, &hold).await?;
+                        Ok(db_writer::Step::Commit(()))
+                    })
+                })
+                .await
+            {
                 Ok(()) => Attempt::done("stock returned"),
                 Err(e) => Attempt::transient(format!("catalog: {e}")),
             },

@@ -1,7 +1,9 @@
 //! Stock at the catalog primary: pricing an order's lines, and holding,
 //! selling and releasing stock. Each change and the hold that records it
-//! are one transaction, so every step can be repeated after a crash
-//! without taking or returning stock twice. The products' update triggers
+//! are one job of the catalog's writer (`db_writer`: a savepoint of a
+//! grouped transaction, taken alone while it runs, so a check and the
+//! change it allows see no other write in between), so every step can be
+//! repeated after a crash without taking or returning stock twice. The products' update triggers
 //! append `product:ID` changes, so PoP caches purge as the catalog
 //! replicates.
 
@@ -109,13 +111,14 @@ pub enum Held {
     },
 }
 
-/// Takes the lines' stock and records the hold, or changes nothing.
+/// Takes the lines' stock and records the hold. On [`Held::Short`] the
+/// caller's job must roll back (earlier lines were taken).
 pub async fn hold(
     catalog: &Connection,
     hold_id: &str,
     lines: &[Line],
 ) -> Result<Held, libsql::Error> {
-    let tx = catalog.transaction().await?;
+    let tx = catalog;
     let mut rows = tx
         .query(
             "SELECT state FROM stock_holds WHERE id = ?1",
@@ -124,8 +127,6 @@ pub async fn hold(
         .await?;
     if rows.next().await?.is_some() {
         // Taken by an earlier attempt whose outcome was not recorded.
-        drop(rows);
-        tx.rollback().await?;
         return Ok(Held::Done);
     }
     drop(rows);
@@ -149,8 +150,6 @@ pub async fn hold(
                 Some(r) => r.get::<i64>(0)?,
                 None => 0,
             };
-            drop(rows);
-            tx.rollback().await?;
             return Ok(Held::Short {
                 product_id: l.product_id,
                 left,
@@ -164,7 +163,6 @@ pub async fn hold(
         params![hold_id, serde_json::to_string(&spec).expect("json"), now],
     )
     .await?;
-    tx.commit().await?;
     Ok(Held::Done)
 }
 
@@ -182,7 +180,7 @@ pub async fn sell(catalog: &Connection, hold_id: &str) -> Result<(), libsql::Err
 /// Gives a hold's stock back. Idempotent: a missing or released hold is
 /// left alone.
 pub async fn release(catalog: &Connection, hold_id: &str) -> Result<(), libsql::Error> {
-    let tx = catalog.transaction().await?;
+    let tx = catalog;
     let mut rows = tx
         .query(
             "SELECT lines FROM stock_holds WHERE id = ?1 AND state IN ('held', 'sold')",
@@ -190,8 +188,6 @@ pub async fn release(catalog: &Connection, hold_id: &str) -> Result<(), libsql::
         )
         .await?;
     let Some(row) = rows.next().await? else {
-        drop(rows);
-        tx.rollback().await?;
         return Ok(());
     };
     let spec: Vec<(i64, i64)> = serde_json::from_str(&row.get::<String>(0)?).unwrap_or_default();
@@ -209,7 +205,6 @@ pub async fn release(catalog: &Connection, hold_id: &str) -> Result<(), libsql::
         params![hold_id, now],
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! The orders database as the orchestrator uses it: an order and its saga
-//! move in one transaction with the event that says why and, when it ends,
-//! the outbox event that announces it.
+//! move in one write with the event that says why and, when it ends, the
+//! outbox event that announces it. Every function that writes runs as one
+//! job of the database's writer (`db_writer`), which makes the job atomic
+//! (a savepoint of a grouped transaction); none opens a transaction.
 
 use super::stock::Line;
 use libsql::{Connection, params};
@@ -24,15 +26,15 @@ pub struct Order {
 }
 
 /// A new order, as the checkout request made it.
-pub struct NewOrder<'a> {
-    pub id: &'a str,
+pub struct NewOrder {
+    pub id: String,
     pub account_id: i64,
-    pub idempotency_key: &'a str,
-    pub digest: &'a [u8],
-    pub currency: &'a str,
-    pub lines: &'a [Line],
-    pub shipping: &'a serde_json::Value,
-    pub payment_method: &'a str,
+    pub idempotency_key: String,
+    pub digest: Vec<u8>,
+    pub currency: String,
+    pub lines: Vec<Line>,
+    pub shipping: serde_json::Value,
+    pub payment_method: String,
 }
 
 /// What an idempotency key already names.
@@ -68,32 +70,29 @@ pub async fn idempotency(
 }
 
 /// Creates the order, its lines, its first event and the idempotency
-/// record in one transaction. `Ok(false)` if the key was taken meanwhile.
-pub async fn create(
-    conn: &Connection,
-    o: &NewOrder<'_>,
-    now_ms: i64,
-) -> Result<bool, libsql::Error> {
+/// record. `Ok(false)` if the key was taken meanwhile: the caller's job
+/// then rolls back the order it wrote.
+pub async fn create(conn: &Connection, o: &NewOrder, now_ms: i64) -> Result<bool, libsql::Error> {
     let saga = Saga::new();
     let total: i64 = o
         .lines
         .iter()
         .map(|l| l.unit_price_minor * l.quantity)
         .sum();
-    let tx = conn.transaction().await?;
+    let tx = conn;
     tx.execute(
         "INSERT INTO orders (id, account_id, status, saga, currency, total_minor, shipping,
                              payment_method, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
         params![
-            o.id,
+            o.id.clone(),
             o.account_id,
             saga.status(),
             serde_json::to_string(&saga).expect("json"),
-            o.currency,
+            o.currency.clone(),
             total,
             o.shipping.to_string(),
-            o.payment_method,
+            o.payment_method.clone(),
             now_ms
         ],
     )
@@ -104,29 +103,28 @@ pub async fn create(
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
             params![
                 o.account_id,
-                o.idempotency_key,
-                o.digest.to_vec(),
-                o.id,
+                o.idempotency_key.clone(),
+                o.digest.clone(),
+                o.id.clone(),
                 now_ms
             ],
         )
         .await?;
     if taken == 0 {
-        tx.rollback().await?;
         return Ok(false);
     }
-    for l in o.lines {
+    for l in &o.lines {
         tx.execute(
             "INSERT INTO order_lines (order_id, product_id, vendor_id, title, quantity, unit_price_minor)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![o.id, l.product_id, l.vendor_id, l.title.clone(), l.quantity, l.unit_price_minor],
+            params![o.id.clone(), l.product_id, l.vendor_id, l.title.clone(), l.quantity, l.unit_price_minor],
         )
         .await?;
     }
     tx.execute(
         "INSERT INTO order_events (order_id, at, kind, detail) VALUES (?1, ?2, 'created', ?3)",
         params![
-            o.id,
+            o.id.clone(),
             now_ms,
             format!(
                 "{} lines, {total} {} (minor units)",
@@ -136,7 +134,6 @@ pub async fn create(
         ],
     )
     .await?;
-    tx.commit().await?;
     Ok(true)
 }
 
@@ -269,7 +266,7 @@ pub async fn history(conn: &Connection, id: &str) -> Result<Vec<serde_json::Valu
 }
 
 /// One move of a saga: the new state, the event that says why and, if it
-/// ended, the outbox event, in one transaction.
+/// ended, the outbox event, in one write.
 pub async fn advance(
     conn: &Connection,
     order: &Order,
@@ -278,9 +275,12 @@ pub async fn advance(
     now_ms: i64,
 ) -> Result<(), libsql::Error> {
     let ended = order.saga.ended;
-    let tx = conn.transaction().await?;
+    let tx = conn;
     tx.execute(
-        "UPDATE orders SET status = ?2, final = ?3, saga = ?4, payment_intent = ?5, reason = ?6,
+        // An intent a webhook taught is never erased by a move written
+        // from a copy that had not seen it.
+        "UPDATE orders SET status = ?2, final = ?3, saga = ?4,
+                           payment_intent = coalesce(?5, payment_intent), reason = ?6,
                            next_attempt_at = ?7, updated_at = ?8
          WHERE id = ?1",
         params![
@@ -327,7 +327,6 @@ pub async fn advance(
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -375,7 +374,7 @@ pub async fn webhook_for_order(
     detail: &str,
     now_ms: i64,
 ) -> Result<(), libsql::Error> {
-    let tx = conn.transaction().await?;
+    let tx = conn;
     let n = tx
         .execute(
             "UPDATE orders SET payment_intent = coalesce(payment_intent, ?2) WHERE id = ?1",
@@ -389,7 +388,6 @@ pub async fn webhook_for_order(
         )
         .await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -446,7 +444,7 @@ pub async fn notify_vendors(
         .unwrap_or_default();
     vendors.sort_unstable();
     vendors.dedup();
-    let tx = conn.transaction().await?;
+    let tx = conn;
     let mut new = 0;
     for v in vendors {
         new += tx
@@ -457,7 +455,6 @@ pub async fn notify_vendors(
             )
             .await?;
     }
-    tx.commit().await?;
     Ok(new)
 }
 
