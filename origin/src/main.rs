@@ -125,6 +125,10 @@ struct Args {
     /// opens the next (so none is held forever by a peer that vanished).
     #[arg(long, default_value_t = 300)]
     push_lifetime_secs: u64,
+    /// Longest a push stream waits for its replica to read, in seconds,
+    /// before it is dropped (the replica then catches up by pulling).
+    #[arg(long, default_value_t = 10)]
+    push_send_timeout_secs: u64,
     /// A peer whose connections carry many clients (a PoP, an edge
     /// gateway), so only the total bounds it. Repeat for several.
     #[arg(long = "trusted-proxy", value_name = "IP")]
@@ -467,6 +471,7 @@ async fn main() -> Result<()> {
         }),
         push_settings: replication::push::Settings {
             lifetime: std::time::Duration::from_secs(args.push_lifetime_secs.max(1)),
+            send_timeout: std::time::Duration::from_secs(args.push_send_timeout_secs.max(1)),
             ..Default::default()
         },
     });

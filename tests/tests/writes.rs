@@ -224,6 +224,8 @@ async fn a_replica_that_misses_pushes_catches_up_by_itself() {
 struct Stream {
     body: hyper::body::Incoming,
     buf: Vec<u8>,
+    /// The origin ended the response (not merely quiet).
+    ended: bool,
 }
 
 impl Stream {
@@ -241,10 +243,14 @@ impl Stream {
                     return Some(tag);
                 }
             }
-            let frame = tokio::time::timeout_at(deadline, self.body.frame())
-                .await
-                .ok()??
-                .ok()?;
+            let frame = match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => return None,
+                Ok(None) | Ok(Some(Err(_))) => {
+                    self.ended = true;
+                    return None;
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
             if let Ok(data) = frame.into_data() {
                 self.buf.extend_from_slice(&data);
             }
@@ -280,6 +286,7 @@ async fn open_stream(
     Ok(Stream {
         body: resp.into_body(),
         buf: Vec::new(),
+        ended: false,
     })
 }
 
@@ -295,6 +302,25 @@ fn client_from(
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .build(http)
+}
+
+/// Where a push stream for the catalog starts now at `origin`: the frame
+/// after the last one shipped.
+async fn push_url(origin: &Host) -> String {
+    let info = request(
+        "GET",
+        &format!("{}/db/catalog/info", origin.url),
+        &[("authorization", &format!("Bearer {ORIGIN_TOKEN}"))],
+        Vec::new(),
+    )
+    .await
+    .json();
+    format!(
+        "{}/db/catalog/push/{}/{}",
+        origin.url,
+        info["current_generation"],
+        info["current_frame"].as_u64().unwrap() + 1
+    )
 }
 
 /// CPU seconds a process has used (user and system), from /proc.
@@ -314,17 +340,8 @@ async fn push_streams_are_bounded_and_a_thousand_idle_replicas_cost_the_origin_n
     );
     let info = get(&format!("{}/db/catalog/info", origin.url)).await;
     assert_eq!(info.status, 401, "replication needs a token");
-    let info = request(
-        "GET",
-        &format!("{}/db/catalog/info", origin.url),
-        &[("authorization", &format!("Bearer {ORIGIN_TOKEN}"))],
-        Vec::new(),
-    )
-    .await
-    .json();
-    let generation = info["current_generation"].as_u64().unwrap();
-    let next = info["current_frame"].as_u64().unwrap() + 1;
-    let push = format!("{}/db/catalog/push/{generation}/{next}", origin.url);
+    let push = push_url(&origin).await;
+    let generation = push.rsplit('/').nth(1).unwrap().to_string();
 
     // Bad starts are refused with a problem, before any stream is held.
     let local = client_from("127.0.0.1".parse().unwrap());
@@ -364,11 +381,8 @@ async fn push_streams_are_bounded_and_a_thousand_idle_replicas_cost_the_origin_n
         assert_eq!(s.next_tag(Duration::from_secs(2)).await, Some(b'H'));
     }
     for s in &mut held {
-        assert_eq!(
-            s.next_tag(Duration::from_secs(6)).await,
-            None,
-            "a stream outlived its lifetime"
-        );
+        assert_eq!(s.next_tag(Duration::from_secs(6)).await, None);
+        assert!(s.ended, "a stream outlived its lifetime");
     }
     drop(held);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -381,20 +395,7 @@ async fn push_streams_are_bounded_and_a_thousand_idle_replicas_cost_the_origin_n
     let many = dir.0.join("many");
     std::fs::create_dir_all(&many).unwrap();
     let origin_bounds = start_origin_on_seed(&many, &["--max-push-streams", "1100"]);
-    let info = request(
-        "GET",
-        &format!("{}/db/catalog/info", origin_bounds.url),
-        &[("authorization", &format!("Bearer {ORIGIN_TOKEN}"))],
-        Vec::new(),
-    )
-    .await
-    .json();
-    let push = format!(
-        "{}/db/catalog/push/{}/{}",
-        origin_bounds.url,
-        info["current_generation"],
-        info["current_frame"].as_u64().unwrap() + 1
-    );
+    let push = push_url(&origin_bounds).await;
     let mut streams = Vec::new();
     for a in 0..125u32 {
         let ip = std::net::Ipv4Addr::from(0x7f00_0000 + 0x0001_0000 + a + 2);
@@ -430,4 +431,47 @@ async fn push_streams_are_bounded_and_a_thousand_idle_replicas_cost_the_origin_n
         "one commit pushed to 1,000 streams in {:?}; idle CPU {idle:.3} s over 3 s",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_stops_reading_is_dropped_not_waited_for() {
+    let dir = TempDir::new("writes-slow-reader");
+    let origin = start_origin_on_seed(&dir.0, &["--push-send-timeout-secs", "2"]);
+    let primary = primary_connection(&origin).await;
+    let push = push_url(&origin).await;
+    let client = client_from("127.0.0.1".parse().unwrap());
+    let mut slow = open_stream(&client, &push).await.expect("a stream");
+    assert_eq!(slow.next_tag(Duration::from_secs(2)).await, Some(b'H'));
+    // Far more than the socket buffers hold, while nobody reads.
+    primary
+        .execute("CREATE TABLE bulk (b BLOB)", ())
+        .await
+        .unwrap();
+    for _ in 0..40 {
+        primary
+            .execute("INSERT INTO bulk VALUES (randomblob(1000000))", ())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The origin gave up on it: what was buffered drains, then the
+    // response ends (its lifetime is five minutes: only the send timeout
+    // ends it this soon).
+    let started = Instant::now();
+    while slow.next_tag(Duration::from_secs(5)).await.is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the stream of a reader that stopped went on"
+        );
+    }
+    assert!(slow.ended, "the stream went quiet but was not ended");
+    // A healthy replica opening a stream now gets all of it.
+    let mut fresh = open_stream(&client, &push).await.expect("a new stream");
+    let mut got = 0;
+    while let Some(tag) = fresh.next_tag(Duration::from_secs(2)).await {
+        if tag == b'F' {
+            got += 1;
+        }
+    }
+    assert!(got >= 1, "the new stream carried the frames");
 }

@@ -62,7 +62,7 @@ mod tests {
             .unwrap();
         let conn = db.connect().unwrap();
         conn.execute("PRAGMA foreign_keys = ON", ()).await.unwrap();
-        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
         assert!(migrate(&conn).await.unwrap().is_empty(), "idempotent");
         (db, conn)
     }
@@ -81,6 +81,62 @@ mod tests {
             libsql::params![email, HASH, kind, vendor],
         )
         .await
+    }
+
+    /// A sign-up as the auth flow makes it: the account and its first
+    /// session in one statement; the new account's id, or `None` if the
+    /// address was taken.
+    async fn sign_up(conn: &Connection, email: &str, session: &str) -> Option<i64> {
+        let mut rows = conn
+            .query(
+                "INSERT INTO accounts (email, password_hash, kind, created_at, updated_at,
+                   first_session_id, first_session_expires_at, first_refresh_hash)
+                 VALUES (?1, ?2, 'shopper', 10, 10, ?3, 1000, zeroblob(32))
+                 ON CONFLICT (email) DO NOTHING RETURNING id",
+                [email, HASH, session],
+            )
+            .await
+            .unwrap();
+        rows.next().await.unwrap().map(|r| r.get(0).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_sign_up_is_one_statement_that_opens_the_first_session() {
+        let (_db, conn) = db().await;
+        let id = sign_up(&conn, "new@example.com", "sess-first-0123456789abcd")
+            .await
+            .unwrap();
+        let one = async |sql: &str| -> i64 {
+            let mut rows = conn.query(sql, ()).await.unwrap();
+            rows.next().await.unwrap().unwrap().get(0).unwrap()
+        };
+        assert_eq!(
+            one("SELECT account_id FROM sessions WHERE id = 'sess-first-0123456789abcd'").await,
+            id
+        );
+        assert_eq!(
+            one(
+                "SELECT count(*) FROM refresh_tokens WHERE session_id = 'sess-first-0123456789abcd'"
+            )
+            .await,
+            1,
+            "the session's own trigger filed its first refresh token"
+        );
+        assert_eq!(
+            one(
+                "SELECT count(*) FROM accounts WHERE first_session_id IS NOT NULL
+                 OR first_session_expires_at IS NOT NULL OR first_refresh_hash IS NOT NULL"
+            )
+            .await,
+            0,
+            "the account keeps nothing of the session it carried"
+        );
+        // The address taken: nothing at all is written.
+        assert_eq!(
+            sign_up(&conn, "new@example.com", "sess-second-0123456789abc").await,
+            None
+        );
+        assert_eq!(one("SELECT count(*) FROM sessions").await, 1);
     }
 
     #[tokio::test]

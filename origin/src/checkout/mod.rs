@@ -163,6 +163,17 @@ impl Answer {
 }
 
 fn internal(e: libsql::Error) -> Answer {
+    // A writer whose queue is full (see `Db::write`) is overload, not
+    // failure: said as such, and not logged per request.
+    if let libsql::Error::SqliteFailure(5, why) = &e
+        && why.contains("writes queued")
+    {
+        tracing::debug!("checkout refused a write: {why}");
+        return Answer::problem(Problem::unavailable(
+            "the order service is busy right now; nothing was charged, try again in a moment",
+        ))
+        .with("retry-after", "1");
+    }
     tracing::error!("checkout database error: {e}");
     Answer::problem(Problem::unavailable(
         "the order service could not reach its database; nothing was charged, try again",
