@@ -95,6 +95,28 @@ struct Args {
     /// How long a checkout request waits for its saga before answering 202.
     #[arg(long, default_value_t = 8_000)]
     checkout_budget_ms: u64,
+    /// How long an order stays leased to the origin driving it after its
+    /// last step: the most another origin waits to take over the sagas of
+    /// one that died. Default: one and a half saga step timeouts (a step
+    /// is bounded by twice --payments-timeout-ms).
+    #[arg(long)]
+    saga_lease_ms: Option<u64>,
+    /// This origin's name on the orders it drives; it must differ between
+    /// origins running at once. Default: the host's name and the --listen
+    /// port, so an origin restarted at its address resumes its own sagas
+    /// at once (another's wait for their leases to run out); with port 0,
+    /// a name of this process alone.
+    #[arg(long)]
+    saga_owner: Option<String>,
+    /// Run as a checkout peer of the origin that is the primary of these
+    /// same database files (on this machine): serve the order API and
+    /// payment webhooks and drive sagas beside it, taking over the sagas
+    /// of an origin that died once their leases run out. A peer serves
+    /// no Hrana, replication or vendor API and applies no catalog or
+    /// identity migrations; its catalog writes reach the replicas when
+    /// the primary ships them.
+    #[arg(long, requires_all = ["orders", "payments_url"])]
+    checkout_peer: bool,
     /// Frames after which a replication generation rolls over.
     #[arg(long, default_value_t = replication::Options::default().roll_frames)]
     roll_frames: u32,
@@ -353,6 +375,17 @@ async fn main() -> Result<()> {
     }
     let mut primaries = BTreeMap::new();
     let mut catalog = None;
+    if args.checkout_peer {
+        // The primary origin migrates, ships and checkpoints these files;
+        // a peer only writes them, never checkpointing (see the end).
+        let conn = libsql::Builder::new_local(&args.catalog)
+            .build()
+            .await?
+            .connect()?;
+        replication::prepare_connection(&conn).await?;
+        catalog = Some(conn);
+        replicated.clear();
+    }
     for (name, path, migrations) in replicated {
         let (conn, primary) = replicate(name, &path, migrations, &args, &options).await?;
         if name == "catalog" {
@@ -362,22 +395,26 @@ async fn main() -> Result<()> {
     }
     let conn = catalog.expect("the catalog is always replicated");
 
+    // A peer serves no database: the primary origin is the one place
+    // PoPs and tools reach them.
     let mut dbs = BTreeMap::new();
-    dbs.insert(
-        "catalog".to_string(),
-        libsql::Builder::new_local(&args.catalog).build().await?,
-    );
-    if let Some(identity) = &args.identity {
+    if !args.checkout_peer {
         dbs.insert(
-            "identity".to_string(),
-            libsql::Builder::new_local(identity).build().await?,
+            "catalog".to_string(),
+            libsql::Builder::new_local(&args.catalog).build().await?,
         );
-    }
-    if let Some(orders) = &args.orders {
-        dbs.insert(
-            "orders".to_string(),
-            libsql::Builder::new_local(orders).build().await?,
-        );
+        if let Some(identity) = &args.identity {
+            dbs.insert(
+                "identity".to_string(),
+                libsql::Builder::new_local(identity).build().await?,
+            );
+        }
+        if let Some(orders) = &args.orders {
+            dbs.insert(
+                "orders".to_string(),
+                libsql::Builder::new_local(orders).build().await?,
+            );
+        }
     }
     // Batons name in-memory streams, so a per-process key is enough.
     let mut baton_secret = [0u8; 32];
@@ -403,6 +440,7 @@ async fn main() -> Result<()> {
         },
         &baton_secret,
     );
+    let step_timeout_ms = args.payments_timeout_ms.saturating_mul(2);
     let checkout = match (&args.orders, provider) {
         (Some(orders), Some(provider)) => {
             let catalog_db = libsql::Builder::new_local(&args.catalog).build().await?;
@@ -419,10 +457,18 @@ async fn main() -> Result<()> {
                     provider,
                     webhook_secret: args.webhook_secret.clone(),
                     request_budget: std::time::Duration::from_millis(args.checkout_budget_ms),
-                    step_timeout: std::time::Duration::from_millis(
-                        args.payments_timeout_ms.saturating_mul(2),
+                    step_timeout: std::time::Duration::from_millis(step_timeout_ms),
+                    lease: std::time::Duration::from_millis(
+                        args.saga_lease_ms
+                            .unwrap_or(step_timeout_ms.saturating_mul(3) / 2)
+                            .max(1_000),
                     ),
                     writer: db_writer::Settings::default(),
+                    owner: args.saga_owner.clone().or_else(|| {
+                        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+                        (args.listen.port() != 0)
+                            .then(|| format!("{}:{}", host.trim(), args.listen.port()))
+                    }),
                 },
             )
             .await
@@ -436,7 +482,7 @@ async fn main() -> Result<()> {
         }
     };
     let vendors = match &args.identity {
-        Some(identity) => Some(
+        Some(identity) if !args.checkout_peer => Some(
             vendor::Vendors::open(
                 &libsql::Builder::new_local(&args.catalog).build().await?,
                 &libsql::Builder::new_local(identity).build().await?,
@@ -453,7 +499,7 @@ async fn main() -> Result<()> {
             .map(Arc::new)
             .context("starting the vendor API")?,
         ),
-        None => None,
+        _ => None,
     };
     if let Some(v) = &vendors {
         v.start();
@@ -515,6 +561,15 @@ async fn main() -> Result<()> {
             }
             drop(permit);
         });
+    }
+    if args.checkout_peer {
+        // A peer never closes its connections to the primary's files: the
+        // last connection to close checkpoints the WAL, and frames the
+        // primary has not shipped (it may be down) would never reach the
+        // replicas. Ending without closing leaves the WAL as a crash
+        // does, which SQLite and the primary's next start handle.
+        tracing::info!("checkout peer stopped");
+        std::process::exit(0);
     }
     // Ship the last frames before the process (and its connections) go.
     tokio::task::spawn_blocking(move || primaries.values().for_each(|p| p.shutdown())).await?;
@@ -827,6 +882,8 @@ impl Origin {
                     "hrana_streams": self.hrana.open_streams(),
                     "checkout": self.checkout.as_ref().map(|c| serde_json::json!({
                         "payments_breaker": c.breaker(),
+                        "saga_owner": c.owner(),
+                        "sagas_taken_over": c.takeovers(),
                     })),
                     "replication": replication,
                 }),

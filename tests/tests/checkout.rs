@@ -3,8 +3,8 @@
 //! separate process, shoppers' tokens signed with the test key.
 
 use edgeshop_e2e::{
-    Host, ORIGIN_TOKEN, TempDir, access_token, primary_connection, request, set_faults,
-    start_checkout_origin, start_paysim,
+    Host, ORIGIN_TOKEN, TempDir, access_token, content_hash, primary_connection, request,
+    set_faults, start_checkout_origin, start_checkout_origin_at, start_paysim,
 };
 use std::time::Duration;
 
@@ -720,9 +720,12 @@ async fn checkout_through_a_pop_and_with_the_origin_down() {
 
 /// A seeded, replayable fault run: 1,000 checkouts from 50 shoppers with
 /// 20% of payment calls faulted (declines, 5xx, answers lost to timeouts),
-/// one in ten sent twice, duplicated and shuffled webhooks, and the origin
-/// killed with SIGKILL mid-run and restarted. Afterwards the books must
-/// balance. `EDGESHOP_FAULT_SEED` replays a run.
+/// one in ten sent twice, duplicated and shuffled webhooks, spread over
+/// two origins on the same files (the primary and a `--checkout-peer`),
+/// each killed with SIGKILL in a burst of checkouts while the other runs
+/// on and takes over its sagas, then restarted. Afterwards the books must
+/// balance, and a replica of the catalog equals the primary (the peer's
+/// stock writes were all shipped). `EDGESHOP_FAULT_SEED` replays a run.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fault_run_loses_nothing_and_charges_nothing_twice() {
     let seed: u64 = std::env::var("EDGESHOP_FAULT_SEED")
@@ -758,8 +761,27 @@ async fn a_fault_run_loses_nothing_and_charges_nothing_twice() {
         "--checkout-budget-ms",
         "4000",
     ];
-    let mut origin = start_checkout_origin(&dir.0, &sim, &origin_args).await;
+    // The primary restarts at the same address, so the catalog's replica
+    // below follows it across the restart.
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let primary_args = [&origin_args[..], &["--listen", &listen]].concat();
+    let mut origin = start_checkout_origin(&dir.0, &sim, &primary_args).await;
+    let peer_args = [&origin_args[..], &["--checkout-peer"]].concat();
+    let mut peer = start_checkout_origin_at(&dir.0, &sim.url, &peer_args);
     let catalog = products(&origin, 40, 1).await;
+    // A replica that follows the catalog from here to the end.
+    let replica = libsql::Builder::new_remote_replica(
+        dir.0.join("catalog-replica.db"),
+        format!("{}/db/catalog", origin.url),
+        ORIGIN_TOKEN.to_string(),
+    )
+    .build()
+    .await
+    .unwrap();
+    replica.sync().await.unwrap();
     let initial: std::collections::BTreeMap<i64, i64> =
         catalog.iter().map(|(id, _, stock)| (*id, *stock)).collect();
 
@@ -772,9 +794,11 @@ async fn a_fault_run_loses_nothing_and_charges_nothing_twice() {
         x % n
     };
     const TOTAL: usize = 1_000;
-    // The kill lands in a burst of 100 concurrent checkouts; the outage (the
-    // provider failing every call) spans two batches.
-    const KILL_AT: usize = 400;
+    // Each kill lands in a burst of 100 concurrent checkouts (the peer's
+    // first, then the primary's); the outage (the provider failing every
+    // call) spans two batches.
+    const KILL_PEER_AT: usize = 400;
+    const KILL_PRIMARY_AT: usize = 540;
     const KILL_BURST: usize = 100;
     const OUTAGE_AT: usize = 700;
     let plan: Vec<(i64, Vec<u8>, bool)> = (0..TOTAL)
@@ -799,8 +823,12 @@ async fn a_fault_run_loses_nothing_and_charges_nothing_twice() {
     let faults = request("GET", &format!("{}/_sim/faults", sim.url), &[], vec![])
         .await
         .json();
+    let mut takeovers = Vec::new();
     for batch_start in (0..TOTAL).step_by(20) {
-        if (KILL_AT + 20..KILL_AT + KILL_BURST).contains(&batch_start) {
+        if [KILL_PEER_AT, KILL_PRIMARY_AT]
+            .iter()
+            .any(|k| (k + 20..k + KILL_BURST).contains(&batch_start))
+        {
             continue;
         }
         if batch_start == OUTAGE_AT {
@@ -821,59 +849,55 @@ async fn a_fault_run_loses_nothing_and_charges_nothing_twice() {
                 assert_eq!(r.status, 200);
             });
         }
-        if batch_start == KILL_AT {
-            // Kill the origin while a batch is in flight, then restart it
-            // on the same files; the clients retry with the same keys.
-            let url = origin.url.clone();
-            let batch: Vec<_> = (batch_start..batch_start + KILL_BURST)
-                .map(|i| {
-                    let (shopper, b, _) = plan[i].clone();
-                    let key = format!("fault-{seed}-{i}");
-                    let url = url.clone();
-                    tokio::spawn(async move { try_checkout(&url, shopper, &key, b).await })
-                })
-                .collect();
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            origin.kill();
-            let stranded = {
-                let db = libsql::Builder::new_local(dir.0.join("orders.db"))
-                    .build()
-                    .await
-                    .unwrap();
-                one(
-                    &db.connect().unwrap(),
-                    "SELECT count(*) FROM orders WHERE final = 0",
-                )
-                .await
+        if batch_start == KILL_PEER_AT || batch_start == KILL_PRIMARY_AT {
+            // Kill one origin while a burst is in flight at it; its
+            // clients retry at the other with the same keys, which takes
+            // its sagas over once their leases run out. Then restart it
+            // on the same files.
+            let primary = batch_start == KILL_PRIMARY_AT;
+            let (victim, survivor) = if primary {
+                (&mut origin, &peer)
+            } else {
+                (&mut peer, &origin)
             };
+            let burst = Burst {
+                dir: &dir.0,
+                plan: &plan,
+                range: batch_start..batch_start + KILL_BURST,
+                seed,
+            };
+            let k = burst.kill(victim, survivor, &mut answers).await;
             println!(
-                "killed the origin (SIGKILL) with checkouts {batch_start}..{} in flight, \
-                 {stranded} orders mid-saga",
-                batch_start + KILL_BURST
+                "killed the {} (SIGKILL) with checkouts {}..{} in flight: {} orders mid-saga, \
+                 {} retried at the other origin, which took over {} sagas, all {:.1} s after the kill",
+                if primary {
+                    "primary origin"
+                } else {
+                    "checkout peer"
+                },
+                batch_start,
+                batch_start + KILL_BURST,
+                k.stranded,
+                k.retried,
+                k.taken_over,
+                k.settled.as_secs_f64()
             );
-            for (k, h) in batch.into_iter().enumerate() {
-                if let Ok(Some(a)) = h.await {
-                    answers[batch_start + k] = Some(a);
-                }
-            }
             sent += KILL_BURST;
-            origin = start_checkout_origin(&dir.0, &sim, &origin_args).await;
-            for (k, answer) in answers
-                .iter_mut()
-                .enumerate()
-                .skip(batch_start)
-                .take(KILL_BURST)
-            {
-                if answer.is_none() {
-                    let (shopper, b, _) = plan[k].clone();
-                    *answer =
-                        try_checkout(&origin.url, shopper, &format!("fault-{seed}-{k}"), b).await;
-                    retried_after_crash += 1;
-                }
+            retried_after_crash += k.retried;
+            takeovers.push(k);
+            if primary {
+                origin = start_checkout_origin(&dir.0, &sim, &primary_args).await;
+            } else {
+                peer = start_checkout_origin_at(&dir.0, &sim.url, &peer_args);
             }
             continue;
         }
-        let url = origin.url.clone();
+        // Batches alternate between the two origins.
+        let url = if (batch_start / 20) % 2 == 0 {
+            origin.url.clone()
+        } else {
+            peer.url.clone()
+        };
         let batch: Vec<_> = (batch_start..batch_start + 20)
             .flat_map(|i| {
                 let (shopper, b, twice) = plan[i].clone();
@@ -893,7 +917,7 @@ async fn a_fault_run_loses_nothing_and_charges_nothing_twice() {
             let (i, a) = h.await.unwrap();
             sent += 1;
             let a = a.unwrap_or_else(|| {
-                let log = origin.log();
+                let log = format!("{}\n--- peer ---\n{}", origin.log(), peer.log());
                 let tail = &log[log.len().saturating_sub(4000)..];
                 panic!("checkout {i} got no answer while the origin runs:\n{tail}")
             });
@@ -1074,6 +1098,145 @@ async fn a_fault_run_loses_nothing_and_charges_nothing_twice() {
         voided > 0,
         "no authorisation was ever voided: the compensation was not exercised"
     );
+
+    // Each kill stranded sagas, and the other origin took them over within
+    // the lease (3 s here: 1.5 step timeouts) plus the longest backoff.
+    for k in &takeovers {
+        assert!(
+            k.stranded > 0,
+            "a kill stranded no saga: nothing was taken over"
+        );
+        assert_eq!(
+            k.taken_over, k.stranded,
+            "the survivor took over another number of sagas than the dead origin left"
+        );
+        assert!(
+            k.settled < Duration::from_secs(15),
+            "taking over sagas took {:?}",
+            k.settled
+        );
+    }
+
+    // The catalog's replica, which followed both kills and the primary's
+    // restart, holds exactly what the primary holds: every stock write the
+    // peer made was shipped.
+    replica.sync().await.unwrap();
+    assert_eq!(
+        content_hash(&replica.connect().unwrap()).await,
+        content_hash(&primary_connection(&origin).await).await,
+        "the replica and the primary differ after the run"
+    );
+}
+
+/// A burst of checkouts in the fault run that one origin dies under.
+struct Burst<'a> {
+    dir: &'a std::path::Path,
+    plan: &'a [(i64, Vec<u8>, bool)],
+    range: std::ops::Range<usize>,
+    seed: u64,
+}
+
+/// What a kill left, and how the other origin dealt with it.
+struct Killed {
+    /// Orders leased to the dead origin and not yet ended when it died.
+    stranded: i64,
+    /// Checkouts that got no answer and were sent again to the other.
+    retried: usize,
+    /// From the kill until none of its orders was left unended and
+    /// leased to it.
+    settled: Duration,
+    /// Sagas the survivor took over meanwhile (its own count).
+    taken_over: i64,
+}
+
+impl Burst<'_> {
+    /// Sends the burst to `victim`, kills it (SIGKILL) 150 ms in, and
+    /// sends each unanswered checkout again, with its key, to `survivor`.
+    async fn kill(
+        &self,
+        victim: &mut Host,
+        survivor: &Host,
+        answers: &mut [Option<(u16, Option<String>)>],
+    ) -> Killed {
+        let checkout_health = async |h: &Host| {
+            edgeshop_e2e::get(&format!("{}/health", h.url)).await.json()["checkout"].clone()
+        };
+        let owner = checkout_health(victim).await["saga_owner"]
+            .as_str()
+            .expect("the origin names its saga owner")
+            .to_string();
+        let taken_before = checkout_health(survivor).await["sagas_taken_over"]
+            .as_i64()
+            .unwrap();
+        let batch: Vec<_> = self
+            .range
+            .clone()
+            .map(|i| {
+                let (shopper, b, _) = self.plan[i].clone();
+                let key = format!("fault-{}-{i}", self.seed);
+                let url = victim.url.clone();
+                tokio::spawn(async move { try_checkout(&url, shopper, &key, b).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        victim.kill();
+        let killed_at = std::time::Instant::now();
+        let db = libsql::Builder::new_local(self.dir.join("orders.db"))
+            .build()
+            .await
+            .unwrap();
+        let orders = db.connect().unwrap();
+        let left = async |orders: &libsql::Connection| {
+            let mut rows = orders
+                .query(
+                    "SELECT count(*) FROM orders WHERE final = 0 AND lease_owner = ?1",
+                    [owner.as_str()],
+                )
+                .await
+                .unwrap();
+            rows.next().await.unwrap().unwrap().get::<i64>(0).unwrap()
+        };
+        let stranded = left(&orders).await;
+        for (i, h) in self.range.clone().zip(batch) {
+            if let Ok(Some(a)) = h.await {
+                answers[i] = Some(a);
+            }
+        }
+        let retries: Vec<_> = self
+            .range
+            .clone()
+            .filter(|i| answers[*i].is_none())
+            .map(|i| {
+                let (shopper, b, _) = self.plan[i].clone();
+                let key = format!("fault-{}-{i}", self.seed);
+                let url = survivor.url.clone();
+                tokio::spawn(async move { (i, try_checkout(&url, shopper, &key, b).await) })
+            })
+            .collect();
+        let retried = retries.len();
+        for h in retries {
+            let (i, a) = h.await.unwrap();
+            answers[i] = a;
+        }
+        let mut settled = killed_at.elapsed();
+        for _ in 0..600 {
+            if left(&orders).await == 0 {
+                settled = killed_at.elapsed();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let taken_over = checkout_health(survivor).await["sagas_taken_over"]
+            .as_i64()
+            .unwrap()
+            - taken_before;
+        Killed {
+            stranded,
+            retried,
+            settled,
+            taken_over,
+        }
+    }
 }
 
 /// Checkouts refused before any order was made (breaker open), which the

@@ -427,3 +427,54 @@ async fn a_pop_replicates_and_writes_over_tls_and_refuses_a_certificate_it_canno
         doubter.log()
     );
 }
+
+/// A replica commits without waiting for the disk. One found after a
+/// machine restart (its directory records another boot than this one)
+/// may have lost its last commits while its metadata still counts them,
+/// so it serves reads until a fresh bootstrap replaces it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_found_after_a_machine_restart_is_replaced_by_a_fresh_one() {
+    let dir = TempDir::new("pop-reboot");
+    let origin = start_origin_on_seed(&dir.0, &[]);
+    let pops = dir.0.join("pop");
+    let want = content_hash(&primary_connection(&origin).await).await;
+    let mut first = pop(&guests_manifest(), &origin, &pops, &[]).await;
+    converged(&pops, want, "the first replica", &first).await;
+    first.kill();
+    let catalog = pops.join("catalog");
+    assert!(catalog.join("catalog-1.db").exists());
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(catalog.join("applied-in-boot")).unwrap(),
+        boot.trim(),
+        "the replica records the boot it applies frames in"
+    );
+    std::fs::write(catalog.join("applied-in-boot"), "a-boot-that-crashed").unwrap();
+
+    let second = pop(&guests_manifest(), &origin, &pops, &[]).await;
+    second
+        .wait_log("the machine restarted since this replica last applied frames")
+        .await;
+    let mut replaced = false;
+    for _ in 0..300 {
+        if catalog.join("catalog-2.db").exists() && !catalog.join("catalog-1.db").exists() {
+            replaced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        replaced,
+        "no fresh replica replaced the suspect one:\n{}",
+        second.log()
+    );
+    converged(&pops, want, "the fresh replica", &second).await;
+    assert_eq!(
+        std::fs::read_to_string(catalog.join("applied-in-boot")).unwrap(),
+        boot.trim()
+    );
+    // The identity replica's directory saw no other boot: kept, not
+    // bootstrapped again.
+    assert!(pops.join("identity/identity-1.db").exists());
+    assert!(!pops.join("identity/identity-2.db").exists());
+}

@@ -15,9 +15,12 @@
 //! - a new replica bootstraps through `Builder::new_remote_replica`,
 //!   which picks the sync protocol the primary speaks;
 //! - a replica the primary no longer has history for (HTTP 410) is
-//!   replaced by a fresh one, in a new file, without stopping reads.
+//!   replaced by a fresh one, in a new file, without stopping reads;
+//! - applied commits do not wait for the disk ([`durability`]); a replica
+//!   found after a machine crash is replaced the same way.
 
 pub mod delay;
+mod durability;
 pub mod feed;
 mod follow;
 mod position;
@@ -111,6 +114,9 @@ pub struct Replica {
     active: RwLock<Option<Active>>,
     state: Mutex<State>,
     epochs: AtomicU64,
+    /// The active copy may have lost commits to a machine crash: it
+    /// serves reads, and is replaced instead of pulled into.
+    replace: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -187,6 +193,8 @@ impl Replica {
     /// the primary in the background.
     pub async fn start(config: Config) -> Result<Arc<Replica>, Error> {
         std::fs::create_dir_all(&config.dir)?;
+        durability::relax(&config.dir).await;
+        let rebooted = durability::rebooted_since_applied(&config.dir)?;
         let connector = delay::connector(config.delay, config.tls.clone());
         let feed = Arc::new(Mutex::new(feed::Feed::default()));
         let replica = Arc::new(Replica {
@@ -210,10 +218,15 @@ impl Replica {
                 ..State::default()
             }),
             epochs: AtomicU64::new(0),
+            replace: std::sync::atomic::AtomicBool::new(false),
             config,
         });
         if let Some(path) = replica.latest_file()? {
             match replica.open_existing(&path).await {
+                Ok(()) if rebooted => {
+                    tracing::warn!(db = %replica.config.label, path = %path.display(), "the machine restarted since this replica last applied frames, which may be lost: serving it until a fresh bootstrap replaces it");
+                    replica.replace.store(true, Ordering::Relaxed);
+                }
                 Ok(()) => {
                     tracing::info!(db = %replica.config.label, path = %path.display(), "opened the local replica")
                 }
@@ -519,8 +532,16 @@ impl Replica {
     /// how long to wait before the next round.
     async fn step(&self) -> Duration {
         let exclusive = self.state.lock().expect("replica state").checkpoint_blocked;
+        let replace = self.replace.load(Ordering::Relaxed);
         let result = match self.active() {
             None => self.bootstrap().await,
+            Some(_) if replace => {
+                let done = self.bootstrap().await;
+                if done.is_ok() {
+                    self.replace.store(false, Ordering::Relaxed);
+                }
+                done
+            }
             Some(a) if exclusive => {
                 let _alone = self.gate.write().await;
                 pull(&a.db).await

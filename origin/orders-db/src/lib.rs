@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "uploads",
         sql: include_str!("../migrations/0002_uploads.sql"),
     },
+    Migration {
+        version: 3,
+        name: "saga leases",
+        sql: include_str!("../migrations/0003_saga_leases.sql"),
+    },
 ];
 
 /// Opens (creating if needed) and migrates an orders database file.
@@ -56,7 +61,7 @@ mod tests {
         assert!(conn.execute("DELETE FROM order_events", ()).await.is_err());
         // A second open applies nothing and keeps the hold key.
         let (_db2, conn2) = open(&dir.join("orders.db")).await.unwrap();
-        assert_eq!(schema_version(&conn2).await.unwrap(), 2);
+        assert_eq!(schema_version(&conn2).await.unwrap(), 3);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

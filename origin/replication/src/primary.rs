@@ -217,6 +217,11 @@ impl Primary {
         }
         let checkpointer = db.connect()?;
         prepare_connection(&checkpointer).await?;
+        // Checkout peers (other origin processes) may be using the file:
+        // the checkpoints below wait for their transactions to end.
+        for conn in [&writer, &checkpointer] {
+            conn.busy_timeout(Duration::from_secs(5))?;
+        }
 
         let current = match gens(dir, ".base")?.last() {
             Some(&n) => n,

@@ -40,6 +40,15 @@ pub struct Settings {
     pub request_budget: Duration,
     /// Longest one saga step may take.
     pub step_timeout: Duration,
+    /// How long an order stays leased to this process after its last
+    /// recorded step (or, in a backoff, after its next step is due):
+    /// longer than a step, so a live driver never loses it, and the
+    /// bound on how long another origin waits to take over from a dead
+    /// one.
+    pub lease: Duration,
+    /// This process's name on the orders it drives (unique among live
+    /// origins); one made up for this process when unset.
+    pub owner: Option<String>,
     /// Queue and group bounds of each database's writer.
     pub writer: db_writer::Settings,
 }
@@ -60,16 +69,16 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    fn new(
+    async fn new(
         label: &'static str,
         db: libsql::Database,
         writer: libsql::Connection,
         settings: db_writer::Settings,
-    ) -> Db {
-        Db {
-            writer: db_writer::Writer::start(label, writer, settings),
+    ) -> Result<Db, libsql::Error> {
+        Ok(Db {
+            writer: db_writer::Writer::start(label, writer, settings).await?,
             readers: db_writer::Readers::new(db, 16),
-        }
+        })
     }
 
     pub(crate) async fn read<T>(
@@ -82,21 +91,37 @@ impl Db {
         out
     }
 
-    /// One job of the writer (see `db_writer::Writer::write`); an
-    /// overloaded or stopped writer is `SQLITE_BUSY`, which callers
-    /// answer with 503 and `Retry-After`.
-    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T, libsql::Error>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c libsql::Connection,
-            ) -> futures::future::BoxFuture<
-                'c,
-                Result<db_writer::Step<T>, libsql::Error>,
-            > + Send
-            + 'static,
-    {
-        self.writer.write(job).await.map_err(|e| match e {
+    /// One job of the writer, answered once it is on the disk (see
+    /// `db_writer::Writer::write`); an overloaded or stopped writer is
+    /// `SQLITE_BUSY`, which callers answer with 503 and `Retry-After`.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        job: impl db_writer::Job<T>,
+    ) -> Result<T, libsql::Error> {
+        self.write_as(true, job).await
+    }
+
+    /// [`Db::write`] for a write a machine crash may lose without harm
+    /// (see `db_writer::Writer::write_unsynced`): one redone
+    /// idempotently, or covered by a later synced write.
+    pub(crate) async fn write_unsynced<T: Send + 'static>(
+        &self,
+        job: impl db_writer::Job<T>,
+    ) -> Result<T, libsql::Error> {
+        self.write_as(false, job).await
+    }
+
+    pub(crate) async fn write_as<T: Send + 'static>(
+        &self,
+        synced: bool,
+        job: impl db_writer::Job<T>,
+    ) -> Result<T, libsql::Error> {
+        let written = if synced {
+            self.writer.write(job).await
+        } else {
+            self.writer.write_unsynced(job).await
+        };
+        written.map_err(|e| match e {
             db_writer::Error::Db(e) => e,
             other => libsql::Error::SqliteFailure(5, other.to_string()),
         })
@@ -113,6 +138,10 @@ pub struct Checkout {
     webhook_secret: String,
     request_budget: Duration,
     step_timeout: Duration,
+    /// This process's name on the orders it drives, and the lease time.
+    lease: store::Lease,
+    /// Sagas taken over from a process whose lease ran out.
+    takeovers: std::sync::atomic::AtomicU64,
     /// Orders a task is driving now.
     driving: std::sync::Mutex<HashSet<String>>,
     /// Woken whenever a task stops driving an order.
@@ -181,6 +210,13 @@ fn internal(e: libsql::Error) -> Answer {
     .with("retry-after", "2")
 }
 
+/// A SQLite database's WAL file: its path with `-wal` appended.
+fn wal_of(db: &std::path::Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -223,9 +259,37 @@ impl Checkout {
             std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
             u64::from_le_bytes(b) | 1
         };
+        // Unnamed, unique to this process run: a restart then does not
+        // inherit the leases of its previous life, it takes them over as
+        // they run out (safe, as the steps are idempotent, only slower).
+        let owner = settings
+            .owner
+            .unwrap_or_else(|| format!("pid-{}-{:08x}", std::process::id(), seed as u32));
         Ok(Arc::new(Checkout {
-            orders: Db::new("orders", orders_db, orders_conn, settings.writer.clone()),
-            catalog: Db::new("catalog", catalog, catalog_writer, settings.writer.clone()),
+            // Orders commit without waiting for the disk unless a write
+            // must be durable (see `saga_run`); the catalog replicates,
+            // and the primary ships only what is on the disk, so every
+            // catalog commit waits for it.
+            orders: Db::new(
+                "orders",
+                orders_db,
+                orders_conn,
+                db_writer::Settings {
+                    wal: Some(wal_of(orders)),
+                    ..settings.writer.clone()
+                },
+            )
+            .await?,
+            catalog: Db::new(
+                "catalog",
+                catalog,
+                catalog_writer,
+                db_writer::Settings {
+                    wal: None,
+                    ..settings.writer.clone()
+                },
+            )
+            .await?,
             identity,
             provider: Guarded::new(settings.provider, payments::breaker::Config::default()),
             verifier: auth::Verifier::new(settings.variables_file),
@@ -233,6 +297,11 @@ impl Checkout {
             webhook_secret: settings.webhook_secret,
             request_budget: settings.request_budget,
             step_timeout: settings.step_timeout,
+            lease: store::Lease {
+                owner,
+                ms: settings.lease.as_millis().max(1) as i64,
+            },
+            takeovers: std::sync::atomic::AtomicU64::new(0),
             driving: std::sync::Mutex::new(HashSet::new()),
             finished: tokio::sync::Notify::new(),
             rng: std::sync::Mutex::new(seed),
@@ -246,6 +315,16 @@ impl Checkout {
             payments::breaker::State::Open { .. } => "open",
             payments::breaker::State::HalfOpen => "half-open",
         }
+    }
+
+    /// This process's name on the orders it drives.
+    pub fn owner(&self) -> &str {
+        &self.lease.owner
+    }
+
+    /// Sagas this process took over from one whose lease ran out.
+    pub fn takeovers(&self) -> u64 {
+        self.takeovers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn random_unit(&self) -> f64 {
@@ -294,7 +373,7 @@ impl Checkout {
         loop {
             let due = self
                 .orders
-                .read(async |c| store::due(c, now_ms(), 256).await)
+                .read(async |c| store::due(c, now_ms(), 256, &self.lease.owner).await)
                 .await;
             match due {
                 Ok(ids) => {
@@ -308,7 +387,7 @@ impl Checkout {
                         let me = self.clone();
                         tokio::spawn(async move {
                             let _permit = permit;
-                            if let Err(e) = me.drive(&id, None).await {
+                            if let Err(e) = me.drive(&id, None, false).await {
                                 tracing::warn!(order = id, "resuming the saga failed: {e}");
                             }
                         });
@@ -320,7 +399,7 @@ impl Checkout {
                 last_expiry = Instant::now();
                 let expired = self
                     .orders
-                    .write(|c| {
+                    .write_unsynced(|c| {
                         Box::pin(async move {
                             store::expire_keys(c, now_ms() - KEY_RETENTION_MS)
                                 .await
@@ -346,32 +425,32 @@ impl Checkout {
                 .read(async |c| store::unpublished(c, 100).await)
                 .await;
             let idle = match batch {
+                Ok(events) if events.is_empty() => true,
                 Ok(events) => {
-                    let mut idle = events.is_empty();
-                    for e in events {
-                        let event_id = e.event_id.clone();
-                        // Delivered and marked in one write.
-                        let marked = self
-                            .orders
-                            .write(move |c| {
-                                Box::pin(async move {
-                                    store::notify_vendors(c, &e, now_ms()).await?;
+                    // Delivered and marked in one write for the batch (the
+                    // consumer de-duplicates, so a machine crash that loses
+                    // it only delivers it again).
+                    let n = events.len();
+                    let marked = self
+                        .orders
+                        .write_unsynced(move |c| {
+                            Box::pin(async move {
+                                for e in &events {
+                                    store::notify_vendors(c, e, now_ms()).await?;
                                     store::published(c, e.seq, now_ms()).await?;
-                                    Ok(db_writer::Step::Commit(()))
-                                })
+                                }
+                                Ok(db_writer::Step::Commit(()))
                             })
-                            .await;
-                        if let Err(err) = marked {
-                            tracing::warn!(
-                                event = event_id,
-                                "publishing failed, will retry: {err}"
-                            );
+                        })
+                        .await;
+                    match marked {
+                        Ok(()) => n < 100,
+                        Err(err) => {
                             // Not at once: the writer is overloaded or gone.
-                            idle = true;
-                            break;
+                            tracing::warn!(events = n, "publishing failed, will retry: {err}");
+                            true
                         }
                     }
-                    idle
                 }
                 Err(e) => {
                     tracing::warn!("reading the outbox failed: {e}");
@@ -550,6 +629,7 @@ impl Checkout {
             }
         };
         let shipping = serde_json::to_value(&req.shipping_address).expect("json");
+        let lease = self.lease.clone();
         let order = store::NewOrder {
             id: id.clone(),
             account_id: who.account,
@@ -560,11 +640,13 @@ impl Checkout {
             shipping,
             payment_method: req.payment_method.clone(),
         };
+        // Not yet on the disk: the saga's first synced write, before any
+        // payment call, takes it there (see `saga_run`).
         let created = self
             .orders
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 Box::pin(async move {
-                    Ok(match store::create(c, &order, now_ms()).await? {
+                    Ok(match store::create(c, &order, now_ms(), &lease).await? {
                         true => db_writer::Step::Commit(true),
                         // Undo the order: the key names another.
                         false => db_writer::Step::Rollback(false),
@@ -595,7 +677,7 @@ impl Checkout {
         }
         // A duplicate may have started driving it already (between our
         // commit and here): then wait for the outcome instead.
-        if let Err(e) = self.drive_or_wait(&id, deadline).await {
+        if let Err(e) = self.drive_or_wait(&id, deadline, true).await {
             tracing::warn!(order = id, "the saga stopped on a database error: {e}");
         }
         let answer = self.answer_for(&id).await;
@@ -614,8 +696,11 @@ impl Checkout {
         status: u16,
         body: String,
     ) -> Result<(), libsql::Error> {
+        // A final answer replays from the order (synced when it ended);
+        // an answer of 202 names an order whose saga may not have reached
+        // the disk yet, so it is taken there now.
         self.orders
-            .write(move |c| {
+            .write_as(status == 202, move |c| {
                 Box::pin(async move {
                     store::remember(c, account, &key, status, &body).await?;
                     Ok(db_writer::Step::Commit(()))
@@ -625,16 +710,26 @@ impl Checkout {
     }
 
     /// Drives an order until its outcome is decided or the deadline; if
-    /// another task is driving it, waits for that instead.
-    async fn drive_or_wait(&self, id: &str, deadline: Instant) -> Result<(), libsql::Error> {
+    /// another task or process is driving it, waits for that instead.
+    /// `leased`: this process took the lease when it created the order.
+    async fn drive_or_wait(
+        &self,
+        id: &str,
+        deadline: Instant,
+        leased: bool,
+    ) -> Result<(), libsql::Error> {
+        let mut leased = leased;
         loop {
             let notified = self.finished.notified();
-            if self.try_drive(id, Some(deadline)).await? {
+            if self.drive(id, Some(deadline), leased).await? == saga_run::Driven::Here {
                 return Ok(());
             }
+            leased = false;
             if Instant::now() >= deadline {
                 return Ok(());
             }
+            // Woken by a task of this process; another process's progress
+            // is seen by looking again.
             let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
             let order = self
                 .orders
@@ -700,16 +795,22 @@ impl Checkout {
                 .lock()
                 .expect("driving lock")
                 .contains(&seen.order_id);
-            if not_driven {
-                // Nobody is on it (the first request's process died):
-                // drive it here, answer, and store the answer.
-                let _ = self.drive(&seen.order_id, Some(deadline)).await;
+            let here = not_driven
+                && matches!(
+                    self.drive(&seen.order_id, Some(deadline), false).await,
+                    Ok(saga_run::Driven::Here)
+                );
+            if here {
+                // Nobody was on it (the first request's process died): it
+                // was driven here; answer, and store the answer.
                 let answer = self.answer_for(&seen.order_id).await;
                 let body = std::str::from_utf8(&answer.body).unwrap_or("").to_string();
                 let _ = self
                     .remember(account, key.to_string(), answer.status, body)
                     .await;
             } else {
+                // A task here, or another origin holding the lease, is on
+                // it: wait for the answer it stores.
                 let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
             }
             match self
@@ -880,10 +981,11 @@ impl Checkout {
         };
         let pi = event.payment_intent();
         // The event's record and what it teaches about its order, in one
-        // write.
+        // write. A machine crash may lose it after the 200: the saga then
+        // finds the order's intents at the provider itself.
         let recorded = self
             .orders
-            .write(move |c| {
+            .write_unsynced(move |c| {
                 Box::pin(async move {
                     let first = store::webhook_seen(
                         c,

@@ -49,51 +49,85 @@ impl Attempt {
     }
 }
 
+/// Whether a call drove an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driven {
+    /// This task drove it as far as it could, or it had already ended.
+    Here,
+    /// Another task of this process, or another process holding the
+    /// order's lease, is driving it.
+    Elsewhere,
+}
+
 impl Checkout {
     /// Moves an order's saga until it ends or, with a deadline, until the
-    /// next move would be after it. Only one task drives an order at a
-    /// time; others return at once.
-    pub async fn drive(&self, id: &str, deadline: Option<Instant>) -> Result<(), libsql::Error> {
-        self.try_drive(id, deadline).await.map(|_| ())
-    }
-
-    /// [`Checkout::drive`]; `Ok(false)` if another task was driving it.
-    pub async fn try_drive(
+    /// next move would be after it. One task in one process drives an
+    /// order at a time: this process's other tasks return at once, and
+    /// so does this one while another process holds the order's lease.
+    /// `leased`: this process took the lease when it created the order.
+    pub async fn drive(
         &self,
         id: &str,
         deadline: Option<Instant>,
-    ) -> Result<bool, libsql::Error> {
+        leased: bool,
+    ) -> Result<Driven, libsql::Error> {
         if !self
             .driving
             .lock()
             .expect("driving lock")
             .insert(id.to_string())
         {
-            return Ok(false);
+            return Ok(Driven::Elsewhere);
         }
-        let result = self.drive_claimed(id, deadline).await;
+        let result = self.drive_claimed(id, deadline, leased).await;
         self.driving.lock().expect("driving lock").remove(id);
         self.finished.notify_waiters();
-        result.map(|()| true)
+        result
     }
 
     async fn drive_claimed(
         &self,
         id: &str,
         deadline: Option<Instant>,
-    ) -> Result<(), libsql::Error> {
-        // Loaded once: while this task drives the order, nobody else
-        // writes it, and every move below is written before the next.
+        leased: bool,
+    ) -> Result<Driven, libsql::Error> {
+        if !leased {
+            let (order_id, lease) = (id.to_string(), self.lease.clone());
+            // A lost claim is taken again: no disk wait.
+            let claim = self
+                .orders
+                .write_unsynced(move |c| {
+                    Box::pin(async move {
+                        store::claim(c, &order_id, now_ms(), &lease)
+                            .await
+                            .map(db_writer::Step::Commit)
+                    })
+                })
+                .await?;
+            match claim {
+                store::Claim::Ended => return Ok(Driven::Here),
+                store::Claim::Held => return Ok(Driven::Elsewhere),
+                store::Claim::Taken { from: Some(from) } => {
+                    tracing::info!(order = id, from, "took over a saga whose lease ran out");
+                    self.takeovers
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                store::Claim::Taken { from: None } => {}
+            }
+        }
+        // Loaded once: while this task holds the order's lease, nobody
+        // else writes its saga, and every move below is written before
+        // the next.
         let Some(mut order) = self
             .orders
             .read(async |c| store::load(c, id, None).await)
             .await?
         else {
-            return Ok(());
+            return Ok(Driven::Here);
         };
         loop {
             let Some(step) = order.saga.next() else {
-                return Ok(());
+                return Ok(Driven::Here);
             };
             let wait = Duration::from_millis((order.next_attempt_at - now_ms()).max(0) as u64);
             if let Some(d) = deadline {
@@ -101,7 +135,7 @@ impl Checkout {
                 // fate is decided and what is left is a compensation that
                 // must wait to be retried: the background finishes it.
                 if Instant::now() + wait > d || (order.saga.failed.is_some() && !wait.is_zero()) {
-                    return Ok(());
+                    return Ok(Driven::Here);
                 }
             }
             tokio::time::sleep(wait).await;
@@ -146,18 +180,34 @@ impl Checkout {
             } else {
                 format!("{outcome}: {}", attempt.detail)
             };
-            let moved = order.clone();
-            self.orders
-                .write(move |c| {
+            let (moved, lease) = (order.clone(), self.lease.clone());
+            // On the disk before the first payment call (so no payment is
+            // ever made for an order a machine crash could forget) and
+            // when the order ends (its answer and outbox event). A move
+            // in between that a crash loses is redone: every step is
+            // idempotent.
+            let synced = order.saga.ended.is_some() || step == Step::ReserveStock;
+            let held = self
+                .orders
+                .write_as(synced, move |c| {
                     Box::pin(async move {
-                        store::advance(c, &moved, step.name(), &detail, now_ms()).await?;
-                        Ok(db_writer::Step::Commit(()))
+                        let held =
+                            store::advance(c, &moved, step.name(), &detail, now_ms(), &lease)
+                                .await?;
+                        Ok(db_writer::Step::Commit(held))
                     })
                 })
                 .await?;
+            if !held {
+                // This process stalled past its lease and another took the
+                // order over; the step just run is idempotent, so running
+                // it twice changed nothing, and the new owner records it.
+                tracing::warn!(order = id, step = step.name(), "lost the saga's lease");
+                return Ok(Driven::Elsewhere);
+            }
             if let Some(end) = order.saga.ended {
                 tracing::debug!(order = id, status = end.name(), "order ended");
-                return Ok(());
+                return Ok(Driven::Here);
             }
         }
     }

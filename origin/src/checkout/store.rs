@@ -37,6 +37,25 @@ pub struct NewOrder {
     pub payment_method: String,
 }
 
+/// Who drives orders from this process, and how long a claim holds:
+/// another process may take an order over once its lease has run out.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub ms: i64,
+}
+
+/// What claiming an order found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours now; `from` names a process whose lease had run out.
+    Taken { from: Option<String> },
+    /// Another process holds a live lease on it.
+    Held,
+    /// It has ended, or there is no such order: nothing to drive.
+    Ended,
+}
+
 /// What an idempotency key already names.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -70,9 +89,14 @@ pub async fn idempotency(
 }
 
 /// Creates the order, its lines, its first event and the idempotency
-/// record. `Ok(false)` if the key was taken meanwhile: the caller's job
-/// then rolls back the order it wrote.
-pub async fn create(conn: &Connection, o: &NewOrder, now_ms: i64) -> Result<bool, libsql::Error> {
+/// record, leased to `lease.owner`. `Ok(false)` if the key was taken
+/// meanwhile: the caller's job then rolls back the order it wrote.
+pub async fn create(
+    conn: &Connection,
+    o: &NewOrder,
+    now_ms: i64,
+    lease: &Lease,
+) -> Result<bool, libsql::Error> {
     let saga = Saga::new();
     let total: i64 = o
         .lines
@@ -82,8 +106,8 @@ pub async fn create(conn: &Connection, o: &NewOrder, now_ms: i64) -> Result<bool
     let tx = conn;
     tx.execute(
         "INSERT INTO orders (id, account_id, status, saga, currency, total_minor, shipping,
-                             payment_method, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                             payment_method, created_at, updated_at, lease_owner, lease_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
         params![
             o.id.clone(),
             o.account_id,
@@ -93,7 +117,9 @@ pub async fn create(conn: &Connection, o: &NewOrder, now_ms: i64) -> Result<bool
             total,
             o.shipping.to_string(),
             o.payment_method.clone(),
-            now_ms
+            now_ms,
+            lease.owner.clone(),
+            now_ms + lease.ms
         ],
     )
     .await?;
@@ -266,35 +292,45 @@ pub async fn history(conn: &Connection, id: &str) -> Result<Vec<serde_json::Valu
 }
 
 /// One move of a saga: the new state, the event that says why and, if it
-/// ended, the outbox event, in one write.
+/// ended, the outbox event, in one write, which also renews the lease
+/// until the next step is due plus the lease time. `Ok(false)`, with
+/// nothing written, if `lease.owner` no longer holds the order: another
+/// process took it over and this one must stop driving it.
 pub async fn advance(
     conn: &Connection,
     order: &Order,
     event: &str,
     detail: &str,
     now_ms: i64,
-) -> Result<(), libsql::Error> {
+    lease: &Lease,
+) -> Result<bool, libsql::Error> {
     let ended = order.saga.ended;
     let tx = conn;
-    tx.execute(
-        // An intent a webhook taught is never erased by a move written
-        // from a copy that had not seen it.
-        "UPDATE orders SET status = ?2, final = ?3, saga = ?4,
-                           payment_intent = coalesce(?5, payment_intent), reason = ?6,
-                           next_attempt_at = ?7, updated_at = ?8
-         WHERE id = ?1",
-        params![
-            order.id.clone(),
-            order.saga.status(),
-            ended.is_some() as i64,
-            serde_json::to_string(&order.saga).expect("json"),
-            order.payment_intent.clone(),
-            order.reason.clone(),
-            order.next_attempt_at,
-            now_ms
-        ],
-    )
-    .await?;
+    let held = tx
+        .execute(
+            // An intent a webhook taught is never erased by a move written
+            // from a copy that had not seen it.
+            "UPDATE orders SET status = ?2, final = ?3, saga = ?4,
+                               payment_intent = coalesce(?5, payment_intent), reason = ?6,
+                               next_attempt_at = ?7, updated_at = ?8, lease_until = ?9
+             WHERE id = ?1 AND lease_owner = ?10",
+            params![
+                order.id.clone(),
+                order.saga.status(),
+                ended.is_some() as i64,
+                serde_json::to_string(&order.saga).expect("json"),
+                order.payment_intent.clone(),
+                order.reason.clone(),
+                order.next_attempt_at,
+                now_ms,
+                now_ms.max(order.next_attempt_at) + lease.ms,
+                lease.owner.clone()
+            ],
+        )
+        .await?;
+    if held == 0 {
+        return Ok(false);
+    }
     tx.execute(
         "INSERT INTO order_events (order_id, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
         params![order.id.clone(), now_ms, event, detail],
@@ -327,16 +363,23 @@ pub async fn advance(
         )
         .await?;
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Orders whose saga is due to move, oldest first.
-pub async fn due(conn: &Connection, now_ms: i64, limit: i64) -> Result<Vec<String>, libsql::Error> {
+/// Orders whose saga is due to move and that `owner` may drive (its own,
+/// unleased, or leased by a process whose lease ran out), oldest first.
+pub async fn due(
+    conn: &Connection,
+    now_ms: i64,
+    limit: i64,
+    owner: &str,
+) -> Result<Vec<String>, libsql::Error> {
     let mut rows = conn
         .query(
             "SELECT id FROM orders WHERE final = 0 AND next_attempt_at <= ?1
+               AND (lease_owner IS NULL OR lease_owner = ?3 OR lease_until < ?1)
              ORDER BY next_attempt_at LIMIT ?2",
-            params![now_ms, limit],
+            params![now_ms, limit, owner],
         )
         .await?;
     let mut out = Vec::new();
@@ -344,6 +387,43 @@ pub async fn due(conn: &Connection, now_ms: i64, limit: i64) -> Result<Vec<Strin
         out.push(r.get(0)?);
     }
     Ok(out)
+}
+
+/// Takes an order's lease for `lease.owner` unless another process holds
+/// a live one, until its next step is due plus the lease time. Run as one
+/// writer job, so the check and the take see no write in between.
+pub async fn claim(
+    conn: &Connection,
+    id: &str,
+    now_ms: i64,
+    lease: &Lease,
+) -> Result<Claim, libsql::Error> {
+    let mut rows = conn
+        .query(
+            "SELECT final, lease_owner, lease_until FROM orders WHERE id = ?1",
+            params![id],
+        )
+        .await?;
+    let Some(r) = rows.next().await? else {
+        return Ok(Claim::Ended);
+    };
+    let (ended, owner, until): (i64, Option<String>, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+    drop(rows);
+    if ended != 0 {
+        return Ok(Claim::Ended);
+    }
+    if owner.as_ref().is_some_and(|o| *o != lease.owner) && until >= now_ms {
+        return Ok(Claim::Held);
+    }
+    conn.execute(
+        "UPDATE orders SET lease_owner = ?2, lease_until = max(?3, next_attempt_at) + ?4
+         WHERE id = ?1",
+        params![id, lease.owner.clone(), now_ms, lease.ms],
+    )
+    .await?;
+    Ok(Claim::Taken {
+        from: owner.filter(|o| *o != lease.owner),
+    })
 }
 
 /// Records a payment webhook; false if this event id was seen before.
@@ -475,5 +555,104 @@ pub async fn hold_key(conn: &Connection) -> Result<String, libsql::Error> {
     match rows.next().await? {
         Some(r) => r.get(0),
         None => Err(libsql::Error::QueryReturnedNoRows),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(owner: &str) -> Lease {
+        Lease {
+            owner: owner.to_string(),
+            ms: 3_000,
+        }
+    }
+
+    async fn count(conn: &Connection, sql: &str) -> i64 {
+        let mut rows = conn.query(sql, ()).await.unwrap();
+        rows.next().await.unwrap().unwrap().get(0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_origin_at_a_time_drives_an_order_and_a_dead_ones_lease_runs_out() {
+        let dir = std::env::temp_dir().join(format!("orders-lease-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (_db, conn) = orders_db::open(&dir.join("orders.db")).await.unwrap();
+        let (a, b) = (lease("a"), lease("b"));
+        let t0 = 1_000_000;
+        let new = NewOrder {
+            id: "ord_1".into(),
+            account_id: 7,
+            idempotency_key: "k".into(),
+            digest: vec![1],
+            currency: "EUR".into(),
+            lines: vec![Line {
+                product_id: 1,
+                vendor_id: 1,
+                title: "t".into(),
+                quantity: 1,
+                unit_price_minor: 100,
+            }],
+            shipping: serde_json::json!({}),
+            payment_method: "pm_card_visa".into(),
+        };
+        assert!(create(&conn, &new, t0, &a).await.unwrap());
+        let order = load(&conn, "ord_1", None).await.unwrap().unwrap();
+
+        // While a's lease is live, b can neither claim, move nor resume it.
+        assert_eq!(
+            claim(&conn, "ord_1", t0 + 10, &b).await.unwrap(),
+            Claim::Held
+        );
+        assert!(!advance(&conn, &order, "x", "", t0 + 10, &b).await.unwrap());
+        assert!(due(&conn, t0 + 10, 10, "b").await.unwrap().is_empty());
+        assert_eq!(due(&conn, t0 + 10, 10, "a").await.unwrap(), ["ord_1"]);
+        // a's step renews it; with a backoff, until the step is due + lease.
+        let mut later = order.clone();
+        later.next_attempt_at = t0 + 2_000;
+        assert!(advance(&conn, &later, "x", "", t0 + 100, &a).await.unwrap());
+        assert_eq!(
+            claim(&conn, "ord_1", t0 + 4_000, &b).await.unwrap(),
+            Claim::Held
+        );
+        // a stops renewing: once the lease has run out b takes it over,
+        // and a's late move is refused with nothing written.
+        let expired = t0 + 2_000 + 3_001;
+        assert_eq!(due(&conn, expired, 10, "b").await.unwrap(), ["ord_1"]);
+        assert_eq!(
+            claim(&conn, "ord_1", expired, &b).await.unwrap(),
+            Claim::Taken {
+                from: Some("a".into())
+            }
+        );
+        let events = count(&conn, "SELECT count(*) FROM order_events").await;
+        assert!(
+            !advance(&conn, &later, "late", "", expired, &a)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            count(&conn, "SELECT count(*) FROM order_events").await,
+            events
+        );
+        // b's own claim again is no takeover; an ended order is not claimed.
+        assert_eq!(
+            claim(&conn, "ord_1", expired + 1, &b).await.unwrap(),
+            Claim::Taken { from: None }
+        );
+        conn.execute("UPDATE orders SET final = 1", ())
+            .await
+            .unwrap();
+        assert_eq!(
+            claim(&conn, "ord_1", expired + 10_000, &a).await.unwrap(),
+            Claim::Ended
+        );
+        assert_eq!(
+            claim(&conn, "ord_nope", t0, &a).await.unwrap(),
+            Claim::Ended
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -16,6 +16,17 @@
 //! refused at once ([`Error::Busy`]), so overload turns into a quick 503
 //! instead of a growing wait. Reads do not go through the writer; see
 //! [`Readers`].
+//!
+//! Not every write needs the disk's wait. Given the database's WAL file
+//! ([`Settings::wal`]), the writer commits with `synchronous = NORMAL`
+//! (a commit is in the WAL, so it survives the process crashing, but not
+//! yet on the disk) and syncs the WAL itself after a group only when one
+//! of its jobs was sent with [`Writer::write`]; jobs sent with
+//! [`Writer::write_unsynced`] are answered at the commit. A synced job
+//! also makes every earlier commit durable, as they precede it in the
+//! WAL. Callers choose the unsynced kind only for writes they can lose in
+//! a machine crash without harm (work that is redone idempotently, or
+//! records a later synced write covers).
 
 use futures::future::BoxFuture;
 use libsql::Connection;
@@ -51,6 +62,10 @@ pub struct Settings {
     pub group: usize,
     /// How long `BEGIN IMMEDIATE` waits for another process's write lock.
     pub busy_timeout: Duration,
+    /// The database's WAL file: when set, commits wait for the disk only
+    /// for synced jobs (see the module docs); when unset, every commit
+    /// does (the connection's own `synchronous` setting).
+    pub wal: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -59,18 +74,35 @@ impl Default for Settings {
             queue: 1024,
             group: 64,
             busy_timeout: Duration::from_secs(5),
+            wal: None,
         }
     }
+}
+
+/// A job's work: given the write connection, inside the group's
+/// transaction, it writes and says whether to keep what it wrote.
+pub trait Job<T>:
+    for<'c> FnOnce(&'c Connection) -> BoxFuture<'c, Result<Step<T>, libsql::Error>> + Send + 'static
+{
+}
+
+impl<T, F> Job<T> for F where
+    F: for<'c> FnOnce(&'c Connection) -> BoxFuture<'c, Result<Step<T>, libsql::Error>>
+        + Send
+        + 'static
+{
 }
 
 type Run =
     Box<dyn for<'c> FnOnce(&'c Connection) -> BoxFuture<'c, Result<bool, libsql::Error>> + Send>;
 
-/// A job: runs in the group's transaction and says whether to keep its
-/// writes; its answer waits in `deliver` for the commit.
-struct Job {
+/// A queued job: runs in the group's transaction and says whether to
+/// keep its writes; its answer waits in `deliver` for the commit.
+struct Queued {
     run: Run,
     deliver: Box<dyn FnOnce(Result<(), libsql::Error>) + Send>,
+    /// Answered only once the commit is on the disk.
+    synced: bool,
 }
 
 /// The handle jobs are sent through; cheap to clone.
@@ -78,31 +110,60 @@ struct Job {
 pub struct Writer {
     label: &'static str,
     queue: usize,
-    jobs: tokio::sync::mpsc::Sender<Job>,
+    jobs: tokio::sync::mpsc::Sender<Queued>,
 }
 
 impl Writer {
     /// Starts the task that owns `conn` for writing.
-    pub fn start(label: &'static str, conn: Connection, settings: Settings) -> Writer {
+    pub async fn start(
+        label: &'static str,
+        conn: Connection,
+        settings: Settings,
+    ) -> Result<Writer, libsql::Error> {
         let (jobs, rx) = tokio::sync::mpsc::channel(settings.queue.max(1));
-        let _ = conn.busy_timeout(settings.busy_timeout);
-        tokio::spawn(run(label, conn, rx, settings.group.max(1)));
-        Writer {
+        conn.busy_timeout(settings.busy_timeout)?;
+        if settings.wal.is_some() {
+            exec(&conn, "PRAGMA synchronous = NORMAL").await?;
+        }
+        // SQLite's calls block (a commit waits for the disk), so the
+        // writer has a thread of its own: the runtime's workers keep
+        // serving while it waits.
+        let group = settings.group.max(1);
+        std::thread::Builder::new()
+            .name(format!("write-{label}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(run(label, conn, rx, group, settings.wal)),
+                    Err(e) => tracing::error!(db = label, error = %e, "the writer could not start"),
+                }
+            })
+            .map_err(|e| libsql::Error::SqliteFailure(1, format!("starting the writer: {e}")))?;
+        Ok(Writer {
             label,
             queue: settings.queue,
             jobs,
-        }
+        })
     }
 
     /// Runs `job` in the next group and returns its answer once the group
-    /// has committed (or the job's undo, if it asked for one).
-    pub async fn write<T, F>(&self, job: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c Connection) -> BoxFuture<'c, Result<Step<T>, libsql::Error>>
-            + Send
-            + 'static,
-    {
+    /// has committed and is on the disk (or the job's undo, if it asked
+    /// for one).
+    pub async fn write<T: Send + 'static>(&self, job: impl Job<T>) -> Result<T, Error> {
+        self.send(job, true).await
+    }
+
+    /// [`Writer::write`], answered as soon as the group has committed:
+    /// the write survives the process crashing, and is on the disk with
+    /// the next synced write, but a machine crash before that may lose
+    /// it.
+    pub async fn write_unsynced<T: Send + 'static>(&self, job: impl Job<T>) -> Result<T, Error> {
+        self.send(job, false).await
+    }
+
+    async fn send<T: Send + 'static>(&self, job: impl Job<T>, synced: bool) -> Result<T, Error> {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, libsql::Error>>();
         let slot = std::sync::Arc::new(std::sync::Mutex::new(None::<T>));
         let filled = slot.clone();
@@ -126,7 +187,11 @@ impl Writer {
             let _ = tx.send(answer);
         });
         self.jobs
-            .try_send(Job { run, deliver })
+            .try_send(Queued {
+                run,
+                deliver,
+                synced,
+            })
             .map_err(|e| match e {
                 tokio::sync::mpsc::error::TrySendError::Full(_) => {
                     Error::Busy(self.label, self.queue)
@@ -143,12 +208,55 @@ async fn exec(conn: &Connection, sql: &str) -> Result<(), libsql::Error> {
     conn.execute(sql, ()).await.map(drop)
 }
 
+/// The statements every group runs, prepared once.
+struct Frame {
+    begin: libsql::Statement,
+    savepoint: libsql::Statement,
+    undo: libsql::Statement,
+    release: libsql::Statement,
+    commit: libsql::Statement,
+}
+
+impl Frame {
+    async fn prepare(conn: &Connection) -> Result<Frame, libsql::Error> {
+        Ok(Frame {
+            begin: conn.prepare("BEGIN IMMEDIATE").await?,
+            savepoint: conn.prepare("SAVEPOINT job").await?,
+            undo: conn.prepare("ROLLBACK TO job").await?,
+            release: conn.prepare("RELEASE job").await?,
+            commit: conn.prepare("COMMIT").await?,
+        })
+    }
+}
+
+async fn step(stmt: &libsql::Statement) -> Result<(), libsql::Error> {
+    let result = stmt.execute(()).await.map(drop);
+    stmt.reset();
+    result
+}
+
+/// Puts the WAL on the disk: every commit written to it so far becomes
+/// durable (what `synchronous = FULL` does at each commit).
+fn sync_wal(wal: &std::path::Path) -> Result<(), libsql::Error> {
+    std::fs::File::open(wal)
+        .and_then(|f| f.sync_data())
+        .map_err(|e| libsql::Error::SqliteFailure(10, format!("syncing {}: {e}", wal.display())))
+}
+
 async fn run(
     label: &'static str,
     conn: Connection,
-    mut rx: tokio::sync::mpsc::Receiver<Job>,
+    mut rx: tokio::sync::mpsc::Receiver<Queued>,
     group: usize,
+    wal: Option<std::path::PathBuf>,
 ) {
+    let frame = match Frame::prepare(&conn).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(db = label, error = %e, "the writer could not prepare its statements");
+            return;
+        }
+    };
     let mut batch = Vec::with_capacity(group);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -158,36 +266,45 @@ async fn run(
                 Err(_) => break,
             }
         }
-        if let Err(e) = exec(&conn, "BEGIN IMMEDIATE").await {
+        if let Err(e) = step(&frame.begin).await {
             tracing::warn!(db = label, error = %e, "a write group could not begin");
             for job in batch.drain(..) {
                 (job.deliver)(Err(libsql::Error::SqliteFailure(5, e.to_string())));
             }
             continue;
         }
+        let synced = batch.iter().any(|j| j.synced);
         let mut outcomes = Vec::with_capacity(batch.len());
-        for (job, n) in batch.drain(..).zip(0..) {
-            let savepoint = format!("job{n}");
-            let outcome = match exec(&conn, &format!("SAVEPOINT {savepoint}")).await {
+        for job in batch.drain(..) {
+            let outcome = match step(&frame.savepoint).await {
                 Ok(()) => (job.run)(&conn).await,
                 Err(e) => Err(e),
             };
             let undo = !matches!(outcome, Ok(true));
             if undo {
-                let _ = exec(&conn, &format!("ROLLBACK TO {savepoint}")).await;
+                let _ = step(&frame.undo).await;
             }
-            let _ = exec(&conn, &format!("RELEASE {savepoint}")).await;
+            let _ = step(&frame.release).await;
             outcomes.push((job.deliver, outcome.map(drop)));
         }
-        match exec(&conn, "COMMIT").await {
+        let committed = match step(&frame.commit).await {
+            Ok(()) => match &wal {
+                Some(wal) if synced => sync_wal(wal),
+                _ => Ok(()),
+            },
+            Err(e) => {
+                tracing::error!(db = label, error = %e, jobs = outcomes.len(), "a write group did not commit");
+                let _ = exec(&conn, "ROLLBACK").await;
+                Err(e)
+            }
+        };
+        match committed {
             Ok(()) => {
                 for (deliver, outcome) in outcomes {
                     deliver(outcome);
                 }
             }
             Err(e) => {
-                tracing::error!(db = label, error = %e, jobs = outcomes.len(), "a write group did not commit");
-                let _ = exec(&conn, "ROLLBACK").await;
                 for (deliver, _) in outcomes {
                     deliver(Err(libsql::Error::SqliteFailure(1, e.to_string())));
                 }
@@ -259,7 +376,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn grouped_jobs_commit_together_and_fail_alone() {
         let (_dir, db, conn) = db().await;
-        let w = Writer::start("test", conn, Settings::default());
+        let w = Writer::start("test", conn, Settings::default())
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for k in 0..200i64 {
             let w = w.clone();
@@ -317,7 +436,9 @@ mod tests {
                 group: 1,
                 ..Settings::default()
             },
-        );
+        )
+        .await
+        .unwrap();
         // A job that holds the writer until told to go on.
         let (go, wait) = tokio::sync::oneshot::channel::<()>();
         let held = {
@@ -351,5 +472,60 @@ mod tests {
         for q in queued {
             q.await.unwrap().unwrap();
         }
+    }
+
+    async fn put(w: &Writer, k: i64, synced: bool) -> Result<(), Error> {
+        if synced {
+            w.write(move |c| {
+                Box::pin(async move {
+                    c.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])
+                        .await?;
+                    Ok(Step::Commit(()))
+                })
+            })
+            .await
+        } else {
+            w.write_unsynced(move |c| {
+                Box::pin(async move {
+                    c.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])
+                        .await?;
+                    Ok(Step::Commit(()))
+                })
+            })
+            .await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn synced_jobs_wait_for_the_wal_on_disk_and_unsynced_ones_do_not() {
+        let (dir, db, conn) = db().await;
+        // The real WAL: both kinds commit.
+        let w = Writer::start(
+            "test",
+            conn,
+            Settings {
+                wal: Some(dir.path().join("w.db-wal")),
+                ..Settings::default()
+            },
+        )
+        .await
+        .unwrap();
+        put(&w, 1, true).await.unwrap();
+        put(&w, 2, false).await.unwrap();
+        assert_eq!(count(&db.connect().unwrap()).await, 2);
+        // A WAL that cannot be synced fails the synced job only: it is
+        // the one that waits for the disk.
+        let w = Writer::start(
+            "test",
+            db.connect().unwrap(),
+            Settings {
+                wal: Some(dir.path().join("missing-wal")),
+                ..Settings::default()
+            },
+        )
+        .await
+        .unwrap();
+        put(&w, 3, false).await.unwrap();
+        assert!(matches!(put(&w, 4, true).await, Err(Error::Db(_))));
     }
 }

@@ -3,6 +3,10 @@
 //!
 //! The load generator is a closed loop: `connections` keep-alive clients,
 //! each sending its next request when the last answered, for a fixed time.
+//! A row with a [`Target::rate`] is an open loop instead: requests are
+//! due at that rate whatever the answers do, and each one's latency counts
+//! from when it was due, so a server that falls behind shows it in p99
+//! (no coordinated omission).
 
 mod browser;
 mod checkout;
@@ -51,103 +55,176 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// says `{i}` (a fresh Idempotency-Key per request, across runs too).
 static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-#[allow(clippy::too_many_arguments)]
-async fn load(
-    url: String,
+/// What every request of a run is made from.
+struct Plan {
+    authority: String,
     method: http::Method,
     paths: Vec<String>,
     bodies: Vec<bytes::Bytes>,
     client_fields: std::sync::Arc<Vec<(String, String)>>,
     header_sets: std::sync::Arc<Vec<Vec<(String, String)>>>,
     expect: Option<u16>,
+    run: u64,
+}
+
+impl Plan {
+    /// Request `i` of the run.
+    fn request(&self, i: usize) -> Result<http::Request<http_body_util::Full<bytes::Bytes>>> {
+        let path = &self.paths[i % self.paths.len()];
+        let sets = &self.header_sets;
+        let set = (!sets.is_empty()).then(|| &sets[i % sets.len()]);
+        let host = set
+            .and_then(|s| s.iter().find(|(n, _)| n == "host"))
+            .map_or(self.authority.as_str(), |(_, v)| v.as_str());
+        let mut req = http::Request::builder()
+            .method(self.method.clone())
+            .uri(path.as_str())
+            .header("host", host);
+        // The client's own fields, unless the row sets one of a name.
+        for (name, value) in self
+            .client_fields
+            .iter()
+            .filter(|(n, _)| set.is_none_or(|s| !s.iter().any(|(m, _)| m == n)))
+        {
+            req = req.header(name, value);
+        }
+        for (name, value) in set.into_iter().flatten().filter(|(n, _)| n != "host") {
+            if value.contains("{i}") {
+                req = req.header(name, value.replace("{i}", &format!("{}-{i}", self.run)));
+            } else {
+                req = req.header(name, value);
+            }
+        }
+        let body = if self.bodies.is_empty() {
+            bytes::Bytes::new()
+        } else {
+            self.bodies[i % self.bodies.len()].clone()
+        };
+        Ok(req.body(http_body_util::Full::new(body))?)
+    }
+}
+
+/// One connection's tally.
+#[derive(Default)]
+struct Tally {
+    lat: Vec<u64>,
+    errors: u64,
+    cached: u64,
+    hits: u64,
+}
+
+impl Tally {
+    /// Sends request `i` and counts its answer, its latency from `since`.
+    async fn send(
+        &mut self,
+        plan: &Plan,
+        sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+        i: usize,
+        since: Instant,
+    ) -> Result<()> {
+        // A server may close a kept-alive connection between requests
+        // (an idle timeout): open another, as a browser would.
+        if sender.ready().await.is_err() {
+            *sender = connect(&plan.authority).await?;
+        }
+        let resp = sender.send_request(plan.request(i)?).await?;
+        let ok = match plan.expect {
+            Some(status) => resp.status().as_u16() == status,
+            None => resp.status().is_success(),
+        };
+        if let Some(status) = resp.headers().get("cache-status") {
+            self.cached += 1;
+            if status.as_bytes().starts_with(b"edgeshop; hit") {
+                self.hits += 1;
+            }
+        }
+        http_body_util::BodyExt::collect(resp.into_body()).await?;
+        self.lat.push(since.elapsed().as_micros() as u64);
+        if !ok {
+            self.errors += 1;
+        }
+        Ok(())
+    }
+}
+
+async fn connect(
+    authority: &str,
+) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// One run of `plan`'s requests from `first` on, for `seconds`.
+async fn load(
+    plan: Plan,
     first: usize,
     seconds: u64,
     connections: usize,
+    rate: Option<u32>,
 ) -> Result<Counts> {
-    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let uri: http::Uri = url.parse()?;
-    let authority = uri.authority().context("url has host:port")?.to_string();
+    let plan = std::sync::Arc::new(plan);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    // Open loop: request k is due at started + k / rate; a connection
+    // takes the next due one when it is free.
+    let due = rate.map(|r| {
+        let (tx, rx) = async_channel_bounded(connections);
+        let period = Duration::from_secs_f64(1.0 / f64::from(r.max(1)));
+        tokio::spawn(async move {
+            let mut k = 0usize;
+            loop {
+                let at = started + period * k as u32;
+                if at >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                if tx.send((first + k, at)).await.is_err() {
+                    break;
+                }
+                k += 1;
+            }
+        });
+        rx
+    });
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let authority = authority.clone();
-        let paths = paths.clone();
-        let bodies = bodies.clone();
-        let method = method.clone();
-        let header_sets = header_sets.clone();
-        let client_fields = client_fields.clone();
+        let plan = plan.clone();
+        let due = due.clone();
         tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(&authority).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
-            let mut lat = Vec::new();
-            let (mut errors, mut cached, mut hits) = (0u64, 0u64, 0u64);
-            // Connection c sends requests first + c, first + c + n, ...:
-            // every request of the run has its own index.
-            let mut i = first + c;
-            while Instant::now() < deadline {
-                let path = &paths[i % paths.len()];
-                let set = (!header_sets.is_empty()).then(|| &header_sets[i % header_sets.len()]);
-                let host = set
-                    .and_then(|s| s.iter().find(|(n, _)| n == "host"))
-                    .map_or(authority.as_str(), |(_, v)| v.as_str());
-                let mut req = http::Request::builder()
-                    .method(method.clone())
-                    .uri(path.as_str())
-                    .header("host", host);
-                // The client's own fields, unless the row sets one of a name.
-                for (name, value) in client_fields
-                    .iter()
-                    .filter(|(n, _)| set.is_none_or(|s| !s.iter().any(|(m, _)| m == n)))
-                {
-                    req = req.header(name, value);
-                }
-                for (name, value) in set.into_iter().flatten().filter(|(n, _)| n != "host") {
-                    if value.contains("{i}") {
-                        req = req.header(name, value.replace("{i}", &format!("{run}-{i}")));
-                    } else {
-                        req = req.header(name, value);
+            let mut sender = connect(&plan.authority).await?;
+            let mut tally = Tally::default();
+            match due {
+                Some(due) => {
+                    while let Some((i, at)) = due.recv().await {
+                        tally.send(&plan, &mut sender, i, at).await?;
                     }
                 }
-                let body = if bodies.is_empty() {
-                    bytes::Bytes::new()
-                } else {
-                    bodies[i % bodies.len()].clone()
-                };
-                i += connections;
-                let req = req.body(http_body_util::Full::new(body))?;
-                let t = Instant::now();
-                let resp = sender.send_request(req).await?;
-                let ok = match expect {
-                    Some(status) => resp.status().as_u16() == status,
-                    None => resp.status().is_success(),
-                };
-                if let Some(status) = resp.headers().get("cache-status") {
-                    cached += 1;
-                    if status.as_bytes().starts_with(b"edgeshop; hit") {
-                        hits += 1;
+                None => {
+                    // Connection c sends requests first + c, first + c +
+                    // n, ...: every request of the run has its own index.
+                    let mut i = first + c;
+                    while Instant::now() < deadline {
+                        tally.send(&plan, &mut sender, i, Instant::now()).await?;
+                        i += connections;
                     }
-                }
-                http_body_util::BodyExt::collect(resp.into_body()).await?;
-                lat.push(t.elapsed().as_micros() as u64);
-                if !ok {
-                    errors += 1;
                 }
             }
-            anyhow::Ok((lat, errors, cached, hits))
+            anyhow::Ok(tally)
         }));
     }
+    drop(due);
     let mut all = Vec::new();
     let (mut errors, mut cached, mut hits) = (0, 0, 0);
     for t in tasks {
-        let (lat, e, c, h) = t.await??;
-        all.extend(lat);
-        errors += e;
-        cached += c;
-        hits += h;
+        let tally = t.await??;
+        all.extend(tally.lat);
+        errors += tally.errors;
+        cached += tally.cached;
+        hits += tally.hits;
     }
     let elapsed = started.elapsed();
     all.sort_unstable();
@@ -159,6 +236,23 @@ async fn load(
         cached,
         hits,
     })
+}
+
+/// A channel many connections take due requests from: tokio's mpsc
+/// receiver behind a lock (one waiter at a time takes the next).
+fn async_channel_bounded(bound: usize) -> (tokio::sync::mpsc::Sender<(usize, Instant)>, Due) {
+    let (tx, rx) = tokio::sync::mpsc::channel(bound.max(1));
+    (tx, Due(std::sync::Arc::new(tokio::sync::Mutex::new(rx))))
+}
+
+/// The receiving end of [`async_channel_bounded`]; cheap to clone.
+#[derive(Clone)]
+struct Due(std::sync::Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(usize, Instant)>>>);
+
+impl Due {
+    async fn recv(&self) -> Option<(usize, Instant)> {
+        self.0.lock().await.recv().await
+    }
 }
 
 fn measure(
@@ -208,6 +302,9 @@ struct Target<'a> {
     header_sets: &'a [Vec<(String, String)>],
     /// The status every answer should have; `None`: any 2xx.
     expect: Option<u16>,
+    /// Requests due per second (an open loop, see the module docs);
+    /// `None`: each connection sends when its last was answered.
+    rate: Option<u32>,
 }
 
 fn measure_target(
@@ -217,25 +314,31 @@ fn measure_target(
     seconds: u64,
     connections: usize,
 ) -> Result<Row> {
-    say(&format!(
-        "bench: {name} ({connections} connections, {seconds}s)"
-    ));
+    match target.rate {
+        Some(rate) => say(&format!(
+            "bench: {name} ({rate}/s due, over up to {connections} connections, {seconds}s)"
+        )),
+        None => say(&format!(
+            "bench: {name} ({connections} connections, {seconds}s)"
+        )),
+    }
     let method = target.method.clone().unwrap_or(http::Method::GET);
     let client_fields = std::sync::Arc::new(browser_fields(target.url, &method));
     let header_sets = std::sync::Arc::new(target.header_sets.to_vec());
+    let uri: http::Uri = target.url.parse()?;
+    let authority = uri.authority().context("url has host:port")?.to_string();
     let run = |first, seconds| {
-        rt.block_on(load(
-            target.url.to_string(),
-            method.clone(),
-            target.paths.to_vec(),
-            target.bodies.to_vec(),
-            client_fields.clone(),
-            header_sets.clone(),
-            target.expect,
-            first,
-            seconds,
-            connections,
-        ))
+        let plan = Plan {
+            authority: authority.clone(),
+            method: method.clone(),
+            paths: target.paths.to_vec(),
+            bodies: target.bodies.to_vec(),
+            client_fields: client_fields.clone(),
+            header_sets: header_sets.clone(),
+            expect: target.expect,
+            run: RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        rt.block_on(load(plan, first, seconds, connections, target.rate))
     };
     // Warm up: instances, caches, JIT'd code paths. The measured run
     // starts halfway through the header sets, so where every set is a

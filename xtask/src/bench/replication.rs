@@ -336,6 +336,7 @@ fn worker_rows(
                 bodies: &bodies,
                 header_sets: &headers,
                 expect: Some(200),
+                rate: None,
             },
             seconds,
             connections,
