@@ -451,7 +451,7 @@ async fn main() -> Result<()> {
             let c = checkout::Checkout::open(
                 orders,
                 catalog_db,
-                identity_db.as_ref(),
+                identity_db,
                 checkout::Settings {
                     variables_file: args.variables_file.clone(),
                     provider,

@@ -19,10 +19,24 @@ pub struct Shopper {
 
 /// Verifies bearer tokens with keys re-read when the variables file
 /// changes (a key rotation reaches the origin like it reaches PoPs).
+/// A token verified once is remembered until it expires or the keys
+/// change: a shopper's requests carry the same token for minutes, and
+/// each signature check costs more than the rest of reading a request.
 pub struct Verifier {
     path: Option<PathBuf>,
     loaded: Mutex<Option<(SystemTime, Arc<Keys>)>>,
+    verified: Mutex<Verified>,
 }
+
+/// Tokens verified with `keys`, and their claims.
+#[derive(Default)]
+struct Verified {
+    keys: Option<Arc<Keys>>,
+    tokens: std::collections::HashMap<String, tokens::Claims>,
+}
+
+/// Tokens remembered at most; past it the memory starts over.
+const MAX_VERIFIED: usize = 4096;
 
 /// The keys and the claims they must carry.
 type Keys = (KeySet, Policy);
@@ -40,6 +54,7 @@ impl Verifier {
         Verifier {
             path,
             loaded: Mutex::new(None),
+            verified: Mutex::new(Verified::default()),
         }
     }
 
@@ -96,9 +111,18 @@ impl Verifier {
                     "sign in and send your access token as `Authorization: Bearer <token>`",
                 )
             })?;
+        let token = token.trim();
         let keys = self.keys()?;
-        let claims = tokens::verify(token.trim(), &keys.0, &keys.1, now)
-            .map_err(|e| Problem::new(401, "invalid-token", "Invalid token", e.to_string()))?;
+        let claims = match self.remembered(token, &keys, now) {
+            Some(claims) => claims,
+            None => {
+                let claims = tokens::verify(token, &keys.0, &keys.1, now).map_err(|e| {
+                    Problem::new(401, "invalid-token", "Invalid token", e.to_string())
+                })?;
+                self.remember(token, &keys, &claims);
+                claims
+            }
+        };
         let account = claims.sub.parse::<i64>().map_err(|_| {
             Problem::new(
                 401,
@@ -112,6 +136,31 @@ impl Verifier {
             session: claims.sid,
             roles: claims.roles,
         })
+    }
+}
+
+impl Verifier {
+    /// The claims of `token` if it was verified with these `keys` and
+    /// has not expired since (its other time checks only pass with time).
+    fn remembered(&self, token: &str, keys: &Arc<Keys>, now: i64) -> Option<tokens::Claims> {
+        let verified = self.verified.lock().expect("verified lock");
+        if !verified.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys)) {
+            return None;
+        }
+        let claims = verified.tokens.get(token)?;
+        let leeway = keys.1.leeway_secs.clamp(0, tokens::MAX_LEEWAY_SECS);
+        (now <= claims.exp.saturating_add(leeway)).then(|| claims.clone())
+    }
+
+    fn remember(&self, token: &str, keys: &Arc<Keys>, claims: &tokens::Claims) {
+        let mut verified = self.verified.lock().expect("verified lock");
+        if !verified.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys))
+            || verified.tokens.len() >= MAX_VERIFIED
+        {
+            verified.tokens.clear();
+            verified.keys = Some(keys.clone());
+        }
+        verified.tokens.insert(token.to_string(), claims.clone());
     }
 }
 
@@ -143,4 +192,63 @@ pub fn session_ended() -> Problem {
         "Invalid token",
         auth_core::gate::SESSION_ENDED,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(signer: &tokens::Signer, exp: i64) -> String {
+        tokens::sign(
+            signer,
+            &tokens::Claims {
+                iss: "edgeshop".into(),
+                aud: "edgeshop-api".into(),
+                sub: "42".into(),
+                iat: 1_000,
+                exp,
+                nbf: None,
+                jti: "j".into(),
+                sid: "s".into(),
+                roles: vec!["shopper".into()],
+            },
+        )
+    }
+
+    fn publish(path: &std::path::Path, signer: &tokens::Signer, modified_secs: u64) {
+        let jwks = serde_json::json!({ "keys": [signer.public_jwk()] }).to_string();
+        std::fs::write(path, format!("token_jwks = '''{jwks}'''\n")).unwrap();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(modified_secs);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_is_forgotten_when_the_keys_change() {
+        let dir = std::env::temp_dir().join(format!("verifier-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let vars = dir.join("variables.toml");
+        let (old, new) = (
+            tokens::Signer::from_seed("k1", [1; 32]),
+            tokens::Signer::from_seed("k2", [2; 32]),
+        );
+        publish(&vars, &old, 1_000_000);
+        let v = Verifier::new(Some(vars.clone()));
+        let t = format!("Bearer {}", token(&old, 2_000));
+        assert_eq!(v.verify(Some(&t), 1_500).unwrap().account, 42);
+        assert_eq!(v.verify(Some(&t), 1_600).unwrap().account, 42, "remembered");
+        let expired = v.verify(Some(&t), 2_000 + 31).unwrap_err();
+        assert_eq!(expired.status, 401);
+        // A rotation away from the key that signed it: no longer valid,
+        // however recently it was verified.
+        publish(&vars, &new, 1_000_100);
+        assert!(v.verify(Some(&t), 1_500).is_err());
+        let fresh = format!("Bearer {}", token(&new, 2_000));
+        assert!(v.verify(Some(&fresh), 1_500).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

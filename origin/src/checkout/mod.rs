@@ -28,7 +28,6 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
 
 /// How the checkout runs.
 #[derive(Debug, Clone)]
@@ -131,7 +130,8 @@ impl Db {
 pub struct Checkout {
     orders: Db,
     catalog: Db,
-    identity: Option<Mutex<libsql::Connection>>,
+    /// Session checks read the identity primary, on pooled connections.
+    identity: Option<db_writer::Readers>,
     provider: Guarded<stripe::Client>,
     verifier: auth::Verifier,
     hold_key: Vec<u8>,
@@ -242,17 +242,14 @@ impl Checkout {
     pub async fn open(
         orders: &std::path::Path,
         catalog: libsql::Database,
-        identity: Option<&libsql::Database>,
+        identity: Option<libsql::Database>,
         settings: Settings,
     ) -> anyhow::Result<Arc<Checkout>> {
         let (orders_db, _) = orders_db::open(orders).await?;
         let orders_conn = open(&orders_db, false).await?;
         let hold_key = store::hold_key(&orders_conn).await?.into_bytes();
         let catalog_writer = open(&catalog, true).await?;
-        let identity = match identity {
-            Some(db) => Some(Mutex::new(open(db, true).await?)),
-            None => None,
-        };
+        let identity = identity.map(|db| db_writer::Readers::new(db, 16));
         let seed = {
             use std::io::Read;
             let mut b = [0u8; 8];
@@ -549,11 +546,10 @@ impl Checkout {
                 "checkout cannot check sign-ins right now; try again shortly",
             )));
         };
-        let conn = identity.lock().await;
-        if !auth::session_is_live(&conn, &who, now_ms() / 1000)
-            .await
-            .map_err(internal)?
-        {
+        let conn = identity.get().map_err(internal)?;
+        let live = auth::session_is_live(&conn, &who, now_ms() / 1000).await;
+        identity.put(conn);
+        if !live.map_err(internal)? {
             return Err(Answer::problem(auth::session_ended()));
         }
         Ok(who)
