@@ -636,11 +636,12 @@ impl Checkout {
             shipping,
             payment_method: req.payment_method.clone(),
         };
-        // Not yet on the disk: the saga's first synced write, before any
-        // payment call, takes it there (see `saga_run`).
+        // On the disk before the saga touches anything outside this
+        // database (a stock hold, a payment): a machine crash must not
+        // leave a hold or a charge for an order nobody remembers.
         let created = self
             .orders
-            .write_unsynced(move |c| {
+            .write(move |c| {
                 Box::pin(async move {
                     Ok(match store::create(c, &order, now_ms(), &lease).await? {
                         true => db_writer::Step::Commit(true),
@@ -692,11 +693,10 @@ impl Checkout {
         status: u16,
         body: String,
     ) -> Result<(), libsql::Error> {
-        // A final answer replays from the order (synced when it ended);
-        // an answer of 202 names an order whose saga may not have reached
-        // the disk yet, so it is taken there now.
+        // Lost in a machine crash, the answer is made again from the
+        // order (on the disk since its creation) when the key comes back.
         self.orders
-            .write_as(status == 202, move |c| {
+            .write_unsynced(move |c| {
                 Box::pin(async move {
                     store::remember(c, account, &key, status, &body).await?;
                     Ok(db_writer::Step::Commit(()))

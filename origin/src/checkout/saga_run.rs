@@ -181,12 +181,11 @@ impl Checkout {
                 format!("{outcome}: {}", attempt.detail)
             };
             let (moved, lease) = (order.clone(), self.lease.clone());
-            // On the disk before the first payment call (so no payment is
-            // ever made for an order a machine crash could forget) and
-            // when the order ends (its answer and outbox event). A move
-            // in between that a crash loses is redone: every step is
-            // idempotent.
-            let synced = order.saga.ended.is_some() || step == Step::ReserveStock;
+            // On the disk when the order ends (its answer and outbox
+            // event). A move before that which a machine crash loses is
+            // redone: every step is idempotent, and the order itself was
+            // on the disk before the first step.
+            let synced = order.saga.ended.is_some();
             let held = self
                 .orders
                 .write_as(synced, move |c| {
