@@ -67,15 +67,34 @@ pub(crate) struct Db {
     readers: db_writer::Readers,
 }
 
+/// Who checkpoints a [`Db`].
+enum Checkpoints {
+    /// A thread beside the writer (the orders database: nothing else
+    /// reads its WAL).
+    Aside,
+    /// The replication shipper, which must ship frames before they are
+    /// checkpointed (the catalog primary).
+    Shipper,
+}
+
 impl Db {
     async fn new(
         label: &'static str,
         db: libsql::Database,
         writer: libsql::Connection,
         settings: db_writer::Settings,
+        checkpoints: Checkpoints,
     ) -> Result<Db, libsql::Error> {
+        let writer = match checkpoints {
+            Checkpoints::Aside => {
+                let checkpointer = db.connect()?;
+                db_writer::Writer::start_with_checkpoints(label, writer, checkpointer, settings)
+                    .await?
+            }
+            Checkpoints::Shipper => db_writer::Writer::start(label, writer, settings).await?,
+        };
         Ok(Db {
-            writer: db_writer::Writer::start(label, writer, settings).await?,
+            writer,
             readers: db_writer::Readers::new(db, 16),
         })
     }
@@ -275,6 +294,7 @@ impl Checkout {
                     wal: Some(wal_of(orders)),
                     ..settings.writer.clone()
                 },
+                Checkpoints::Aside,
             )
             .await?,
             catalog: Db::new(
@@ -285,6 +305,7 @@ impl Checkout {
                     wal: None,
                     ..settings.writer.clone()
                 },
+                Checkpoints::Shipper,
             )
             .await?,
             identity,

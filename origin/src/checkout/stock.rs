@@ -8,6 +8,7 @@
 //! replicates.
 
 use checkout_core::Item;
+use db_writer::Sql;
 use libsql::{Connection, params};
 use problem::Problem;
 
@@ -114,7 +115,7 @@ pub enum Held {
 /// Takes the lines' stock and records the hold. On [`Held::Short`] the
 /// caller's job must roll back (earlier lines were taken).
 pub async fn hold(
-    catalog: &Connection,
+    catalog: &impl Sql,
     hold_id: &str,
     lines: &[Line],
 ) -> Result<Held, libsql::Error> {
@@ -167,7 +168,7 @@ pub async fn hold(
 }
 
 /// Marks a hold as sold (the order is confirmed). Idempotent.
-pub async fn sell(catalog: &Connection, hold_id: &str) -> Result<(), libsql::Error> {
+pub async fn sell(catalog: &impl Sql, hold_id: &str) -> Result<(), libsql::Error> {
     catalog
         .execute(
             "UPDATE stock_holds SET state = 'sold', updated_at = ?2 WHERE id = ?1 AND state = 'held'",
@@ -179,7 +180,7 @@ pub async fn sell(catalog: &Connection, hold_id: &str) -> Result<(), libsql::Err
 
 /// Gives a hold's stock back. Idempotent: a missing or released hold is
 /// left alone.
-pub async fn release(catalog: &Connection, hold_id: &str) -> Result<(), libsql::Error> {
+pub async fn release(catalog: &impl Sql, hold_id: &str) -> Result<(), libsql::Error> {
     let tx = catalog;
     let mut rows = tx
         .query(

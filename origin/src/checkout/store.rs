@@ -5,6 +5,7 @@
 //! (a savepoint of a grouped transaction); none opens a transaction.
 
 use super::stock::Line;
+use db_writer::Sql;
 use libsql::{Connection, params};
 use saga::Saga;
 
@@ -92,7 +93,7 @@ pub async fn idempotency(
 /// record, leased to `lease.owner`. `Ok(false)` if the key was taken
 /// meanwhile: the caller's job then rolls back the order it wrote.
 pub async fn create(
-    conn: &Connection,
+    conn: &impl Sql,
     o: &NewOrder,
     now_ms: i64,
     lease: &Lease,
@@ -165,7 +166,7 @@ pub async fn create(
 
 /// Stores the first answer given for a key; later answers replay it.
 pub async fn remember(
-    conn: &Connection,
+    conn: &impl Sql,
     account: i64,
     key: &str,
     status: u16,
@@ -297,7 +298,7 @@ pub async fn history(conn: &Connection, id: &str) -> Result<Vec<serde_json::Valu
 /// nothing written, if `lease.owner` no longer holds the order: another
 /// process took it over and this one must stop driving it.
 pub async fn advance(
-    conn: &Connection,
+    conn: &impl Sql,
     order: &Order,
     event: &str,
     detail: &str,
@@ -393,7 +394,7 @@ pub async fn due(
 /// a live one, until its next step is due plus the lease time. Run as one
 /// writer job, so the check and the take see no write in between.
 pub async fn claim(
-    conn: &Connection,
+    conn: &impl Sql,
     id: &str,
     now_ms: i64,
     lease: &Lease,
@@ -428,7 +429,7 @@ pub async fn claim(
 
 /// Records a payment webhook; false if this event id was seen before.
 pub async fn webhook_seen(
-    conn: &Connection,
+    conn: &impl Sql,
     event_id: &str,
     kind: &str,
     intent: Option<&str>,
@@ -448,7 +449,7 @@ pub async fn webhook_seen(
 /// Learns an order's PaymentIntent from a webhook (when the answer to the
 /// authorisation was lost) and records the event in its history.
 pub async fn webhook_for_order(
-    conn: &Connection,
+    conn: &impl Sql,
     order_id: &str,
     intent: &str,
     detail: &str,
@@ -501,7 +502,7 @@ pub async fn unpublished(conn: &Connection, limit: i64) -> Result<Vec<Outgoing>,
     Ok(out)
 }
 
-pub async fn published(conn: &Connection, seq: i64, now_ms: i64) -> Result<(), libsql::Error> {
+pub async fn published(conn: &impl Sql, seq: i64, now_ms: i64) -> Result<(), libsql::Error> {
     conn.execute(
         "UPDATE outbox SET published_at = ?2 WHERE seq = ?1",
         params![seq, now_ms],
@@ -513,7 +514,7 @@ pub async fn published(conn: &Connection, seq: i64, now_ms: i64) -> Result<(), l
 /// The consumer: one notification per vendor in the order, de-duplicated
 /// by event id, so a redelivery changes nothing.
 pub async fn notify_vendors(
-    conn: &Connection,
+    conn: &impl Sql,
     e: &Outgoing,
     now_ms: i64,
 ) -> Result<u64, libsql::Error> {
@@ -539,7 +540,7 @@ pub async fn notify_vendors(
 }
 
 /// Forgets idempotency keys older than `older_than_ms` (at least 24 h).
-pub async fn expire_keys(conn: &Connection, older_than_ms: i64) -> Result<u64, libsql::Error> {
+pub async fn expire_keys(conn: &impl Sql, older_than_ms: i64) -> Result<u64, libsql::Error> {
     conn.execute(
         "DELETE FROM idempotency WHERE created_at < ?1",
         params![older_than_ms],

@@ -27,10 +27,27 @@
 //! WAL. Callers choose the unsynced kind only for writes they can lose in
 //! a machine crash without harm (work that is redone idempotently, or
 //! records a later synced write covers).
+//!
+//! The writer is serial, so whatever it spends per job every job waits
+//! for. Two costs are taken off it: a job's statements are prepared once
+//! per writer, not per call ([`Tx`]; a statement on a table with triggers
+//! compiles them all, which cost the catalog's writer most of its time),
+//! and with [`Writer::start_with_checkpoints`] checkpoints run beside it
+//! instead of inside the commit that crosses SQLite's threshold.
 
 use futures::future::BoxFuture;
-use libsql::Connection;
+use libsql::params::IntoParams;
+use libsql::{Connection, Rows, Statement};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Statements a writer keeps prepared at most; past it a statement is
+/// prepared per call, as before (SQL built per call must not grow it).
+const CACHED_STATEMENTS: usize = 128;
+/// How often the checkpointer looks for commits to checkpoint.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// How a job ends its part of the group.
 pub enum Step<T> {
@@ -82,19 +99,150 @@ impl Default for Settings {
 /// A job's work: given the write connection, inside the group's
 /// transaction, it writes and says whether to keep what it wrote.
 pub trait Job<T>:
-    for<'c> FnOnce(&'c Connection) -> BoxFuture<'c, Result<Step<T>, libsql::Error>> + Send + 'static
+    for<'c> FnOnce(&'c Tx) -> BoxFuture<'c, Result<Step<T>, libsql::Error>> + Send + 'static
 {
 }
 
 impl<T, F> Job<T> for F where
-    F: for<'c> FnOnce(&'c Connection) -> BoxFuture<'c, Result<Step<T>, libsql::Error>>
-        + Send
-        + 'static
+    F: for<'c> FnOnce(&'c Tx) -> BoxFuture<'c, Result<Step<T>, libsql::Error>> + Send + 'static
 {
 }
 
-type Run =
-    Box<dyn for<'c> FnOnce(&'c Connection) -> BoxFuture<'c, Result<bool, libsql::Error>> + Send>;
+type Run = Box<dyn for<'c> FnOnce(&'c Tx) -> BoxFuture<'c, Result<bool, libsql::Error>> + Send>;
+
+/// What statements run on: a plain [`Connection`], or a writer's [`Tx`]
+/// (the same calls, on statements prepared once), so code that writes
+/// inside jobs can also run outside a writer.
+pub trait Sql: Sync {
+    fn execute(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+    ) -> impl Future<Output = Result<u64, libsql::Error>> + Send;
+
+    fn query(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+    ) -> impl Future<Output = Result<Rows, libsql::Error>> + Send;
+}
+
+impl Sql for Connection {
+    fn execute(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+    ) -> impl Future<Output = Result<u64, libsql::Error>> + Send {
+        Connection::execute(self, sql, params)
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+    ) -> impl Future<Output = Result<Rows, libsql::Error>> + Send {
+        Connection::query(self, sql, params)
+    }
+}
+
+impl Sql for Tx {
+    fn execute(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+    ) -> impl Future<Output = Result<u64, libsql::Error>> + Send {
+        Tx::execute(self, sql, params)
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+    ) -> impl Future<Output = Result<Rows, libsql::Error>> + Send {
+        Tx::query(self, sql, params)
+    }
+}
+
+/// The write connection as a job sees it: every [`Connection`] method,
+/// with [`Tx::execute`] and [`Tx::query`] keeping each statement
+/// prepared for the writer's later jobs. Rows from [`Tx::query`] must be
+/// dropped before the same SQL runs again (it is one statement), and
+/// before the job ends.
+pub struct Tx {
+    conn: Connection,
+    prepared: Mutex<HashMap<Box<str>, Arc<Statement>>>,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Tx {
+    fn new(conn: Connection) -> Tx {
+        Tx {
+            conn,
+            prepared: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The prepared statement for `sql`, reset; `None` once the cache is
+    /// full.
+    async fn prepared(&self, sql: &str) -> Result<Option<Arc<Statement>>, libsql::Error> {
+        if let Some(s) = self.prepared.lock().expect("statements").get(sql) {
+            s.reset();
+            return Ok(Some(s.clone()));
+        }
+        if self.prepared.lock().expect("statements").len() >= CACHED_STATEMENTS {
+            return Ok(None);
+        }
+        let s = Arc::new(self.conn.prepare(sql).await?);
+        self.prepared
+            .lock()
+            .expect("statements")
+            .insert(sql.into(), s.clone());
+        Ok(Some(s))
+    }
+
+    /// [`Connection::execute`] on a statement prepared once.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+    ) -> Result<u64, libsql::Error> {
+        match self.prepared(sql).await? {
+            Some(s) => {
+                let changed = s.execute(params).await;
+                s.reset();
+                changed.map(|n| n as u64)
+            }
+            None => self.conn.execute(sql, params).await,
+        }
+    }
+
+    /// [`Connection::query`] on a statement prepared once.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: impl IntoParams + Send,
+    ) -> Result<Rows, libsql::Error> {
+        match self.prepared(sql).await? {
+            Some(s) => s.query(params).await,
+            None => self.conn.query(sql, params).await,
+        }
+    }
+
+    /// Ends every statement a job left part-read, so none is open when
+    /// its savepoint is released or undone.
+    fn settle(&self) {
+        for s in self.prepared.lock().expect("statements").values() {
+            s.reset();
+        }
+    }
+}
 
 /// A queued job: runs in the group's transaction and says whether to
 /// keep its writes; its answer waits in `deliver` for the commit.
@@ -114,16 +262,54 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the task that owns `conn` for writing.
+    /// Starts the task that owns `conn` for writing; its commits
+    /// checkpoint as SQLite does by itself.
     pub async fn start(
         label: &'static str,
         conn: Connection,
         settings: Settings,
     ) -> Result<Writer, libsql::Error> {
+        Writer::spawn(label, conn, settings, None).await
+    }
+
+    /// [`Writer::start`], with checkpoints taken off the writer: its
+    /// commits no longer run them (a commit that crossed SQLite's
+    /// threshold copied the WAL into the database and waited for the disk
+    /// twice, while every queued job waited for it); a thread of its own
+    /// checkpoints on `checkpointer` after commits, passively, so it never
+    /// waits for the writer nor holds it up. Only for a database nothing
+    /// else needs to checkpoint on its own terms (a replicated primary
+    /// does, see the replication crate).
+    pub async fn start_with_checkpoints(
+        label: &'static str,
+        conn: Connection,
+        checkpointer: Connection,
+        settings: Settings,
+    ) -> Result<Writer, libsql::Error> {
+        Writer::spawn(label, conn, settings, Some(checkpointer)).await
+    }
+
+    async fn spawn(
+        label: &'static str,
+        conn: Connection,
+        settings: Settings,
+        checkpointer: Option<Connection>,
+    ) -> Result<Writer, libsql::Error> {
         let (jobs, rx) = tokio::sync::mpsc::channel(settings.queue.max(1));
         conn.busy_timeout(settings.busy_timeout)?;
         if settings.wal.is_some() {
             exec(&conn, "PRAGMA synchronous = NORMAL").await?;
+        }
+        let commits = Arc::new(AtomicU64::new(0));
+        if let Some(checkpointer) = checkpointer {
+            pragma(&conn, "PRAGMA wal_autocheckpoint = 0").await?;
+            let commits = Arc::downgrade(&commits);
+            std::thread::Builder::new()
+                .name(format!("checkpoint-{label}"))
+                .spawn(move || checkpoints(label, checkpointer, commits))
+                .map_err(|e| {
+                    libsql::Error::SqliteFailure(1, format!("starting the checkpointer: {e}"))
+                })?;
         }
         // SQLite's calls block (a commit waits for the disk), so the
         // writer has a thread of its own: the runtime's workers keep
@@ -136,7 +322,9 @@ impl Writer {
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(run(label, conn, rx, group, settings.wal)),
+                    Ok(rt) => {
+                        rt.block_on(run(label, Tx::new(conn), rx, group, settings.wal, commits))
+                    }
                     Err(e) => tracing::error!(db = label, error = %e, "the writer could not start"),
                 }
             })
@@ -208,6 +396,46 @@ async fn exec(conn: &Connection, sql: &str) -> Result<(), libsql::Error> {
     conn.execute(sql, ()).await.map(drop)
 }
 
+/// Runs a pragma that answers with a row (which `execute` refuses).
+async fn pragma(conn: &Connection, sql: &str) -> Result<(), libsql::Error> {
+    let mut rows = conn.query(sql, ()).await?;
+    while rows.next().await?.is_some() {}
+    Ok(())
+}
+
+/// The checkpointer's loop: a passive checkpoint whenever the writer
+/// committed since the last look; ends with the writer.
+fn checkpoints(label: &'static str, conn: Connection, commits: std::sync::Weak<AtomicU64>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(db = label, error = %e, "the checkpointer could not start");
+            return;
+        }
+    };
+    let mut seen = 0;
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let Some(commits) = commits.upgrade() else {
+            return;
+        };
+        let now = commits.load(Ordering::Relaxed);
+        drop(commits);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        // PASSIVE copies what no reader still needs and never waits for
+        // a lock; what it leaves, the next pass takes.
+        if let Err(e) = rt.block_on(pragma(&conn, "PRAGMA wal_checkpoint(PASSIVE)")) {
+            tracing::warn!(db = label, error = %e, "a background checkpoint failed");
+        }
+    }
+}
+
 /// The statements every group runs, prepared once.
 struct Frame {
     begin: libsql::Statement,
@@ -245,10 +473,11 @@ fn sync_wal(wal: &std::path::Path) -> Result<(), libsql::Error> {
 
 async fn run(
     label: &'static str,
-    conn: Connection,
+    conn: Tx,
     mut rx: tokio::sync::mpsc::Receiver<Queued>,
     group: usize,
     wal: Option<std::path::PathBuf>,
+    commits: Arc<AtomicU64>,
 ) {
     let frame = match Frame::prepare(&conn).await {
         Ok(f) => f,
@@ -280,6 +509,7 @@ async fn run(
                 Ok(()) => (job.run)(&conn).await,
                 Err(e) => Err(e),
             };
+            conn.settle();
             let undo = !matches!(outcome, Ok(true));
             if undo {
                 let _ = step(&frame.undo).await;
@@ -288,10 +518,13 @@ async fn run(
             outcomes.push((job.deliver, outcome.map(drop)));
         }
         let committed = match step(&frame.commit).await {
-            Ok(()) => match &wal {
-                Some(wal) if synced => sync_wal(wal),
-                _ => Ok(()),
-            },
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                match &wal {
+                    Some(wal) if synced => sync_wal(wal),
+                    _ => Ok(()),
+                }
+            }
             Err(e) => {
                 tracing::error!(db = label, error = %e, jobs = outcomes.len(), "a write group did not commit");
                 let _ = exec(&conn, "ROLLBACK").await;
@@ -527,5 +760,134 @@ mod tests {
         .unwrap();
         put(&w, 3, false).await.unwrap();
         assert!(matches!(put(&w, 4, true).await, Err(Error::Db(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_job_statement_is_prepared_once_and_bound_afresh_each_call() {
+        let (_dir, _db, conn) = db().await;
+        let tx = Tx::new(conn);
+        for k in 0..10i64 {
+            tx.execute(
+                "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                libsql::params![k, format!("v{k}")],
+            )
+            .await
+            .unwrap();
+        }
+        // A query left part-read, then the same SQL again: the second
+        // starts from the top with its own parameters.
+        let mut rows = tx
+            .query("SELECT v FROM t WHERE k >= ?1 ORDER BY k", [0i64])
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.next()
+                .await
+                .unwrap()
+                .unwrap()
+                .get::<String>(0)
+                .unwrap(),
+            "v0"
+        );
+        drop(rows);
+        let mut rows = tx
+            .query("SELECT v FROM t WHERE k >= ?1 ORDER BY k", [7i64])
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.next()
+                .await
+                .unwrap()
+                .unwrap()
+                .get::<String>(0)
+                .unwrap(),
+            "v7"
+        );
+        drop(rows);
+        assert_eq!(
+            tx.prepared.lock().unwrap().len(),
+            2,
+            "one statement per SQL text"
+        );
+        // SQL built per call fills the cache to its bound, then runs
+        // prepared per call.
+        for k in 10..(10 + CACHED_STATEMENTS as i64 + 20) {
+            tx.execute(&format!("INSERT INTO t (k, v) VALUES ({k}, 'x')"), ())
+                .await
+                .unwrap();
+        }
+        assert_eq!(tx.prepared.lock().unwrap().len(), CACHED_STATEMENTS);
+        assert_eq!(count(&tx).await, 10 + CACHED_STATEMENTS as i64 + 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_job_that_leaves_rows_unread_does_not_hold_up_the_group() {
+        let (_dir, db, conn) = db().await;
+        let w = Writer::start("test", conn, Settings::default())
+            .await
+            .unwrap();
+        put(&w, 1, true).await.unwrap();
+        put(&w, 2, true).await.unwrap();
+        // Reads one row of two and ends: its savepoint is released and
+        // the group commits.
+        let first: i64 = w
+            .write(|c| {
+                Box::pin(async move {
+                    let mut rows = c.query("SELECT k FROM t ORDER BY k", ()).await?;
+                    let k = rows.next().await?.map(|r| r.get(0)).transpose()?;
+                    std::mem::forget(rows);
+                    c.execute("INSERT INTO t (k, v) VALUES (3, 'x')", ())
+                        .await?;
+                    Ok(Step::Commit(k.unwrap_or(0)))
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(first, 1);
+        put(&w, 4, false).await.unwrap();
+        assert_eq!(count(&db.connect().unwrap()).await, 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn checkpoints_aside_copy_the_wal_into_the_database_without_the_writer() {
+        let (dir, db, conn) = db().await;
+        let file = dir.path().join("w.db");
+        let before = std::fs::metadata(&file).unwrap().len();
+        let w = Writer::start_with_checkpoints(
+            "test",
+            conn,
+            db.connect().unwrap(),
+            Settings {
+                wal: Some(dir.path().join("w.db-wal")),
+                ..Settings::default()
+            },
+        )
+        .await
+        .unwrap();
+        // Far fewer frames than SQLite's own threshold (1000), so only
+        // the checkpointer copies them.
+        for k in 0..50 {
+            w.write_unsynced(move |c| {
+                Box::pin(async move {
+                    c.execute(
+                        "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                        libsql::params![k, "y".repeat(3000)],
+                    )
+                    .await?;
+                    Ok(Step::Commit(()))
+                })
+            })
+            .await
+            .unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::metadata(&file).unwrap().len() <= before + 100_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the checkpointer copied nothing into the database in 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(count(&db.connect().unwrap()).await, 50);
     }
 }
