@@ -26,10 +26,11 @@ pub struct HostOptions {
     pub manifest: PathBuf,
     /// `label=path` pairs: the database file behind each sqlite label.
     pub sqlite: BTreeMap<String, PathBuf>,
-    /// `label=url` pairs: databases used remotely over Hrana.
-    pub remote: BTreeMap<String, String>,
-    /// Bearer token for remote databases and replicas' primaries.
-    pub primary_token: String,
+    /// Databases used remotely over Hrana: label, then URL and token.
+    pub remote: BTreeMap<String, (String, String)>,
+    /// The grant replicas' writes are checked against before they are
+    /// sent (the `edge` token's).
+    pub write_grant: Option<Arc<db_permissions::Grant>>,
     /// Simulated extra round-trip time to the primary.
     pub origin_delay: std::time::Duration,
     /// Whom an `https` primary must prove it is.
@@ -124,19 +125,17 @@ pub async fn load(
             .with_context(|| format!("opening sqlite database {label:?} at {}", path.display()))?;
         databases.insert(label.clone(), Arc::new(db));
     }
-    for (label, url) in &options.remote {
-        let db = RemoteDatabase::open(
-            url,
-            &options.primary_token,
-            options.origin_delay,
-            options.origin_tls.clone(),
-        )
-        .await
-        .with_context(|| format!("opening remote database {label:?} at {url}"))?;
+    for (label, (url, token)) in &options.remote {
+        let db = RemoteDatabase::open(url, token, options.origin_delay, options.origin_tls.clone())
+            .await
+            .with_context(|| format!("opening remote database {label:?} at {url}"))?;
         databases.insert(label.clone(), Arc::new(db));
     }
     for (label, r) in replicas {
-        databases.insert(label.clone(), Arc::new(ReplicaDatabase::new(r.clone())));
+        databases.insert(
+            label.clone(),
+            Arc::new(ReplicaDatabase::new(r.clone(), options.write_grant.clone())),
+        );
     }
 
     let mut providers: Vec<Box<dyn VariableProvider>> = Vec::new();

@@ -47,7 +47,9 @@ struct Args {
     /// Directory for replica files (one subdirectory per label).
     #[arg(long, default_value = ".edgeshop/replicas")]
     replica_dir: PathBuf,
-    /// Bearer token for the primary.
+    /// Bearer token for the primary. A label whose primary wants a token
+    /// of its own (sqld with a key per database) takes it from
+    /// `EDGESHOP_PRIMARY_TOKEN_<LABEL>` (`..._CATALOG`) instead.
     #[arg(
         long,
         env = "EDGESHOP_PRIMARY_TOKEN",
@@ -76,6 +78,12 @@ struct Args {
     /// keys can be rotated without a restart.
     #[arg(long)]
     variables_file: Option<PathBuf>,
+    /// What the PoP's database token may do (`cdn-config/db-permissions.toml`,
+    /// built in): a replica's write is checked against the `edge` grant
+    /// before it is sent, as our origin checks it again on arrival (sqld,
+    /// which grants whole databases, does not).
+    #[arg(long, value_name = "FILE")]
+    db_permissions: Option<PathBuf>,
     /// Cache compiled components here, so restarts skip compilation.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -145,7 +153,9 @@ fn main() -> Result<()> {
             std::env::set_var("RUST_LIB_BACKTRACE", "0");
         }
     }
-    edgeshop_telemetry::init("info,wasmtime_wasi_http=warn");
+    // The `libsql` client's gRPC replication logs every pull's handshake
+    // at info (ten a second per replica against sqld).
+    edgeshop_telemetry::init("info,wasmtime_wasi_http=warn,libsql::replication=warn");
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -178,15 +188,38 @@ async fn run(args: Args) -> Result<()> {
     let outbound = capabilities::outbound::Sender::new(
         admission::tls::client_config(&operator_roots).context("--origin-ca")?,
     );
+    let write_grant = {
+        let text = match &args.db_permissions {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+            None => SHIPPED_PERMISSIONS.to_string(),
+        };
+        let permissions = db_permissions::Permissions::parse(&text).context("--db-permissions")?;
+        std::sync::Arc::new(
+            permissions
+                .grant("edge")
+                .context("--db-permissions")?
+                .clone(),
+        )
+    };
     let options = app::HostOptions {
         manifest: args.manifest.clone(),
         sqlite: args.sqlite.into_iter().collect::<BTreeMap<_, _>>(),
-        remote: args.remote.iter().cloned().collect(),
-        primary_token: args.primary_token.clone(),
+        remote: args
+            .remote
+            .iter()
+            .map(|(label, url)| {
+                (
+                    label.clone(),
+                    (url.clone(), label_token(label, &args.primary_token)),
+                )
+            })
+            .collect(),
         origin_delay: Duration::from_millis(args.origin_delay_ms),
         origin_tls: origin_tls.clone(),
         outbound,
         variables_file: args.variables_file.clone(),
+        write_grant: (!args.replica.is_empty()).then_some(write_grant),
         cache_dir: args.cache_dir.clone(),
         deny_adapter: args.deny_adapter.clone(),
         limits: limits.clone(),
@@ -198,7 +231,7 @@ async fn run(args: Args) -> Result<()> {
             label: label.clone(),
             dir: args.replica_dir.join(label),
             url: url.clone(),
-            token: args.primary_token.clone(),
+            token: label_token(label, &args.primary_token),
             interval: Duration::from_millis(args.sync_interval_ms.max(1)),
             push: !args.pull_only,
             delay: Duration::from_millis(args.origin_delay_ms),
@@ -251,4 +284,20 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The reviewed permission file, built in (as the origin's).
+const SHIPPED_PERMISSIONS: &str = include_str!("../../cdn-config/db-permissions.toml");
+
+/// The token for `label`'s primary: `EDGESHOP_PRIMARY_TOKEN_<LABEL>` when
+/// set, else the one for every primary.
+fn label_token(label: &str, default: &str) -> String {
+    let var = format!(
+        "EDGESHOP_PRIMARY_TOKEN_{}",
+        label.to_ascii_uppercase().replace('-', "_")
+    );
+    std::env::var(var)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| default.to_string())
 }

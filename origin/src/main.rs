@@ -35,16 +35,25 @@ const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 struct Args {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
-    /// The catalog database (primary copy).
-    #[arg(long)]
-    catalog: PathBuf,
+    /// The catalog's primary: a database file this origin serves and
+    /// replicates, or the URL of a libSQL server that does (sqld, Turso:
+    /// `http://host:8080`, `libsql://name.turso.io`).
+    #[arg(long, value_parser = parse_place)]
+    catalog: Place,
+    /// The bearer token (a JWT) for a catalog primary given as a URL.
+    #[arg(long, env = "EDGESHOP_CATALOG_TOKEN", hide_env_values = true)]
+    catalog_token: Option<String>,
     /// The orders database (origin only); created if missing.
     #[arg(long)]
     orders: Option<PathBuf>,
     /// The identity database (accounts and sessions), replicated to PoPs
-    /// like the catalog; created and migrated if missing.
-    #[arg(long)]
-    identity: Option<PathBuf>,
+    /// like the catalog; created and migrated if missing. A file or a
+    /// URL, as for --catalog.
+    #[arg(long, value_parser = parse_place)]
+    identity: Option<Place>,
+    /// The bearer token for an identity primary given as a URL.
+    #[arg(long, env = "EDGESHOP_IDENTITY_TOKEN", hide_env_values = true)]
+    identity_token: Option<String>,
     /// Bearer token Hrana and replication clients must send.
     #[arg(long, env = "EDGESHOP_ORIGIN_TOKEN", hide_env_values = true)]
     token: String,
@@ -213,6 +222,75 @@ struct Args {
     store_processor_secret: Option<String>,
 }
 
+/// Where a database's primary copy lives.
+#[derive(Debug, Clone)]
+enum Place {
+    /// A file this origin is the primary of: it migrates, serves
+    /// (Hrana) and replicates it.
+    File(PathBuf),
+    /// Another libSQL server is the primary (sqld, Turso): the origin
+    /// migrates it and reads and writes it over Hrana like any client;
+    /// PoPs replicate from that server, not from the origin.
+    Url(String),
+}
+
+fn parse_place(s: &str) -> Result<Place, String> {
+    let lower = s.to_ascii_lowercase();
+    if ["http://", "https://", "libsql://"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+    {
+        Ok(Place::Url(s.trim_end_matches('/').to_string()))
+    } else if s.contains("://") {
+        Err(format!(
+            "{s:?}: a primary URL is http://, https:// or libsql://; anything else is a file path"
+        ))
+    } else {
+        Ok(Place::File(PathBuf::from(s)))
+    }
+}
+
+impl Place {
+    fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Place::File(p) => Some(p),
+            Place::Url(_) => None,
+        }
+    }
+
+    /// A database handle: a local file, or a remote primary over Hrana.
+    async fn open(&self, token: Option<&str>) -> Result<libsql::Database> {
+        Ok(match self {
+            Place::File(p) => libsql::Builder::new_local(p).build().await?,
+            Place::Url(url) => {
+                libsql::Builder::new_remote(url.clone(), token.unwrap_or_default().to_string())
+                    .build()
+                    .await?
+            }
+        })
+    }
+}
+
+/// Applies `migrations` to a primary this origin does not serve.
+async fn migrate_remote(
+    name: &str,
+    db: &libsql::Database,
+    migrations: &[migrations::Migration],
+) -> Result<libsql::Connection> {
+    let conn = db.connect()?;
+    let applied = migrations::apply(&conn, migrations)
+        .await
+        .with_context(|| format!("migrating the {name} primary"))?;
+    if !applied.is_empty() {
+        tracing::info!(
+            db = name,
+            ?applied,
+            "applied migrations at the remote primary"
+        );
+    }
+    Ok(conn)
+}
+
 /// The processor the flags give, if they give its key.
 fn processor(args: &Args) -> Result<Option<vendor::Processor>> {
     let (Some(endpoint), Some(key)) = (&args.store_endpoint, &args.store_processor_key) else {
@@ -311,7 +389,7 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, problem::Probl
 }
 
 struct Origin {
-    catalog: libsql::Connection,
+    catalog: db_writer::Shared,
     checkout: Option<Arc<checkout::Checkout>>,
     /// The vendor API; it needs the identity primary.
     vendors: Option<Arc<vendor::Vendors>>,
@@ -369,8 +447,30 @@ async fn main() -> Result<()> {
         checkpoint_frames: args.checkpoint_frames.max(1),
         ..replication::Options::default()
     };
-    let mut replicated = vec![("catalog", args.catalog.clone(), catalog_db::MIGRATIONS)];
-    if let Some(identity) = &args.identity {
+    let catalog_token = args.catalog_token.as_deref();
+    let identity_token = args.identity_token.as_deref();
+    for (name, place, token) in [
+        ("catalog", Some(&args.catalog), catalog_token),
+        ("identity", args.identity.as_ref(), identity_token),
+    ] {
+        if let Some(Place::Url(url)) = place {
+            anyhow::ensure!(
+                token.is_some_and(|t| !t.is_empty()),
+                "--{name} {url} needs a token (--{name}-token or EDGESHOP_{}_TOKEN)",
+                name.to_ascii_uppercase()
+            );
+            anyhow::ensure!(
+                !args.checkout_peer,
+                "--checkout-peer shares this origin's files; with a primary at {url} run a \
+                 second origin instead"
+            );
+        }
+    }
+    let mut replicated = Vec::new();
+    if let Place::File(path) = &args.catalog {
+        replicated.push(("catalog", path.clone(), catalog_db::MIGRATIONS));
+    }
+    if let Some(Place::File(identity)) = &args.identity {
         replicated.push(("identity", identity.clone(), identity_db::MIGRATIONS));
     }
     let mut primaries = BTreeMap::new();
@@ -378,10 +478,7 @@ async fn main() -> Result<()> {
     if args.checkout_peer {
         // The primary origin migrates, ships and checkpoints these files;
         // a peer only writes them, never checkpointing (see the end).
-        let conn = libsql::Builder::new_local(&args.catalog)
-            .build()
-            .await?
-            .connect()?;
+        let conn = args.catalog.open(None).await?.connect()?;
         replication::prepare_connection(&conn).await?;
         catalog = Some(conn);
         replicated.clear();
@@ -393,17 +490,31 @@ async fn main() -> Result<()> {
         }
         primaries.insert(name.to_string(), primary);
     }
-    let conn = catalog.expect("the catalog is always replicated");
+    if !args.checkout_peer {
+        // A remote primary is migrated like a local one; it replicates
+        // itself.
+        if args.catalog.file().is_none() {
+            let db = args.catalog.open(catalog_token).await?;
+            catalog = Some(migrate_remote("catalog", &db, catalog_db::MIGRATIONS).await?);
+        }
+        if let Some(identity) = args.identity.as_ref().filter(|p| p.file().is_none()) {
+            let db = identity.open(identity_token).await?;
+            migrate_remote("identity", &db, identity_db::MIGRATIONS).await?;
+        }
+    }
+    let conn = catalog.expect("the catalog is always opened");
 
     // A peer serves no database: the primary origin is the one place
-    // PoPs and tools reach them.
+    // PoPs and tools reach them. A primary elsewhere is reached there.
     let mut dbs = BTreeMap::new();
     if !args.checkout_peer {
-        dbs.insert(
-            "catalog".to_string(),
-            libsql::Builder::new_local(&args.catalog).build().await?,
-        );
-        if let Some(identity) = &args.identity {
+        if let Some(path) = args.catalog.file() {
+            dbs.insert(
+                "catalog".to_string(),
+                libsql::Builder::new_local(path).build().await?,
+            );
+        }
+        if let Some(identity) = args.identity.as_ref().and_then(Place::file) {
             dbs.insert(
                 "identity".to_string(),
                 libsql::Builder::new_local(identity).build().await?,
@@ -443,14 +554,19 @@ async fn main() -> Result<()> {
     let step_timeout_ms = args.payments_timeout_ms.saturating_mul(2);
     let checkout = match (&args.orders, provider) {
         (Some(orders), Some(provider)) => {
-            let catalog_db = libsql::Builder::new_local(&args.catalog).build().await?;
+            let catalog_db = args.catalog.open(catalog_token).await?;
+            let catalog_writer = match args.catalog.file() {
+                Some(_) => None,
+                None => Some(args.catalog.open(catalog_token).await?),
+            };
             let identity_db = match &args.identity {
-                Some(p) => Some(libsql::Builder::new_local(p).build().await?),
+                Some(p) => Some(p.open(identity_token).await?),
                 None => None,
             };
             let c = checkout::Checkout::open(
                 orders,
                 catalog_db,
+                catalog_writer,
                 identity_db,
                 checkout::Settings {
                     variables_file: args.variables_file.clone(),
@@ -484,8 +600,14 @@ async fn main() -> Result<()> {
     let vendors = match &args.identity {
         Some(identity) if !args.checkout_peer => Some(
             vendor::Vendors::open(
-                &libsql::Builder::new_local(&args.catalog).build().await?,
-                &libsql::Builder::new_local(identity).build().await?,
+                checkout::Primary {
+                    db: args.catalog.open(catalog_token).await?,
+                    is_file: args.catalog.file().is_some(),
+                },
+                checkout::Primary {
+                    db: identity.open(identity_token).await?,
+                    is_file: identity.file().is_some(),
+                },
                 match &args.orders {
                     Some(p) => Some(orders_db::open(p).await?.0),
                     None => None,
@@ -505,7 +627,11 @@ async fn main() -> Result<()> {
         v.start();
     }
     let origin = Arc::new(Origin {
-        catalog: conn,
+        catalog: db_writer::Shared::new(
+            conn,
+            args.catalog.open(catalog_token).await?,
+            args.catalog.file().is_none(),
+        ),
         checkout,
         vendors,
         hrana,
@@ -873,7 +999,7 @@ impl Origin {
                 )
             })
             .collect();
-        match catalog_db::product_count(&self.catalog).await {
+        match catalog_db::product_count(&*self.catalog.lock().await).await {
             Ok(n) => json(
                 200,
                 &serde_json::json!({
@@ -963,4 +1089,28 @@ fn json(status: u16, body: &serde_json::Value) -> Response<Body> {
         "application/json",
         serde_json::to_vec(body).expect("json"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_primary_is_a_file_or_a_libsql_server_url() {
+        assert!(
+            matches!(parse_place("data/catalog.db"), Ok(Place::File(p)) if p == std::path::Path::new("data/catalog.db"))
+        );
+        for url in [
+            "http://127.0.0.1:8080/",
+            "HTTPS://db.example",
+            "libsql://shop.turso.io",
+        ] {
+            match parse_place(url) {
+                Ok(Place::Url(u)) => assert_eq!(u, url.trim_end_matches('/')),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        // A URL of another kind is a mistake, not a file name.
+        assert!(parse_place("ftp://db.example/catalog").is_err());
+    }
 }

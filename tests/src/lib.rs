@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod openapi;
 pub mod platform;
+pub mod sqld;
 mod workers;
 
 pub use workers::{
@@ -754,6 +755,36 @@ pub async fn wait_ready(host: &Host) {
     panic!("{} never became ready:\n{}", host.url, host.log());
 }
 
+/// Inserts vendors `crash-0` to `crash-{n-1}` into the catalog primary at
+/// `url` (a database URL), one connection per write as separate clients
+/// would, and returns the numbers of the writes the primary acknowledged
+/// (a refused one is not retried), for tests that kill the primary under
+/// them.
+pub async fn acknowledged_inserts(url: String, token: String, n: i64) -> Vec<i64> {
+    let mut acked = Vec::new();
+    for i in 0..n {
+        let conn = libsql::Builder::new_remote(url.clone(), token.clone())
+            .build()
+            .await
+            .unwrap()
+            .connect()
+            .unwrap();
+        let ok = conn
+            .execute(
+                "INSERT INTO vendors (slug, name, country, created_at, updated_at)
+                 VALUES (?1, 'Crash vendor', 'FR', 1, 1)",
+                libsql::params![format!("crash-{i}")],
+            )
+            .await;
+        if ok.is_ok() {
+            acked.push(i);
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    acked
+}
+
 /// The content digest of the newest replica file a PoP keeps in `dir`,
 /// opened read-only next to the running PoP; `None` if there is none yet
 /// or it cannot be read right now.
@@ -1056,6 +1087,19 @@ pub fn spin_binary() -> Option<PathBuf> {
     std::env::var_os("EDGESHOP_SPIN_BIN")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
+}
+
+/// sqld, the libSQL server, when this machine has it
+/// (`EDGESHOP_SQLD_BIN`, set by `cargo xtask test`), or `None` after
+/// saying the test is skipped.
+pub fn sqld_or_skip() -> Option<PathBuf> {
+    let sqld = std::env::var_os("EDGESHOP_SQLD_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    if sqld.is_none() {
+        eprintln!("SKIPPED: no sqld on this machine (EDGESHOP_SQLD_BIN is empty)");
+    }
+    sqld
 }
 
 /// [`spin_binary`], or `None` after saying the test is skipped, for the

@@ -83,8 +83,10 @@ async fn a_pop_always_reads_its_own_writes() {
         .unwrap();
     let written: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
     assert_eq!(written, 40);
-    // A write the edge token may not make fails at the primary, whatever
-    // the component asks for.
+    // A write the edge token may not make fails, whatever the component
+    // asks for: the PoP checks it against the edge grant before sending
+    // it, and our origin would check it again (`hostile.rs` sends such
+    // writes to the origin directly).
     let r = request(
         "POST",
         &format!("{}/sql", pop.url),

@@ -3,8 +3,8 @@
 //! which picks the v2 sync protocol because `/info` answers.
 
 use edgeshop_e2e::{
-    Host, ORIGIN_TOKEN, TempDir, content_hash, primary_connection, start_origin,
-    start_origin_on_seed,
+    Host, ORIGIN_TOKEN, TempDir, acknowledged_inserts, content_hash, primary_connection,
+    start_origin, start_origin_on_seed,
 };
 use std::path::Path;
 
@@ -221,36 +221,11 @@ async fn replicas_continue_across_origin_restarts_and_crashes_under_writes() {
 
     // A writer inserts rows and remembers which were acknowledged; the
     // origin is killed under it and started again on the same port.
-    let writer = tokio::spawn({
-        let url = url.clone();
-        async move {
-            let mut acked = Vec::new();
-            for i in 0..400i64 {
-                let conn = libsql::Builder::new_remote(
-                    format!("{url}/db/catalog"),
-                    ORIGIN_TOKEN.to_string(),
-                )
-                .build()
-                .await
-                .unwrap()
-                .connect()
-                .unwrap();
-                let ok = conn
-                    .execute(
-                        "INSERT INTO vendors (slug, name, country, created_at, updated_at)
-                         VALUES (?1, 'Crash vendor', 'FR', 1, 1)",
-                        libsql::params![format!("crash-{i}")],
-                    )
-                    .await;
-                if ok.is_ok() {
-                    acked.push(i);
-                } else {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
-            acked
-        }
-    });
+    let writer = tokio::spawn(acknowledged_inserts(
+        format!("{url}/db/catalog"),
+        ORIGIN_TOKEN.to_string(),
+        400,
+    ));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     origin.kill();
     origin = start_origin(

@@ -2,11 +2,14 @@
 //! simulator, the origin and every PoP from `cdn-config/pops.toml`, writes
 //! `topology.json`, serves the catalog and checkout at every PoP, and stops
 //! everything on Ctrl-C. The same walk runs with `--spin`, the PoPs then
-//! being real Spin on the same `spin.toml`; where the two differ on
-//! purpose (a Spin PoP has no replica to report on) the walk says so.
+//! being real Spin on the same `spin.toml`, and with `--primary sqld`,
+//! sqld then being the primary of the catalog and identity; where they
+//! differ on purpose (a Spin PoP has no replica to report on) the walk
+//! says so.
 
 use edgeshop_e2e::{
     Client, Purpose, TempDir, binary, browse, get, post_json, probe, request_as, spin_or_skip,
+    sqld_or_skip,
 };
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -34,7 +37,15 @@ impl Drop for StopOnDrop {
 
 #[tokio::test]
 async fn xtask_up_serves_every_pop_and_stops_on_ctrl_c() {
-    walk(None).await;
+    walk(None, None).await;
+}
+
+#[tokio::test]
+async fn xtask_up_primary_sqld_serves_every_pop_from_sqld_and_stops_on_ctrl_c() {
+    let Some(sqld) = sqld_or_skip() else {
+        return;
+    };
+    walk(None, Some(sqld)).await;
 }
 
 #[tokio::test]
@@ -42,26 +53,36 @@ async fn xtask_up_spin_serves_every_pop_on_real_spin_and_stops_on_ctrl_c() {
     let Some(spin) = spin_or_skip() else {
         return;
     };
-    walk(Some(spin)).await;
+    walk(Some(spin), None).await;
 }
 
-/// `cargo xtask up`, with `--spin` when `spin` is given, walked through
-/// as the README's "Try it" does, then stopped with Ctrl-C.
-async fn walk(spin: Option<std::path::PathBuf>) {
+/// `cargo xtask up`, with `--spin` when `spin` is given and `--primary
+/// sqld` when `sqld` is, walked through as the README's "Try it" does,
+/// then stopped with Ctrl-C.
+async fn walk(spin: Option<std::path::PathBuf>, sqld: Option<std::path::PathBuf>) {
     // One platform at a time: two on two cores (one compiling for Spin)
     // would make the rate limiter's refill and every wait a race.
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_AT_A_TIME.lock().await;
-    let state = TempDir::new(if spin.is_some() { "up-spin" } else { "up" });
+    let state = TempDir::new(match (&spin, &sqld) {
+        (Some(_), _) => "up-spin",
+        (None, Some(_)) => "up-sqld",
+        (None, None) => "up",
+    });
     let log_path = state.0.join("xtask.log");
     let mut cmd = Command::new(binary("xtask"));
     cmd.args(["up", "--no-build"]);
     if let Some(spin) = &spin {
         cmd.arg("--spin").env("EDGESHOP_SPIN", spin);
     }
+    if let Some(sqld) = &sqld {
+        cmd.args(["--primary", "sqld"]).env("EDGESHOP_SQLD", sqld);
+    }
     // With wrangler here, the edge-host walk also runs the Workers twin
     // as a fourth edge location (`--workers`).
-    let workers = spin.is_none() && edgeshop_e2e::wrangler_binary().is_some();
+    // (Once: the Worker reads the origin's Hrana, which with sqld does
+    // not serve the catalog.)
+    let workers = spin.is_none() && sqld.is_none() && edgeshop_e2e::wrangler_binary().is_some();
     if workers {
         cmd.arg("--workers");
     }
@@ -161,17 +182,48 @@ async fn walk(spin: Option<std::path::PathBuf>) {
     // Each PoP reads an embedded replica (on Spin: the primary itself): a
     // write at the primary becomes readable at every PoP, through the
     // cache that already holds the page, and each edge host reports where
-    // its replica is.
-    let token = std::fs::read_to_string(state.0.join("secrets/origin_token")).unwrap();
-    let primary = libsql::Builder::new_remote(
-        format!("{}/db/catalog", topology["origin"]["url"].as_str().unwrap()),
-        token.trim().to_string(),
-    )
-    .build()
-    .await
-    .unwrap()
-    .connect()
-    .unwrap();
+    // its replica is. The primary is the origin, or sqld with its own
+    // token (and nothing of the catalog at the origin).
+    let (url, token) = match &sqld {
+        None => (
+            format!("{}/db/catalog", topology["origin"]["url"].as_str().unwrap()),
+            std::fs::read_to_string(state.0.join("secrets/origin_token")).unwrap(),
+        ),
+        Some(_) => {
+            let url = topology["primaries"]["catalog"]["url"].as_str().unwrap();
+            let origin = topology["origin"]["url"].as_str().unwrap();
+            let origin_token =
+                std::fs::read_to_string(state.0.join("secrets/origin_token")).unwrap();
+            let hrana = post_json(
+                &format!("{origin}/db/catalog/v2/pipeline"),
+                &serde_json::json!({"baton": null, "requests": []}),
+                &[("authorization", &format!("Bearer {}", origin_token.trim()))],
+            )
+            .await;
+            assert_eq!(hrana.status, 404, "{}", hrana.text());
+            let catalog_token =
+                std::fs::read_to_string(state.0.join("secrets/sqld_catalog_origin_token")).unwrap();
+            // sqld checks the JWTs: none, or one for another database's
+            // server (each trusts its own key), reaches nothing.
+            let identity = topology["primaries"]["identity"]["url"].as_str().unwrap();
+            let read = serde_json::json!({"requests": [{"type": "execute",
+                "stmt": {"sql": "SELECT count(*) FROM accounts"}}, {"type": "close"}]});
+            let bearer = format!("Bearer {}", catalog_token.trim());
+            for (base, auth) in [(url, None), (identity, Some(bearer.as_str()))] {
+                let headers: Vec<(&str, &str)> =
+                    auth.map(|a| ("authorization", a)).into_iter().collect();
+                let r = post_json(&format!("{base}/v2/pipeline"), &read, &headers).await;
+                assert_eq!(r.status, 401, "{base} {auth:?}: {}", r.text());
+            }
+            (url.to_string(), catalog_token)
+        }
+    };
+    let primary = libsql::Builder::new_remote(url, token.trim().to_string())
+        .build()
+        .await
+        .unwrap()
+        .connect()
+        .unwrap();
     primary
         .execute(
             "UPDATE products SET title = 'Replicated by up' WHERE id = 1",

@@ -300,3 +300,57 @@ pub fn bench_tokens(n: usize) -> Result<Vec<String>> {
         })
         .collect())
 }
+
+/// sqld's JWT auth for one database's server (`cargo xtask up --primary
+/// sqld`): each database's server trusts a key of its own, so a token
+/// for one reaches no other.
+pub struct SqldAuth {
+    /// The public key, for `sqld --auth-jwt-key-file`.
+    pub key_file: PathBuf,
+    /// The origin's token: migrations, the saga, vendor writes.
+    pub origin_token: String,
+    /// The PoPs' token: replication and their writes.
+    pub edge_token: String,
+}
+
+/// How long the tokens `up` mints stay valid; each `up` mints new ones.
+const SQLD_TOKEN_SECS: i64 = 30 * 24 * 3600;
+
+/// The key (generated once, kept in the secrets) and fresh tokens for
+/// the sqld serving `db`. sqld grants per database, read-only or
+/// read-write (claim `a`); both parties write, so both tokens are `rw`,
+/// told apart by `sub` in sqld's logs (what our own primary's per-table
+/// grant adds is in the README).
+pub fn sqld_auth(db: &str) -> Result<SqldAuth> {
+    let hex = crate::up::secret(&format!("sqld_{db}_key"))?;
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<_, _>>()
+        .context("the sqld key secret is not hex")?;
+    let seed: [u8; 32] = bytes
+        .get(..32)
+        .and_then(|b| b.try_into().ok())
+        .context("the sqld key secret is shorter than 32 bytes")?;
+    let signer = tokens::Signer::from_seed(&format!("sqld-{db}"), seed);
+    let key_file = state_dir().join(format!("sqld/{db}.pub"));
+    std::fs::create_dir_all(key_file.parent().context("dir")?)?;
+    std::fs::write(&key_file, signer.public_key())?;
+    let token = |sub: &str| {
+        tokens::sign_jwt(
+            &signer,
+            &serde_json::json!({ "a": "rw", "sub": sub, "exp": now() + SQLD_TOKEN_SECS }),
+        )
+    };
+    let auth = SqldAuth {
+        key_file,
+        origin_token: token("edgeshop-origin"),
+        edge_token: token("edgeshop-edge"),
+    };
+    // Tools (and the tests) reach the primary as the origin does.
+    crate::private::write(
+        &state_dir().join(format!("secrets/sqld_{db}_origin_token")),
+        auth.origin_token.as_bytes(),
+    )?;
+    Ok(auth)
+}

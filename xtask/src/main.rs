@@ -13,6 +13,7 @@ mod platform;
 mod private;
 mod setup;
 mod soak;
+mod sqld;
 mod up;
 mod workers;
 
@@ -72,6 +73,12 @@ enum Cmd {
         /// fourth edge location behind the front door (region `workers`).
         #[arg(long)]
         workers: bool,
+        /// The primary of the replicated databases (catalog, identity):
+        /// `origin` (ours, embedded in the origin) or `sqld` (the libSQL
+        /// server, found as `$EDGESHOP_SQLD`, `sqld` on PATH, or the
+        /// shared build).
+        #[arg(long, value_enum, default_value = "origin")]
+        primary: up::PrimaryKind,
     },
     /// Token signing keys for the embedded default: status, generate, rotate.
     Keys {
@@ -217,6 +224,9 @@ fn main() -> Result<()> {
                     out.with_file_name("identity.db"),
                     out.with_file_name("orders.db"),
                 ])?;
+                // sqld's copies (`up --primary sqld`) start over from the
+                // new files; its PoPs' replicas then bootstrap again.
+                sqld::forget_copies(&state_dir())?;
             }
             build::seed(&out, products, vendors, seed, force)?;
             build::seed_identity(&out.with_file_name("identity.db"), &admin_email)?;
@@ -225,7 +235,8 @@ fn main() -> Result<()> {
             no_build,
             spin,
             workers,
-        } => up::run(no_build, spin, workers)?,
+            primary,
+        } => up::run(no_build, spin, workers, primary)?,
         Cmd::Keys { action } => match action.unwrap_or(KeysAction::Status) {
             KeysAction::Status => keys::status()?,
             KeysAction::Generate { force } => keys::generate(force)?,
@@ -261,6 +272,12 @@ fn test() -> Result<()> {
     let npm = setup::npm_tools()?;
     let python = setup::pypi_tools()?;
     let spin = setup::spin()?;
+    let sqld = setup::sqld()?;
+    if sqld.is_none() {
+        say(
+            "sqld: not found (no EDGESHOP_SQLD, no sqld on PATH, no shared/tools/sqld/); the tests on sqld will be skipped",
+        );
+    }
     let workers = workers::tools()?;
     let browser = browser::tools()?;
     build::components(&tc)?;
@@ -284,6 +301,7 @@ fn test() -> Result<()> {
     say("running unit, integration and end-to-end tests (release profile, shared with the build)");
     // The end-to-end tests find the npm oracles through the environment.
     let spin = spin.map(|p| p.into_os_string()).unwrap_or_default();
+    let sqld = sqld.map(|p| p.into_os_string()).unwrap_or_default();
     let (passed, failed) = build::cargo_test(
         &["test", "--release", "--no-fail-fast"],
         &[
@@ -291,6 +309,8 @@ fn test() -> Result<()> {
             ("EDGESHOP_ORACLE_PYTHON", python.as_os_str()),
             // Empty when there is no Spin here: its tests say they skipped.
             ("EDGESHOP_SPIN_BIN", spin.as_os_str()),
+            // Likewise sqld, the primary of the walk on `--primary sqld`.
+            ("EDGESHOP_SQLD_BIN", sqld.as_os_str()),
             // The Workers suite runs the built Worker under wrangler dev.
             ("EDGESHOP_WRANGLER", workers.wrangler.as_os_str()),
             // The storefront's journeys drive Chromium over WebDriver.

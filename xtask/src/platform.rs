@@ -3,6 +3,7 @@
 //! door, over the databases and objects in one directory. `cargo xtask up` runs it until Ctrl-C;
 //! `cargo xtask soak` also restarts its parts on their own addresses.
 
+use crate::sqld::Primaries;
 use crate::up::{
     Catalog, Engine, PopConfig, PopsFile, Service, edge_host_command, pops_file, post_json, secret,
     wait_ready,
@@ -32,7 +33,7 @@ impl Layout {
         self.root.join("data/identity.db")
     }
 
-    fn log(&self, name: &str) -> Option<PathBuf> {
+    pub(crate) fn log(&self, name: &str) -> Option<PathBuf> {
         self.logs
             .then(|| self.root.join("logs").join(format!("{name}.log")))
     }
@@ -58,6 +59,9 @@ pub struct Platform {
     /// (`cargo xtask up --workers`).
     pub worker: Option<Service>,
     pub front_door: Service,
+    /// sqld, when it is the primary of the replicated databases
+    /// (`--primary sqld`); stopped last.
+    pub primaries: Option<Primaries>,
 }
 
 /// The Workers edge location's name and the client region it serves.
@@ -65,8 +69,14 @@ pub const WORKER_LOCATION: (&str, &str) = ("wkr", "workers");
 
 impl Platform {
     /// Starts everything over the (seeded) databases of `layout` and waits
-    /// until every PoP has bootstrapped its replicas.
-    pub fn start(layout: Layout, engine: Engine, workers: bool) -> Result<Platform> {
+    /// until every PoP has bootstrapped its replicas. With `sqld` (its
+    /// binary), sqld is the primary of the catalog and identity.
+    pub fn start(
+        layout: Layout,
+        engine: Engine,
+        workers: bool,
+        sqld: Option<&std::path::Path>,
+    ) -> Result<Platform> {
         if layout.logs {
             std::fs::create_dir_all(layout.root.join("logs"))?;
         }
@@ -87,6 +97,9 @@ impl Platform {
             objects_command(&layout)?,
             layout.log("objects").as_deref(),
         )?;
+        let primaries = sqld
+            .map(|binary| Primaries::start(&layout, binary))
+            .transpose()?;
         say("starting the origin");
         let origin = Service::start_logging(
             "origin",
@@ -96,6 +109,7 @@ impl Platform {
                 &objects.url,
                 &webhook_secret,
                 "127.0.0.1:0",
+                primaries.as_ref(),
             )?,
             layout.log("origin").as_deref(),
         )?;
@@ -117,15 +131,12 @@ impl Platform {
                 pop.origin_delay_ms,
                 engine.name()
             ));
-            let service = start_pop(
-                &layout,
-                &config,
-                &engine,
-                pop,
-                &origin.url,
-                &objects.url,
-                &pop.listen,
-            )?;
+            let upstream = Upstream {
+                origin: &origin.url,
+                media: &objects.url,
+                primaries: primaries.as_ref(),
+            };
+            let service = start_pop(&layout, &config, &engine, pop, &upstream, &pop.listen)?;
             pops.push(RunningPop {
                 config: pop.clone(),
                 service,
@@ -197,6 +208,7 @@ impl Platform {
             pops,
             worker,
             front_door,
+            primaries,
         })
     }
 
@@ -220,6 +232,7 @@ impl Platform {
             &self.objects.url,
             &self.webhook_secret,
             &listen,
+            self.primaries.as_ref(),
         )?;
         self.origin = Service::start_logging("origin", cmd, self.layout.log("origin").as_deref())?;
         Ok(())
@@ -239,13 +252,17 @@ impl Platform {
         } else {
             self.pops[i].service.stop();
         }
+        let upstream = Upstream {
+            origin: &self.origin.url,
+            media: &self.objects.url,
+            primaries: self.primaries.as_ref(),
+        };
         self.pops[i].service = start_pop(
             &self.layout,
             &self.config,
             &self.engine,
             &self.pops[i].config,
-            &self.origin.url,
-            &self.objects.url,
+            &upstream,
             &listen,
         )?;
         wait_ready(&self.pops[i].service.url, Duration::from_secs(120))
@@ -260,6 +277,7 @@ impl Platform {
             .chain(self.worker.iter_mut())
             .chain(std::iter::once(&mut self.front_door))
             .find_map(|s| s.exited().map(|status| (s.name.clone(), status)))
+            .or_else(|| self.primaries.as_mut()?.exited())
     }
 
     /// The last `lines` lines of each process's log file (with `logs`).
@@ -295,6 +313,7 @@ impl Drop for Platform {
             worker.stop();
         }
         self.origin.stop();
+        self.primaries = None;
         self.objects.stop();
         self.paysim.stop();
     }
@@ -335,15 +354,29 @@ fn origin_command(
     store_url: &str,
     webhook_secret: &str,
     listen: &str,
+    primaries: Option<&Primaries>,
 ) -> Result<Command> {
     let mut cmd = Command::new(root().join("target/release/edgeshop-origin"));
-    cmd.current_dir(root())
-        .args(["--listen", listen, "--catalog"])
-        .arg(layout.catalog())
-        .arg("--orders")
+    cmd.current_dir(root()).args(["--listen", listen]);
+    match primaries {
+        None => {
+            cmd.arg("--catalog")
+                .arg(layout.catalog())
+                .arg("--identity")
+                .arg(layout.identity());
+        }
+        Some(p) => {
+            for db in crate::sqld::DATABASES {
+                let server = p.get(db);
+                cmd.arg(format!("--{db}")).arg(&server.url).env(
+                    format!("EDGESHOP_{}_TOKEN", db.to_ascii_uppercase()),
+                    &server.auth.origin_token,
+                );
+            }
+        }
+    }
+    cmd.arg("--orders")
         .arg(layout.root.join("data/orders.db"))
-        .arg("--identity")
-        .arg(layout.identity())
         // Checkout verifies shoppers' tokens with the keys PoPs use.
         .arg("--variables-file")
         .arg(keys::ensure()?)
@@ -368,23 +401,30 @@ fn origin_command(
 }
 
 /// Starts PoP `pop` on `engine`, listening on `listen`.
+/// What a PoP reaches: the origin, the object store and, with `--primary
+/// sqld`, the primaries.
+struct Upstream<'a> {
+    origin: &'a str,
+    media: &'a str,
+    primaries: Option<&'a Primaries>,
+}
+
 fn start_pop(
     layout: &Layout,
     config: &PopsFile,
     engine: &Engine,
     pop: &PopConfig,
-    origin: &str,
-    media: &str,
+    upstream: &Upstream<'_>,
     listen: &str,
 ) -> Result<Service> {
     let log = layout.log(&pop.name);
     match engine {
         Engine::EdgeHost => {
-            let cmd = pop_command(layout, config, pop, origin, media, listen)?;
+            let cmd = pop_command(layout, config, pop, upstream, listen)?;
             Service::start_logging(&pop.name, cmd, log.as_deref())
         }
         Engine::Spin(spin) => {
-            let cmd = spin_pop_command(layout, spin, pop, origin, media, listen)?;
+            let cmd = spin_pop_command(layout, spin, pop, upstream, listen)?;
             Service::start_group(&pop.name, cmd, log.as_deref())
         }
     }
@@ -399,19 +439,29 @@ fn spin_pop_command(
     layout: &Layout,
     spin: &std::path::Path,
     pop: &PopConfig,
-    origin: &str,
-    media: &str,
+    upstream: &Upstream<'_>,
     listen: &str,
 ) -> Result<Command> {
+    let Upstream {
+        origin,
+        media,
+        primaries,
+    } = *upstream;
     let dir = layout.root.join("pops").join(&pop.name);
     std::fs::create_dir_all(&dir)?;
-    let token = secret("edge_token")?;
     let quote = |s: &str| toml::Value::from(s).to_string();
     let mut config = String::new();
     for label in ["catalog", "identity"] {
+        let (url, token) = match primaries {
+            None => (format!("{origin}/db/{label}"), secret("edge_token")?),
+            Some(p) => (
+                p.get(label).url.clone(),
+                p.get(label).auth.edge_token.clone(),
+            ),
+        };
         config.push_str(&format!(
             "[sqlite_database.{label}]\ntype = \"libsql\"\nurl = {}\ntoken = {}\n\n",
-            quote(&format!("{origin}/db/{label}")),
+            quote(&url),
             quote(&token),
         ));
     }
@@ -465,15 +515,35 @@ fn pop_command(
     layout: &Layout,
     config: &PopsFile,
     pop: &PopConfig,
-    origin: &str,
-    media: &str,
+    upstream: &Upstream<'_>,
     listen: &str,
 ) -> Result<Command> {
-    let catalog = Catalog::Replica {
+    let Upstream {
         origin,
-        dir: layout.root.join("pops").join(&pop.name),
-        delay_ms: pop.origin_delay_ms,
-        interval_ms: config.replication.sync_interval_ms,
+        media,
+        primaries,
+    } = *upstream;
+    let dir = layout.root.join("pops").join(&pop.name);
+    let (delay_ms, interval_ms) = (pop.origin_delay_ms, config.replication.sync_interval_ms);
+    let catalog = match primaries {
+        None => Catalog::Replica {
+            origin,
+            dir,
+            delay_ms,
+            interval_ms,
+        },
+        Some(p) => Catalog::Primaries {
+            primaries: crate::sqld::DATABASES
+                .iter()
+                .map(|db| {
+                    let server = p.get(db);
+                    (*db, server.url.clone(), server.auth.edge_token.clone())
+                })
+                .collect(),
+            dir,
+            delay_ms,
+            interval_ms,
+        },
     };
     let mut cmd = edge_host_command(&pop.name, listen, catalog, &root().join("spin.toml"))?;
     // Shoppers reach the PoPs through the local front door, so the client

@@ -224,26 +224,74 @@ pub fn spin() -> Result<Option<PathBuf>> {
         );
         return Ok(None);
     };
+    let (version, binary) = unpack_shared(&packed, "spin-", "spin")?;
+    say(&format!(
+        "real Spin: {version}, unpacked from the shared tools into {}",
+        binary.display()
+    ));
+    Ok(Some(binary))
+}
+
+/// sqld, the libSQL server (`cargo xtask up --primary sqld` and its
+/// tests): `$EDGESHOP_SQLD`, else `sqld` on `PATH`, else the build in a
+/// `shared/tools/sqld/` folder (found as for Spin), unpacked once into
+/// the tool cache. `None` when there is none.
+pub fn sqld() -> Result<Option<PathBuf>> {
+    if let Some(path) = std::env::var_os("EDGESHOP_SQLD").map(PathBuf::from) {
+        if !path.exists() {
+            bail!(
+                "EDGESHOP_SQLD names {}, which does not exist",
+                path.display()
+            );
+        }
+        return Ok(Some(path));
+    }
+    let on_path = Command::new("sqld")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    if on_path.is_some() {
+        return Ok(Some(PathBuf::from("sqld")));
+    }
+    let Some(packed) = shared_tool("sqld", "sqld-", "-x86_64-linux.xz") else {
+        return Ok(None);
+    };
+    let (version, binary) = unpack_shared(&packed, "sqld-", "sqld")?;
+    say(&format!(
+        "sqld {version}: unpacked from the shared tools into {}",
+        binary.display()
+    ));
+    Ok(Some(binary))
+}
+
+/// Unpacks `<prefix><version>-x86_64-linux.xz` once into the tool cache
+/// folder `<prefix><version>` as `binary`; returns the version and path.
+fn unpack_shared(
+    packed: &std::path::Path,
+    prefix: &str,
+    binary: &str,
+) -> Result<(String, PathBuf)> {
     let version = packed
         .file_name()
         .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("spin-")?.strip_suffix("-x86_64-linux.xz"))
+        .and_then(|n| n.strip_prefix(prefix)?.strip_suffix("-x86_64-linux.xz"))
         .unwrap_or("unknown")
         .to_string();
-    let dir = crate::tool_cache().join(format!("spin-{version}"));
-    let binary = dir.join("spin");
-    if !binary.exists() {
+    let dir = crate::tool_cache().join(format!("{prefix}{version}"));
+    let path = dir.join(binary);
+    if !path.exists() {
         say(&format!(
-            "unpacking Spin {version} from {} into {}",
+            "unpacking {binary} {version} from {} into {}",
             packed.display(),
             dir.display()
         ));
         std::fs::create_dir_all(&dir)?;
-        let part = dir.join("spin.part");
+        let part = dir.join(format!("{binary}.part"));
         let out = std::fs::File::create(&part)?;
         let ok = Command::new("xz")
             .arg("-dc")
-            .arg(&packed)
+            .arg(packed)
             .stdout(out)
             .status()
             .map(|s| s.success())
@@ -256,13 +304,9 @@ pub fn spin() -> Result<Option<PathBuf>> {
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755))?;
-        std::fs::rename(&part, &binary)?;
+        std::fs::rename(&part, &path)?;
     }
-    say(&format!(
-        "real Spin: {version}, unpacked from the shared tools into {}",
-        binary.display()
-    ));
-    Ok(Some(binary))
+    Ok((version, path))
 }
 
 /// A packed third-party build in `shared/tools/<tool>/` whose file name

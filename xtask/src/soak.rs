@@ -236,7 +236,7 @@ fn soak(minutes: u64) -> Result<String> {
         .enable_all()
         .build()?;
     let (products, categories) = rt.block_on(catalog_sample(&layout.catalog()))?;
-    let mut platform = Platform::start(layout, crate::up::Engine::EdgeHost, false)?;
+    let mut platform = Platform::start(layout, crate::up::Engine::EdgeHost, false, None)?;
     say(&format!(
         "soak: {SHOPPERS} browser-shaped shoppers through the front door for about {} min \
          ({} phases); logs in {}",

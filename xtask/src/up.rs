@@ -57,6 +57,10 @@ pub struct PopConfig {
 #[derive(Debug, Serialize)]
 struct Topology {
     origin: Endpoint,
+    /// The primary of each replicated database when it is not the
+    /// origin (sqld): its Hrana and replication URL.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    primaries: std::collections::BTreeMap<&'static str, Endpoint>,
     /// The payment provider simulator (Stripe-shaped).
     payments: Endpoint,
     /// The S3-compatible object store (bucket `edgeshop`).
@@ -114,8 +118,12 @@ impl Engine {
 
 /// The address a server announces on stdout: our services print
 /// `... listening on http://ADDR`, `spin up` prints `Serving http://ADDR`,
-/// `wrangler dev` `... Ready on http://ADDR`.
+/// `wrangler dev` `... Ready on http://ADDR`, sqld `... listening for
+/// incoming user HTTP connection on ADDR`.
 fn announced(line: &str) -> Option<String> {
+    if let Some(addr) = line.split("user HTTP connection on ").nth(1) {
+        return Some(format!("http://{}", addr.trim()));
+    }
     let url = line
         .split("listening on ")
         .nth(1)
@@ -275,6 +283,14 @@ pub enum Catalog<'a> {
     },
     /// Every query over Hrana to the origin (the no-replica baseline).
     Remote { origin: &'a str, delay_ms: u64 },
+    /// Embedded replicas of primaries elsewhere (sqld): label, URL and
+    /// the PoP's token for each.
+    Primaries {
+        primaries: Vec<(&'a str, String, String)>,
+        dir: PathBuf,
+        delay_ms: u64,
+        interval_ms: u64,
+    },
 }
 
 pub fn edge_host_command(
@@ -316,6 +332,23 @@ pub fn edge_host_command(
                 .args(["--origin-delay-ms", &delay_ms.to_string()])
                 .args(["--sync-interval-ms", &interval_ms.to_string()])
                 .env("EDGESHOP_PRIMARY_TOKEN", secret("edge_token")?);
+        }
+        Catalog::Primaries {
+            primaries,
+            dir,
+            delay_ms,
+            interval_ms,
+        } => {
+            for (label, url, token) in primaries {
+                cmd.arg("--replica").arg(format!("{label}={url}")).env(
+                    format!("EDGESHOP_PRIMARY_TOKEN_{}", label.to_ascii_uppercase()),
+                    token,
+                );
+            }
+            cmd.arg("--replica-dir")
+                .arg(dir)
+                .args(["--origin-delay-ms", &delay_ms.to_string()])
+                .args(["--sync-interval-ms", &interval_ms.to_string()]);
         }
         Catalog::Remote { origin, delay_ms } => {
             cmd.arg("--remote")
@@ -414,7 +447,23 @@ pub fn pops_file() -> Result<PopsFile> {
     toml::from_str(&text).context("cdn-config/pops.toml")
 }
 
-pub fn run(no_build: bool, spin: bool, workers: bool) -> Result<()> {
+/// Which server is the primary of the replicated databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrimaryKind {
+    /// Ours, inside the origin (the embedded default).
+    Origin,
+    /// sqld, the libSQL server Turso runs, one per database.
+    Sqld,
+}
+
+pub fn run(no_build: bool, spin: bool, workers: bool, primary: PrimaryKind) -> Result<()> {
+    let sqld = match primary {
+        PrimaryKind::Origin => None,
+        PrimaryKind::Sqld => Some(setup::sqld()?.context(
+            "--primary sqld needs sqld: set EDGESHOP_SQLD to its binary, put `sqld` on PATH, \
+             or keep the shared build in shared/tools/sqld/",
+        )?),
+    };
     let workers = workers.then(crate::workers::tools).transpose()?;
     if !no_build {
         let tc = setup::run()?;
@@ -441,7 +490,7 @@ pub fn run(no_build: bool, spin: bool, workers: bool) -> Result<()> {
     };
     build::seed(&layout.catalog(), 10_000, 200, 1, false)?;
     build::seed_identity(&layout.identity(), "admin@edgeshop.test")?;
-    let mut platform = Platform::start(layout, engine.clone(), workers.is_some())?;
+    let mut platform = Platform::start(layout, engine.clone(), workers.is_some(), sqld.as_deref())?;
     say("storing the seeded catalog's pictures");
     crate::pictures::store(
         &platform.objects.url,
@@ -454,6 +503,12 @@ pub fn run(no_build: bool, spin: bool, workers: bool) -> Result<()> {
         origin: Endpoint {
             url: platform.origin.url.clone(),
         },
+        primaries: platform
+            .primaries
+            .iter()
+            .flat_map(|p| &p.servers)
+            .map(|s| (s.db, Endpoint { url: s.url.clone() }))
+            .collect(),
         payments: Endpoint {
             url: platform.paysim.url.clone(),
         },
@@ -499,6 +554,9 @@ pub fn run(no_build: bool, spin: bool, workers: bool) -> Result<()> {
         topology.front_door.url
     );
     println!("  origin  {}", topology.origin.url);
+    for (db, e) in &topology.primaries {
+        println!("  sqld    {}   (primary of {db})", e.url);
+    }
     println!(
         "  payments {}   (simulator; inject faults with POST /_sim/faults)",
         topology.payments.url
@@ -584,4 +642,34 @@ pub fn run(no_build: bool, spin: bool, workers: bool) -> Result<()> {
     drop(platform);
     let _ = std::fs::remove_file(&topo_path);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::announced;
+
+    #[test]
+    fn every_server_we_start_is_heard_announcing_its_address() {
+        for (line, url) in [
+            (
+                "edge-host listening on http://127.0.0.1:4000",
+                "http://127.0.0.1:4000",
+            ),
+            ("Serving http://127.0.0.1:3000/", "http://127.0.0.1:3000"),
+            (
+                "[wrangler] Ready on http://127.0.0.1:8787",
+                "http://127.0.0.1:8787",
+            ),
+            (
+                "2026-12-05T22:14:10Z  INFO sqld: listening for incoming user HTTP connection on 127.0.0.1:18555",
+                "http://127.0.0.1:18555",
+            ),
+        ] {
+            assert_eq!(announced(line).as_deref(), Some(url), "{line}");
+        }
+        assert_eq!(
+            announced("INFO sqld: namespace `default` deallocated"),
+            None
+        );
+    }
 }

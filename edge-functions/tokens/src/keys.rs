@@ -75,6 +75,11 @@ impl Signer {
         self.key.sign(message).to_bytes()
     }
 
+    /// This key's public half: 32 bytes in unpadded base64url.
+    pub fn public_key(&self) -> String {
+        B64.encode(self.key.verifying_key().to_bytes())
+    }
+
     /// This key's public half as a JWK.
     pub fn public_jwk(&self) -> serde_json::Value {
         serde_json::json!({

@@ -103,9 +103,23 @@ pub fn sign(signer: &Signer, claims: &Claims) -> String {
     };
     let mut header = serde_json::to_value(&header).expect("header serialises");
     header.as_object_mut().expect("object").remove("crit");
+    compact(signer, &header, claims)
+}
+
+/// Signs any JSON claims into a compact JWT of type `JWT`: the bearer
+/// tokens of a libSQL server (sqld's `--auth-jwt-key-file` checks them
+/// with [`Signer::public_key`]). Such servers know the key by the
+/// older name of its algorithm, `EdDSA` (RFC 8037), not `Ed25519`.
+pub fn sign_jwt(signer: &Signer, claims: &serde_json::Value) -> String {
+    let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": signer.kid() });
+    compact(signer, &header, claims)
+}
+
+/// `header.claims.signature`, each part base64url without padding.
+fn compact(signer: &Signer, header: &serde_json::Value, claims: &impl serde::Serialize) -> String {
     let input = format!(
         "{}.{}",
-        B64.encode(serde_json::to_vec(&header).expect("json")),
+        B64.encode(serde_json::to_vec(header).expect("json")),
         B64.encode(serde_json::to_vec(claims).expect("json"))
     );
     let signature = signer.sign(input.as_bytes());

@@ -334,3 +334,34 @@ fn signing_secrets_round_trip_and_bad_ones_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_libsql_server_token_is_an_eddsa_jwt_its_public_key_verifies() {
+    let k1 = signer("k1", 1);
+    let claims = serde_json::json!({ "a": "rw", "exp": NOW });
+    let token = sign_jwt(&k1, &claims);
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let part = |i: usize| -> serde_json::Value {
+        serde_json::from_slice(&B64.decode(parts[i]).unwrap()).unwrap()
+    };
+    assert_eq!(
+        part(0),
+        serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"})
+    );
+    assert_eq!(part(1), claims);
+    // The public key alone checks it, as the server does.
+    let public: [u8; 32] = B64.decode(k1.public_key()).unwrap().try_into().unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap();
+    let signature: [u8; 64] = B64.decode(parts[2]).unwrap().try_into().unwrap();
+    let input = format!("{}.{}", parts[0], parts[1]);
+    use ed25519_dalek::Verifier as _;
+    assert!(
+        key.verify(
+            input.as_bytes(),
+            &ed25519_dalek::Signature::from_bytes(&signature)
+        )
+        .is_ok()
+    );
+    assert_ne!(k1.public_key(), signer("k2", 2).public_key());
+}

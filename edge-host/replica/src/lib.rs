@@ -91,6 +91,13 @@ pub struct Active {
     path: PathBuf,
 }
 
+impl Active {
+    /// The replica's database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 pub struct Replica {
     config: Config,
     connector: delay::Connector,
@@ -345,13 +352,18 @@ impl Replica {
         let started = Instant::now();
         let mut applied = self.applied.subscribe();
         // A pushed commit arrives with the write's answer; a pull is
-        // asked for only if it has not come within a moment.
-        let nudge = Duration::from_millis(20).max(self.config.delay / 4);
+        // asked for only if it has not come within a moment. A primary
+        // that does not push (sqld) brings it only with a pull: at once.
+        let nudge = if self.pushes.load(Ordering::Relaxed) {
+            Duration::from_millis(20).max(self.config.delay / 4)
+        } else {
+            Duration::ZERO
+        };
         let mut nudged = false;
         loop {
             // The metadata file moves with every commit applied, also in
             // the middle of a long pull.
-            let now = self.active().and_then(|a| Position::read(&a.path));
+            let now = self.applied_now().await;
             if now.is_some_and(|p| p >= target) {
                 return true;
             }
@@ -414,8 +426,23 @@ impl Replica {
             .bootstrapped
     }
 
+    /// Where the active copy is: its metadata file (sync protocol), else
+    /// the client's replication index (sqld's gRPC replication).
+    async fn applied_now(&self) -> Option<Position> {
+        let a = self.active()?;
+        if let Some(p) = Position::read(&a.path) {
+            return Some(p);
+        }
+        a.db.replication_index()
+            .await
+            .ok()
+            .flatten()
+            .map(Position::from_index)
+    }
+
     /// The status now: the applied position is read live, so a long pull
-    /// shows its progress commit by commit.
+    /// shows its progress commit by commit (a replica of sqld: as of the
+    /// last pull).
     pub fn status(&self) -> Status {
         let live = self.active().and_then(|a| Position::read(&a.path));
         let st = self.state.lock().expect("replica state");
@@ -518,7 +545,7 @@ impl Replica {
         // Older files are no longer read; open connections keep theirs.
         for n in self.files()? {
             if n < next {
-                for suffix in ["", "-wal", "-shm", "-info"] {
+                for suffix in ["", "-wal", "-shm", "-info", "-client_wal_index"] {
                     let mut p = self.file(n).into_os_string();
                     p.push(suffix);
                     let _ = std::fs::remove_file(p);
@@ -548,7 +575,7 @@ impl Replica {
             }
             Some(a) => pull(&a.db).await,
         };
-        let position = self.active().and_then(|a| Position::read(&a.path));
+        let position = self.applied_now().await;
         let gone = matches!(result, Err(Error::Gone(_)));
         let pause = self.record(result, position);
         if gone {
@@ -653,12 +680,30 @@ impl Replica {
         Ok(info.is_some_and(|v| v.get("oldest_generation").is_some()))
     }
 
-    /// Asks the primary's `/info` where it is.
+    /// Asks the primary where it is: our origin's `/info`, else (sqld)
+    /// the replication index a read over Hrana is answered with.
     async fn primary_position(&self) -> Option<Position> {
-        let v = self.info(Duration::from_secs(2)).await.ok()??;
-        Some(Position {
-            generation: v["current_generation"].as_u64()? as u32,
-            frame: v["current_frame"].as_u64().unwrap_or(0) as u32,
-        })
+        let limit = Duration::from_secs(2);
+        match self.info(limit).await.ok()? {
+            Some(v) => Some(Position {
+                generation: v["current_generation"].as_u64()? as u32,
+                frame: v["current_frame"].as_u64().unwrap_or(0) as u32,
+            }),
+            None => {
+                let probe = write::execute(
+                    &self.writer,
+                    &self.config.url,
+                    &self.config.token,
+                    "SELECT 1",
+                    Vec::new(),
+                    4096,
+                );
+                tokio::time::timeout(limit, probe)
+                    .await
+                    .ok()?
+                    .ok()?
+                    .position
+            }
+        }
     }
 }

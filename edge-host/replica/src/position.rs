@@ -1,6 +1,9 @@
-//! Where a v2 replica is: the `libsql` client keeps its applied
-//! generation and frame in a small JSON file next to the database
-//! (`{db}-info`), rewritten atomically after every commit it applies.
+//! Where a replica is. A v2 (sync protocol) replica: the `libsql` client
+//! keeps its applied generation and frame in a small JSON file next to
+//! the database (`{db}-info`), rewritten atomically after every commit
+//! it applies. A replica of sqld (gRPC replication) has one log with
+//! frames numbered from its start, its "replication index", which sqld
+//! also answers every Hrana statement with: generation 0, that frame.
 
 use std::path::Path;
 
@@ -19,6 +22,16 @@ impl Position {
             generation: u32::try_from(v.get("generation")?.as_u64()?).ok()?,
             frame: u32::try_from(v.get("durable_frame_num")?.as_u64()?).ok()?,
         })
+    }
+
+    /// A position in sqld's log ([`crate::Replica`] reads the replica's
+    /// from the client, the primary's from a Hrana answer). An index
+    /// past `u32::MAX` (16 TiB of frames) reads as that.
+    pub fn from_index(index: u64) -> Position {
+        Position {
+            generation: 0,
+            frame: u32::try_from(index).unwrap_or(u32::MAX),
+        }
     }
 
     /// The position of the replica at `db`, if it has one.

@@ -21,7 +21,8 @@ pub struct Written {
     pub rows: Vec<Vec<libsql::Value>>,
     pub affected: u64,
     pub last_insert_rowid: i64,
-    /// Where the primary's log ended with this write in it, if it said.
+    /// Where the primary's log ended with this write in it, if it said
+    /// (our origin's header, or sqld's `replication_index`).
     pub position: Option<Position>,
 }
 
@@ -94,7 +95,8 @@ pub fn read_answer(body: &[u8], position: Option<Position>) -> Result<Written, W
                 .collect(),
             affected: result.affected_row_count,
             last_insert_rowid: result.last_insert_rowid.unwrap_or(0),
-            position,
+            // sqld says where its log ended in the answer itself.
+            position: position.or(result.replication_index.map(Position::from_index)),
         }),
         Some(proto::StreamResult::Error { error }) => Err(WriteError::Refused(error.message)),
         _ => Err(WriteError::Unknown(
@@ -220,5 +222,19 @@ mod tests {
             Err(WriteError::Unknown(_))
         ));
         assert_eq!(parse_position("x/1"), None);
+        // sqld puts its log's position in the statement's result.
+        let sqld = br#"{"baton":null,"base_url":null,"results":[
+            {"type":"ok","response":{"type":"execute","result":{
+              "cols":[],"rows":[],"affected_row_count":1,"last_insert_rowid":"7",
+              "replication_index":"2","rows_read":0,"rows_written":1}}},
+            {"type":"ok","response":{"type":"close"}}]}"#;
+        assert_eq!(
+            read_answer(sqld, None).unwrap().position,
+            Some(Position::from_index(2))
+        );
+        assert_eq!(
+            read_answer(sqld, parse_position("3/9")).unwrap().position,
+            parse_position("3/9")
+        );
     }
 }

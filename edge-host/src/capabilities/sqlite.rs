@@ -385,22 +385,97 @@ impl SqliteDatabase for RemoteDatabase {
 pub struct ReplicaDatabase {
     replica: Arc<replica::Replica>,
     pool: Pool,
+    /// Checks writes against the PoP's grant before they leave.
+    vetting: Option<Vetting>,
+}
+
+/// A write checked at the PoP against the grant of the token it is sent
+/// with (`cdn-config/db-permissions.toml`), the way our origin checks it:
+/// SQLite's authorizer while the statement is prepared, here on a
+/// read-only connection to the local replica. Our origin checks again;
+/// a primary that grants only whole databases (sqld) does not, so there
+/// this is what keeps a component to its grant.
+struct Vetting {
+    grant: Arc<db_permissions::Grant>,
+    /// The vetting connection of the current replica file, by epoch.
+    conn: tokio::sync::Mutex<Option<(u64, libsql::Database, libsql::Connection)>>,
 }
 
 impl ReplicaDatabase {
-    pub fn new(replica: Arc<replica::Replica>) -> ReplicaDatabase {
+    /// `grant`: the one writes are checked against before they are sent
+    /// (none: the primary alone decides).
+    pub fn new(
+        replica: Arc<replica::Replica>,
+        grant: Option<Arc<db_permissions::Grant>>,
+    ) -> ReplicaDatabase {
         ReplicaDatabase {
             replica,
             pool: Pool::new(),
+            vetting: grant.map(|grant| Vetting {
+                grant,
+                conn: tokio::sync::Mutex::new(None),
+            }),
         }
     }
 
-    async fn write(&self, statement: Statement<'_>) -> Result<QueryOutput, SqliteError> {
+    /// Refuses `sql` if the grant does not allow it. Any other failure to
+    /// prepare it here (the replica one migration behind, say) leaves the
+    /// decision to the primary.
+    async fn vet(&self, active: &replica::Active, sql: &str) -> Result<(), SqliteError> {
+        let Some(v) = &self.vetting else {
+            return Ok(());
+        };
+        let label = self.replica.label();
+        let mut held = v.conn.lock().await;
+        if held
+            .as_ref()
+            .is_none_or(|(epoch, ..)| *epoch != active.epoch)
+        {
+            let opened = async {
+                let db = libsql::Builder::new_local(active.path())
+                    .flags(libsql::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .build()
+                    .await?;
+                let conn = db.connect()?;
+                conn.authorizer(Some(db_permissions::authorizer(
+                    v.grant.clone(),
+                    label,
+                    "edge",
+                )))?;
+                Ok::<_, libsql::Error>((active.epoch, db, conn))
+            };
+            match opened.await {
+                Ok(c) => *held = Some(c),
+                Err(e) => {
+                    tracing::warn!(db = label, error = %e, "cannot check writes against the grant here; the primary decides");
+                    return Ok(());
+                }
+            }
+        }
+        let Some((_, _, conn)) = held.as_ref() else {
+            return Ok(());
+        };
+        match conn.prepare(sql).await {
+            Err(e) if e.to_string().contains("not authorized") => {
+                Err(SqliteError::Backend(format!(
+                    "not authorized: this PoP's grant on {label} does not allow the statement (cdn-config/db-permissions.toml); nothing was sent"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn write(
+        &self,
+        active: &replica::Active,
+        statement: Statement<'_>,
+    ) -> Result<QueryOutput, SqliteError> {
         let Statement {
             sql,
             params,
             max_result_bytes,
         } = statement;
+        self.vet(active, sql).await?;
         let params: Vec<libsql::Value> = params.into_iter().map(to_libsql).collect();
         // The answer's JSON spells each value out; a result within the
         // guest's limit fits well inside four times it.
@@ -464,7 +539,7 @@ impl SqliteDatabase for ReplicaDatabase {
             let mut watch = SlowWatch::new(self.replica.label(), statement.sql);
             if !edge_sql::plainly_reads(statement.sql) {
                 watch.queued = Some(watch.started.elapsed());
-                let outcome = self.write(statement).await;
+                let outcome = self.write(&active, statement).await;
                 watch.finished = true;
                 return outcome;
             }

@@ -3,9 +3,12 @@
 //! The origin's Hrana server asks [`Grant::decide`] about every action
 //! SQLite's authorizer reports while it prepares a statement (every
 //! statement of every stream, and every statement a trigger runs), so a
-//! token's reach is the permission file's, whatever SQL it sends. The
-//! rules live in a reviewed file (`cdn-config/db-permissions.toml`); this
-//! crate parses it and decides, with no I/O and no SQLite types.
+//! token's reach is the permission file's, whatever SQL it sends. A PoP
+//! asks the same of every write its components send before it goes to
+//! the primary, which matters where the primary cannot tell tables apart
+//! (sqld grants a whole database). The rules live in a reviewed file
+//! (`cdn-config/db-permissions.toml`); this crate parses it and decides,
+//! with no I/O; the `libsql` feature adds the authorizer hook.
 //!
 //! A grant names, per database, the tables a token may read, insert into
 //! and delete from, and the columns it may update. Everything else is
@@ -203,6 +206,11 @@ impl Grant {
         }
     }
 }
+
+#[cfg(feature = "libsql")]
+mod hook;
+#[cfg(feature = "libsql")]
+pub use hook::authorizer;
 
 #[cfg(test)]
 mod tests {

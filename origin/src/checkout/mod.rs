@@ -73,8 +73,11 @@ enum Checkpoints {
     /// reads its WAL).
     Aside,
     /// The replication shipper, which must ship frames before they are
-    /// checkpointed (the catalog primary).
+    /// checkpointed (a catalog file this origin is the primary of).
     Shipper,
+    /// The server of a remote primary (sqld, Turso), which this second
+    /// handle reconnects to when its stream ends.
+    Remote(Box<libsql::Database>),
 }
 
 impl Db {
@@ -92,6 +95,9 @@ impl Db {
                     .await?
             }
             Checkpoints::Shipper => db_writer::Writer::start(label, writer, settings).await?,
+            Checkpoints::Remote(db) => {
+                db_writer::Writer::start_remote(label, *db, settings).await?
+            }
         };
         Ok(Db {
             writer,
@@ -243,6 +249,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A replicated database as the origin reaches it: a file it is the
+/// primary of, or a remote primary.
+pub(crate) struct Primary {
+    pub db: libsql::Database,
+    pub is_file: bool,
+}
+
 pub(crate) async fn open(
     db: &libsql::Database,
     replicated: bool,
@@ -258,16 +271,27 @@ pub(crate) async fn open(
 impl Checkout {
     /// Opens the orders database (migrating it) and connections to the
     /// catalog and identity primaries.
+    /// `catalog_writer` is a second handle to a remote catalog primary
+    /// (none for a file this origin is the primary of).
     pub async fn open(
         orders: &std::path::Path,
         catalog: libsql::Database,
+        catalog_writer: Option<libsql::Database>,
         identity: Option<libsql::Database>,
         settings: Settings,
     ) -> anyhow::Result<Arc<Checkout>> {
         let (orders_db, _) = orders_db::open(orders).await?;
         let orders_conn = open(&orders_db, false).await?;
         let hold_key = store::hold_key(&orders_conn).await?.into_bytes();
-        let catalog_writer = open(&catalog, true).await?;
+        let catalog_checkpoints = match catalog_writer {
+            Some(db) => Checkpoints::Remote(Box::new(db)),
+            None => Checkpoints::Shipper,
+        };
+        let catalog_writer = open(
+            &catalog,
+            matches!(catalog_checkpoints, Checkpoints::Shipper),
+        )
+        .await?;
         let identity = identity.map(|db| db_writer::Readers::new(db, 16));
         let seed = {
             use std::io::Read;
@@ -305,7 +329,7 @@ impl Checkout {
                     wal: None,
                     ..settings.writer.clone()
                 },
-                Checkpoints::Shipper,
+                catalog_checkpoints,
             )
             .await?,
             identity,

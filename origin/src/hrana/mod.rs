@@ -12,7 +12,7 @@ mod exec;
 
 use baton::{Baton, BatonKey};
 use bytes::Bytes;
-use db_permissions::{Action, Context, Decision, Grant};
+use db_permissions::Grant;
 use libsql_hrana::proto::{
     BatchStreamResp, CloseSqlStreamResp, CloseStreamResp, CursorEntry, CursorReqBody,
     CursorRespBody, DescribeStreamResp, ExecuteStreamResp, GetAutocommitStreamResp,
@@ -501,57 +501,8 @@ pub struct Principal {
     grant: Arc<Grant>,
 }
 
-/// SQLite's authorizer for a stream of `who` on `db`: each action goes
-/// to the grant; a refusal fails the statement with `SQLITE_AUTH`
-/// ("not authorized"), before it runs.
+/// SQLite's authorizer for a stream of `who` on `db` (see
+/// [`db_permissions::authorizer`]).
 fn authorizer(who: &Principal, db: &str) -> libsql::AuthHook {
-    use libsql::{AuthAction as A, Authorization};
-    let grant = who.grant.clone();
-    let (db, name) = (db.to_string(), who.name);
-    Arc::new(move |cx: &libsql::AuthContext| {
-        let action = match cx.action {
-            A::Read {
-                table_name,
-                column_name,
-            } => Action::Read {
-                table: table_name,
-                column: column_name,
-            },
-            A::Insert { table_name } => Action::Insert { table: table_name },
-            A::Update {
-                table_name,
-                column_name,
-            } => Action::Update {
-                table: table_name,
-                column: column_name,
-            },
-            A::Delete { table_name } => Action::Delete { table: table_name },
-            A::Select | A::Transaction { .. } | A::Savepoint { .. } | A::Recursive => {
-                Action::Statement
-            }
-            A::Function { function_name } => Action::Function {
-                name: function_name,
-            },
-            A::Pragma {
-                pragma_name,
-                pragma_value,
-            } => Action::Pragma {
-                name: pragma_name,
-                argument: pragma_value,
-            },
-            _ => Action::Other,
-        };
-        let context = Context {
-            action,
-            schema: cx.database_name,
-            by_schema_object: cx.accessor.is_some(),
-        };
-        match grant.decide(&db, &context) {
-            Decision::Allow => Authorization::Allow,
-            Decision::Deny => {
-                tracing::warn!(token = name, db = %db, action = ?cx.action, "refused a statement the token's grant does not allow");
-                Authorization::Deny
-            }
-        }
-    })
+    db_permissions::authorizer(who.grant.clone(), db, who.name)
 }

@@ -54,8 +54,8 @@ const UPLOADS_PAGE: i64 = 50;
 
 /// The vendor API's connections and token checks.
 pub struct Vendors {
-    catalog: Mutex<libsql::Connection>,
-    identity: Mutex<libsql::Connection>,
+    catalog: db_writer::Shared,
+    identity: db_writer::Shared,
     /// Open orders keep their products from being deleted; without an
     /// orders database there are none.
     /// Holds uploads too; uploads are off without it.
@@ -87,16 +87,24 @@ fn internal(e: libsql::Error) -> Answer {
 
 impl Vendors {
     pub async fn open(
-        catalog: &libsql::Database,
-        identity: &libsql::Database,
+        catalog: crate::checkout::Primary,
+        identity: crate::checkout::Primary,
         orders: Option<&libsql::Database>,
         variables_file: Option<std::path::PathBuf>,
         uploads: Option<UploadSettings>,
         processor: Option<Processor>,
     ) -> anyhow::Result<Vendors> {
         Ok(Vendors {
-            catalog: Mutex::new(crate::checkout::open(catalog, true).await?),
-            identity: Mutex::new(crate::checkout::open(identity, true).await?),
+            catalog: db_writer::Shared::new(
+                crate::checkout::open(&catalog.db, catalog.is_file).await?,
+                catalog.db,
+                !catalog.is_file,
+            ),
+            identity: db_writer::Shared::new(
+                crate::checkout::open(&identity.db, identity.is_file).await?,
+                identity.db,
+                !identity.is_file,
+            ),
             orders: match orders {
                 Some(db) => Some(Mutex::new(crate::checkout::open(db, false).await?)),
                 None => None,

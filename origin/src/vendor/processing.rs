@@ -45,7 +45,7 @@ enum Outcome {
 pub async fn run(
     processor: &Processor,
     orders: &Mutex<libsql::Connection>,
-    catalog: &Mutex<libsql::Connection>,
+    catalog: &db_writer::Shared,
     wake: &tokio::sync::Notify,
 ) {
     let mut last_sweep = tokio::time::Instant::now();
@@ -145,7 +145,7 @@ async fn process(processor: &Processor, upload: &uploads::Upload) -> Result<Outc
 async fn settle(
     processor: &Processor,
     orders: &Mutex<libsql::Connection>,
-    catalog: &Mutex<libsql::Connection>,
+    catalog: &db_writer::Shared,
     upload: &uploads::Upload,
     outcome: Outcome,
 ) {

@@ -171,6 +171,11 @@ impl Sql for Tx {
 pub struct Tx {
     conn: Connection,
     prepared: Mutex<HashMap<Box<str>, Arc<Statement>>>,
+    /// Statements kept prepared at most: [`CACHED_STATEMENTS`], or none
+    /// on a remote primary, whose client decides at preparation whether
+    /// a statement closes its stream (one prepared outside a transaction
+    /// would end the next one's).
+    cache: usize,
 }
 
 impl std::ops::Deref for Tx {
@@ -186,6 +191,14 @@ impl Tx {
         Tx {
             conn,
             prepared: Mutex::new(HashMap::new()),
+            cache: CACHED_STATEMENTS,
+        }
+    }
+
+    fn remote(conn: Connection) -> Tx {
+        Tx {
+            cache: 0,
+            ..Tx::new(conn)
         }
     }
 
@@ -196,7 +209,7 @@ impl Tx {
             s.reset();
             return Ok(Some(s.clone()));
         }
-        if self.prepared.lock().expect("statements").len() >= CACHED_STATEMENTS {
+        if self.prepared.lock().expect("statements").len() >= self.cache {
             return Ok(None);
         }
         let s = Arc::new(self.conn.prepare(sql).await?);
@@ -289,11 +302,35 @@ impl Writer {
         Writer::spawn(label, conn, settings, Some(checkpointer)).await
     }
 
+    /// [`Writer::start`] on a remote primary (sqld, Turso), reached over
+    /// Hrana: a transaction lives in a server-side stream, which the
+    /// server ends after a while without requests (sqld: 10 s), so a
+    /// group that cannot begin opens a new connection from `db` and
+    /// tries once more. The server checkpoints by itself.
+    pub async fn start_remote(
+        label: &'static str,
+        db: libsql::Database,
+        settings: Settings,
+    ) -> Result<Writer, libsql::Error> {
+        let conn = db.connect()?;
+        Writer::spawn_with(label, conn, settings, None, Some(db)).await
+    }
+
     async fn spawn(
         label: &'static str,
         conn: Connection,
         settings: Settings,
         checkpointer: Option<Connection>,
+    ) -> Result<Writer, libsql::Error> {
+        Writer::spawn_with(label, conn, settings, checkpointer, None).await
+    }
+
+    async fn spawn_with(
+        label: &'static str,
+        conn: Connection,
+        settings: Settings,
+        checkpointer: Option<Connection>,
+        reconnect: Option<libsql::Database>,
     ) -> Result<Writer, libsql::Error> {
         let (jobs, rx) = tokio::sync::mpsc::channel(settings.queue.max(1));
         conn.busy_timeout(settings.busy_timeout)?;
@@ -322,9 +359,21 @@ impl Writer {
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => {
-                        rt.block_on(run(label, Tx::new(conn), rx, group, settings.wal, commits))
-                    }
+                    Ok(rt) => rt.block_on(run(
+                        label,
+                        if reconnect.is_some() {
+                            Tx::remote(conn)
+                        } else {
+                            Tx::new(conn)
+                        },
+                        rx,
+                        Task {
+                            group,
+                            wal: settings.wal,
+                            commits,
+                            reconnect,
+                        },
+                    )),
                     Err(e) => tracing::error!(db = label, error = %e, "the writer could not start"),
                 }
             })
@@ -438,29 +487,48 @@ fn checkpoints(label: &'static str, conn: Connection, commits: std::sync::Weak<A
 
 /// The statements every group runs, prepared once.
 struct Frame {
-    begin: libsql::Statement,
-    savepoint: libsql::Statement,
-    undo: libsql::Statement,
-    release: libsql::Statement,
-    commit: libsql::Statement,
+    begin: FrameStep,
+    savepoint: FrameStep,
+    undo: FrameStep,
+    release: FrameStep,
+    commit: FrameStep,
+}
+
+/// A statement of the group's frame: prepared once, or (on a remote
+/// primary, see [`Tx`]) sent as text each time.
+enum FrameStep {
+    Prepared(libsql::Statement),
+    Sql(&'static str),
 }
 
 impl Frame {
-    async fn prepare(conn: &Connection) -> Result<Frame, libsql::Error> {
+    async fn prepare(conn: &Tx) -> Result<Frame, libsql::Error> {
+        let step = async |sql: &'static str| -> Result<FrameStep, libsql::Error> {
+            Ok(if conn.cache == 0 {
+                FrameStep::Sql(sql)
+            } else {
+                FrameStep::Prepared(conn.prepare(sql).await?)
+            })
+        };
         Ok(Frame {
-            begin: conn.prepare("BEGIN IMMEDIATE").await?,
-            savepoint: conn.prepare("SAVEPOINT job").await?,
-            undo: conn.prepare("ROLLBACK TO job").await?,
-            release: conn.prepare("RELEASE job").await?,
-            commit: conn.prepare("COMMIT").await?,
+            begin: step("BEGIN IMMEDIATE").await?,
+            savepoint: step("SAVEPOINT job").await?,
+            undo: step("ROLLBACK TO job").await?,
+            release: step("RELEASE job").await?,
+            commit: step("COMMIT").await?,
         })
     }
 }
 
-async fn step(stmt: &libsql::Statement) -> Result<(), libsql::Error> {
-    let result = stmt.execute(()).await.map(drop);
-    stmt.reset();
-    result
+async fn step(conn: &Connection, stmt: &FrameStep) -> Result<(), libsql::Error> {
+    match stmt {
+        FrameStep::Prepared(stmt) => {
+            let result = stmt.execute(()).await.map(drop);
+            stmt.reset();
+            result
+        }
+        FrameStep::Sql(sql) => conn.execute(sql, ()).await.map(drop),
+    }
 }
 
 /// Puts the WAL on the disk: every commit written to it so far becomes
@@ -471,15 +539,29 @@ fn sync_wal(wal: &std::path::Path) -> Result<(), libsql::Error> {
         .map_err(|e| libsql::Error::SqliteFailure(10, format!("syncing {}: {e}", wal.display())))
 }
 
+/// How a writer task runs.
+struct Task {
+    group: usize,
+    wal: Option<std::path::PathBuf>,
+    commits: Arc<AtomicU64>,
+    /// Where a remote primary's next connection comes from.
+    reconnect: Option<libsql::Database>,
+}
+
 async fn run(
     label: &'static str,
     conn: Tx,
     mut rx: tokio::sync::mpsc::Receiver<Queued>,
-    group: usize,
-    wal: Option<std::path::PathBuf>,
-    commits: Arc<AtomicU64>,
+    how: Task,
 ) {
-    let frame = match Frame::prepare(&conn).await {
+    let Task {
+        group,
+        wal,
+        commits,
+        reconnect,
+    } = how;
+    let mut conn = conn;
+    let mut frame = match Frame::prepare(&conn).await {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(db = label, error = %e, "the writer could not prepare its statements");
@@ -495,7 +577,19 @@ async fn run(
                 Err(_) => break,
             }
         }
-        if let Err(e) = step(&frame.begin).await {
+        let mut began = step(&conn, &frame.begin).await;
+        if let (Err(e), Some(db)) = (&began, &reconnect) {
+            tracing::info!(db = label, error = %e, "the remote primary's stream ended; reconnecting");
+            began = async {
+                let fresh = Tx::remote(db.connect()?);
+                let fresh_frame = Frame::prepare(&fresh).await?;
+                step(&fresh, &fresh_frame.begin).await?;
+                (conn, frame) = (fresh, fresh_frame);
+                Ok(())
+            }
+            .await;
+        }
+        if let Err(e) = began {
             tracing::warn!(db = label, error = %e, "a write group could not begin");
             for job in batch.drain(..) {
                 (job.deliver)(Err(libsql::Error::SqliteFailure(5, e.to_string())));
@@ -505,19 +599,19 @@ async fn run(
         let synced = batch.iter().any(|j| j.synced);
         let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch.drain(..) {
-            let outcome = match step(&frame.savepoint).await {
+            let outcome = match step(&conn, &frame.savepoint).await {
                 Ok(()) => (job.run)(&conn).await,
                 Err(e) => Err(e),
             };
             conn.settle();
             let undo = !matches!(outcome, Ok(true));
             if undo {
-                let _ = step(&frame.undo).await;
+                let _ = step(&conn, &frame.undo).await;
             }
-            let _ = step(&frame.release).await;
+            let _ = step(&conn, &frame.release).await;
             outcomes.push((job.deliver, outcome.map(drop)));
         }
-        let committed = match step(&frame.commit).await {
+        let committed = match step(&conn, &frame.commit).await {
             Ok(()) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 match &wal {
@@ -546,11 +640,18 @@ async fn run(
     }
 }
 
+/// Longest a kept connection may sit unused. A remote primary's client
+/// (the `libsql` crate over Hrana) keeps a server-side stream open on its
+/// connection, and sqld ends streams unused for 10 s: a connection kept
+/// longer fails its next statement ("stream expired"). Local connections
+/// are as cheap to open again.
+pub const MAX_IDLE: Duration = Duration::from_secs(5);
+
 /// Connections for reads, reused; WAL lets them read while the writer
 /// writes.
 pub struct Readers {
     db: libsql::Database,
-    idle: std::sync::Mutex<Vec<Connection>>,
+    idle: std::sync::Mutex<Vec<(Connection, std::time::Instant)>>,
     keep: usize,
 }
 
@@ -565,8 +666,13 @@ impl Readers {
 
     /// A connection to read with; give it back with [`Readers::put`].
     pub fn get(&self) -> Result<Connection, libsql::Error> {
-        if let Some(c) = self.idle.lock().expect("readers").pop() {
-            return Ok(c);
+        {
+            let mut idle = self.idle.lock().expect("readers");
+            // The newest are at the end; older ones than MAX_IDLE go.
+            idle.retain(|(_, since)| since.elapsed() < MAX_IDLE);
+            if let Some((c, _)) = idle.pop() {
+                return Ok(c);
+            }
         }
         let c = self.db.connect()?;
         c.busy_timeout(Duration::from_secs(5))?;
@@ -576,8 +682,39 @@ impl Readers {
     pub fn put(&self, conn: Connection) {
         let mut idle = self.idle.lock().expect("readers");
         if idle.len() < self.keep {
-            idle.push(conn);
+            idle.push((conn, std::time::Instant::now()));
         }
+    }
+}
+
+/// One connection used in turns (behind a mutex), opened again from its
+/// database when it sat unused longer than [`MAX_IDLE`] if `remote`.
+pub struct Shared {
+    db: libsql::Database,
+    remote: bool,
+    conn: tokio::sync::Mutex<(Connection, std::time::Instant)>,
+}
+
+impl Shared {
+    pub fn new(conn: Connection, db: libsql::Database, remote: bool) -> Shared {
+        Shared {
+            db,
+            remote,
+            conn: tokio::sync::Mutex::new((conn, std::time::Instant::now())),
+        }
+    }
+
+    /// The connection, for this turn.
+    pub async fn lock(&self) -> tokio::sync::MappedMutexGuard<'_, Connection> {
+        let mut held = self.conn.lock().await;
+        if self.remote && held.1.elapsed() >= MAX_IDLE {
+            match self.db.connect() {
+                Ok(fresh) => held.0 = fresh,
+                Err(e) => tracing::warn!(error = %e, "could not reconnect to the remote primary"),
+            }
+        }
+        held.1 = std::time::Instant::now();
+        tokio::sync::MutexGuard::map(held, |h| &mut h.0)
     }
 }
 

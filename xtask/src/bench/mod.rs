@@ -806,11 +806,12 @@ pub fn run(
         processing = Some(p);
     }
 
-    let mut lag = None;
+    let mut lags = Vec::new();
     if want("replication") {
         let (more, l) = replication::run(&rt, &catalog, seconds, connections, &product_paths)?;
         rows.extend(more);
-        lag = Some(l);
+        lags.push(l);
+        lags.extend(replication::run_sqld(&rt, &catalog, seconds)?);
     }
 
     let mut paints = None;
@@ -856,7 +857,7 @@ pub fn run(
     }
     println!();
     println!("{table}");
-    if let Some(lag) = &lag {
+    for lag in &lags {
         replication::print(lag);
     }
     let out = root().join("target/bench");

@@ -21,6 +21,8 @@ type Client = hyper_util::client::legacy::Client<
 
 /// Lag percentiles, for the table.
 pub struct Lag {
+    /// Which server is the primary: `origin` (ours) or `sqld`.
+    pub primary: &'static str,
     pub probes: usize,
     pub writes_per_second: f64,
     pub sorted_ms: Vec<f64>,
@@ -46,15 +48,16 @@ pub struct Probed {
     pub per_pop: Vec<(String, u64, Vec<f64>)>,
 }
 
-/// One statement at the primary over Hrana (v2 pipeline, JSON).
-async fn primary_write(client: &Client, origin: &str, token: &str, sql: &str) -> Result<()> {
+/// One statement at the primary (a database URL: the origin's
+/// `/db/catalog`, or sqld) over Hrana (v2 pipeline, JSON).
+async fn primary_write(client: &Client, primary: &str, token: &str, sql: &str) -> Result<()> {
     let body = serde_json::json!({
         "requests": [
             {"type": "execute", "stmt": {"sql": sql}},
             {"type": "close"}
         ]
     });
-    let req = http::Request::post(format!("{origin}/db/catalog/v2/pipeline"))
+    let req = http::Request::post(format!("{primary}/v2/pipeline"))
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(serde_json::to_vec(&body)?)))?;
@@ -241,13 +244,74 @@ pub fn run(
         .iter()
         .map(|(n, d, s)| (n.clone(), *d, s.url.clone()))
         .collect();
-    let mut lag = rt.block_on(lag(&origin.url, &token, &pop_urls, seconds))?;
+    let catalog_url = format!("{}/db/catalog", origin.url);
+    let mut lag = rt.block_on(lag("origin", &catalog_url, &token, &pop_urls, seconds))?;
     lag.vendor = Some(rt.block_on(vendor_lag(&pop_urls, lag.probes))?);
     lag.auth = rt.block_on(auth_writes(&pop_urls))?;
     drop(through);
     drop(pops);
     drop(origin);
     Ok((rows, lag))
+}
+
+/// The same lag and auth-write rows with sqld as the primary of the
+/// catalog and identity (`cargo xtask up --primary sqld`): the PoPs
+/// replicate from it over its gRPC replication and write to it over
+/// Hrana, with the same simulated distances. None without sqld.
+pub fn run_sqld(rt: &tokio::runtime::Runtime, catalog: &Path, seconds: u64) -> Result<Option<Lag>> {
+    let Some(binary) = crate::setup::sqld()? else {
+        say("bench: no sqld here (EDGESHOP_SQLD, PATH, shared/tools/sqld/); skipping its rows");
+        return Ok(None);
+    };
+    let dir = state_dir().join("bench/replication-sqld");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data"))?;
+    std::fs::copy(catalog, dir.join("data/catalog.db"))?;
+    crate::build::seed_identity(&dir.join("data/identity.db"), "admin@edgeshop.test")?;
+    let layout = crate::platform::Layout {
+        root: dir.clone(),
+        logs: false,
+    };
+    let primaries = crate::sqld::Primaries::start(&layout, &binary)?;
+    let config = up::pops_file()?;
+    let limits = unreached_limits()?;
+    let mut pops = Vec::new();
+    for pop in &config.pop {
+        let catalog = Catalog::Primaries {
+            primaries: crate::sqld::DATABASES
+                .iter()
+                .map(|db| {
+                    let p = primaries.get(db);
+                    (*db, p.url.clone(), p.auth.edge_token.clone())
+                })
+                .collect(),
+            dir: dir.join("pops").join(&pop.name),
+            delay_ms: pop.origin_delay_ms,
+            interval_ms: config.replication.sync_interval_ms,
+        };
+        let mut cmd =
+            edge_host_command(&pop.name, "127.0.0.1:0", catalog, &root().join("spin.toml"))?;
+        cmd.env("SPIN_VARIABLE_RATELIMIT_POLICIES", &limits);
+        let svc = Service::start(&pop.name, cmd)?;
+        wait_ready(&svc.url, Duration::from_secs(120))?;
+        pops.push((pop.name.clone(), pop.origin_delay_ms, svc));
+    }
+    let pop_urls: Vec<(String, u64, String)> = pops
+        .iter()
+        .map(|(n, d, s)| (n.clone(), *d, s.url.clone()))
+        .collect();
+    let catalog = primaries.get("catalog");
+    let mut lag = rt.block_on(lag(
+        "sqld",
+        &catalog.url,
+        &catalog.auth.origin_token,
+        &pop_urls,
+        seconds,
+    ))?;
+    lag.auth = rt.block_on(auth_writes(&pop_urls))?;
+    drop(pops);
+    drop(primaries);
+    Ok(Some(lag))
 }
 
 /// Accounts the sign-in rows take turns with.
@@ -348,6 +412,7 @@ fn worker_rows(
 /// Probes: a marker written at the primary, then polled for at every PoP
 /// through the catalog API, while a background writer keeps committing.
 async fn lag(
+    primary: &'static str,
     origin: &str,
     token: &str,
     pops: &[(String, u64, String)],
@@ -408,6 +473,7 @@ async fn lag(
     let writes_per_second = background.await?;
     let probed = tally.finish(pops);
     Ok(Lag {
+        primary,
         probes,
         writes_per_second,
         sorted_ms: probed.sorted_ms,
@@ -741,7 +807,7 @@ fn print_table(title: &str, probes: usize, sorted_ms: &[f64], per_pop: &[(String
 /// The lag tables.
 pub fn print(lag: &Lag) {
     print_table(
-        "purge-to-fresh: commit at primary -> fresh read at",
+        &format!("purge-to-fresh: commit at {} -> fresh read at", lag.primary),
         lag.probes,
         &lag.sorted_ms,
         &lag.per_pop,
@@ -754,10 +820,18 @@ pub fn print(lag: &Lag) {
         .copied()
         .unwrap_or(0.0);
     let bound = farthest as f64 + 50.0;
+    // The bounds are our primary's, which pushes; sqld's rows are beside
+    // them for comparison.
+    let judge = |within: bool| match (lag.primary, within) {
+        ("origin", true) => "within",
+        ("origin", false) => "OVER",
+        (_, true) => "within ours",
+        (_, false) => "over ours: no push",
+    };
     println!(
         "Under {:.0} background commits/s at the primary; polled every 2 ms through GET /api/v1/products/1, which the PoP's cache\nanswers until the commit's change row replicates and invalidates the entry. Bound: p99 everywhere <= the farthest\nround trip + 50 ms = {bound:.0} ms; measured {p99:.1} ms ({}).",
         lag.writes_per_second,
-        if p99 <= bound { "within" } else { "OVER" }
+        judge(p99 <= bound)
     );
     if !lag.auth.is_empty() {
         // The hash's cost: the nearest PoP's sign-in less its refresh,
@@ -767,7 +841,7 @@ pub fn print(lag: &Lag) {
         println!();
         println!(
             "| {:<28} | {} | {:>24} |",
-            "auth writes, median ms",
+            format!("auth writes at {}, median ms", lag.primary),
             AUTH_WRITES.map(|w| format!("{w:>9}")).join(" | "),
             "bound (1.5 RTT + hash)"
         );
@@ -788,10 +862,7 @@ pub fn print(lag: &Lag) {
                 "| {:<28} | {} | {:>24} |",
                 format!("PoP {name} (+{delay} ms)"),
                 ms.map(|m| format!("{m:>9.1}")).join(" | "),
-                format!(
-                    "{hashed_bound:.0} / {write_bound:.0}: {}",
-                    if within { "within" } else { "OVER" }
-                )
+                format!("{hashed_bound:.0} / {write_bound:.0}: {}", judge(within))
             );
         }
         println!();
