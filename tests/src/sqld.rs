@@ -73,6 +73,18 @@ impl Sqld {
             .unwrap()
     }
 
+    /// Stops it, replaces its database with `seed` (a new history, as
+    /// `cargo xtask seed --force` makes for `up --primary sqld`), and
+    /// starts it again on the same address with the same key.
+    pub fn reseed(&mut self, seed: &Path) {
+        self.kill();
+        std::fs::remove_dir_all(self.dir.join("dbs")).unwrap();
+        let data = self.dir.join("dbs/default/data");
+        std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+        std::fs::copy(seed, &data).unwrap();
+        self.child = spawn(&self.binary, &self.dir, &self.listen);
+    }
+
     /// SIGKILL: a crash.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

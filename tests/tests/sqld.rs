@@ -233,3 +233,52 @@ async fn pops_replicating_sqld_keep_every_acknowledged_write_across_its_crash() 
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pop_follows_sqld_onto_a_new_seed() {
+    let Some(binary) = sqld_or_skip() else {
+        return;
+    };
+    let dir = TempDir::new("sqld-reseed");
+    let mut sqld = Sqld::start(&binary, &dir.0.join("sqld"), Some(seeded_catalog()));
+    let replicas = dir.0.join("pop");
+    let pop = pop(&sqld, &replicas);
+    wait_ready(&pop).await;
+    let title = "SELECT title FROM products WHERE id = 1";
+    let (_, before) = sql(&pop, title).await;
+
+    // A new seed: the same catalog with product 1 renamed, written as
+    // `cargo xtask seed` writes one (its WAL folded in).
+    let seed = dir.0.join("reseed.db");
+    std::fs::copy(seeded_catalog(), &seed).unwrap();
+    {
+        let db = libsql::Builder::new_local(&seed).build().await.unwrap();
+        let conn = db.connect().unwrap();
+        conn.execute("UPDATE products SET title = 'Reseeded' WHERE id = 1", ())
+            .await
+            .unwrap();
+        let mut rows = conn
+            .query("PRAGMA wal_checkpoint(TRUNCATE)", ())
+            .await
+            .unwrap();
+        while rows.next().await.unwrap().is_some() {}
+    }
+    sqld.reseed(&seed);
+
+    // The running PoP finds a log it does not continue, takes sqld's new
+    // database whole and converges on it, without a restart.
+    let want = content_hash(&sqld.connect().await).await;
+    let started = Instant::now();
+    loop {
+        let (_, now) = sql(&pop, title).await;
+        if now == "Reseeded\n" && replica_hash(&replicas).await == Some(want) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the PoP still reads {now:?} (before: {before:?}):\n{}",
+            pop.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

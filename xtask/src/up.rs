@@ -464,6 +464,12 @@ pub fn run(no_build: bool, spin: bool, workers: bool, primary: PrimaryKind) -> R
              or keep the shared build in shared/tools/sqld/",
         )?),
     };
+    if workers && sqld.is_some() {
+        bail!(
+            "--workers with --primary sqld is not wired: the Workers twin reads the origin's \
+             Hrana, which then serves no catalog (docs/sqld.md)"
+        );
+    }
     let workers = workers.then(crate::workers::tools).transpose()?;
     if !no_build {
         let tc = setup::run()?;
