@@ -47,6 +47,8 @@ pub struct HostOptions {
     /// of the edge-host binary (where `cargo xtask build` puts it).
     pub deny_adapter: Option<PathBuf>,
     pub limits: Limits,
+    /// Instances and failures per component, for `/metrics`.
+    pub guests: crate::metrics::GuestMetrics,
 }
 
 /// The loaded app: a route table over ready component handlers.
@@ -60,6 +62,8 @@ pub struct LoadedApp {
     /// What the host instantiates: one component or composed chain each
     /// (named outermost layer first, `ratelimit > auth-middleware > ...`).
     pub chains: Vec<String>,
+    /// The PoP's key-value stores by label, for `/metrics`.
+    pub stores: BTreeMap<String, Arc<MemoryStore>>,
 }
 
 pub fn engine(limits: &Limits, cache_dir: Option<&Path>, perf_map: bool) -> Result<Engine> {
@@ -146,7 +150,7 @@ pub async fn load(
     let resolver = Arc::new(Resolver::new(&app, providers));
     // Each component's bytes and its own grants, for building chains from.
     let mut granted = BTreeMap::new();
-    let mut kv_stores: BTreeMap<String, Arc<dyn KeyValueStore>> = BTreeMap::new();
+    let mut kv_stores: BTreeMap<String, Arc<MemoryStore>> = BTreeMap::new();
     for (id, c) in &app.components {
         let mut grants = SqliteGrants {
             databases: BTreeMap::new(),
@@ -171,10 +175,11 @@ pub async fn load(
                     Arc::new(MemoryStore::new(
                         options.limits.kv_capacity_bytes,
                         options.limits.kv_idle_ttl,
-                    )) as Arc<dyn KeyValueStore>
+                    ))
                 })
                 .clone();
-            kv.stores.insert(label.clone(), store);
+            kv.stores
+                .insert(label.clone(), store as Arc<dyn KeyValueStore>);
         }
         let variables = ComponentVariables::resolve(&c.variables, &resolver)
             .with_context(|| format!("component {id}"))?;
@@ -265,9 +270,15 @@ pub async fn load(
             component_id: name.clone(),
             ..app_caps.clone()
         };
-        let handler =
-            ComponentHandler::new(engine, &linker, &component, caps, options.limits.clone())
-                .with_context(|| format!("{name} on route {}", pattern.as_str()))?;
+        let handler = ComponentHandler::new(
+            engine,
+            &linker,
+            &component,
+            caps,
+            options.limits.clone(),
+            options.guests.clone(),
+        )
+        .with_context(|| format!("{name} on route {}", pattern.as_str()))?;
         let handler = Arc::new(ProxyHandler::new(handler));
         handlers.insert(key, handler.clone());
         routes.push((pattern.clone(), handler));
@@ -288,6 +299,7 @@ pub async fn load(
             .into_iter()
             .collect(),
         chains: handlers.values().map(|h| h.state().id.clone()).collect(),
+        stores: kv_stores,
     })
 }
 

@@ -9,6 +9,7 @@ use crate::capabilities::sqlite::{Sqlite, SqliteView};
 use crate::capabilities::variables::Variables;
 use crate::capabilities::{ComponentCapabilities, outbound::OutboundHooks};
 use crate::limits::Limits;
+use crate::metrics::GuestMetrics;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -120,6 +121,7 @@ pub struct ComponentHandler {
     limits: Limits,
     engine: Engine,
     next_instance: AtomicU64,
+    metrics: GuestMetrics,
 }
 
 impl ComponentHandler {
@@ -129,6 +131,7 @@ impl ComponentHandler {
         component: &wasmtime::component::Component,
         caps: ComponentCapabilities,
         limits: Limits,
+        metrics: GuestMetrics,
     ) -> anyhow::Result<ComponentHandler> {
         let pre = linker.instantiate_pre(component)?;
         let pre = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre).map_err(|e| {
@@ -144,6 +147,7 @@ impl ComponentHandler {
             limits,
             engine: engine.clone(),
             next_instance: AtomicU64::new(0),
+            metrics,
         })
     }
 
@@ -189,6 +193,7 @@ impl HandlerState for ComponentHandler {
         let mut store = self.new_store();
         let proxy = self.pre.instantiate_async(&mut store).await?;
         tracing::debug!(component = %self.id, instance_id, "instantiated");
+        self.metrics.instantiated(&self.id);
         Ok(Instance {
             store,
             proxy,
@@ -201,6 +206,7 @@ impl HandlerState for ComponentHandler {
                 sleep: Box::pin(tokio::time::sleep(Duration::MAX)),
             },
             state: Worker {
+                metrics: self.metrics.clone(),
                 component: self.id.clone(),
                 reuse: self.limits.instance_reuse,
                 concurrency: self.limits.instance_concurrency,
@@ -241,6 +247,7 @@ impl WorkerExpiration for Expiration {
 }
 
 pub struct Worker {
+    metrics: GuestMetrics,
     component: String,
     reuse: usize,
     concurrency: usize,
@@ -271,6 +278,7 @@ impl WorkerState for Worker {
     }
 
     fn drop(&self, store: Store<HostState>, result: wasmtime::Result<()>) {
+        self.metrics.dropped(&self.component);
         if let Err(e) = result {
             // wasmtime-wasi-http reports a worker future dropped before it
             // finished as "worker panicked"; at shutdown that is expected.

@@ -6,6 +6,7 @@ mod bindings;
 mod capabilities;
 mod instance;
 mod limits;
+mod metrics;
 mod server;
 
 use anyhow::{Context, Result};
@@ -223,6 +224,7 @@ async fn run(args: Args) -> Result<()> {
         cache_dir: args.cache_dir.clone(),
         deny_adapter: args.deny_adapter.clone(),
         limits: limits.clone(),
+        guests: metrics::GuestMetrics::default(),
     };
     let engine = app::engine(&limits, options.cache_dir.as_deref(), args.perf_map)?;
     let mut replicas = BTreeMap::new();
@@ -270,7 +272,7 @@ async fn run(args: Args) -> Result<()> {
         tracing::info!("shutdown requested");
         let _ = tx.send(true);
     });
-    server::Server::new(loaded, limits, args.pop)
+    server::Server::new(loaded, limits, args.pop, options.guests.clone())
         .serve(listener, rx)
         .await?;
     instance::begin_shutdown();

@@ -6,6 +6,7 @@
 
 use crate::app::LoadedApp;
 use crate::limits::Limits;
+use crate::metrics::{GuestFailure, GuestMetrics, PopMetrics};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -35,16 +36,31 @@ pub struct Server {
     pub pop: String,
     requests: Semaphore,
     next_request: AtomicU64,
+    metrics: PopMetrics,
+    guests: GuestMetrics,
+}
+
+/// Route labels for what the host answers itself.
+mod route {
+    pub const HEALTH: &str = "health";
+    pub const REPLICATION: &str = "replication";
+    pub const METRICS: &str = "metrics";
+    pub const UNMATCHED: &str = "unmatched";
 }
 
 impl Server {
-    pub fn new(app: LoadedApp, limits: Limits, pop: String) -> Arc<Server> {
+    /// `guests` must be the metrics the app's handlers were given, so
+    /// one `/metrics` shows them with the rest.
+    pub fn new(app: LoadedApp, limits: Limits, pop: String, guests: GuestMetrics) -> Arc<Server> {
+        let metrics = PopMetrics::new(&guests, app.replicas.clone(), app.stores.clone());
         Arc::new(Server {
             requests: Semaphore::new(limits.max_concurrent_requests),
             app,
             limits,
             pop,
             next_request: AtomicU64::new(0),
+            metrics,
+            guests,
         })
     }
 
@@ -105,6 +121,26 @@ impl Server {
     }
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<WasiBody> {
+        let started = std::time::Instant::now();
+        let mut route = route::UNMATCHED;
+        let resp = self.dispatch(req, peer, &mut route).await;
+        self.metrics.observe(
+            route,
+            resp.status().as_u16(),
+            resp.headers(),
+            started.elapsed(),
+        );
+        resp
+    }
+
+    /// Answers a request; `route` is set to the label it is counted under
+    /// as soon as that is known.
+    async fn dispatch<'a>(
+        &'a self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        route: &mut &'a str,
+    ) -> Response<WasiBody> {
         let Ok(_permit) = self.requests.try_acquire() else {
             let mut r = problem(Problem::unavailable(
                 "the PoP is at capacity; retry shortly",
@@ -116,10 +152,16 @@ impl Server {
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let path = req.uri().path().to_string();
         if path == HEALTH_PATH || path == SPIN_HEALTH_PATH {
+            *route = route::HEALTH;
             return self.health();
         }
         if path == REPLICATION_PATH {
+            *route = route::REPLICATION;
             return self.replication();
+        }
+        if path == edgeshop_telemetry::metrics::PATH {
+            *route = route::METRICS;
+            return self.metrics();
         }
         if let Some(r) = self.app.replicas.iter().find(|r| !r.is_ready()) {
             let mut resp = problem(Problem::unavailable(format!(
@@ -133,6 +175,7 @@ impl Server {
         let Some(matched) = self.app.routes.route(&path) else {
             return problem(Problem::not_found(format!("no route matches {path}")));
         };
+        *route = matched.pattern.as_str();
         if content_length(req.headers()).is_some_and(|n| n > self.limits.max_request_body_bytes) {
             return problem(Problem::payload_too_large(
                 self.limits.max_request_body_bytes,
@@ -203,6 +246,7 @@ impl Server {
         match crate::instance::handle_with_backpressure(&handler, request_id, req).await {
             Ok(resp) => resp,
             Err(e) if e.is::<crate::instance::AtCapacity>() => {
+                self.guests.failed(&component, GuestFailure::Capacity);
                 tracing::warn!(%component, request_id, "no instance slot came free; refusing");
                 let mut resp = problem(Problem::unavailable(
                     "this PoP is at capacity; try again in a moment",
@@ -216,6 +260,7 @@ impl Server {
                 if e.is::<ExpirationError>()
                     || started.elapsed() >= self.limits.request_timeout =>
             {
+                self.guests.failed(&component, GuestFailure::Deadline);
                 tracing::warn!(%component, request_id, timeout = ?self.limits.request_timeout, "guest exceeded its deadline; instance dropped");
                 problem(Problem::gateway_timeout(format!(
                     "the {component} component did not answer within {:?}",
@@ -228,6 +273,14 @@ impl Server {
                 } else {
                     "failed"
                 };
+                self.guests.failed(
+                    &component,
+                    if kind == "trapped" {
+                        GuestFailure::Trap
+                    } else {
+                        GuestFailure::Error
+                    },
+                );
                 tracing::error!(%component, request_id, error = %format!("{e:#}"), "guest {kind}");
                 problem(Problem::internal(format!(
                     "the {component} component failed while handling this request (request {request_id})"
@@ -254,6 +307,19 @@ impl Server {
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        r
+    }
+
+    fn metrics(&self) -> Response<WasiBody> {
+        let mut r = Response::new(full(self.metrics.encode().into_bytes()));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(edgeshop_telemetry::metrics::CONTENT_TYPE),
+        );
+        r.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         r
     }
 

@@ -8,10 +8,14 @@
 //! failure after sending is retried only for GET and HEAD.
 
 mod config;
+mod metrics;
 mod select;
+mod status;
+mod window;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use cache_core::status::Observed;
 use clap::Parser;
 use config::FrontDoorConfig;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -24,8 +28,9 @@ use select::PopEntry;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -47,6 +52,12 @@ const SPOOFABLE: &[&str] = &[
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a PoP may take to answer before the front door gives up.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// The operators' status page.
+const STATUS_PATH: &str = "/.well-known/edgeshop/status";
+/// The PoP list as JSON (what `cargo xtask up` and tests read).
+const POPS_PATH: &str = "/.well-known/edgeshop/front-door";
+/// Largest health answer read for the replicas' lag.
+const MAX_HEALTH_BYTES: usize = 64 << 10;
 
 #[derive(Debug, Parser)]
 #[command(name = "front-door")]
@@ -63,6 +74,8 @@ struct Pop {
     url: String,
     healthy: AtomicBool,
     failures: AtomicU32,
+    /// The last minutes of its traffic, for the status page.
+    window: Mutex<window::Window>,
 }
 
 struct FrontDoor {
@@ -70,10 +83,14 @@ struct FrontDoor {
     entries: Vec<PopEntry>,
     config: FrontDoorConfig,
     client: Client<HttpConnector, Full<Bytes>>,
+    metrics: metrics::FrontDoorMetrics,
+    /// The status windows' clock.
+    started: Instant,
 }
 
 impl FrontDoor {
     fn mark(&self, pop: &Pop, ok: bool) {
+        self.metrics.checked(&pop.entry.name, ok);
         if ok {
             pop.failures.store(0, Ordering::Relaxed);
             if !pop.healthy.swap(true, Ordering::Relaxed) {
@@ -85,6 +102,8 @@ impl FrontDoor {
                 tracing::warn!(pop = %pop.entry.name, failures = n, "PoP down; failing over");
             }
         }
+        self.metrics
+            .set_healthy(&pop.entry.name, pop.healthy.load(Ordering::Relaxed));
     }
 
     /// Active checks: one task per PoP, forever.
@@ -103,20 +122,84 @@ impl FrontDoor {
                     let req = Request::get(format!("{}/.well-known/spin/health", pop.url))
                         .body(Full::new(Bytes::new()))
                         .expect("valid request");
-                    let ok = matches!(
-                        tokio::time::timeout(fd.config.health_timeout(), fd.client.request(req)).await,
-                        Ok(Ok(r)) if r.status().is_success()
-                    );
+                    let answer = tokio::time::timeout(fd.config.health_timeout(), async {
+                        let r = fd.client.request(req).await.ok()?;
+                        let ok = r.status().is_success();
+                        let body = Limited::new(r.into_body(), MAX_HEALTH_BYTES)
+                            .collect()
+                            .await
+                            .ok()?
+                            .to_bytes();
+                        Some((ok, body))
+                    })
+                    .await;
+                    let ok = matches!(answer, Ok(Some((true, _))));
                     fd.mark(pop, ok);
+                    if let Ok(Some((true, body))) = answer
+                        && let Some(lag) = replicas_lag_ms(&body)
+                    {
+                        fd.metrics.lag(&pop.entry.name, lag);
+                        pop.window
+                            .lock()
+                            .expect("window")
+                            .record_lag(fd.started.elapsed(), lag);
+                    }
                 }
             });
         }
     }
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        if req.uri().path() == "/.well-known/edgeshop/front-door" {
-            return self.status();
+        match req.uri().path() {
+            POPS_PATH => return self.pops(),
+            STATUS_PATH => return self.status_page(),
+            // For the operators' Prometheus on this machine; the public
+            // gets the status page. Never forwarded: a PoP's own
+            // metrics are not the public's either.
+            edgeshop_telemetry::metrics::PATH if peer.ip().is_loopback() => return self.metrics(),
+            edgeshop_telemetry::metrics::PATH => {
+                return problem(Problem::not_found(
+                    "metrics are served to this machine only; scrape from it",
+                ));
+            }
+            _ => {}
         }
+        let started = Instant::now();
+        let (pop, resp) = self.forward(req, peer).await;
+        let elapsed = started.elapsed();
+        let status = resp.status().as_u16();
+        let hit = resp
+            .headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(cache_core::status::Observed::from_field)
+            .and_then(|(o, _)| match o {
+                Observed::Hit | Observed::Stale => Some(true),
+                Observed::Miss => Some(false),
+                Observed::Bypass | Observed::Refused => None,
+            });
+        let name = pop.map_or(metrics::NO_POP, |p| p.entry.name.as_str());
+        self.metrics.request(name, status, elapsed);
+        if let Some(pop) = pop {
+            pop.window.lock().expect("window").record(
+                self.started.elapsed(),
+                window::Seen {
+                    latency: elapsed,
+                    error: status >= 500,
+                    hit,
+                },
+            );
+        }
+        resp
+    }
+
+    /// Sends the request to the best PoP that answers; returns which one
+    /// answered (or failed last), if any got that far.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> (Option<&Pop>, Response<Body>) {
         let region = req
             .headers()
             .get(&self.config.region_header)
@@ -130,20 +213,28 @@ impl FrontDoor {
         .await
         {
             Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(_)) => return problem(Problem::payload_too_large(MAX_BODY_BYTES as u64)),
+            Ok(Err(_)) => {
+                return (
+                    None,
+                    problem(Problem::payload_too_large(MAX_BODY_BYTES as u64)),
+                );
+            }
             Err(_) => {
-                return problem(Problem::new(
-                    408,
-                    "request-timeout",
-                    "Request timeout",
-                    format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
-                ));
+                return (
+                    None,
+                    problem(Problem::new(
+                        408,
+                        "request-timeout",
+                        "Request timeout",
+                        format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+                    )),
+                );
             }
         };
         if let Some(host) = parts.headers.get(http::header::HOST)
             && let Err(p) = problem::check_host(host.as_bytes())
         {
-            return problem(p);
+            return (None, problem(p));
         }
         // Untrusted traffic enters here: whatever the client says about
         // its address is dropped, and the PoPs (which trust this hop) see
@@ -184,7 +275,10 @@ impl FrontDoor {
                 upstream = upstream.header(k, v);
             }
             let Ok(upstream) = upstream.body(Full::new(body.clone())) else {
-                return problem(Problem::bad_request("the request could not be forwarded"));
+                return (
+                    Some(pop),
+                    problem(Problem::bad_request("the request could not be forwarded")),
+                );
             };
             match tokio::time::timeout(UPSTREAM_TIMEOUT, self.client.request(upstream)).await {
                 Ok(Ok(resp)) => {
@@ -192,43 +286,101 @@ impl FrontDoor {
                     if let Ok(v) = HeaderValue::from_str(&pop.entry.name) {
                         rparts.headers.insert("edgeshop-pop", v);
                     }
-                    return Response::from_parts(rparts, rbody.map_err(Into::into).boxed_unsync());
+                    return (
+                        Some(pop),
+                        Response::from_parts(rparts, rbody.map_err(Into::into).boxed_unsync()),
+                    );
                 }
                 Ok(Err(e)) if e.is_connect() => {
+                    self.metrics.failover(&pop.entry.name);
                     // Nothing reached the PoP: take it out now, try the next.
                     pop.failures
                         .store(self.config.unhealthy_after, Ordering::Relaxed);
                     if pop.healthy.swap(false, Ordering::Relaxed) {
+                        self.metrics.set_healthy(&pop.entry.name, false);
                         tracing::warn!(pop = %pop.entry.name, "PoP refused a connection; failing over");
                     }
                 }
                 Ok(Err(e)) if idempotent => {
+                    self.metrics.failover(&pop.entry.name);
                     tracing::warn!(pop = %pop.entry.name, error = %e, "PoP failed mid-request; retrying elsewhere");
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(pop = %pop.entry.name, error = %e, "PoP failed mid-request");
-                    return problem(Problem::new(
-                        502,
-                        "bad-gateway",
-                        "Bad gateway",
-                        "the PoP failed while handling this request; it may or may not have been applied",
-                    ));
+                    return (
+                        Some(pop),
+                        problem(Problem::new(
+                            502,
+                            "bad-gateway",
+                            "Bad gateway",
+                            "the PoP failed while handling this request; it may or may not have been applied",
+                        )),
+                    );
                 }
                 Err(_) => {
-                    return problem(Problem::gateway_timeout(format!(
-                        "PoP {} did not answer within {UPSTREAM_TIMEOUT:?}",
-                        pop.entry.name
-                    )));
+                    return (
+                        Some(pop),
+                        problem(Problem::gateway_timeout(format!(
+                            "PoP {} did not answer within {UPSTREAM_TIMEOUT:?}",
+                            pop.entry.name
+                        ))),
+                    );
                 }
             }
         }
         let mut r = problem(Problem::unavailable("no PoP is reachable; retry shortly"));
         r.headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        (None, r)
+    }
+
+    fn status_page(&self) -> Response<Body> {
+        let now = self.started.elapsed();
+        let views: Vec<status::PopView> = self
+            .pops
+            .iter()
+            .map(|p| status::PopView {
+                name: &p.entry.name,
+                region: &p.entry.region,
+                healthy: p.healthy.load(Ordering::Relaxed),
+                slots: p.window.lock().expect("window").series(now),
+            })
+            .collect();
+        let mut r = Response::new(full(status::page(&views).into_bytes()));
+        let h = r.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        // Inline styles and SVG only: nothing may load or run.
+        h.insert(
+            http::header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
+            ),
+        );
         r
     }
 
-    fn status(&self) -> Response<Body> {
+    fn metrics(&self) -> Response<Body> {
+        let mut r = Response::new(full(self.metrics.encode().into_bytes()));
+        let h = r.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(edgeshop_telemetry::metrics::CONTENT_TYPE),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        r
+    }
+
+    fn pops(&self) -> Response<Body> {
         let pops: Vec<_> = self
             .pops
             .iter()
@@ -249,6 +401,17 @@ impl FrontDoor {
         );
         r
     }
+}
+
+/// The largest `lag_ms` among the replicas in an edge host's health
+/// answer; `None` from a PoP that does not report it (real Spin).
+fn replicas_lag_ms(body: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("replicas")?
+        .as_array()?
+        .iter()
+        .filter_map(|r| r.get("lag_ms")?.as_u64())
+        .max()
 }
 
 fn full(bytes: Vec<u8>) -> Body {
@@ -291,6 +454,7 @@ async fn main() -> Result<()> {
             // Optimistic until the first check says otherwise.
             healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
+            window: Mutex::new(window::Window::default()),
         })
         .collect();
     let mut connector = HttpConnector::new();
@@ -304,9 +468,11 @@ async fn main() -> Result<()> {
         .build(connector);
     let fd = Arc::new(FrontDoor {
         entries: pops.iter().map(|p| p.entry.clone()).collect(),
+        metrics: metrics::FrontDoorMetrics::new(pops.iter().map(|p| p.entry.name.as_str())),
         pops,
         config,
         client,
+        started: Instant::now(),
     });
     fd.spawn_health_checks();
 

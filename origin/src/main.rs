@@ -7,6 +7,7 @@
 
 mod checkout;
 mod hrana;
+mod metrics;
 mod sqlite;
 mod vendor;
 
@@ -399,6 +400,7 @@ struct Origin {
     /// Push streams held, by client.
     pushes: Arc<admission::Admission>,
     push_settings: replication::push::Settings,
+    metrics: metrics::OriginMetrics,
 }
 
 #[tokio::main]
@@ -626,12 +628,11 @@ async fn main() -> Result<()> {
     if let Some(v) = &vendors {
         v.start();
     }
-    let origin = Arc::new(Origin {
-        catalog: db_writer::Shared::new(
-            conn,
-            args.catalog.open(catalog_token).await?,
-            args.catalog.file().is_none(),
-        ),
+    let remote_catalog = args.catalog.open(catalog_token).await?;
+    let saga_metrics = checkout.as_ref().map(|c| c.metrics.clone());
+    let origin = Arc::new_cyclic(|me| Origin {
+        catalog: db_writer::Shared::new(conn, remote_catalog, args.catalog.file().is_none()),
+        metrics: metrics::OriginMetrics::new(saga_metrics.as_ref(), me.clone()),
         checkout,
         vendors,
         hrana,
@@ -776,26 +777,62 @@ fn answer_response(a: checkout::Answer) -> Response<Body> {
 
 impl Origin {
     async fn handle(&self, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
+        let started = std::time::Instant::now();
+        let (route, resp) = self.dispatch(req, peer).await;
+        self.metrics
+            .observe(route, resp.status().as_u16(), started.elapsed());
+        resp
+    }
+
+    /// Answers a request, saying which route it was counted under.
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> (&'static str, Response<Body>) {
+        use metrics::route;
         let path = req.uri().path().to_string();
         if let Some(rest) = path.strip_prefix("/db/") {
             let (db, endpoint) = rest.split_once('/').unwrap_or((rest, ""));
             if let Some(request) = replication::protocol::Request::parse(endpoint) {
-                return self.replicate(&req, peer, db, request).await;
+                return (
+                    route::REPLICATION,
+                    self.replicate(&req, peer, db, request).await,
+                );
             }
-            return self.hrana(req, &path, db).await;
+            return (route::HRANA, self.hrana(req, &path, db).await);
         }
         if path.starts_with("/api/v1/vendor/") {
-            return self.vendor(req).await;
+            return (route::VENDOR, self.vendor(req).await);
         }
-        if path.starts_with("/api/v1/") || path.starts_with("/webhooks/") {
-            return self.checkout(req).await;
+        if path.starts_with("/api/v1/") {
+            return (route::CHECKOUT, self.checkout(req).await);
+        }
+        if path.starts_with("/webhooks/") {
+            return (route::WEBHOOK, self.checkout(req).await);
         }
         match path.as_str() {
-            "/health" | "/.well-known/edgeshop/health" => self.health().await,
-            path => problem(problem::Problem::not_found(format!(
-                "the origin has no resource at {path}"
-            ))),
+            "/health" | "/.well-known/edgeshop/health" => (route::HEALTH, self.health().await),
+            edgeshop_telemetry::metrics::PATH => (route::METRICS, self.metrics_page()),
+            path => (
+                route::UNMATCHED,
+                problem(problem::Problem::not_found(format!(
+                    "the origin has no resource at {path}"
+                ))),
+            ),
         }
+    }
+
+    /// Served without credentials, as Prometheus scrapes by default: the
+    /// origin is reached by PoPs and operators, not by shoppers (PoPs
+    /// forward only the checkout and vendor APIs to it).
+    fn metrics_page(&self) -> Response<Body> {
+        let mut r = Response::new(full(self.metrics.encode().into_bytes()));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(edgeshop_telemetry::metrics::CONTENT_TYPE),
+        );
+        r
     }
 
     async fn checkout(&self, req: Request<Incoming>) -> Response<Body> {

@@ -5,6 +5,7 @@
 //! `cargo test` fails with a message saying so.
 
 pub mod browser;
+pub mod metrics;
 pub mod openapi;
 pub mod platform;
 pub mod sqld;

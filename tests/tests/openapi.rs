@@ -17,6 +17,7 @@ const HOST_PATHS: &[&str] = &[
     "/.well-known/edgeshop/health",
     "/.well-known/spin/health",
     "/.well-known/edgeshop/replication",
+    "/metrics",
 ];
 
 /// A documented path with its parameters filled in with ids that exist

@@ -128,6 +128,68 @@ impl Outcome {
     }
 }
 
+/// What a `Cache-Status` field says this cache did, as an observer (the
+/// host's metrics) reads it back from a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Served fresh from the cache.
+    Hit,
+    /// Served from the cache past its freshness (`stale-while-revalidate`,
+    /// `stale-if-error`).
+    Stale,
+    /// Looked up and not usable: went to the next layer.
+    Miss,
+    /// Not looked up (method, credentials, `no-store`...).
+    Bypass,
+    /// Answered by the cache without a representation.
+    Refused,
+}
+
+impl Observed {
+    /// Reads this cache's member of a `Cache-Status` field; `None` when
+    /// the field has none (the response did not pass through the cache).
+    /// The second value is whether the request waited on another's fetch.
+    pub fn from_field(field: &str) -> Option<(Observed, bool)> {
+        let member = field
+            .split(',')
+            .map(str::trim)
+            .find(|m| m.split(';').next().map(str::trim) == Some(CACHE_NAME))?;
+        let mut hit = false;
+        let mut fwd = None;
+        let mut ttl: Option<i64> = None;
+        let mut collapsed = false;
+        for param in member.split(';').skip(1).map(str::trim) {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            match key {
+                "hit" => hit = true,
+                "fwd" => fwd = Some(value),
+                "ttl" => ttl = value.parse().ok(),
+                "collapsed" => collapsed = true,
+                _ => {}
+            }
+        }
+        let observed = match (hit, fwd) {
+            (true, _) if ttl.is_some_and(|t| t < 0) => Observed::Stale,
+            (true, _) => Observed::Hit,
+            (false, Some("bypass")) => Observed::Bypass,
+            (false, Some(_)) => Observed::Miss,
+            (false, None) => Observed::Refused,
+        };
+        Some((observed, collapsed))
+    }
+
+    /// The label `/metrics` reports it under.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Observed::Hit => "hit",
+            Observed::Stale => "stale",
+            Observed::Miss => "miss",
+            Observed::Bypass => "bypass",
+            Observed::Refused => "refused",
+        }
+    }
+}
+
 /// Whole seconds of a ttl in ms, rounded toward zero; negative when stale.
 pub fn ttl_secs(fresh_ms: u64, stale_ms: u64) -> i64 {
     (fresh_ms / 1000) as i64 - (stale_ms / 1000) as i64
@@ -136,6 +198,50 @@ pub fn ttl_secs(fresh_ms: u64, stale_ms: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_observer_reads_back_what_the_cache_did() {
+        let read = |o: Outcome| Observed::from_field(&o.header_value());
+        assert_eq!(
+            read(Outcome::Hit {
+                ttl_secs: 42,
+                detail: None
+            }),
+            Some((Observed::Hit, false))
+        );
+        assert_eq!(
+            read(Outcome::Hit {
+                ttl_secs: -3,
+                detail: Some("stale-if-error")
+            }),
+            Some((Observed::Stale, false))
+        );
+        let mut collapsed = Outcome::forwarded(Forward::Miss);
+        if let Outcome::Forwarded { collapsed: c, .. } = &mut collapsed {
+            *c = true;
+        }
+        assert_eq!(read(collapsed), Some((Observed::Miss, true)));
+        assert_eq!(
+            read(Outcome::forwarded(Forward::Stale)),
+            Some((Observed::Miss, false))
+        );
+        assert_eq!(
+            read(Outcome::bypass("method")),
+            Some((Observed::Bypass, false))
+        );
+        assert_eq!(
+            read(Outcome::Refused {
+                detail: "not-acceptable"
+            }),
+            Some((Observed::Refused, false))
+        );
+        // Another cache's member is not ours; ours after it is found.
+        assert_eq!(Observed::from_field("cdn; hit"), None);
+        assert_eq!(
+            Observed::from_field("cdn; fwd=miss, edgeshop; hit; ttl=5"),
+            Some((Observed::Hit, false))
+        );
+    }
 
     #[test]
     fn field_values_follow_rfc_9211() {

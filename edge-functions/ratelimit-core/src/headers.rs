@@ -9,6 +9,12 @@ pub fn policy(name: &str, quota: &Quota) -> String {
     format!("\"{name}\";q={};w={}", quota.quota(), quota.window_secs())
 }
 
+/// The policy's name in a `RateLimit-Policy` field, for an observer.
+pub fn policy_name(field: &str) -> Option<&str> {
+    let rest = field.trim_start().strip_prefix('"')?;
+    Some(&rest[..rest.find('"')?])
+}
+
 /// `"name";r=<remaining>;t=<seconds until a full burst again>`.
 pub fn status(name: &str, decision: &Decision) -> String {
     let (remaining, reset) = match *decision {
@@ -41,6 +47,8 @@ mod tests {
     fn fields_follow_the_draft_and_tats_round_trip() {
         let q = Quota::new(100, 60, 10).unwrap();
         assert_eq!(policy("browse", &q), "\"browse\";q=100;w=60");
+        assert_eq!(policy_name(&policy("browse", &q)), Some("browse"));
+        assert_eq!(policy_name("browse;q=1"), None);
         let d = q.decide(None, 0);
         assert_eq!(status("browse", &d), "\"browse\";r=9;t=1");
         assert_eq!(decode_tat(&encode_tat(123_456_789)), Some(123_456_789));

@@ -73,6 +73,11 @@ pub struct Status {
     pub frames_behind: Option<u64>,
     /// Milliseconds since the last successful pull.
     pub since_last_sync_ms: Option<u64>,
+    /// Milliseconds since the replica was last known to hold the
+    /// primary's newest position (0 while it does): how stale a read here
+    /// may be. It grows while the primary cannot be reached, whatever the
+    /// frame count last said.
+    pub lag_ms: Option<u64>,
     pub last_error: Option<String>,
     pub syncs: u64,
     pub failed_syncs: u64,
@@ -132,6 +137,9 @@ struct State {
     /// The last pull could not checkpoint because readers were active.
     checkpoint_blocked: bool,
     last_sync: Option<Instant>,
+    /// When the replica was last seen at the primary's newest position,
+    /// from fresh news only (a pull, a probe, a live push stream).
+    caught_up: Option<Instant>,
     failures_in_a_row: u32,
     last_report: Option<Instant>,
 }
@@ -269,7 +277,12 @@ impl Replica {
                 };
                 let pushed = replica.feed.lock().expect("feed lock").is_live();
                 if !pushed && let Some(p) = replica.primary_position().await {
-                    replica.state.lock().expect("replica state").status.primary = Some(p);
+                    let applied = *replica.applied.borrow();
+                    let mut st = replica.state.lock().expect("replica state");
+                    st.status.primary = Some(p);
+                    if frames_behind(applied, Some(p)) == Some(0) {
+                        st.caught_up = Some(Instant::now());
+                    }
                 }
                 drop(replica);
                 tokio::time::sleep(PROBE_EVERY).await;
@@ -445,7 +458,7 @@ impl Replica {
     /// last pull).
     pub fn status(&self) -> Status {
         let live = self.active().and_then(|a| Position::read(&a.path));
-        let st = self.state.lock().expect("replica state");
+        let mut st = self.state.lock().expect("replica state");
         let mut s = st.status.clone();
         s.position = live.or(s.position);
         let feed = self.feed.lock().expect("feed lock");
@@ -455,7 +468,11 @@ impl Replica {
         }
         drop(feed);
         s.frames_behind = frames_behind(s.position, s.primary);
+        if s.pushed && s.frames_behind == Some(0) {
+            st.caught_up = Some(Instant::now());
+        }
         s.since_last_sync_ms = st.last_sync.map(|t| t.elapsed().as_millis() as u64);
+        s.lag_ms = st.caught_up.map(|t| t.elapsed().as_millis() as u64);
         s
     }
 
@@ -620,6 +637,9 @@ impl Replica {
                 }
                 st.status.syncs += 1;
                 st.last_sync = Some(Instant::now());
+                if frames_behind(position, st.status.primary) == Some(0) {
+                    st.caught_up = st.last_sync;
+                }
                 st.status.last_error = None;
                 st.failures_in_a_row = 0;
                 self.config.interval

@@ -78,6 +78,17 @@ pub struct MemoryStore {
     shard_capacity: usize,
     idle_ttl: Duration,
     next_version: std::sync::atomic::AtomicU64,
+    evictions: std::sync::atomic::AtomicU64,
+}
+
+/// How full a store is, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Keys, values and per-entry bookkeeping, as charged to the capacity.
+    pub bytes: u64,
+    pub keys: u64,
+    /// Entries dropped to make room (least recently used first).
+    pub evictions: u64,
 }
 
 impl MemoryStore {
@@ -90,6 +101,21 @@ impl MemoryStore {
                 .max(MAX_VALUE_BYTES + MAX_KEY_BYTES + ENTRY_OVERHEAD),
             idle_ttl,
             next_version: std::sync::atomic::AtomicU64::new(1),
+            evictions: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn usage(&self) -> Usage {
+        let (mut bytes, mut keys) = (0, 0);
+        for shard in &self.shards {
+            let shard = shard.lock().expect("kv shard lock");
+            bytes += shard.bytes as u64;
+            keys += shard.map.len() as u64;
+        }
+        Usage {
+            bytes,
+            keys,
+            evictions: self.evictions.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -168,6 +194,8 @@ impl MemoryStore {
             };
             if let Some(e) = shard.map.remove(&victim) {
                 shard.bytes -= Self::cost(&victim, &e.value);
+                self.evictions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         shard.bytes += cost;
@@ -349,6 +377,10 @@ mod tests {
         assert!(used <= cap, "{used} > {cap}");
         // The newest key survived.
         assert!(s.exists("key-9999").unwrap());
+        // What `/metrics` reports: every key written is stored or evicted.
+        let usage = s.usage();
+        assert_eq!(usage.bytes, used as u64);
+        assert_eq!(usage.keys + usage.evictions, 10_000);
     }
 
     #[test]

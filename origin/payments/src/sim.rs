@@ -134,13 +134,123 @@ pub struct Simulator {
     webhooks: tokio::sync::mpsc::Sender<Bytes>,
     events: AtomicU64,
     dropped: AtomicU64,
+    metrics: Metrics,
+}
+
+/// The simulator's `/metrics`: API calls by operation and status, and
+/// what it did with them (its [`Stats`]), read at scrape time.
+struct Metrics {
+    registry: prometheus_client::registry::Registry,
+    http: edgeshop_telemetry::metrics::HttpMetrics,
+    /// Operation labels made once.
+    operations: edgeshop_telemetry::metrics::Bounded,
+}
+
+impl Metrics {
+    fn new(sim: std::sync::Weak<Simulator>) -> Metrics {
+        use edgeshop_telemetry::metrics;
+        let mut registry = metrics::registry();
+        let ours = registry.sub_registry_with_prefix(metrics::PREFIX);
+        let http = metrics::HttpMetrics::register(ours);
+        ours.register_collector(Box::new(StatsCollector(sim)));
+        Metrics {
+            registry,
+            http,
+            operations: metrics::Bounded::new(16),
+        }
+    }
+}
+
+/// The `route` label of an API call: its operation, never its ids.
+fn operation(method: &http::Method, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        (_, ["_sim", ..]) => "admin",
+        ("POST", ["v1", "payment_intents"]) => "create",
+        ("GET", ["v1", "payment_intents"]) => "list",
+        ("GET", ["v1", "payment_intents", "search"]) => "search",
+        ("GET", ["v1", "payment_intents", _]) => "retrieve",
+        ("POST", ["v1", "payment_intents", _, "confirm"]) => "confirm",
+        ("POST", ["v1", "payment_intents", _, "capture"]) => "capture",
+        ("POST", ["v1", "payment_intents", _, "cancel"]) => "cancel",
+        ("POST", ["v1", "refunds"]) => "refund",
+        ("GET", ["metrics"]) => "metrics",
+        _ => "other",
+    }
+}
+
+struct StatsCollector(std::sync::Weak<Simulator>);
+
+impl std::fmt::Debug for StatsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("simulator stats")
+    }
+}
+
+impl prometheus_client::collector::Collector for StatsCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        let Some(sim) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let s = sim.stats();
+        let payments = [
+            ("created", s.intents),
+            ("declined", s.declined),
+            ("authorised", s.authorised),
+            ("captured", s.captured),
+            ("canceled", s.canceled),
+            ("refunded", s.refunded),
+        ]
+        .map(|(outcome, n)| ([("outcome", outcome)], ConstCounter::new(n)));
+        edgeshop_telemetry::metrics::encode_rows(
+            &mut encoder,
+            "paysim_payments",
+            "What the simulator did with payment intents, by outcome",
+            None,
+            MetricType::Counter,
+            &payments,
+        )?;
+        let faults = [
+            ("error", s.injected_errors),
+            ("timeout", s.injected_timeouts),
+        ]
+        .map(|(kind, n)| ([("kind", kind)], ConstCounter::new(n)));
+        edgeshop_telemetry::metrics::encode_rows(
+            &mut encoder,
+            "paysim_injected_faults",
+            "Faults injected on purpose, by kind",
+            None,
+            MetricType::Counter,
+            &faults,
+        )?;
+        let webhooks = [
+            ("sent", s.webhooks_sent),
+            ("failed", s.webhooks_failed),
+            ("dropped", s.webhooks_dropped),
+        ]
+        .map(|(result, n)| ([("result", result)], ConstCounter::new(n)));
+        edgeshop_telemetry::metrics::encode_rows(
+            &mut encoder,
+            "paysim_webhooks",
+            "Webhook deliveries by result",
+            None,
+            MetricType::Counter,
+            &webhooks,
+        )
+    }
 }
 
 impl Simulator {
     /// Starts the webhook sender; call inside a Tokio runtime.
     pub fn new(options: Options) -> Arc<Simulator> {
         let (tx, rx) = tokio::sync::mpsc::channel(MAX_PENDING_WEBHOOKS);
-        let sim = Arc::new(Simulator {
+        let sim = Arc::new_cyclic(|me| Simulator {
+            metrics: Metrics::new(me.clone()),
             state: Mutex::new(State {
                 rng: options.faults.seed | 1,
                 faults: options.faults.clone(),
@@ -210,6 +320,29 @@ impl Simulator {
     }
 
     async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let started = std::time::Instant::now();
+        let route = self
+            .metrics
+            .operations
+            .label(operation(req.method(), req.uri().path()));
+        let resp = if req.uri().path() == edgeshop_telemetry::metrics::PATH {
+            let text = edgeshop_telemetry::metrics::encode(&self.metrics.registry);
+            let mut r = Response::new(Full::new(Bytes::from(text)));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(edgeshop_telemetry::metrics::CONTENT_TYPE),
+            );
+            r
+        } else {
+            self.api(req).await
+        };
+        self.metrics
+            .http
+            .observe(&route, resp.status().as_u16(), started.elapsed());
+        resp
+    }
+
+    async fn api(self: &Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
@@ -829,4 +962,23 @@ fn response(status: u16, body: Bytes) -> Response<Full<Bytes>> {
 fn error(status: u16, kind: &str, code: &str, message: &str) -> Response<Full<Bytes>> {
     let (status, body) = json_error(status, kind, code, message);
     response(status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_labelled_by_operation_never_by_id() {
+        let (post, get) = (http::Method::POST, http::Method::GET);
+        assert_eq!(operation(&post, "/v1/payment_intents"), "create");
+        assert_eq!(
+            operation(&post, "/v1/payment_intents/pi_1/capture"),
+            "capture"
+        );
+        assert_eq!(operation(&get, "/v1/payment_intents/pi_1"), "retrieve");
+        assert_eq!(operation(&get, "/v1/payment_intents/search"), "search");
+        assert_eq!(operation(&post, "/_sim/faults"), "admin");
+        assert_eq!(operation(&get, "/v1/customers/cus_1"), "other");
+    }
 }

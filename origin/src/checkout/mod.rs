@@ -172,6 +172,8 @@ pub struct Checkout {
     /// Woken whenever a task stops driving an order.
     finished: tokio::sync::Notify,
     rng: std::sync::Mutex<u64>,
+    /// Steps by outcome and the outbox, for `/metrics`.
+    pub metrics: crate::metrics::SagaMetrics,
 }
 
 /// What an HTTP handler answers: status, content type, body, extra headers.
@@ -347,6 +349,7 @@ impl Checkout {
             driving: std::sync::Mutex::new(HashSet::new()),
             finished: tokio::sync::Notify::new(),
             rng: std::sync::Mutex::new(seed),
+            metrics: Default::default(),
         }))
     }
 
@@ -467,7 +470,10 @@ impl Checkout {
                 .read(async |c| store::unpublished(c, 100).await)
                 .await;
             let idle = match batch {
-                Ok(events) if events.is_empty() => true,
+                Ok(events) if events.is_empty() => {
+                    self.metrics.outbox(0, 0);
+                    true
+                }
                 Ok(events) => {
                     // Delivered and marked in one write for the batch (the
                     // consumer de-duplicates, so a machine crash that loses
@@ -485,6 +491,7 @@ impl Checkout {
                             })
                         })
                         .await;
+                    self.metrics.outbox(n, if marked.is_ok() { n } else { 0 });
                     match marked {
                         Ok(()) => n < 100,
                         Err(err) => {

@@ -175,6 +175,7 @@ impl Checkout {
                 Outcome::Transient => "gave up",
                 Outcome::Rejected => "failed",
             };
+            self.metrics.step(step.name(), outcome);
             let detail = if attempt.detail.is_empty() {
                 outcome.to_string()
             } else {

@@ -1,0 +1,394 @@
+//! Every process serves Prometheus metrics that move as a scripted
+//! workload says they must: page views become cache hits at the PoP that
+//! served them and requests at the front door; sign-in attempts past the
+//! burst become refusals of the `sign-in` policy; a checkout becomes saga
+//! steps at the origin and a captured payment at the simulator. The front
+//! door's status page draws it. A replica's lag grows while its primary
+//! cannot be reached and falls once it can.
+
+use edgeshop_e2e::metrics::{Scrape, scrape};
+use edgeshop_e2e::platform::Platform;
+use edgeshop_e2e::{
+    Client, Purpose, TempDir, browse, get, request_as, root, start_origin_on_seed, start_pop,
+    wait_ready,
+};
+use std::time::{Duration, Instant};
+
+/// What a browser sends, at the front door, from `region`.
+async fn call(
+    fd: &str,
+    method: &str,
+    path: &str,
+    region: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> edgeshop_e2e::Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("edgeshop-client-region", region)];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    let (purpose, body) = if body.is_null() {
+        (Purpose::Read, Vec::new())
+    } else {
+        (Purpose::SendJson, serde_json::to_vec(&body).unwrap())
+    };
+    request_as(
+        Client::Chromium,
+        purpose,
+        method,
+        &format!("{fd}{path}"),
+        &headers,
+        body,
+    )
+    .await
+}
+
+fn delta(before: &Scrape, after: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    after.sum(name, labels) - before.sum(name, labels)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_process_serves_metrics_that_follow_a_scripted_workload() {
+    let mut platform = Platform::up("observe", &[]).await;
+    let t = platform.topology.clone();
+    let url = |part: &str| t[part]["url"].as_str().unwrap().to_string();
+    let (fd, origin, paysim) = (url("front_door"), url("origin"), url("payments"));
+    let (fra, sin) = (platform.pop("fra"), platform.pop("sin"));
+
+    // Every process: OpenMetrics, its own resource use, and no label
+    // that names a URL or an id.
+    for base in [&fd, &fra, &platform.pop("iad"), &sin, &origin, &paysim] {
+        let m = scrape(base).await;
+        assert!(m.has("process_resident_memory_bytes"), "{base}\n{}", m.text);
+        assert!(m.has("process_cpu_seconds_total"), "{base}");
+        for labels in m.series("edgeshop_http_requests_total") {
+            for (k, v) in labels {
+                assert!(
+                    !v.contains('?') && !v.contains("ord_") && !v.contains("pi_"),
+                    "{base}: unbounded label {k}={v}"
+                );
+            }
+        }
+    }
+
+    // N page views in Frankfurt: N requests on the route at fra, at
+    // least N-1 of them cache hits, N answers from fra at the front door.
+    let n = 6;
+    let (fra0, fd0) = (scrape(&fra).await, scrape(&fd).await);
+    for _ in 0..n {
+        let r = browse(
+            &format!("{fd}/api/v1/products/2"),
+            &[("edgeshop-client-region", "eu")],
+        )
+        .await;
+        assert_eq!((r.status, r.header("edgeshop-pop")), (200, Some("fra")));
+    }
+    let (fra1, fd1) = (scrape(&fra).await, scrape(&fd).await);
+    let route = [("route", "/api/v1/..."), ("code", "200")];
+    assert_eq!(
+        delta(&fra0, &fra1, "edgeshop_http_requests_total", &route),
+        n as f64,
+        "{}",
+        fra1.text
+    );
+    assert_eq!(
+        delta(
+            &fra0,
+            &fra1,
+            "edgeshop_http_request_duration_seconds_count",
+            &route[..1]
+        ),
+        n as f64
+    );
+    let looked_up = delta(&fra0, &fra1, "edgeshop_cache_requests_total", &[]);
+    let hits = delta(
+        &fra0,
+        &fra1,
+        "edgeshop_cache_requests_total",
+        &[("result", "hit")],
+    );
+    assert_eq!(looked_up, n as f64, "{}", fra1.text);
+    assert!(hits >= (n - 1) as f64, "{hits} hits of {n}\n{}", fra1.text);
+    assert_eq!(
+        delta(
+            &fd0,
+            &fd1,
+            "edgeshop_frontdoor_requests_total",
+            &[("pop", "fra"), ("code", "200")]
+        ),
+        n as f64,
+        "{}",
+        fd1.text
+    );
+    assert_eq!(
+        fd1.sum("edgeshop_frontdoor_pop_healthy", &[("pop", "fra")]),
+        1.0
+    );
+    // The browse policy admitted each view.
+    assert_eq!(
+        delta(
+            &fra0,
+            &fra1,
+            "edgeshop_ratelimit_decisions_total",
+            &[("policy", "browse"), ("decision", "admit")]
+        ),
+        n as f64
+    );
+
+    // Sign-in attempts at sin past the policy's burst: every 429 the
+    // client saw is one refusal, every other answer one admission.
+    let sin0 = scrape(&sin).await;
+    let attempts = 14;
+    let mut refused = 0;
+    for _ in 0..attempts {
+        let r = call(
+            &fd,
+            "POST",
+            "/api/v1/auth/login",
+            "ap",
+            None,
+            serde_json::json!({"email": "nobody@example.com", "password": "not the password"}),
+        )
+        .await;
+        assert!(matches!(r.status, 401 | 429), "{} {}", r.status, r.text());
+        refused += usize::from(r.status == 429);
+    }
+    assert!(refused >= 1, "the sign-in burst never ran out");
+    let sin1 = scrape(&sin).await;
+    let decision = |d| {
+        delta(
+            &sin0,
+            &sin1,
+            "edgeshop_ratelimit_decisions_total",
+            &[("policy", "sign-in"), ("decision", d)],
+        )
+    };
+    assert_eq!(decision("refuse"), refused as f64, "{}", sin1.text);
+    assert_eq!(decision("admit"), (attempts - refused) as f64);
+    assert_eq!(
+        delta(
+            &sin0,
+            &sin1,
+            "edgeshop_http_requests_total",
+            &[("code", "429")]
+        ),
+        refused as f64
+    );
+
+    // One checkout: saga steps at the origin, a capture at the simulator.
+    let (origin0, paysim0) = (scrape(&origin).await, scrape(&paysim).await);
+    let signup = call(
+        &fd,
+        "POST",
+        "/api/v1/auth/signup",
+        "eu",
+        None,
+        serde_json::json!({"email": "observer@example.com", "password": "a long enough password"}),
+    )
+    .await;
+    assert_eq!(signup.status, 201, "{}", signup.text());
+    let token = signup.json()["access_token"].as_str().unwrap().to_string();
+    let product = call(
+        &fd,
+        "GET",
+        "/api/v1/products/1",
+        "eu",
+        None,
+        serde_json::Value::Null,
+    )
+    .await
+    .json();
+    let started = Instant::now();
+    let order = loop {
+        let r = request_as(
+            Client::Chromium,
+            Purpose::SendJson,
+            "POST",
+            &format!("{fd}/api/v1/checkout"),
+            &[
+                ("edgeshop-client-region", "eu"),
+                ("authorization", &format!("Bearer {token}")),
+                ("idempotency-key", "observe-checkout-1"),
+            ],
+            serde_json::to_vec(&serde_json::json!({
+                "items": [{"product_id": 1, "quantity": 1,
+                           "unit_price_minor": product["price"]["amount"]}],
+                "shipping_address": {"name": "O. Server", "line1": "1 Main St",
+                                     "city": "Frankfurt", "postal_code": "60311", "country": "DE"},
+                "payment_method": "pm_card_visa",
+            }))
+            .unwrap(),
+        )
+        .await;
+        match r.status {
+            201 => break r.json(),
+            // The account reaches the origin's identity replica first.
+            503 | 401 if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => panic!("checkout: {} {}", r.status, r.text()),
+        }
+    };
+    assert_eq!(order["status"], "completed", "{order}");
+    let (origin1, paysim1) = (scrape(&origin).await, scrape(&paysim).await);
+    for step in [
+        "reserve_stock",
+        "authorise_payment",
+        "confirm_order",
+        "capture_payment",
+    ] {
+        assert_eq!(
+            delta(
+                &origin0,
+                &origin1,
+                "edgeshop_saga_steps_total",
+                &[("step", step), ("outcome", "done")]
+            ),
+            1.0,
+            "{step}\n{}",
+            origin1.text
+        );
+    }
+    assert_eq!(
+        delta(
+            &origin0,
+            &origin1,
+            "edgeshop_http_requests_total",
+            &[("route", "checkout"), ("code", "201")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        origin1.sum("edgeshop_payments_breaker", &[("state", "closed")]),
+        1.0
+    );
+    // Where each replicated log stands (a roll may just have reset the
+    // frame count to 0), and the PoPs' push streams held.
+    assert!(origin1.sum("edgeshop_primary_generation", &[("db", "catalog")]) > 0.0);
+    assert!(origin1.has("edgeshop_primary_frame"));
+    assert!(
+        origin1.sum("edgeshop_push_streams", &[]) >= 3.0,
+        "{}",
+        origin1.text
+    );
+    assert_eq!(
+        delta(
+            &paysim0,
+            &paysim1,
+            "edgeshop_paysim_payments_total",
+            &[("outcome", "captured")]
+        ),
+        1.0,
+        "{}",
+        paysim1.text
+    );
+    assert!(
+        delta(
+            &paysim0,
+            &paysim1,
+            "edgeshop_http_requests_total",
+            &[("route", "capture")]
+        ) >= 1.0
+    );
+
+    // The front door answers /metrics itself, never a PoP's.
+    let own = scrape(&fd).await;
+    assert!(own.has("edgeshop_frontdoor_requests_total"));
+    assert!(!own.has("edgeshop_cache_requests_total"));
+
+    // The status page: a row per PoP and five charts, made server-side,
+    // loading and running nothing.
+    let page = get(&format!("{fd}/.well-known/edgeshop/status")).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.header("content-security-policy")
+            .is_some_and(|c| c.starts_with("default-src 'none'"))
+    );
+    let html = page.text();
+    for pop in ["fra", "iad", "sin"] {
+        assert!(html.contains(&format!("<td>{pop}</td>")), "{html}");
+    }
+    assert_eq!(html.matches("<svg").count(), 5);
+    assert!(!html.contains("<script"));
+
+    assert!(platform.terminate(Duration::from_secs(15)).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
+    let dir = TempDir::new("observe-lag");
+    let origin = start_origin_on_seed(&dir.0, &[]);
+    // Pulling, not pushed: the PoP asks where the primary is every
+    // 500 ms, so a primary that stops answering shows at once.
+    let pop = start_pop(
+        &root().join("spin.toml"),
+        &origin.url,
+        &dir.0.join("pop"),
+        &["--pull-only"],
+    )
+    .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
+    wait_ready(&pop).await;
+    let lag = |m: &Scrape| m.sum("edgeshop_replica_lag_seconds", &[("db", "catalog")]);
+    let started = Instant::now();
+    while lag(&scrape(&pop.url).await) >= 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The origin paused (SIGSTOP): its connections stay open, nothing
+    // answers. The lag grows with the pause, and reads go on.
+    signal(origin.pid(), "STOP");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let first = lag(&scrape(&pop.url).await);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let paused = scrape(&pop.url).await;
+    let second = lag(&paused);
+    signal(origin.pid(), "CONT");
+    assert!(
+        first >= 1.5,
+        "lag {first} s after 2.5 s paused\n{}",
+        paused.text
+    );
+    assert!(
+        second >= first + 0.5,
+        "lag did not grow: {first} then {second}"
+    );
+    assert_eq!(
+        browse(&format!("{}/api/v1/products/1", pop.url), &[])
+            .await
+            .status,
+        200
+    );
+
+    let resumed = Instant::now();
+    loop {
+        let m = scrape(&pop.url).await;
+        if lag(&m) < 1.0 {
+            assert_eq!(m.sum("edgeshop_replica_ready", &[("db", "catalog")]), 1.0);
+            break;
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(20),
+            "lag never fell after the origin resumed\n{}",
+            m.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
