@@ -156,7 +156,9 @@ fn main() -> Result<()> {
     }
     // The `libsql` client's gRPC replication logs every pull's handshake
     // at info (ten a second per replica against sqld).
-    edgeshop_telemetry::init("info,wasmtime_wasi_http=warn,libsql::replication=warn");
+    // The access log (target `access`) is off unless asked for:
+    // `EDGESHOP_LOG=info,access=info`.
+    edgeshop_telemetry::init("info,access=off,wasmtime_wasi_http=warn,libsql::replication=warn");
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

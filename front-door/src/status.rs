@@ -100,9 +100,20 @@ fn percent(v: Option<f64>) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
 table{border-collapse:collapse;margin-bottom:1rem}\
 th,td{padding:.3rem .7rem;border-bottom:1px solid #ddd;text-align:right}\
-th:first-child,td:first-child{text-align:left}\
+th:nth-child(-n+3),td:nth-child(-n+3){text-align:left}\
 .up{color:#176b2c}.down{color:#b00020;font-weight:bold}\
 figure{display:inline-block;margin:.5rem}figcaption{font-weight:bold}";
+
+/// Line colours, told apart with any colour vision (Okabe and Ito), dark
+/// enough on white.
+const COLOURS: [(u8, u8, u8); 6] = [
+    (0, 114, 178),
+    (213, 94, 0),
+    (0, 158, 115),
+    (204, 121, 167),
+    (230, 159, 0),
+    (86, 180, 233),
+];
 
 /// One line per PoP over the window: x is seconds before now.
 fn chart(pops: &[PopView], title: &str, unit: &str, metric: Metric) -> String {
@@ -129,7 +140,8 @@ fn chart(pops: &[PopView], title: &str, unit: &str, metric: Metric) -> String {
             .label_style(("sans-serif", 11))
             .draw()?;
         for (i, pop) in pops.iter().enumerate() {
-            let colour = Palette99::pick(i).to_rgba();
+            let (r, g, b) = COLOURS[i % COLOURS.len()];
+            let colour = RGBColor(r, g, b);
             let n = pop.slots.len() as f64;
             let points = pop.slots.iter().enumerate().filter_map(|(k, s)| {
                 // A slot is drawn at its end; the filling one at "now".

@@ -9,7 +9,7 @@
 use edgeshop_e2e::metrics::{Scrape, scrape};
 use edgeshop_e2e::platform::Platform;
 use edgeshop_e2e::{
-    Client, Purpose, TempDir, browse, get, request_as, root, start_origin_on_seed, start_pop,
+    Client, Purpose, TempDir, browse, get, request_as, root, start_origin_on_seed, start_pop_with,
     wait_ready,
 };
 use std::time::{Duration, Instant};
@@ -48,9 +48,51 @@ fn delta(before: &Scrape, after: &Scrape, name: &str, labels: &[(&str, &str)]) -
     after.sum(name, labels) - before.sum(name, labels)
 }
 
+/// Prometheus as `cargo xtask test` found it (`EDGESHOP_PROMETHEUS`, with
+/// promtool beside it); `None` when run by hand without it.
+fn prometheus_or_skip() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("EDGESHOP_PROMETHEUS")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    if found.is_none() {
+        eprintln!(
+            "skipped the Prometheus parts: EDGESHOP_PROMETHEUS is not set (cargo xtask test sets it)"
+        );
+    }
+    found
+}
+
+#[test]
+fn the_slo_rules_load_and_pass_their_unit_tests() {
+    let Some(prometheus) = prometheus_or_skip() else {
+        return;
+    };
+    let promtool = prometheus.with_file_name("promtool");
+    let dir = root().join("observability/prometheus");
+    for args in [
+        &["check", "rules", "slo.rules.yml"][..],
+        &["test", "rules", "slo.test.yml"],
+    ] {
+        let out = std::process::Command::new(&promtool)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_process_serves_metrics_that_follow_a_scripted_workload() {
-    let mut platform = Platform::up("observe", &[]).await;
+    let observe = prometheus_or_skip().is_some();
+    let args: &[&str] = if observe { &["--observe"] } else { &[] };
+    let mut platform = Platform::up("observe", args).await;
     let t = platform.topology.clone();
     let url = |part: &str| t[part]["url"].as_str().unwrap().to_string();
     let (fd, origin, paysim) = (url("front_door"), url("origin"), url("payments"));
@@ -316,6 +358,48 @@ async fn every_process_serves_metrics_that_follow_a_scripted_workload() {
     assert_eq!(html.matches("<svg").count(), 5);
     assert!(!html.contains("<script"));
 
+    // With --observe: Prometheus scrapes all six processes and records the
+    // SLO ratios from what they served.
+    if observe {
+        let prom = url("prometheus");
+        let query = |q: &'static str| {
+            let prom = prom.clone();
+            async move {
+                let r = get(&format!(
+                    "{prom}/api/v1/query?query={}",
+                    form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+                ))
+                .await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.json()["data"]["result"].as_array().unwrap().clone()
+            }
+        };
+        let started = Instant::now();
+        loop {
+            let up = query("up == 1").await;
+            let slo = query("edgeshop:slo_errors:ratio_rate5m").await;
+            if up.len() == 6 && slo.iter().any(|s| s["metric"]["slo"] == "catalog") {
+                let jobs: std::collections::BTreeSet<_> = up
+                    .iter()
+                    .map(|s| s["metric"]["job"].as_str().unwrap().to_string())
+                    .collect();
+                assert_eq!(
+                    jobs.into_iter().collect::<Vec<_>>(),
+                    ["frontdoor", "origin", "paysim", "pop"]
+                );
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "Prometheus: up {up:?}, catalog SLO {slo:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let rules = get(&format!("{prom}/api/v1/rules")).await.json();
+        let groups = rules["data"]["groups"].as_array().unwrap();
+        assert!(groups.len() >= 4, "{rules}");
+    }
+
     assert!(platform.terminate(Duration::from_secs(15)).await);
 }
 
@@ -324,12 +408,17 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
     let dir = TempDir::new("observe-lag");
     let origin = start_origin_on_seed(&dir.0, &[]);
     // Pulling, not pushed: the PoP asks where the primary is every
-    // 500 ms, so a primary that stops answering shows at once.
-    let pop = start_pop(
+    // 500 ms, so a primary that stops answering shows at once. Its log is
+    // JSON, with the access log on.
+    let pop = start_pop_with(
         &root().join("spin.toml"),
         &origin.url,
         &dir.0.join("pop"),
         &["--pull-only"],
+        &[
+            ("EDGESHOP_LOG_FORMAT", "json".to_string()),
+            ("EDGESHOP_LOG", "info,access=info".to_string()),
+        ],
     )
     .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
     wait_ready(&pop).await;

@@ -8,6 +8,7 @@ mod bench;
 mod browser;
 mod build;
 mod keys;
+mod observe;
 mod pictures;
 mod platform;
 mod private;
@@ -79,6 +80,10 @@ enum Cmd {
         /// shared build).
         #[arg(long, value_enum, default_value = "origin")]
         primary: up::PrimaryKind,
+        /// Also run Prometheus (Debian's, unpacked into the tool cache)
+        /// scraping every process, with the SLO rules and alerts.
+        #[arg(long)]
+        observe: bool,
     },
     /// Token signing keys for the embedded default: status, generate, rotate.
     Keys {
@@ -236,7 +241,8 @@ fn main() -> Result<()> {
             spin,
             workers,
             primary,
-        } => up::run(no_build, spin, workers, primary)?,
+            observe,
+        } => up::run(no_build, spin, workers, primary, observe)?,
         Cmd::Keys { action } => match action.unwrap_or(KeysAction::Status) {
             KeysAction::Status => keys::status()?,
             KeysAction::Generate { force } => keys::generate(force)?,
@@ -280,6 +286,7 @@ fn test() -> Result<()> {
     }
     let workers = workers::tools()?;
     let browser = browser::tools()?;
+    let prometheus = observe::tools()?;
     build::components(&tc)?;
     workers::build(&workers)?;
     build::host()?;
@@ -317,6 +324,8 @@ fn test() -> Result<()> {
             ("EDGESHOP_CHROMIUM", browser.chromium.as_os_str()),
             ("EDGESHOP_CHROMEDRIVER", browser.chromedriver.as_os_str()),
             ("EDGESHOP_AXE", browser.axe.as_os_str()),
+            // `up --observe` and the SLO rules' promtool tests.
+            ("EDGESHOP_PROMETHEUS", prometheus.prometheus.as_os_str()),
         ],
     )?;
     // Real time with real clients: quiet spells and restarts under

@@ -67,6 +67,9 @@ struct Topology {
     objects: Endpoint,
     front_door: Endpoint,
     pops: Vec<PopEndpoint>,
+    /// Prometheus, with `--observe`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prometheus: Option<Endpoint>,
 }
 
 #[derive(Debug, Serialize)]
@@ -198,6 +201,42 @@ impl Service {
                 bail!("{name} did not start within {limit:?} (see its log)")
             }
         }
+    }
+
+    /// Starts `cmd`, a server that announces nothing on stdout, and waits
+    /// until `url` answers `ready_path` with 200; its output goes to `log`.
+    pub fn start_polling(
+        name: &str,
+        mut cmd: Command,
+        url: &str,
+        ready_path: &str,
+        log: Option<&Path>,
+        limit: Duration,
+    ) -> Result<Service> {
+        let (out, err) = match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                (Stdio::from(file.try_clone()?), Stdio::from(file))
+            }
+            None => (Stdio::null(), Stdio::inherit()),
+        };
+        cmd.stdout(out).stderr(err);
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        let mut service = Service {
+            name: name.to_string(),
+            url: url.to_string(),
+            child,
+            group: false,
+        };
+        if let Err(e) = wait_ok(url, ready_path, limit) {
+            service.kill();
+            return Err(e.context(format!("{name} did not become ready (see its log)")));
+        }
+        Ok(service)
     }
 
     /// `host:port`, to start a successor on the same address.
@@ -418,6 +457,11 @@ pub const HEALTH_PATH: &str = "/.well-known/spin/health";
 /// Waits (at most `limit`) until a server's health endpoint answers 200:
 /// for a PoP, until its replica has bootstrapped.
 pub fn wait_ready(url: &str, limit: Duration) -> Result<()> {
+    wait_ok(url, HEALTH_PATH, limit)
+}
+
+/// Waits (at most `limit`) until `GET path` at `url` answers 200.
+fn wait_ok(url: &str, path: &str, limit: Duration) -> Result<()> {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
     let deadline = Instant::now() + limit;
@@ -426,7 +470,7 @@ pub fn wait_ready(url: &str, limit: Duration) -> Result<()> {
             s.set_read_timeout(Some(Duration::from_secs(2)))?;
             write!(
                 s,
-                "GET {HEALTH_PATH} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
             )?;
             let mut head = [0u8; 12];
             s.read_exact(&mut head)?;
@@ -456,7 +500,13 @@ pub enum PrimaryKind {
     Sqld,
 }
 
-pub fn run(no_build: bool, spin: bool, workers: bool, primary: PrimaryKind) -> Result<()> {
+pub fn run(
+    no_build: bool,
+    spin: bool,
+    workers: bool,
+    primary: PrimaryKind,
+    observe: bool,
+) -> Result<()> {
     let sqld = match primary {
         PrimaryKind::Origin => None,
         PrimaryKind::Sqld => Some(setup::sqld()?.context(
@@ -471,6 +521,7 @@ pub fn run(no_build: bool, spin: bool, workers: bool, primary: PrimaryKind) -> R
         );
     }
     let workers = workers.then(crate::workers::tools).transpose()?;
+    let observer = observe.then(crate::observe::tools).transpose()?;
     if !no_build {
         let tc = setup::run()?;
         build::components(&tc)?;
@@ -505,7 +556,20 @@ pub fn run(no_build: bool, spin: bool, workers: bool, primary: PrimaryKind) -> R
         &crate::pictures::make()?,
     )?;
 
+    let prometheus = match &observer {
+        Some(tools) => {
+            say("starting Prometheus on every process's /metrics, with the SLO rules");
+            Some(crate::observe::start(
+                tools,
+                &scrape_jobs(&platform, matches!(engine, Engine::EdgeHost)),
+                &state_dir().join("prometheus"),
+            )?)
+        }
+        None => None,
+    };
+
     let topology = Topology {
+        prometheus: prometheus.as_ref().map(|p| Endpoint { url: p.url.clone() }),
         origin: Endpoint {
             url: platform.origin.url.clone(),
         },
@@ -574,6 +638,16 @@ pub fn run(no_build: bool, spin: bool, workers: bool, primary: PrimaryKind) -> R
     );
     for p in &topology.pops {
         println!("  pop {:<4} {}   ({})", p.name, p.url, p.engine);
+    }
+    println!(
+        "  status  {}/.well-known/edgeshop/status   (every PoP's traffic, drawn)",
+        topology.front_door.url
+    );
+    if let Some(p) = &topology.prometheus {
+        println!(
+            "  prometheus {}   (scraping every process; SLO rules and alerts loaded)",
+            p.url
+        );
     }
     if platform.worker.is_some() {
         println!(
@@ -645,9 +719,42 @@ pub fn run(no_build: bool, spin: bool, workers: bool, primary: PrimaryKind) -> R
         std::thread::sleep(Duration::from_millis(200));
     }
     say("stopping PoPs and origin");
+    drop(prometheus);
     drop(platform);
     let _ = std::fs::remove_file(&topo_path);
     Ok(())
+}
+
+/// What Prometheus scrapes: every process that serves `/metrics`, by role.
+/// (Spin PoPs, the Workers twin and the object store serve none.)
+fn scrape_jobs(platform: &Platform, edge_hosts: bool) -> Vec<crate::observe::Job> {
+    use crate::observe::Job;
+    let at = |url: &str| url.trim_start_matches("http://").to_string();
+    let mut jobs = vec![
+        Job {
+            name: "frontdoor",
+            targets: vec![("front-door".into(), at(&platform.front_door.url))],
+        },
+        Job {
+            name: "origin",
+            targets: vec![("origin".into(), at(&platform.origin.url))],
+        },
+        Job {
+            name: "paysim",
+            targets: vec![("paysim".into(), at(&platform.paysim.url))],
+        },
+    ];
+    if edge_hosts {
+        jobs.push(Job {
+            name: "pop",
+            targets: platform
+                .pops
+                .iter()
+                .map(|p| (p.config.name.clone(), at(&p.service.url)))
+                .collect(),
+        });
+    }
+    jobs
 }
 
 #[cfg(test)]
