@@ -1,6 +1,7 @@
 //! edge-host: the edgeshop PoP runtime. Serves a Spin app (`spin.toml`)
 //! on wasmtime, one instance per PoP.
 
+mod access;
 mod app;
 mod bindings;
 mod capabilities;
@@ -156,9 +157,12 @@ fn main() -> Result<()> {
     }
     // The `libsql` client's gRPC replication logs every pull's handshake
     // at info (ten a second per replica against sqld).
-    // The access log (target `access`) is off unless asked for:
-    // `EDGESHOP_LOG=info,access=info`.
-    edgeshop_telemetry::init("info,access=off,wasmtime_wasi_http=warn,libsql::replication=warn");
+    // The access log is off unless asked for:
+    // `EDGESHOP_LOG=info,edge_host::access=info`.
+    let _telemetry = edgeshop_telemetry::init(
+        "edgeshop-edge-host",
+        "info,edge_host::access=off,wasmtime_wasi_http=warn,libsql::replication=warn",
+    );
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -132,6 +132,9 @@ pub struct PopMetrics {
     collapsed: Counter,
     ratelimit: Family<PolicyLabels, Counter>,
     policies: Bounded,
+    /// `EDGESHOP_METRICS=off` stops counting requests: only for
+    /// measuring what counting costs (`cargo xtask bench`).
+    counting: bool,
 }
 
 impl PopMetrics {
@@ -171,12 +174,16 @@ impl PopMetrics {
             collapsed,
             ratelimit,
             policies: Bounded::new(MAX_POLICIES),
+            counting: std::env::var("EDGESHOP_METRICS").map_or(true, |v| v != "off"),
         }
     }
 
     /// Counts one answered request: `route` is the manifest's pattern, or
     /// the host's own name for what it answered itself.
     pub fn observe(&self, route: &str, status: u16, headers: &HeaderMap, elapsed: Duration) {
+        if !self.counting {
+            return;
+        }
         self.http
             .observe(&self.routes.label(route), status, elapsed);
         if let Some((observed, collapsed)) = headers

@@ -120,16 +120,44 @@ impl Server {
         Ok(())
     }
 
-    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<WasiBody> {
+    async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<WasiBody> {
+        use tracing::Instrument;
         let started = std::time::Instant::now();
-        let mut route = route::UNMATCHED;
-        let resp = self.dispatch(req, peer, &mut route).await;
-        self.metrics.observe(
-            route,
-            resp.status().as_u16(),
-            resp.headers(),
-            started.elapsed(),
+        let span = edgeshop_telemetry::server_span!(
+            req.headers(),
+            edgeshop.pop = %self.pop,
+            http.request.method = %req.method(),
+            url.path = %req.uri().path(),
+            http.route = tracing::field::Empty,
         );
+        if !span.is_disabled() {
+            // The guests pass `traceparent` on to the origin: its parent
+            // is then this PoP's span, not the front door's.
+            edgeshop_telemetry::trace::pass_on(&span, req.headers_mut());
+        }
+        let method = req.method().clone();
+        // Read only when someone listens: it copies the request line.
+        let access = crate::access::on().then(|| crate::access::Seen::of(&req));
+        let mut route = route::UNMATCHED;
+        let resp = self
+            .dispatch(req, peer, &mut route)
+            .instrument(span.clone())
+            .await;
+        let elapsed = started.elapsed();
+        let status = resp.status().as_u16();
+        if !span.is_disabled() {
+            span.record("http.route", route);
+            edgeshop_telemetry::trace::rename(&span, format!("{method} {route}"));
+            span.record("http.response.status_code", status);
+        }
+        self.metrics.observe(route, status, resp.headers(), elapsed);
+        if let Some(seen) = access {
+            // Inside the request's span, so a JSON line carries its trace
+            // and span ids.
+            span.in_scope(|| {
+                crate::access::log(&self.pop, peer.ip(), &seen, route, status, elapsed)
+            });
+        }
         resp
     }
 

@@ -165,9 +165,25 @@ impl FrontDoor {
             _ => {}
         }
         let started = Instant::now();
-        let (pop, resp) = self.forward(req, peer).await;
+        // The trace starts here, or continues the client's.
+        let span = edgeshop_telemetry::server_span!(
+            req.headers(),
+            http.request.method = %req.method(),
+            url.path = %req.uri().path(),
+            edgeshop.pop = tracing::field::Empty,
+        );
+        let method = req.method().clone();
+        let (pop, resp) =
+            tracing::Instrument::instrument(self.forward(req, peer, &span), span.clone()).await;
         let elapsed = started.elapsed();
         let status = resp.status().as_u16();
+        if !span.is_disabled() {
+            edgeshop_telemetry::trace::rename(&span, method.to_string());
+            span.record("http.response.status_code", status);
+            if let Some(pop) = pop {
+                span.record("edgeshop.pop", pop.entry.name.as_str());
+            }
+        }
         let hit = resp
             .headers()
             .get("cache-status")
@@ -199,6 +215,7 @@ impl FrontDoor {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
+        span: &tracing::Span,
     ) -> (Option<&Pop>, Response<Body>) {
         let region = req
             .headers()
@@ -244,6 +261,10 @@ impl FrontDoor {
         }
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             parts.headers.insert("x-forwarded-for", v);
+        }
+        if !span.is_disabled() {
+            // The PoP's span is a child of this one.
+            edgeshop_telemetry::trace::pass_on(span, &mut parts.headers);
         }
         let idempotent = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
         let healthy: Vec<bool> = self
@@ -432,7 +453,7 @@ fn problem(p: Problem) -> Response<Body> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    edgeshop_telemetry::init("info");
+    let _telemetry = edgeshop_telemetry::init("edgeshop-front-door", "info");
     let args = Args::parse();
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;

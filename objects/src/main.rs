@@ -80,7 +80,7 @@ impl S3Access for Policy {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    edgeshop_telemetry::init("info");
+    let _telemetry = edgeshop_telemetry::init("edgeshop-objects", "info");
     let args = Args::parse();
     let text = std::fs::read_to_string(&args.keys)
         .with_context(|| format!("reading {}", args.keys.display()))?;

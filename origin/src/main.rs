@@ -410,7 +410,7 @@ async fn main() -> Result<()> {
     if argv.get(1).map(String::as_str) == Some(vendor::isolate::CHILD_ARG) {
         vendor::isolate::child_main(&argv[2..]);
     }
-    edgeshop_telemetry::init("info");
+    let _telemetry = edgeshop_telemetry::init("edgeshop-origin", "info");
     let args = Args::parse();
     anyhow::ensure!(
         args.token.len() >= 16,
@@ -777,10 +777,23 @@ fn answer_response(a: checkout::Answer) -> Response<Body> {
 
 impl Origin {
     async fn handle(&self, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
+        use tracing::Instrument;
         let started = std::time::Instant::now();
-        let (route, resp) = self.dispatch(req, peer).await;
-        self.metrics
-            .observe(route, resp.status().as_u16(), started.elapsed());
+        let span = edgeshop_telemetry::server_span!(
+            req.headers(),
+            http.request.method = %req.method(),
+            url.path = %req.uri().path(),
+            http.route = tracing::field::Empty,
+        );
+        let method = req.method().clone();
+        let (route, resp) = self.dispatch(req, peer).instrument(span.clone()).await;
+        let status = resp.status().as_u16();
+        if !span.is_disabled() {
+            span.record("http.route", route);
+            edgeshop_telemetry::trace::rename(&span, format!("{method} {route}"));
+            span.record("http.response.status_code", status);
+        }
+        self.metrics.observe(route, status, started.elapsed());
         resp
     }
 

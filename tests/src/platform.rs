@@ -19,11 +19,17 @@ impl Platform {
     /// Starts `xtask up --no-build` with `args` and waits until it has
     /// written its topology.
     pub async fn up(tag: &str, args: &[&str]) -> Platform {
+        Platform::up_with_env(tag, args, &[]).await
+    }
+
+    /// [`Platform::up`], with `env` set for xtask and everything it starts.
+    pub async fn up_with_env(tag: &str, args: &[&str], env: &[(&str, &str)]) -> Platform {
         let state = TempDir::new(tag);
         let log_path = state.0.join("xtask.log");
         let mut child = Command::new(binary("xtask"))
             .args(["up", "--no-build"])
             .args(args)
+            .envs(env.iter().copied())
             .env("EDGESHOP_STATE_DIR", &state.0)
             // Its own process group: Ctrl-C reaches everything it started.
             .process_group(0)

@@ -44,6 +44,10 @@ async fn call(
     .await
 }
 
+/// One platform at a time: two on two cores would make the rate limiter's
+/// refill and every wait a race.
+static ONE_PLATFORM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn delta(before: &Scrape, after: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     after.sum(name, labels) - before.sum(name, labels)
 }
@@ -90,6 +94,7 @@ fn the_slo_rules_load_and_pass_their_unit_tests() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_process_serves_metrics_that_follow_a_scripted_workload() {
+    let _turn = ONE_PLATFORM.lock().await;
     let observe = prometheus_or_skip().is_some();
     let args: &[&str] = if observe { &["--observe"] } else { &[] };
     let mut platform = Platform::up("observe", args).await;
@@ -231,47 +236,7 @@ async fn every_process_serves_metrics_that_follow_a_scripted_workload() {
     .await;
     assert_eq!(signup.status, 201, "{}", signup.text());
     let token = signup.json()["access_token"].as_str().unwrap().to_string();
-    let product = call(
-        &fd,
-        "GET",
-        "/api/v1/products/1",
-        "eu",
-        None,
-        serde_json::Value::Null,
-    )
-    .await
-    .json();
-    let started = Instant::now();
-    let order = loop {
-        let r = request_as(
-            Client::Chromium,
-            Purpose::SendJson,
-            "POST",
-            &format!("{fd}/api/v1/checkout"),
-            &[
-                ("edgeshop-client-region", "eu"),
-                ("authorization", &format!("Bearer {token}")),
-                ("idempotency-key", "observe-checkout-1"),
-            ],
-            serde_json::to_vec(&serde_json::json!({
-                "items": [{"product_id": 1, "quantity": 1,
-                           "unit_price_minor": product["price"]["amount"]}],
-                "shipping_address": {"name": "O. Server", "line1": "1 Main St",
-                                     "city": "Frankfurt", "postal_code": "60311", "country": "DE"},
-                "payment_method": "pm_card_visa",
-            }))
-            .unwrap(),
-        )
-        .await;
-        match r.status {
-            201 => break r.json(),
-            // The account reaches the origin's identity replica first.
-            503 | 401 if started.elapsed() < Duration::from_secs(10) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            _ => panic!("checkout: {} {}", r.status, r.text()),
-        }
-    };
+    let order = checkout(&fd, &token, "observe-checkout-1", 1, &[]).await;
     assert_eq!(order["status"], "completed", "{order}");
     let (origin1, paysim1) = (scrape(&origin).await, scrape(&paysim).await);
     for step in [
@@ -417,7 +382,7 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
         &["--pull-only"],
         &[
             ("EDGESHOP_LOG_FORMAT", "json".to_string()),
-            ("EDGESHOP_LOG", "info,access=info".to_string()),
+            ("EDGESHOP_LOG", "info,edge_host::access=info".to_string()),
         ],
     )
     .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
@@ -457,6 +422,27 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
         200
     );
 
+    // Every line of the log is one JSON event; the read above is in the
+    // access log with its route, status and client, and no query string.
+    pop.wait_log(r#""url.path":"/api/v1/products/1""#).await;
+    let log = pop.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(events.len() > 3, "{log}");
+    assert!(
+        events.iter().any(|e| e["target"] == "edge_host::access"
+            && e["url.path"] == "/api/v1/products/1"
+            && e["http.route"] == "/api/v1/..."
+            && e["http.request.method"] == "GET"
+            && e["http.response.status_code"] == 200
+            && e["client.address"] == "127.0.0.1"
+            && e["duration_ms"].is_f64()),
+        "{log}"
+    );
+
     let resumed = Instant::now();
     loop {
         let m = scrape(&pop.url).await;
@@ -480,4 +466,283 @@ fn signal(pid: u32, name: &str) {
         .expect("kill")
         .success();
     assert!(ok, "kill -{name} {pid}");
+}
+
+/// An OTLP/HTTP receiver (JSON encoding), as a collector would be: every
+/// span it is sent, with its service's name.
+struct Receiver {
+    url: String,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = spans.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let store = store.clone();
+                            async move {
+                                let path = req.uri().path().to_string();
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                assert_eq!(path, "/v1/traces");
+                                let export: serde_json::Value =
+                                    serde_json::from_slice(&body).unwrap();
+                                let mut store = store.lock().unwrap();
+                                for rs in export["resourceSpans"].as_array().unwrap() {
+                                    let service = rs["resource"]["attributes"]
+                                        .as_array()
+                                        .unwrap()
+                                        .iter()
+                                        .find(|a| a["key"] == "service.name")
+                                        .map(|a| a["value"]["stringValue"].as_str().unwrap())
+                                        .unwrap()
+                                        .to_string();
+                                    for ss in rs["scopeSpans"].as_array().unwrap() {
+                                        for span in ss["spans"].as_array().unwrap() {
+                                            store.push((service.clone(), span.clone()));
+                                        }
+                                    }
+                                }
+                                Ok::<_, std::convert::Infallible>(
+                                    http::Response::builder()
+                                        .header("content-type", "application/json")
+                                        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                                            b"{}",
+                                        )))
+                                        .unwrap(),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver { url, spans, task }
+    }
+
+    /// The spans of trace `id` received so far, with their services.
+    fn trace(&self, id: &str) -> Vec<(String, serde_json::Value)> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| {
+                s["traceId"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(id))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
+    let _turn = ONE_PLATFORM.lock().await;
+    let receiver = Receiver::start().await;
+    let mut platform = Platform::up_with_env(
+        "observe-trace",
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.as_str()),
+            // Batches leave every 100 ms instead of every 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
+    .await;
+    let fd = platform.topology["front_door"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let signup = call(
+        &fd,
+        "POST",
+        "/api/v1/auth/signup",
+        "eu",
+        None,
+        serde_json::json!({"email": "tracer@example.com", "password": "a long enough password"}),
+    )
+    .await;
+    assert_eq!(signup.status, 201, "{}", signup.text());
+    let token = signup.json()["access_token"].as_str().unwrap().to_string();
+
+    // The client starts the trace (as a browser's instrumentation would).
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace_id}-{client_span}-01");
+    let order = checkout(
+        &fd,
+        &token,
+        "trace-checkout-1",
+        3,
+        &[("traceparent", &traceparent)],
+    )
+    .await;
+    assert_eq!(order["status"], "completed", "{order}");
+
+    // Every hop's spans arrive, in one trace.
+    let wanted = [
+        "edgeshop-front-door",
+        "edgeshop-edge-host",
+        "edgeshop-origin",
+        "edgeshop-paysim",
+    ];
+    let steps = [
+        "reserve_stock",
+        "authorise_payment",
+        "confirm_order",
+        "capture_payment",
+    ];
+    let started = Instant::now();
+    let spans = loop {
+        let spans = receiver.trace(trace_id);
+        let services: std::collections::BTreeSet<&str> =
+            spans.iter().map(|(s, _)| s.as_str()).collect();
+        let names: Vec<&str> = spans
+            .iter()
+            .map(|(_, s)| s["name"].as_str().unwrap())
+            .collect();
+        if wanted.iter().all(|w| services.contains(w))
+            && steps.iter().all(|s| names.contains(s))
+            && names.iter().filter(|n| n.contains("capture")).count() >= 3
+        {
+            break spans;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the trace is incomplete: {services:?} {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let by_id: std::collections::HashMap<&str, &(String, serde_json::Value)> = spans
+        .iter()
+        .map(|s| (s.1["spanId"].as_str().unwrap(), s))
+        .collect();
+    let parent_of = |span: &serde_json::Value| {
+        let id = span["parentSpanId"].as_str().unwrap_or("");
+        by_id
+            .get(id)
+            .map(|(service, p)| (service.as_str(), p["name"].as_str().unwrap()))
+    };
+    let find = |service: &str, name: &str| {
+        spans
+            .iter()
+            .find(|(s, span)| s == service && span["name"].as_str().unwrap().contains(name))
+            .map(|(_, span)| span)
+            .unwrap_or_else(|| panic!("no {name} span from {service}: {spans:#?}"))
+    };
+    // The front door continues the client's span; each hop is a child of
+    // the one before it.
+    let door = find("edgeshop-front-door", "POST");
+    assert_eq!(door["parentSpanId"], client_span, "{door}");
+    let pop = find("edgeshop-edge-host", "POST /api/v1/checkout");
+    assert_eq!(parent_of(pop), Some(("edgeshop-front-door", "POST")));
+    let origin = find("edgeshop-origin", "POST checkout");
+    assert_eq!(
+        parent_of(origin),
+        Some(("edgeshop-edge-host", "POST /api/v1/checkout"))
+    );
+    for step in steps {
+        let span = find("edgeshop-origin", step);
+        assert!(
+            matches!(parent_of(span), Some(("edgeshop-origin", _))),
+            "{step}: {span}"
+        );
+    }
+    let call = find("edgeshop-origin", "POST capture");
+    assert_eq!(
+        parent_of(call),
+        Some(("edgeshop-origin", "capture_payment"))
+    );
+    let provider = find("edgeshop-paysim", "POST capture");
+    assert_eq!(
+        parent_of(provider),
+        Some(("edgeshop-origin", "POST capture"))
+    );
+    // Every span of the trace hangs off another of it, or off the client.
+    for (service, span) in &spans {
+        let parent = span["parentSpanId"].as_str().unwrap_or("");
+        assert!(
+            parent == client_span || by_id.contains_key(parent),
+            "{service} {span}"
+        );
+    }
+    assert!(platform.terminate(Duration::from_secs(15)).await);
+}
+
+/// One checkout of one `product` through the front door from Frankfurt,
+/// as a browser's script posts it, with `extra` fields; its order.
+async fn checkout(
+    fd: &str,
+    token: &str,
+    key: &str,
+    product: i64,
+    extra: &[(&str, &str)],
+) -> serde_json::Value {
+    let price = call(
+        fd,
+        "GET",
+        &format!("/api/v1/products/{product}"),
+        "eu",
+        None,
+        serde_json::Value::Null,
+    )
+    .await
+    .json()["price"]["amount"]
+        .clone();
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![
+        ("edgeshop-client-region", "eu"),
+        ("authorization", auth.as_str()),
+        ("idempotency-key", key),
+    ];
+    headers.extend_from_slice(extra);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "items": [{"product_id": product, "quantity": 1, "unit_price_minor": price}],
+        "shipping_address": {"name": "O. Server", "line1": "1 Main St",
+                             "city": "Frankfurt", "postal_code": "60311", "country": "DE"},
+        "payment_method": "pm_card_visa",
+    }))
+    .unwrap();
+    let started = Instant::now();
+    loop {
+        let r = request_as(
+            Client::Chromium,
+            Purpose::SendJson,
+            "POST",
+            &format!("{fd}/api/v1/checkout"),
+            &headers,
+            body.clone(),
+        )
+        .await;
+        match r.status {
+            201 => return r.json(),
+            // The account reaches the origin's identity replica first.
+            503 | 401 if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => panic!("checkout: {} {}", r.status, r.text()),
+        }
+    }
 }

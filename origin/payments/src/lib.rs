@@ -157,3 +157,41 @@ pub trait PaymentProvider: Send + Sync {
         order_id: &str,
     ) -> impl Future<Output = Result<Vec<PaymentIntent>, PayError>> + Send;
 }
+
+/// What an API call does, never its ids: the simulator's metrics label
+/// and the client's span name.
+pub fn operation(method: &http::Method, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        (_, ["_sim", ..]) => "admin",
+        ("POST", ["v1", "payment_intents"]) => "create",
+        ("GET", ["v1", "payment_intents"]) => "list",
+        ("GET", ["v1", "payment_intents", "search"]) => "search",
+        ("GET", ["v1", "payment_intents", _]) => "retrieve",
+        ("POST", ["v1", "payment_intents", _, "confirm"]) => "confirm",
+        ("POST", ["v1", "payment_intents", _, "capture"]) => "capture",
+        ("POST", ["v1", "payment_intents", _, "cancel"]) => "cancel",
+        ("POST", ["v1", "refunds"]) => "refund",
+        ("GET", ["metrics"]) => "metrics",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_labelled_by_operation_never_by_id() {
+        let (post, get) = (http::Method::POST, http::Method::GET);
+        assert_eq!(operation(&post, "/v1/payment_intents"), "create");
+        assert_eq!(
+            operation(&post, "/v1/payment_intents/pi_1/capture"),
+            "capture"
+        );
+        assert_eq!(operation(&get, "/v1/payment_intents/pi_1"), "retrieve");
+        assert_eq!(operation(&get, "/v1/payment_intents/search"), "search");
+        assert_eq!(operation(&post, "/_sim/faults"), "admin");
+        assert_eq!(operation(&get, "/v1/customers/cus_1"), "other");
+    }
+}

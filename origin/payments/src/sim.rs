@@ -161,24 +161,6 @@ impl Metrics {
     }
 }
 
-/// The `route` label of an API call: its operation, never its ids.
-fn operation(method: &http::Method, path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (method.as_str(), segments.as_slice()) {
-        (_, ["_sim", ..]) => "admin",
-        ("POST", ["v1", "payment_intents"]) => "create",
-        ("GET", ["v1", "payment_intents"]) => "list",
-        ("GET", ["v1", "payment_intents", "search"]) => "search",
-        ("GET", ["v1", "payment_intents", _]) => "retrieve",
-        ("POST", ["v1", "payment_intents", _, "confirm"]) => "confirm",
-        ("POST", ["v1", "payment_intents", _, "capture"]) => "capture",
-        ("POST", ["v1", "payment_intents", _, "cancel"]) => "cancel",
-        ("POST", ["v1", "refunds"]) => "refund",
-        ("GET", ["metrics"]) => "metrics",
-        _ => "other",
-    }
-}
-
 struct StatsCollector(std::sync::Weak<Simulator>);
 
 impl std::fmt::Debug for StatsCollector {
@@ -321,10 +303,16 @@ impl Simulator {
 
     async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let started = std::time::Instant::now();
-        let route = self
-            .metrics
-            .operations
-            .label(operation(req.method(), req.uri().path()));
+        let operation = crate::operation(req.method(), req.uri().path());
+        let route = self.metrics.operations.label(operation);
+        let span = edgeshop_telemetry::server_span!(
+            req.headers(),
+            http.request.method = %req.method(),
+            http.route = operation,
+        );
+        if !span.is_disabled() {
+            edgeshop_telemetry::trace::rename(&span, format!("{} {operation}", req.method()));
+        }
         let resp = if req.uri().path() == edgeshop_telemetry::metrics::PATH {
             let text = edgeshop_telemetry::metrics::encode(&self.metrics.registry);
             let mut r = Response::new(Full::new(Bytes::from(text)));
@@ -334,8 +322,9 @@ impl Simulator {
             );
             r
         } else {
-            self.api(req).await
+            tracing::Instrument::instrument(self.api(req), span.clone()).await
         };
+        span.record("http.response.status_code", resp.status().as_u16());
         self.metrics
             .http
             .observe(&route, resp.status().as_u16(), started.elapsed());
@@ -962,23 +951,4 @@ fn response(status: u16, body: Bytes) -> Response<Full<Bytes>> {
 fn error(status: u16, kind: &str, code: &str, message: &str) -> Response<Full<Bytes>> {
     let (status, body) = json_error(status, kind, code, message);
     response(status, body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn calls_are_labelled_by_operation_never_by_id() {
-        let (post, get) = (http::Method::POST, http::Method::GET);
-        assert_eq!(operation(&post, "/v1/payment_intents"), "create");
-        assert_eq!(
-            operation(&post, "/v1/payment_intents/pi_1/capture"),
-            "capture"
-        );
-        assert_eq!(operation(&get, "/v1/payment_intents/pi_1"), "retrieve");
-        assert_eq!(operation(&get, "/v1/payment_intents/search"), "search");
-        assert_eq!(operation(&post, "/_sim/faults"), "admin");
-        assert_eq!(operation(&get, "/v1/customers/cus_1"), "other");
-    }
 }

@@ -105,7 +105,7 @@ impl Client {
             Bytes::from(s.finish())
         };
         let mut req = http::Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(format!("{}{path}", self.config.base_url))
             .header(
                 http::header::AUTHORIZATION,
@@ -120,29 +120,44 @@ impl Client {
         if let Some(key) = idempotency_key {
             req = req.header("idempotency-key", key);
         }
-        let req = req.body(Full::new(body)).map_err(|e| PayError::Refused {
+        let mut req = req.body(Full::new(body)).map_err(|e| PayError::Refused {
             status: 0,
             code: "bad_request".into(),
             message: e.to_string(),
         })?;
-        let exchange = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| PayError::Transient(format!("request failed: {}", chain(&e))))?;
-            let status = resp.status().as_u16();
-            let replayed = resp
-                .headers()
-                .get("idempotent-replayed")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-            let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| PayError::Transient(format!("reading the answer failed: {e}")))?
-                .to_bytes();
-            Ok::<_, PayError>((status, body, replayed))
+        let span = if edgeshop_telemetry::trace::enabled() {
+            let span = tracing::info_span!(
+                "payment provider",
+                otel.kind = "client",
+                otel.name = %format!("{method} {}", crate::operation(&method, path)),
+                http.request.method = %method,
+                server.address = %self.config.base_url,
+            );
+            edgeshop_telemetry::trace::pass_on(&span, req.headers_mut());
+            span
+        } else {
+            tracing::Span::none()
         };
+        let exchange = tracing::Instrument::instrument(
+            async {
+                let resp =
+                    self.http.request(req).await.map_err(|e| {
+                        PayError::Transient(format!("request failed: {}", chain(&e)))
+                    })?;
+                let status = resp.status().as_u16();
+                let replayed = resp
+                    .headers()
+                    .get("idempotent-replayed")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+                let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+                    .collect()
+                    .await
+                    .map_err(|e| PayError::Transient(format!("reading the answer failed: {e}")))?
+                    .to_bytes();
+                Ok::<_, PayError>((status, body, replayed))
+            },
+            span,
+        );
         let (status, body, replayed) = tokio::time::timeout(self.config.timeout, exchange)
             .await
             .map_err(|_| {

@@ -139,14 +139,25 @@ impl Checkout {
                 }
             }
             tokio::time::sleep(wait).await;
-            let attempt =
-                match tokio::time::timeout(self.step_timeout, self.run(step, &mut order)).await {
-                    Ok(a) => a,
-                    Err(_) => Attempt::transient(format!(
-                        "no result within {} ms",
-                        self.step_timeout.as_millis()
-                    )),
-                };
+            let span = tracing::info_span!(
+                "saga step",
+                otel.name = step.name(),
+                saga.step = step.name(),
+                saga.order = %order.id,
+                saga.outcome = tracing::field::Empty,
+            );
+            let attempt = match tokio::time::timeout(
+                self.step_timeout,
+                tracing::Instrument::instrument(self.run(step, &mut order), span.clone()),
+            )
+            .await
+            {
+                Ok(a) => a,
+                Err(_) => Attempt::transient(format!(
+                    "no result within {} ms",
+                    self.step_timeout.as_millis()
+                )),
+            };
             let attempts_before = order.saga.attempts;
             order.saga.record(step, attempt.outcome);
             if let Some(why) = attempt.reason.clone()
@@ -176,6 +187,7 @@ impl Checkout {
                 Outcome::Rejected => "failed",
             };
             self.metrics.step(step.name(), outcome);
+            span.record("saga.outcome", outcome);
             let detail = if attempt.detail.is_empty() {
                 outcome.to_string()
             } else {

@@ -149,7 +149,14 @@ async fn forward(
         "{}{target}",
         gateway::origin_url("checkout").await?
     ));
-    for name in ["authorization", "idempotency-key", "content-type"] {
+    // The trace context too, so the origin's spans join the PoP's trace.
+    for name in [
+        "authorization",
+        "idempotency-key",
+        "content-type",
+        "traceparent",
+        "tracestate",
+    ] {
         if let Some(v) = req.headers().get(name) {
             forward = forward.header(name, v);
         }

@@ -26,8 +26,15 @@ use vendor_core::Route;
 const WAIT: Duration = Duration::from_secs(10);
 /// Largest origin answer passed on (a listing page of 100 products).
 const MAX_ANSWER_BYTES: usize = 4 << 20;
-/// Request fields the origin needs.
-const FORWARDED: &[&str] = &["authorization", "content-type", "if-match"];
+/// Request fields the origin needs; the trace context too, so the
+/// origin's spans join the PoP's trace.
+const FORWARDED: &[&str] = &[
+    "authorization",
+    "content-type",
+    "if-match",
+    "traceparent",
+    "tracestate",
+];
 /// Answer fields a vendor's client needs.
 const PASSED_ON: &[&str] = &["content-type", "etag", "location", "retry-after", "allow"];
 

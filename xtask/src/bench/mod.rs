@@ -464,6 +464,51 @@ pub fn run(
             seconds,
             connections,
         )?);
+        // What the hit costs with the metrics taken out, and with every
+        // request traced and exported over OTLP (to a sink that answers
+        // 200): the price of seeing it run (docs/observability.md).
+        {
+            let mut cmd = bench_host(&catalog, &root().join("spin.toml"), &unreached_limits()?)?;
+            cmd.env("EDGESHOP_METRICS", "off");
+            let bare = Service::start("edge-host", cmd)?;
+            rows.push(measure(
+                &rt,
+                "GET /api/v1/products/{id}  cache hit, metrics off",
+                &bare.url,
+                &product_paths,
+                seconds,
+                connections,
+            )?);
+        }
+        {
+            let sink = rt.block_on(otlp_sink())?;
+            let mut cmd = bench_host(&catalog, &root().join("spin.toml"), &unreached_limits()?)?;
+            cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &sink);
+            let traced = Service::start("edge-host", cmd)?;
+            rows.push(measure(
+                &rt,
+                "GET /api/v1/products/{id}  cache hit, traced (OTLP)",
+                &traced.url,
+                &product_paths,
+                seconds,
+                connections,
+            )?);
+            drop(traced);
+            // As a busy deployment would run it: one trace in ten.
+            let mut cmd = bench_host(&catalog, &root().join("spin.toml"), &unreached_limits()?)?;
+            cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &sink)
+                .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+                .env("OTEL_TRACES_SAMPLER_ARG", "0.1");
+            let sampled = Service::start("edge-host", cmd)?;
+            rows.push(measure(
+                &rt,
+                "GET /api/v1/products/{id}  cache hit, traced, 1 in 10 sampled",
+                &sampled.url,
+                &product_paths,
+                seconds,
+                connections,
+            )?);
+        }
         // Every request a key the cache has not seen: a miss, a run of
         // the app, and a store.
         rows.push(measure(
@@ -1012,6 +1057,32 @@ fn zipf_ids(items: u64, s: f64, n: usize) -> Vec<u64> {
 fn warm_compile_cache(cmd: std::process::Command) -> Result<()> {
     drop(Service::start("warm-up", cmd)?);
     Ok(())
+}
+
+/// An OTLP/HTTP endpoint that takes every export and answers 200, on the
+/// bench's runtime; its URL.
+async fn otlp_sink() -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"{}")),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(url)
 }
 
 fn bench_host(

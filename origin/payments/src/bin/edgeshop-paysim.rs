@@ -52,7 +52,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    edgeshop_telemetry::init("info");
+    let _telemetry = edgeshop_telemetry::init("edgeshop-paysim", "info");
     let args = Args::parse();
     anyhow::ensure!(
         args.webhook_url.is_none() || !args.webhook_secret.is_empty(),

@@ -1,0 +1,158 @@
+//! Traces: W3C trace context (`traceparent`, `tracestate`) in and out of
+//! every process, and `tracing` spans exported as OpenTelemetry spans over
+//! OTLP/HTTP (JSON) when a collector is configured with the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`). With none,
+//! no exporter exists, [`enabled`] is false, and the request paths skip
+//! trace work altogether.
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Whether log lines are JSON, the only place span fields with the ids
+/// are read: otherwise recording them is work for nobody.
+static IDS_IN_LOGS: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn ids_in_logs(on: bool) {
+    IDS_IN_LOGS.store(on, Ordering::Relaxed);
+}
+
+/// Whether spans are exported: callers on a hot path skip making them
+/// (and leave `traceparent` as it came) when not.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Flushes what is still batched when the process ends normally.
+pub struct Guard(Option<SdkTracerProvider>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+fn configured() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
+}
+
+/// The OpenTelemetry layer for `service`, when a collector is configured.
+pub(crate) fn layer<S>(
+    service: &str,
+) -> Option<(
+    tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>,
+    Guard,
+)>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if !configured() {
+        return None;
+    }
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
+        .build()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("traces are not exported: the OTLP exporter failed to start: {e}");
+            return None;
+        }
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service.to_string())
+                .build(),
+        )
+        // Batched on the processor's own thread; bounded queue (2,048
+        // spans by default, the rest dropped, never blocking a request).
+        .with_batch_exporter(exporter)
+        .build();
+    let tracer = provider.tracer(service.to_string());
+    ENABLED.store(true, Ordering::Relaxed);
+    Some((
+        tracing_opentelemetry::layer().with_tracer(tracer),
+        Guard(Some(provider)),
+    ))
+}
+
+/// A guard for a process that exports nothing.
+pub(crate) fn no_guard() -> Guard {
+    Guard(None)
+}
+
+/// Makes `span` a child of the context `headers` carry, if any.
+pub fn continue_from(span: &tracing::Span, headers: &http::HeaderMap) {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let _ = span.set_parent(parent);
+}
+
+/// Writes `span`'s context into `headers` (`traceparent`, `tracestate`),
+/// replacing what was there: the next hop's parent is this span.
+pub fn pass_on(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    headers.remove("traceparent");
+    headers.remove("tracestate");
+    TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
+}
+
+/// Names `span` once what it is for is known (a route found after the
+/// span began). `otel.name` recorded late does not reach a span whose
+/// context was already made, so this goes to the OpenTelemetry span.
+pub fn rename(span: &tracing::Span, name: String) {
+    use opentelemetry::trace::TraceContextExt;
+    span.context().span().update_name(name);
+}
+
+/// Records `span`'s trace and span ids in its `trace_id` and `span_id`
+/// fields (declared empty), so JSON log lines inside it carry them.
+pub fn record_ids(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt;
+    if !IDS_IN_LOGS.load(Ordering::Relaxed) {
+        return;
+    }
+    let cx = span.context();
+    let ids = cx.span().span_context().clone();
+    if ids.is_valid() {
+        span.record("trace_id", ids.trace_id().to_string());
+        span.record("span_id", ids.span_id().to_string());
+    }
+}
+
+/// A server span for one request, continuing the caller's trace; disabled
+/// (and free) when nothing is exported.
+#[macro_export]
+macro_rules! server_span {
+    ($headers:expr, $($fields:tt)*) => {{
+        if $crate::trace::enabled() {
+            let span = ::tracing::info_span!(
+                "request",
+                otel.kind = "server",
+                otel.name = ::tracing::field::Empty,
+                http.response.status_code = ::tracing::field::Empty,
+                trace_id = ::tracing::field::Empty,
+                span_id = ::tracing::field::Empty,
+                $($fields)*
+            );
+            $crate::trace::continue_from(&span, $headers);
+            $crate::trace::record_ids(&span);
+            span
+        } else {
+            ::tracing::Span::none()
+        }
+    }};
+}
