@@ -121,40 +121,48 @@ impl Server {
     }
 
     async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<WasiBody> {
+        use edgeshop_telemetry::trace::{self, KeyValue};
         use tracing::Instrument;
         let started = std::time::Instant::now();
-        let span = edgeshop_telemetry::server_span!(
-            req.headers(),
-            edgeshop.pop = %self.pop,
-            http.request.method = %req.method(),
-            url.path = %req.uri().path(),
-            http.route = tracing::field::Empty,
-        );
-        if !span.is_disabled() {
+        let method = req.method().clone();
+        let span = trace::Server::start(req.headers(), || {
+            vec![
+                KeyValue::new("edgeshop.pop", self.pop.clone()),
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("url.path", req.uri().path().to_string()),
+            ]
+        });
+        if let Some(span) = &span {
             // The guests pass `traceparent` on to the origin: its parent
             // is then this PoP's span, not the front door's.
-            edgeshop_telemetry::trace::pass_on(&span, req.headers_mut());
+            span.pass_on(req.headers_mut());
         }
-        let method = req.method().clone();
+        let logs = trace::log_span(span.as_ref());
         // Read only when someone listens: it copies the request line.
         let access = crate::access::on().then(|| crate::access::Seen::of(&req));
         let mut route = route::UNMATCHED;
         let resp = self
             .dispatch(req, peer, &mut route)
-            .instrument(span.clone())
+            .instrument(logs.clone())
             .await;
         let elapsed = started.elapsed();
         let status = resp.status().as_u16();
-        if !span.is_disabled() {
-            span.record("http.route", route);
-            edgeshop_telemetry::trace::rename(&span, format!("{method} {route}"));
-            span.record("http.response.status_code", status);
+        if let Some(span) = span {
+            span.end(
+                || format!("{method} {route}"),
+                || {
+                    vec![
+                        KeyValue::new("http.route", route.to_string()),
+                        KeyValue::new("http.response.status_code", i64::from(status)),
+                    ]
+                },
+            );
         }
         self.metrics.observe(route, status, resp.headers(), elapsed);
         if let Some(seen) = access {
             // Inside the request's span, so a JSON line carries its trace
             // and span ids.
-            span.in_scope(|| {
+            logs.in_scope(|| {
                 crate::access::log(&self.pop, peer.ip(), &seen, route, status, elapsed)
             });
         }

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use cache_core::status::Observed;
 use clap::Parser;
 use config::FrontDoorConfig;
+use edgeshop_telemetry::trace::{self, KeyValue};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
@@ -166,23 +167,32 @@ impl FrontDoor {
         }
         let started = Instant::now();
         // The trace starts here, or continues the client's.
-        let span = edgeshop_telemetry::server_span!(
-            req.headers(),
-            http.request.method = %req.method(),
-            url.path = %req.uri().path(),
-            edgeshop.pop = tracing::field::Empty,
-        );
         let method = req.method().clone();
+        let span = trace::Server::start(req.headers(), || {
+            vec![
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("url.path", req.uri().path().to_string()),
+            ]
+        });
+        let logs = trace::log_span(span.as_ref());
         let (pop, resp) =
-            tracing::Instrument::instrument(self.forward(req, peer, &span), span.clone()).await;
+            tracing::Instrument::instrument(self.forward(req, peer, span.as_ref()), logs).await;
         let elapsed = started.elapsed();
         let status = resp.status().as_u16();
-        if !span.is_disabled() {
-            edgeshop_telemetry::trace::rename(&span, method.to_string());
-            span.record("http.response.status_code", status);
-            if let Some(pop) = pop {
-                span.record("edgeshop.pop", pop.entry.name.as_str());
-            }
+        if let Some(span) = span {
+            span.end(
+                || method.to_string(),
+                || {
+                    let mut a = vec![KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(status),
+                    )];
+                    if let Some(pop) = pop {
+                        a.push(KeyValue::new("edgeshop.pop", pop.entry.name.clone()));
+                    }
+                    a
+                },
+            );
         }
         let hit = resp
             .headers()
@@ -215,7 +225,7 @@ impl FrontDoor {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
-        span: &tracing::Span,
+        span: Option<&trace::Server>,
     ) -> (Option<&Pop>, Response<Body>) {
         let region = req
             .headers()
@@ -262,9 +272,9 @@ impl FrontDoor {
         if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
             parts.headers.insert("x-forwarded-for", v);
         }
-        if !span.is_disabled() {
+        if let Some(span) = span {
             // The PoP's span is a child of this one.
-            edgeshop_telemetry::trace::pass_on(span, &mut parts.headers);
+            span.pass_on(&mut parts.headers);
         }
         let idempotent = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
         let healthy: Vec<bool> = self

@@ -3,18 +3,27 @@
 //! OTLP/HTTP (JSON) when a collector is configured with the standard
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`). With none,
 //! no exporter exists, [`enabled`] is false, and the request paths skip
-//! trace work altogether.
+//! trace work altogether. The PoP's hit path makes its span with the
+//! OpenTelemetry API itself ([`Server`]): the cost of tracing there is an
+//! id, two headers and, for the spans the sampler keeps, one export.
 
+pub use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer as _;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// The exporting tracer, for spans made without `tracing` ([`Server`]).
+static TRACER: OnceLock<opentelemetry_sdk::trace::Tracer> = OnceLock::new();
+/// The target of [`log_span`]'s spans, which the exporting layer skips.
+const LOG_IDS: &str = "edgeshop::log_ids";
 /// Whether log lines are JSON, the only place span fields with the ids
 /// are read: otherwise recording them is work for nobody.
 static IDS_IN_LOGS: AtomicBool = AtomicBool::new(false);
@@ -50,12 +59,7 @@ fn configured() -> bool {
 }
 
 /// The OpenTelemetry layer for `service`, when a collector is configured.
-pub(crate) fn layer<S>(
-    service: &str,
-) -> Option<(
-    tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>,
-    Guard,
-)>
+pub(crate) fn layer<S>(service: &str) -> Option<(impl tracing_subscriber::Layer<S>, Guard)>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -84,9 +88,14 @@ where
         .with_batch_exporter(exporter)
         .build();
     let tracer = provider.tracer(service.to_string());
+    let _ = TRACER.set(tracer.clone());
     ENABLED.store(true, Ordering::Relaxed);
     Some((
-        tracing_opentelemetry::layer().with_tracer(tracer),
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.target() != LOG_IDS
+            })),
         Guard(Some(provider)),
     ))
 }
@@ -131,6 +140,74 @@ pub fn record_ids(span: &tracing::Span) {
         span.record("trace_id", ids.trace_id().to_string());
         span.record("span_id", ids.span_id().to_string());
     }
+}
+
+/// A request's server span made with the OpenTelemetry API directly, for
+/// the PoP, where every microsecond of a cache hit shows: no `tracing`
+/// span tree, no per-poll enter and exit, and attributes built only for
+/// spans the sampler keeps (an unsampled request costs its ids and the
+/// `traceparent` it passes on).
+pub struct Server {
+    cx: opentelemetry::Context,
+}
+
+impl Server {
+    /// Starts the span for a request with `headers`, continuing the trace
+    /// they carry; `None` when nothing is exported. `attributes` is called
+    /// only if the span is sampled.
+    pub fn start(
+        headers: &http::HeaderMap,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Option<Server> {
+        let tracer = TRACER.get()?;
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        // Named once the route is known (`end`); the sampler sees this.
+        let mut span = tracer
+            .span_builder("request")
+            .with_kind(opentelemetry::trace::SpanKind::Server)
+            .start_with_context(tracer, &parent);
+        if span.is_recording() {
+            span.set_attributes(attributes());
+        }
+        Some(Server {
+            cx: parent.with_span(span),
+        })
+    }
+
+    /// Writes this span's context into `headers`, replacing what was
+    /// there: the next hop's parent is this span.
+    pub fn pass_on(&self, headers: &mut http::HeaderMap) {
+        headers.remove("traceparent");
+        headers.remove("tracestate");
+        TraceContextPropagator::new().inject_context(&self.cx, &mut HeaderInjector(headers));
+    }
+
+    /// Ends the span, naming it and adding `attributes` if it is sampled.
+    pub fn end(self, name: impl FnOnce() -> String, attributes: impl FnOnce() -> Vec<KeyValue>) {
+        let span = self.cx.span();
+        if span.is_recording() {
+            span.update_name(name());
+            span.set_attributes(attributes());
+        }
+        span.end();
+    }
+}
+
+/// A span that only names `server`'s trace and span ids, for log lines
+/// made inside a request when they are JSON (the only place they are
+/// read); not exported, and disabled otherwise.
+pub fn log_span(server: Option<&Server>) -> tracing::Span {
+    let Some(server) = server.filter(|_| IDS_IN_LOGS.load(Ordering::Relaxed)) else {
+        return tracing::Span::none();
+    };
+    let span = server.cx.span();
+    let ids = span.span_context();
+    tracing::info_span!(
+        target: LOG_IDS,
+        "request",
+        trace_id = %ids.trace_id(),
+        span_id = %ids.span_id()
+    )
 }
 
 /// A server span for one request, continuing the caller's trace; disabled

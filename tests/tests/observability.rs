@@ -372,9 +372,10 @@ async fn every_process_serves_metrics_that_follow_a_scripted_workload() {
 async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
     let dir = TempDir::new("observe-lag");
     let origin = start_origin_on_seed(&dir.0, &[]);
+    let receiver = Receiver::start().await;
     // Pulling, not pushed: the PoP asks where the primary is every
     // 500 ms, so a primary that stops answering shows at once. Its log is
-    // JSON, with the access log on.
+    // JSON, with the access log on, and it exports traces.
     let pop = start_pop_with(
         &root().join("spin.toml"),
         &origin.url,
@@ -383,6 +384,8 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
         &[
             ("EDGESHOP_LOG_FORMAT", "json".to_string()),
             ("EDGESHOP_LOG", "info,edge_host::access=info".to_string()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.clone()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
         ],
     )
     .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
@@ -415,10 +418,16 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
         second >= first + 0.5,
         "lag did not grow: {first} then {second}"
     );
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let client_span = "b7ad6b7169203331";
+    let traceparent = format!("00-{trace_id}-{client_span}-01");
     assert_eq!(
-        browse(&format!("{}/api/v1/products/1", pop.url), &[])
-            .await
-            .status,
+        browse(
+            &format!("{}/api/v1/products/1", pop.url),
+            &[("traceparent", &traceparent)]
+        )
+        .await
+        .status,
         200
     );
 
@@ -442,6 +451,32 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
             && e["duration_ms"].is_f64()),
         "{log}"
     );
+
+    // The traced read: one exported span, the client's child, named by
+    // its route; its access line carries its trace and span ids (the
+    // span that names them for the log is not exported).
+    let started = Instant::now();
+    while receiver.trace(trace_id).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no span of the traced read"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Batches leave every 100 ms: any second span would be here by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spans = receiver.trace(trace_id);
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    let (service, span) = &spans[0];
+    assert_eq!(service, "edgeshop-edge-host");
+    assert_eq!(span["name"], "GET /api/v1/...", "{span}");
+    assert_eq!(span["parentSpanId"], client_span, "{span}");
+    assert_eq!(span["kind"], 2, "a server span: {span}");
+    let traced = events
+        .iter()
+        .find(|e| e["target"] == "edge_host::access" && e["span"]["trace_id"] == trace_id)
+        .unwrap_or_else(|| panic!("no access line with the trace id\n{log}"));
+    assert_eq!(traced["span"]["span_id"], span["spanId"], "{traced}");
 
     let resumed = Instant::now();
     loop {

@@ -97,7 +97,7 @@ pub fn run(
         bodies,
         header_sets: &headers,
         expect: Some(201),
-        rate: None,
+        ..Target::default()
     };
     let row = measure_target(
         rt,

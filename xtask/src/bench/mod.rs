@@ -14,6 +14,7 @@ mod media;
 pub mod profile;
 mod replication;
 mod report;
+mod seeing;
 mod spin;
 
 use crate::up::{Catalog, Service, edge_host_command};
@@ -31,6 +32,8 @@ struct Row {
     /// Answers that carried `Cache-Status`, and of those the cache hits.
     cached: u64,
     hits: u64,
+    /// CPU time the server (`Target::server`) spent in the measured run.
+    server_cpu: Option<Duration>,
 }
 
 /// What one load run counted.
@@ -305,6 +308,10 @@ struct Target<'a> {
     /// Requests due per second (an open loop, see the module docs);
     /// `None`: each connection sends when its last was answered.
     rate: Option<u32>,
+    /// The answering process, whose CPU time in the measured run is
+    /// counted: a server's cost per request, which the load generator
+    /// sharing the cores does not blur as it does req/s.
+    server: Option<u32>,
 }
 
 fn measure_target(
@@ -322,38 +329,121 @@ fn measure_target(
             "bench: {name} ({connections} connections, {seconds}s)"
         )),
     }
-    let method = target.method.clone().unwrap_or(http::Method::GET);
-    let client_fields = std::sync::Arc::new(browser_fields(target.url, &method));
-    let header_sets = std::sync::Arc::new(target.header_sets.to_vec());
-    let uri: http::Uri = target.url.parse()?;
-    let authority = uri.authority().context("url has host:port")?.to_string();
     let run = |first, seconds| {
-        let plan = Plan {
-            authority: authority.clone(),
-            method: method.clone(),
-            paths: target.paths.to_vec(),
-            bodies: target.bodies.to_vec(),
-            client_fields: client_fields.clone(),
-            header_sets: header_sets.clone(),
-            expect: target.expect,
-            run: RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        };
-        rt.block_on(load(plan, first, seconds, connections, target.rate))
+        rt.block_on(load(
+            target.plan()?,
+            first,
+            seconds,
+            connections,
+            target.rate,
+        ))
     };
     // Warm up: instances, caches, JIT'd code paths. The measured run
     // starts halfway through the header sets, so where every set is a
     // distinct cache key, none was seen in the warm-up.
     run(0, 1)?;
+    let cpu = || target.server.and_then(process_cpu);
+    let before = cpu();
     let c = run(target.header_sets.len() / 2, seconds)?;
-    Ok(Row {
-        name: name.to_string(),
-        requests: c.requests,
-        errors: c.errors,
-        elapsed: c.elapsed,
-        latencies_us: c.latencies_us,
-        cached: c.cached,
-        hits: c.hits,
-    })
+    let server_cpu = before.zip(cpu()).map(|(b, a)| a.saturating_sub(b));
+    Ok(c.row(name, server_cpu))
+}
+
+/// Loads every target at once, `connections` each, closed loop: servers
+/// side by side share the machine's every slow and fast moment, so their
+/// figures compare where runs one after another, on a machine whose speed
+/// swings by a third from one run to the next, do not. Returns a row per
+/// target, named as it is.
+fn measure_side_by_side(
+    rt: &tokio::runtime::Runtime,
+    targets: &[(&str, Target<'_>)],
+    seconds: u64,
+    connections: usize,
+) -> Result<Vec<Row>> {
+    let names: Vec<&str> = targets.iter().map(|(n, _)| *n).collect();
+    say(&format!(
+        "bench: side by side, {connections} connections each, {seconds}s: {}",
+        names.join(" | ")
+    ));
+    let run = |seconds| -> Result<Vec<Counts>> {
+        let plans = targets
+            .iter()
+            .map(|(_, t)| t.plan())
+            .collect::<Result<Vec<_>>>()?;
+        rt.block_on(async {
+            let runs: Vec<_> = plans
+                .into_iter()
+                .map(|p| tokio::spawn(load(p, 0, seconds, connections, None)))
+                .collect();
+            let mut counts = Vec::new();
+            for r in runs {
+                counts.push(r.await??);
+            }
+            Ok(counts)
+        })
+    };
+    run(1)?;
+    let cpu = || -> Vec<Option<Duration>> {
+        targets
+            .iter()
+            .map(|(_, t)| t.server.and_then(process_cpu))
+            .collect()
+    };
+    let before = cpu();
+    let counts = run(seconds)?;
+    let after = cpu();
+    Ok(counts
+        .into_iter()
+        .zip(before.into_iter().zip(after))
+        .zip(&names)
+        .map(|((c, (b, a)), name)| c.row(name, b.zip(a).map(|(b, a)| a.saturating_sub(b))))
+        .collect())
+}
+
+impl Counts {
+    fn row(self, name: &str, server_cpu: Option<Duration>) -> Row {
+        Row {
+            name: name.to_string(),
+            requests: self.requests,
+            errors: self.errors,
+            elapsed: self.elapsed,
+            latencies_us: self.latencies_us,
+            cached: self.cached,
+            hits: self.hits,
+            server_cpu,
+        }
+    }
+}
+
+impl Target<'_> {
+    /// A fresh run of this target's requests.
+    fn plan(&self) -> Result<Plan> {
+        let method = self.method.clone().unwrap_or(http::Method::GET);
+        let uri: http::Uri = self.url.parse()?;
+        Ok(Plan {
+            authority: uri.authority().context("url has host:port")?.to_string(),
+            client_fields: std::sync::Arc::new(browser_fields(self.url, &method)),
+            method,
+            paths: self.paths.to_vec(),
+            bodies: self.bodies.to_vec(),
+            header_sets: std::sync::Arc::new(self.header_sets.to_vec()),
+            expect: self.expect,
+            run: RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+}
+
+/// CPU time (user and system, every thread's, the finished ones' too)
+/// process `pid` has used so far.
+fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from
+    // `state`, the third: `utime` and `stime` are the 14th and 15th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    // In USER_HZ, which Linux fixes at 100 for userspace.
+    Some(Duration::from_millis((user + system) * 10))
 }
 
 /// The bench client's own fields for `method` to `url` (a browser's
@@ -438,6 +528,7 @@ pub fn run(
     let product_paths = product_paths();
     let mut rows = Vec::new();
     let mut memory = Vec::new();
+    let mut seeing_cost = None;
 
     if want("catalog") {
         warm_compile_cache(bench_host(
@@ -456,59 +547,28 @@ pub fn run(
         std::thread::sleep(Duration::from_secs(1));
         let idle_mb = rss_mb(host.pid()).unwrap_or(0.0);
         let sampler = RssSampler::start(pid_rss(host.pid()));
-        rows.push(measure(
+        rows.push(measure_target(
             &rt,
             "GET /api/v1/products/{id}  cache hit",
-            &host.url,
+            &Target {
+                url: &host.url,
+                paths: &product_paths,
+                server: Some(host.pid()),
+                ..Target::default()
+            },
+            seconds,
+            connections,
+        )?);
+        // What it costs to count the hit and to trace it
+        // (docs/observability.md).
+        seeing_cost = Some(seeing::run(
+            &rt,
+            &catalog,
+            &host,
             &product_paths,
             seconds,
             connections,
         )?);
-        // What the hit costs with the metrics taken out, and with every
-        // request traced and exported over OTLP (to a sink that answers
-        // 200): the price of seeing it run (docs/observability.md).
-        {
-            let mut cmd = bench_host(&catalog, &root().join("spin.toml"), &unreached_limits()?)?;
-            cmd.env("EDGESHOP_METRICS", "off");
-            let bare = Service::start("edge-host", cmd)?;
-            rows.push(measure(
-                &rt,
-                "GET /api/v1/products/{id}  cache hit, metrics off",
-                &bare.url,
-                &product_paths,
-                seconds,
-                connections,
-            )?);
-        }
-        {
-            let sink = rt.block_on(otlp_sink())?;
-            let mut cmd = bench_host(&catalog, &root().join("spin.toml"), &unreached_limits()?)?;
-            cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &sink);
-            let traced = Service::start("edge-host", cmd)?;
-            rows.push(measure(
-                &rt,
-                "GET /api/v1/products/{id}  cache hit, traced (OTLP)",
-                &traced.url,
-                &product_paths,
-                seconds,
-                connections,
-            )?);
-            drop(traced);
-            // As a busy deployment would run it: one trace in ten.
-            let mut cmd = bench_host(&catalog, &root().join("spin.toml"), &unreached_limits()?)?;
-            cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &sink)
-                .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
-                .env("OTEL_TRACES_SAMPLER_ARG", "0.1");
-            let sampled = Service::start("edge-host", cmd)?;
-            rows.push(measure(
-                &rt,
-                "GET /api/v1/products/{id}  cache hit, traced, 1 in 10 sampled",
-                &sampled.url,
-                &product_paths,
-                seconds,
-                connections,
-            )?);
-        }
         // Every request a key the cache has not seen: a miss, a run of
         // the app, and a store.
         rows.push(measure(
@@ -899,6 +959,9 @@ pub fn run(
     }
     if let Some(p) = &paints {
         table.push_str(&browser::print(p));
+    }
+    if let Some(c) = &seeing_cost {
+        table.push_str(&seeing::print(c));
     }
     println!();
     println!("{table}");

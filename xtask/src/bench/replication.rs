@@ -400,7 +400,7 @@ fn worker_rows(
                 bodies: &bodies,
                 header_sets: &headers,
                 expect: Some(200),
-                rate: None,
+                ..super::Target::default()
             },
             seconds,
             connections,

@@ -1,0 +1,199 @@
+//! What seeing it run costs: the product hit on PoPs that differ only in
+//! what they record (as shipped, with metrics; metrics off; every request
+//! traced and exported over OTLP; one trace in ten). Each variant runs
+//! side by side with the shipped PoP, the same load on both at the same
+//! time, in several rounds: this machine's speed swings by a third from
+//! one run to the next, and only figures taken in the same moments
+//! compare. A variant's cost is the median over the rounds of its ratio to
+//! the shipped PoP, in req/s and in the PoP's own CPU time per request.
+
+use super::{Row, Target, bench_host, measure_side_by_side, otlp_sink, unreached_limits};
+use crate::root;
+use crate::up::Service;
+use anyhow::Result;
+
+/// Rounds per variant: enough for a median that one bad round does not
+/// move.
+pub const ROUNDS: usize = 5;
+
+/// One variant's rounds beside the shipped PoP's.
+pub struct Pair {
+    pub name: String,
+    /// (shipped, variant), a pair per round.
+    pub rates: Vec<(f64, f64)>,
+    pub cpu_us: Vec<(f64, f64)>,
+}
+
+pub struct Cost {
+    pub seconds: u64,
+    /// Connections to each PoP of a pair.
+    pub connections: usize,
+    pub pairs: Vec<Pair>,
+}
+
+/// Runs each variant beside the `shipped` PoP, round by round, with
+/// `connections` split between the two.
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    catalog: &std::path::Path,
+    shipped: &Service,
+    paths: &[String],
+    seconds: u64,
+    connections: usize,
+) -> Result<Cost> {
+    let sink = rt.block_on(otlp_sink())?;
+    let variants: [(&str, Vec<(&str, &str)>); 3] = [
+        ("metrics off", vec![("EDGESHOP_METRICS", "off")]),
+        (
+            "traced (OTLP)",
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str())],
+        ),
+        (
+            // As a busy deployment would run it.
+            "traced, 1 in 10 sampled",
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str()),
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+            ],
+        ),
+    ];
+    let mut pops = Vec::new();
+    for (name, env) in &variants {
+        let mut cmd = bench_host(catalog, &root().join("spin.toml"), &unreached_limits()?)?;
+        cmd.envs(env.iter().copied());
+        pops.push((*name, Service::start("edge-host", cmd)?));
+    }
+    let each = (connections / 2).max(1);
+    let mut pairs: Vec<Pair> = pops
+        .iter()
+        .map(|(name, _)| Pair {
+            name: format!("cache hit, {name}"),
+            rates: Vec::new(),
+            cpu_us: Vec::new(),
+        })
+        .collect();
+    for _ in 0..ROUNDS {
+        for ((name, pop), pair) in pops.iter().zip(&mut pairs) {
+            let rows = measure_side_by_side(
+                rt,
+                &[
+                    ("shipped", target(shipped, paths)),
+                    (name, target(pop, paths)),
+                ],
+                seconds,
+                each,
+            )?;
+            pair.rates.push((rate(&rows[0]), rate(&rows[1])));
+            pair.cpu_us.push((cpu_us(&rows[0]), cpu_us(&rows[1])));
+        }
+    }
+    Ok(Cost {
+        seconds,
+        connections: each,
+        pairs,
+    })
+}
+
+/// The product hit on `pop`, counting its CPU time.
+fn target<'a>(pop: &'a Service, paths: &'a [String]) -> Target<'a> {
+    Target {
+        url: &pop.url,
+        paths,
+        server: Some(pop.pid()),
+        ..Target::default()
+    }
+}
+
+fn rate(row: &Row) -> f64 {
+    row.requests as f64 / row.elapsed.as_secs_f64()
+}
+
+fn cpu_us(row: &Row) -> f64 {
+    match row.server_cpu {
+        Some(cpu) if row.requests > 0 => cpu.as_secs_f64() * 1e6 / row.requests as f64,
+        _ => 0.0,
+    }
+}
+
+/// Each round's variant over its shipped figure, sorted.
+fn ratios(rounds: &[(f64, f64)]) -> Vec<f64> {
+    let mut r: Vec<f64> = rounds
+        .iter()
+        .filter(|(shipped, _)| *shipped > 0.0)
+        .map(|(shipped, variant)| variant / shipped)
+        .collect();
+    r.sort_by(f64::total_cmp);
+    r
+}
+
+/// The cost table, under the bench's.
+pub fn print(cost: &Cost) -> String {
+    let mut out = format!(
+        "\nWhat seeing it costs: the product hit, each PoP side by side with the shipped \
+         one ({} connections each, the same moments), {ROUNDS} rounds of {}s; the change \
+         against the shipped PoP is the median over the rounds (and the range).\n\n\
+         | PoP | req/s by round (shipped/this) | req/s vs shipped | \
+         PoP CPU µs/request by round (shipped/this) | CPU vs shipped |\n\
+         |---|---|---:|---|---:|\n",
+        cost.connections, cost.seconds
+    );
+    for p in &cost.pairs {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            p.name,
+            each(&p.rates),
+            change(&p.rates),
+            each(&p.cpu_us),
+            change(&p.cpu_us),
+        ));
+    }
+    out
+}
+
+fn each(rounds: &[(f64, f64)]) -> String {
+    let each: Vec<String> = rounds
+        .iter()
+        .map(|(s, v)| format!("{s:.0}/{v:.0}"))
+        .collect();
+    each.join(" ")
+}
+
+/// The median change over the rounds, and the range.
+fn change(rounds: &[(f64, f64)]) -> String {
+    let r = ratios(rounds);
+    let pct = |x: f64| format!("{:+.1}%", (x - 1.0) * 100.0);
+    match (r.get(r.len() / 2), r.first(), r.last()) {
+        (Some(m), Some(lo), Some(hi)) => format!("{} ({} to {})", pct(*m), pct(*lo), pct(*hi)),
+        _ => "-".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cost_is_the_median_of_same_round_ratios() {
+        // The machine halves in round 2: the ratio holds at 0.9.
+        let rates = [(10_000.0, 9_000.0), (5_000.0, 4_500.0), (10_000.0, 9_500.0)];
+        assert_eq!(ratios(&rates), vec![0.9, 0.9, 0.95]);
+        let cost = Cost {
+            seconds: 4,
+            connections: 16,
+            pairs: vec![Pair {
+                name: "cache hit, traced".to_string(),
+                rates: rates.to_vec(),
+                cpu_us: vec![(100.0, 104.0), (200.0, 220.0), (100.0, 103.0)],
+            }],
+        };
+        let table = print(&cost);
+        assert!(
+            table.contains(
+                "| cache hit, traced | 10000/9000 5000/4500 10000/9500 | -10.0% (-10.0% to -5.0%) \
+                 | 100/104 200/220 100/103 | +4.0% (+3.0% to +10.0%) |"
+            ),
+            "{table}"
+        );
+    }
+}
