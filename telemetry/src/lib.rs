@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod trace;
 
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -19,13 +20,64 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// ends: dropping it flushes the spans still batched.
 #[must_use = "dropping the guard flushes and stops trace export"]
 pub fn init(service: &str, default: &str) -> trace::Guard {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGESHOP_LOG")
-        .unwrap_or_else(|_| default.into());
-    let (otel, guard) = match trace::layer(service) {
+    init_with(
+        service,
+        Settings {
+            filter: std::env::var("EDGESHOP_LOG")
+                .ok()
+                .filter(|f| {
+                    let ok = tracing_subscriber::EnvFilter::builder().parse(f).is_ok();
+                    if !ok {
+                        eprintln!("EDGESHOP_LOG={f:?} is not a filter; using {default:?}");
+                    }
+                    ok
+                })
+                .unwrap_or_else(|| default.to_string()),
+            json: std::env::var("EDGESHOP_LOG_FORMAT").is_ok_and(|f| f == "json"),
+            export: trace::configured(),
+        },
+    )
+}
+
+/// What [`init`] reads from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `tracing_subscriber::EnvFilter` directives.
+    pub filter: String,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// Export spans over OTLP (to `OTEL_EXPORTER_OTLP_ENDPOINT`, or
+    /// OpenTelemetry's default address).
+    pub export: bool,
+}
+
+/// [`init`] with its settings given.
+#[must_use = "dropping the guard flushes and stops trace export"]
+pub fn init_with(service: &str, settings: Settings) -> trace::Guard {
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&settings.filter)
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "the log filter {:?} is not one ({e}); using info",
+                settings.filter
+            );
+            tracing_subscriber::EnvFilter::new("info")
+        });
+    // Every per-layer filter below states the global filter's most verbose
+    // level as its own: a per-layer filter without a hint makes the
+    // subscriber's hint "anything", and then every `trace!` (and every
+    // `log::trace!` through the log bridge) in every dependency is built
+    // and asked about at run time instead of skipped where it stands.
+    let most = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    let (otel, guard) = match settings
+        .export
+        .then(|| trace::layer(service, most))
+        .flatten()
+    {
         Some((layer, guard)) => (Some(layer), guard),
         None => (None, trace::no_guard()),
     };
-    let json = std::env::var("EDGESHOP_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let json = settings.json;
     trace::ids_in_logs(json);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     if json {
@@ -36,7 +88,8 @@ pub fn init(service: &str, default: &str) -> trace::Guard {
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(most),
             )
             .init();
     } else {
@@ -47,9 +100,10 @@ pub fn init(service: &str, default: &str) -> trace::Guard {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
-                    .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                        !meta.is_span()
-                    })),
+                    .with_filter(
+                        tracing_subscriber::filter::filter_fn(|meta| !meta.is_span())
+                            .with_max_level_hint(most),
+                    ),
             )
             .init();
     }

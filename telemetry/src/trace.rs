@@ -49,7 +49,8 @@ impl Drop for Guard {
     }
 }
 
-fn configured() -> bool {
+/// Whether a collector is configured in the environment.
+pub(crate) fn configured() -> bool {
     [
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -58,14 +59,15 @@ fn configured() -> bool {
     .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
 }
 
-/// The OpenTelemetry layer for `service`, when a collector is configured.
-pub(crate) fn layer<S>(service: &str) -> Option<(impl tracing_subscriber::Layer<S>, Guard)>
+/// The OpenTelemetry layer for `service`; `most` is the most verbose level
+/// the process's filter lets through. `None` if the exporter cannot start.
+pub(crate) fn layer<S>(
+    service: &str,
+    most: tracing_subscriber::filter::LevelFilter,
+) -> Option<(impl tracing_subscriber::Layer<S>, Guard)>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    if !configured() {
-        return None;
-    }
     let exporter = match opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
@@ -93,9 +95,10 @@ where
     Some((
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target() != LOG_IDS
-            })),
+            .with_filter(
+                tracing_subscriber::filter::filter_fn(|meta| meta.target() != LOG_IDS)
+                    .with_max_level_hint(most),
+            ),
         Guard(Some(provider)),
     ))
 }
@@ -114,9 +117,13 @@ pub fn continue_from(span: &tracing::Span, headers: &http::HeaderMap) {
 /// Writes `span`'s context into `headers` (`traceparent`, `tracestate`),
 /// replacing what was there: the next hop's parent is this span.
 pub fn pass_on(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    inject(&span.context(), headers);
+}
+
+fn inject(cx: &opentelemetry::Context, headers: &mut http::HeaderMap) {
     headers.remove("traceparent");
     headers.remove("tracestate");
-    TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
+    TraceContextPropagator::new().inject_context(cx, &mut HeaderInjector(headers));
 }
 
 /// Names `span` once what it is for is known (a route found after the
@@ -177,9 +184,7 @@ impl Server {
     /// Writes this span's context into `headers`, replacing what was
     /// there: the next hop's parent is this span.
     pub fn pass_on(&self, headers: &mut http::HeaderMap) {
-        headers.remove("traceparent");
-        headers.remove("tracestate");
-        TraceContextPropagator::new().inject_context(&self.cx, &mut HeaderInjector(headers));
+        inject(&self.cx, headers);
     }
 
     /// Ends the span, naming it and adding `attributes` if it is sampled.
