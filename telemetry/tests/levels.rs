@@ -1,27 +1,8 @@
-//! With spans exported, logging still costs nothing below the filter's
-//! level: a `trace!` in a dependency (through `tracing` or the `log`
-//! bridge) is skipped where it stands, not built and asked about at run
-//! time. A per-layer filter without a level hint once made every
-//! `log::trace!` on the PoP's hot path a `Record` and a dispatcher lookup.
-//! One process per test file, the subscriber being global: this one writes
-//! text lines, levels_json.rs JSON.
+//! The log ceiling with traces exported and text logs (see ceiling/).
+
+mod ceiling;
 
 #[test]
 fn exporting_traces_keeps_the_filters_level_as_the_ceiling() {
-    let _guard = edgeshop_telemetry::init_with(
-        "levels-test",
-        edgeshop_telemetry::Settings {
-            filter: "info,edge_host::access=off".to_string(),
-            json: false,
-            export: true,
-        },
-    );
-    assert!(edgeshop_telemetry::trace::enabled(), "traces are exported");
-    assert_eq!(
-        tracing::level_filters::LevelFilter::current(),
-        tracing::level_filters::LevelFilter::INFO
-    );
-    assert_eq!(log::max_level(), log::LevelFilter::Info);
-    assert!(!tracing::enabled!(tracing::Level::DEBUG));
-    assert!(tracing::enabled!(tracing::Level::INFO));
+    ceiling::assert_ceiling_is_info(false);
 }
