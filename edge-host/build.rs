@@ -18,6 +18,10 @@ const PACKAGES: &[&str] = &[
     "spin-variables@3.0.0",
     "spin-key-value@3.0.0",
     "wasi-keyvalue-2024-10-17",
+    "otel@0.2.0-rc.2",
+    // What wasi:otel's tracing names its times with, and what that needs.
+    "clocks@0.2.0",
+    "io@0.2.0",
 ];
 
 fn main() -> Result<()> {
@@ -42,6 +46,7 @@ fn main() -> Result<()> {
         "spin:key-value/key-value.store": crate::capabilities::keyvalue::SpinStoreHandle,
         "wasi:keyvalue/store.bucket": crate::capabilities::keyvalue::BucketHandle,
         "wasi:keyvalue/atomics.cas": crate::capabilities::keyvalue::CasHandle,
+        "wasi:clocks/wall-clock@0.2.0": wasmtime_wasi::p2::bindings::clocks::wall_clock,
     }},
 }});
 "#,

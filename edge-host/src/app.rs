@@ -194,10 +194,11 @@ pub async fn load(
             .with_context(|| format!("component.{id}.allowed_outbound_hosts"))?;
         let outbound = OutboundPolicy::parse(&hosts)
             .map_err(|e| anyhow::anyhow!("component.{id}.allowed_outbound_hosts: {e}"))?;
-        let bytes = std::fs::read(&c.source).with_context(|| {
+        let source = traced_build(&c.source).unwrap_or_else(|| c.source.clone());
+        let bytes = std::fs::read(&source).with_context(|| {
             format!(
                 "component {id}: cannot read {}; build it with `cargo xtask build`",
-                c.source.display()
+                source.display()
             )
         })?;
         let caps = ComponentCapabilities {
@@ -301,6 +302,22 @@ pub async fn load(
         chains: handlers.values().map(|h| h.state().id.clone()).collect(),
         stores: kv_stores,
     })
+}
+
+/// While spans are exported and `EDGESHOP_TRACE_LAYERS=on`, the build of a
+/// middleware that makes a span per traced request (`<name>.traced.wasm`
+/// beside `<name>.wasm`, from `cargo xtask build`), if there is one.
+/// spin.toml names the plain build: Spin links `wasi:otel` only behind an
+/// experimental flag. Asked for, not the default: a sampled request then
+/// costs about half again as much CPU on a cache hit (docs/benchmarks.md).
+fn traced_build(source: &Path) -> Option<PathBuf> {
+    if !edgeshop_telemetry::trace::enabled()
+        || std::env::var("EDGESHOP_TRACE_LAYERS").ok().as_deref() != Some("on")
+    {
+        return None;
+    }
+    let traced = source.with_extension("traced.wasm");
+    traced.is_file().then_some(traced)
 }
 
 fn read_deny_adapter(options: &HostOptions) -> Result<Vec<u8>> {

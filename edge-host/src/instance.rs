@@ -46,6 +46,7 @@ pub struct HostState {
     hooks: OutboundHooks,
     limits: StoreLimits,
     caps: Arc<ComponentCapabilities>,
+    spans: crate::capabilities::otel::OpenSpans,
 }
 
 impl HostState {
@@ -110,6 +111,10 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
         &mut linker,
         |s: &mut HostState| &s.caps.variables,
     )?;
+    crate::bindings::wasi::otel::tracing::add_to_linker::<_, crate::capabilities::otel::Otel>(
+        &mut linker,
+        |s: &mut HostState| &mut s.spans,
+    )?;
     Ok(linker)
 }
 
@@ -172,6 +177,7 @@ impl ComponentHandler {
                 .instances(MAX_CORE_INSTANCES)
                 .build(),
             caps: self.caps.clone(),
+            spans: crate::capabilities::otel::OpenSpans::new(&self.id),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

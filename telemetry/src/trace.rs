@@ -10,18 +10,25 @@
 pub use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
+pub use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use std::sync::OnceLock;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanData, SpanExporter as _, SpanProcessor};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer as _;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// The exporting tracer, for spans made without `tracing` ([`Server`]).
 static TRACER: OnceLock<opentelemetry_sdk::trace::Tracer> = OnceLock::new();
+/// The exporting processor, for spans guests end themselves.
+static PROCESSOR: OnceLock<Arc<BatchSpanProcessor>> = OnceLock::new();
 /// The target of [`log_span`]'s spans, which the exporting layer skips.
 const LOG_IDS: &str = "edgeshop::log_ids";
 /// Whether log lines are JSON, the only place span fields with the ids
@@ -68,7 +75,7 @@ pub(crate) fn layer<S>(
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+    let mut exporter = match opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
         .build()
@@ -79,15 +86,19 @@ where
             return None;
         }
     };
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service.to_string())
+        .build();
+    // Set here: the provider cannot reach through the shared processor.
+    exporter.set_resource(&resource);
+    // Batched on the processor's own thread; bounded queue (2,048 spans by
+    // default, the rest dropped, never blocking a request). Shared so that
+    // spans guests end themselves ([`export_guest`]) join the same batches.
+    let processor = Arc::new(BatchSpanProcessor::builder(exporter).build());
+    let _ = PROCESSOR.set(processor.clone());
     let provider = SdkTracerProvider::builder()
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name(service.to_string())
-                .build(),
-        )
-        // Batched on the processor's own thread; bounded queue (2,048
-        // spans by default, the rest dropped, never blocking a request).
-        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .with_span_processor(Shared(processor))
         .build();
     let tracer = provider.tracer(service.to_string());
     let _ = TRACER.set(tracer.clone());
@@ -101,6 +112,75 @@ where
             ),
         Guard(Some(provider)),
     ))
+}
+
+/// The batch processor, shared between the provider and [`export_guest`].
+#[derive(Debug)]
+struct Shared(Arc<BatchSpanProcessor>);
+
+impl SpanProcessor for Shared {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+}
+
+/// A span a guest made and ended itself (`wasi:otel/tracing`'s `on-end`).
+#[derive(Debug, Clone)]
+pub struct GuestSpan {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    /// `SpanId::INVALID` for a root span.
+    pub parent_span_id: SpanId,
+    pub kind: SpanKind,
+    pub name: String,
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub attributes: Vec<KeyValue>,
+    pub status: Status,
+    /// Its instrumentation scope: the component that made it.
+    pub scope: String,
+}
+
+/// Exports `span` with the process's own spans; false when nothing is
+/// exported. Only sampled spans should come here: the guest decided.
+pub fn export_guest(span: GuestSpan) -> bool {
+    let Some(processor) = PROCESSOR.get() else {
+        return false;
+    };
+    processor.on_end(SpanData {
+        span_context: SpanContext::new(
+            span.trace_id,
+            span.span_id,
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        ),
+        parent_span_id: span.parent_span_id,
+        parent_span_is_remote: false,
+        span_kind: span.kind,
+        name: span.name.into(),
+        start_time: span.start,
+        end_time: span.end,
+        attributes: span.attributes,
+        dropped_attributes_count: 0,
+        events: Default::default(),
+        links: Default::default(),
+        status: span.status,
+        instrumentation_scope: opentelemetry::InstrumentationScope::builder(span.scope).build(),
+    });
+    true
 }
 
 /// A guard for a process that exports nothing.

@@ -386,6 +386,8 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
             ("EDGESHOP_LOG", "info,edge_host::access=info".to_string()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.clone()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+            // A span per middleware layer as well.
+            ("EDGESHOP_TRACE_LAYERS", "on".to_string()),
         ],
     )
     .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
@@ -452,26 +454,78 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
         "{log}"
     );
 
-    // The traced read: one exported span, the client's child, named by
-    // its route; its access line carries its trace and span ids (the
-    // span that names them for the log is not exported).
+    // A read whose trace the client does not sample: no span at all.
+    let unsampled = "5b8efff798038103d269b633813fc60c";
+    assert_eq!(
+        browse(
+            &format!("{}/api/v1/products/2", pop.url),
+            &[("traceparent", &format!("00-{unsampled}-{client_span}-00"))]
+        )
+        .await
+        .status,
+        200
+    );
+
+    // The traced read: the PoP's server span, the client's child, named
+    // by its route, and under it a span per middleware layer, each the
+    // child of the one in front, made by the layer through `wasi:otel`;
+    // the access line carries the server span's ids (the span that names
+    // them for the log is not exported).
+    let layers = ["ratelimit", "auth-middleware", "cache"];
     let started = Instant::now();
-    while receiver.trace(trace_id).is_empty() {
+    while receiver.trace(trace_id).len() < 1 + layers.len() {
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "no span of the traced read"
+            "the traced read's spans did not all arrive: {:#?}",
+            receiver.trace(trace_id)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Batches leave every 100 ms: any second span would be here by now.
+    // Batches leave every 100 ms: any further span would be here by now.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let spans = receiver.trace(trace_id);
-    assert_eq!(spans.len(), 1, "{spans:#?}");
-    let (service, span) = &spans[0];
-    assert_eq!(service, "edgeshop-edge-host");
-    assert_eq!(span["name"], "GET /api/v1/...", "{span}");
+    assert_eq!(spans.len(), 1 + layers.len(), "{spans:#?}");
+    assert!(
+        spans.iter().all(|(s, _)| s == "edgeshop-edge-host"),
+        "{spans:#?}"
+    );
+    // Every span its own id: the layers of a chain share one store, and
+    // with it one random seed.
+    let ids: std::collections::HashSet<&str> = spans
+        .iter()
+        .map(|(_, s)| s["spanId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), spans.len(), "{spans:#?}");
+    let named = |name: &str| {
+        &spans
+            .iter()
+            .find(|(_, s)| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} span: {spans:#?}"))
+            .1
+    };
+    let span = named("GET /api/v1/...");
     assert_eq!(span["parentSpanId"], client_span, "{span}");
     assert_eq!(span["kind"], 2, "a server span: {span}");
+    let mut parent = span;
+    for layer in layers {
+        let inner = named(layer);
+        assert_eq!(
+            inner["parentSpanId"], parent["spanId"],
+            "{layer}: {spans:#?}"
+        );
+        assert_eq!(inner["kind"], 1, "an internal span: {inner}");
+        assert!(
+            nanos(&inner["startTimeUnixNano"]) >= nanos(&parent["startTimeUnixNano"])
+                && nanos(&inner["endTimeUnixNano"]) <= nanos(&parent["endTimeUnixNano"]),
+            "{layer} runs inside its parent: {spans:#?}"
+        );
+        parent = inner;
+    }
+    assert!(
+        receiver.trace(unsampled).is_empty(),
+        "{:#?}",
+        receiver.trace(unsampled)
+    );
     let traced = events
         .iter()
         .find(|e| e["target"] == "edge_host::access" && e["span"]["trace_id"] == trace_id)
@@ -492,6 +546,14 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// An OTLP/JSON time: a string of nanoseconds, or a number.
+fn nanos(v: &serde_json::Value) -> u128 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_u64().map(u128::from))
+        .unwrap_or_else(|| panic!("not a time: {v}"))
 }
 
 fn signal(pid: u32, name: &str) {
@@ -603,6 +665,8 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.as_str()),
             // Batches leave every 100 ms instead of every 5 s.
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            // A span per middleware layer as well.
+            ("EDGESHOP_TRACE_LAYERS", "on"),
         ],
     )
     .await;
@@ -661,6 +725,7 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
         if wanted.iter().all(|w| services.contains(w))
             && steps.iter().all(|s| names.contains(s))
             && names.iter().filter(|n| n.contains("capture")).count() >= 3
+            && names.contains(&"auth-middleware")
         {
             break spans;
         }
@@ -693,10 +758,19 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
     assert_eq!(door["parentSpanId"], client_span, "{door}");
     let pop = find("edgeshop-edge-host", "POST /api/v1/checkout");
     assert_eq!(parent_of(pop), Some(("edgeshop-front-door", "POST")));
+    // The route's layers, each inside the one in front; the checkout
+    // component passes on the innermost's context to the origin.
+    let limiter = find("edgeshop-edge-host", "ratelimit");
+    assert_eq!(
+        parent_of(limiter),
+        Some(("edgeshop-edge-host", "POST /api/v1/checkout"))
+    );
+    let auth = find("edgeshop-edge-host", "auth-middleware");
+    assert_eq!(parent_of(auth), Some(("edgeshop-edge-host", "ratelimit")));
     let origin = find("edgeshop-origin", "POST checkout");
     assert_eq!(
         parent_of(origin),
-        Some(("edgeshop-edge-host", "POST /api/v1/checkout"))
+        Some(("edgeshop-edge-host", "auth-middleware"))
     );
     for step in steps {
         let span = find("edgeshop-origin", step);

@@ -25,6 +25,12 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("deny", "deny"),
 ];
 
+/// The middleware built a second time with spin-glue's `otel` feature, a
+/// span per traced request, as `target/components/<name>.traced.wasm`:
+/// the edge host loads these while it exports spans. spin.toml names the
+/// plain builds, which import nothing Spin links by default.
+pub const TRACED: &[&str] = &["ratelimit", "auth-middleware", "cache"];
+
 pub fn cargo(args: &[&str]) -> Result<()> {
     let status = Command::new(env!("CARGO"))
         .args(args)
@@ -75,6 +81,19 @@ pub fn cargo_test(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<(u6
 }
 
 fn guest_command(tc: &Toolchain, subcommand: &str) -> (Command, &'static str) {
+    let crates: Vec<&str> = COMPONENTS.iter().map(|(krate, _)| *krate).collect();
+    guest_command_for(tc, subcommand, &crates)
+}
+
+/// `cargo <subcommand>` for the wasm target over the traced builds.
+fn traced_command(tc: &Toolchain, subcommand: &str) -> (Command, &'static str) {
+    let (mut cmd, target_dir) = guest_command_for(tc, subcommand, TRACED);
+    let features: Vec<String> = TRACED.iter().map(|k| format!("{k}/otel")).collect();
+    cmd.args(["--features", &features.join(",")]);
+    (cmd, target_dir)
+}
+
+fn guest_command_for(tc: &Toolchain, subcommand: &str, crates: &[&str]) -> (Command, &'static str) {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root()).arg(subcommand);
     let target_dir = match tc {
@@ -94,7 +113,7 @@ fn guest_command(tc: &Toolchain, subcommand: &str) -> (Command, &'static str) {
         }
     };
     cmd.args(["--profile", "wasm", "--target", WASM_TARGET]);
-    for (krate, _) in COMPONENTS {
+    for krate in crates {
         cmd.args(["-p", krate]);
     }
     (cmd, target_dir)
@@ -108,33 +127,53 @@ pub fn components(tc: &Toolchain) -> Result<()> {
     if !cmd.status()?.success() {
         bail!("building the wasm components failed");
     }
+    for (krate, file) in COMPONENTS {
+        install(target_dir, file, &format!("{krate}.wasm"))?;
+    }
+    // Only after the plain ones are installed: both builds write the same
+    // file names in cargo's output directory.
+    let (mut cmd, target_dir) = traced_command(tc, "build");
+    if !cmd.status()?.success() {
+        bail!("building the traced middleware failed");
+    }
+    for krate in TRACED {
+        install(
+            target_dir,
+            &krate.replace('-', "_"),
+            &format!("{krate}.traced.wasm"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Copies cargo's `<file>.wasm` to `target/components/<name>`.
+fn install(target_dir: &str, file: &str, name: &str) -> Result<()> {
     let out = root().join("target/components");
     std::fs::create_dir_all(&out)?;
-    for (krate, file) in COMPONENTS {
-        let built = root()
-            .join(target_dir)
-            .join(WASM_TARGET)
-            .join("wasm")
-            .join(format!("{file}.wasm"));
-        let dest = out.join(format!("{krate}.wasm"));
-        std::fs::copy(&built, &dest).with_context(|| format!("copying {}", built.display()))?;
-        let size = std::fs::metadata(&dest)?.len();
-        say(&format!(
-            "  {krate}: {} KiB -> {}",
-            size / 1024,
-            dest.strip_prefix(root())?.display()
-        ));
-    }
+    let built = root()
+        .join(target_dir)
+        .join(WASM_TARGET)
+        .join("wasm")
+        .join(format!("{file}.wasm"));
+    let dest = out.join(name);
+    std::fs::copy(&built, &dest).with_context(|| format!("copying {}", built.display()))?;
+    let size = std::fs::metadata(&dest)?.len();
+    say(&format!(
+        "  {name}: {} KiB -> {}",
+        size / 1024,
+        dest.strip_prefix(root())?.display()
+    ));
     Ok(())
 }
 
 pub fn guest_clippy(tc: &Toolchain) -> Result<()> {
     match tc {
         Toolchain::Rustup => {
-            let (mut cmd, _) = guest_command(tc, "clippy");
-            cmd.args(["--", "-D", "warnings"]);
-            if !cmd.status()?.success() {
-                bail!("clippy found problems in the guest crates");
+            for (mut cmd, _) in [guest_command(tc, "clippy"), traced_command(tc, "clippy")] {
+                cmd.args(["--", "-D", "warnings"]);
+                if !cmd.status()?.success() {
+                    bail!("clippy found problems in the guest crates");
+                }
             }
             Ok(())
         }

@@ -4,14 +4,16 @@
 //! the model): [`sqlite`] (`spin:sqlite@3.1.0`), [`variables`]
 //! (`spin:variables@3.0.0`), [`keyvalue`] (`spin:key-value@3.0.0` and
 //! `wasi:keyvalue` store/atomics/batch), [`outbound`] (outbound HTTP through
-//! `wasi:http`, limited to `allowed_outbound_hosts`) and [`next`] (the
+//! `wasi:http`, limited to `allowed_outbound_hosts`), [`next`] (the
 //! `wasi:http/handler` import, which nothing outside a composed chain may
-//! call). [`ComponentCapabilities`] is what one component was granted by
-//! the manifest; every store of that component, or of a chain in front of
-//! it, shares it.
+//! call) and [`otel`] (`wasi:otel/tracing`: a guest's own spans, which
+//! every component may make). [`ComponentCapabilities`] is what one
+//! component was granted by the manifest; every store of that component,
+//! or of a chain in front of it, shares it.
 
 pub mod keyvalue;
 pub mod next;
+pub mod otel;
 pub mod outbound;
 pub mod sqlite;
 pub mod variables;

@@ -23,10 +23,38 @@ pub use bindings::exports::wasi::http::handler::Guest as Layer;
 pub use spin_sdk::wasip3::http::types::{ErrorCode, Fields, Request, Response};
 
 /// Exports `$t` (a [`Layer`]) as the component's `wasi:http/handler`.
+#[cfg(not(feature = "otel"))]
 #[macro_export]
 macro_rules! export_layer {
     ($t:ident) => {
         $crate::layer::bindings::export!($t with_types_in $crate::layer::bindings);
+    };
+}
+
+/// Exports `$t` (a [`Layer`]) as the component's `wasi:http/handler`,
+/// each traced request it handles a span named after the crate
+/// ([`crate::span::around`]).
+#[cfg(feature = "otel")]
+#[macro_export]
+macro_rules! export_layer {
+    ($t:ident) => {
+        #[doc(hidden)]
+        struct __SpannedLayer;
+
+        impl $crate::layer::Layer for __SpannedLayer {
+            async fn handle(
+                request: $crate::layer::Request,
+            ) -> Result<$crate::layer::Response, $crate::layer::ErrorCode> {
+                $crate::span::around(
+                    env!("CARGO_PKG_NAME"),
+                    request,
+                    <$t as $crate::layer::Layer>::handle,
+                )
+                .await
+            }
+        }
+
+        $crate::layer::bindings::export!(__SpannedLayer with_types_in $crate::layer::bindings);
     };
 }
 

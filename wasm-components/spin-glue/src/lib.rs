@@ -10,6 +10,8 @@ pub mod db;
 pub mod gateway;
 #[cfg(feature = "middleware")]
 pub mod layer;
+#[cfg(feature = "otel")]
+pub mod span;
 pub mod vars;
 
 pub use db::SpinDb;

@@ -1,0 +1,142 @@
+//! A span per middleware layer for traced requests, made through
+//! `wasi:otel/tracing` (Spin 4.1 exports such spans with its own when its
+//! experimental `wasi:otel` support is on; the edge host, with the traced
+//! builds it loads under `EDGESHOP_TRACE_LAYERS=on`).
+//!
+//! A layer's parent is the span in the request's `traceparent` (the PoP's
+//! server span, or the layer in front), or, with none there, the host's
+//! own (`outer-span-context`). A request whose trace is not sampled gets
+//! no span and keeps its `traceparent` as it came, so an untraced request
+//! costs a header lookup and one host call. A sampled one gets a span
+//! around the rest of the chain, and the request goes on with this span in
+//! `traceparent`, so the layers behind nest under it and the origin's
+//! spans under the innermost.
+
+// Module names carry the version where spin-sdk ships two of a package.
+use crate::layer::bindings::wasi::clocks0_2_0::wall_clock::Datetime;
+use crate::layer::bindings::wasi::otel::tracing as otel;
+use crate::layer::bindings::wasi::otel::types::{InstrumentationScope, KeyValue};
+use crate::layer::{ErrorCode, Request, Response, field, with_request_fields};
+use std::future::Future;
+
+/// Runs `handle` (a layer named `name`) on `request`, inside a span of
+/// its own when the request's trace is sampled.
+pub async fn around<F, Fut>(
+    name: &'static str,
+    request: Request,
+    handle: F,
+) -> Result<Response, ErrorCode>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<Response, ErrorCode>>,
+{
+    let Some(parent) = parent(&request) else {
+        return handle(request).await;
+    };
+    let context = otel::SpanContext {
+        trace_id: parent.trace_id.clone(),
+        span_id: new_span_id(name, &parent.span_id),
+        trace_flags: otel::TraceFlags::SAMPLED,
+        is_remote: false,
+        trace_state: parent.trace_state,
+    };
+    let header = trace_context::format(&context.trace_id, &context.span_id, true);
+    let request = with_request_fields(request, &[], &[("traceparent", header)])?;
+    otel::on_start(&context);
+    let start = now();
+    let result = handle(request).await;
+    let end = now();
+    let mut attributes = vec![KeyValue {
+        key: "edgeshop.layer".to_string(),
+        value: format!("\"{name}\""),
+    }];
+    let status = match &result {
+        Ok(response) => {
+            let code = response.get_status_code();
+            attributes.push(KeyValue {
+                key: "http.response.status_code".to_string(),
+                value: code.to_string(),
+            });
+            if code >= 500 {
+                otel::Status::Error(format!("answered {code}"))
+            } else {
+                otel::Status::Unset
+            }
+        }
+        Err(e) => otel::Status::Error(format!("{e:?}")),
+    };
+    otel::on_end(&otel::SpanData {
+        span_context: context,
+        parent_span_id: parent.span_id,
+        span_kind: otel::SpanKind::Internal,
+        name: name.to_string(),
+        start_time: start,
+        end_time: end,
+        attributes,
+        events: Vec::new(),
+        links: Vec::new(),
+        status,
+        instrumentation_scope: InstrumentationScope {
+            name: name.to_string(),
+            version: None,
+            schema_url: None,
+            attributes: Vec::new(),
+        },
+        dropped_attributes: 0,
+        dropped_events: 0,
+        dropped_links: 0,
+    });
+    result
+}
+
+/// The sampled span a layer's span belongs under.
+struct Parent {
+    trace_id: String,
+    span_id: String,
+    trace_state: Vec<(String, String)>,
+}
+
+fn parent(request: &Request) -> Option<Parent> {
+    if let Some(header) = field(&request.get_headers(), "traceparent")
+        && let Some(given) = trace_context::parse(&header)
+    {
+        return given.sampled.then(|| Parent {
+            trace_id: given.trace_id.to_string(),
+            span_id: given.parent_id.to_string(),
+            trace_state: Vec::new(),
+        });
+    }
+    let outer = otel::outer_span_context();
+    let valid = outer.trace_flags.contains(otel::TraceFlags::SAMPLED)
+        && trace_context::is_id(&outer.trace_id, 32)
+        && trace_context::is_id(&outer.span_id, 16);
+    valid.then_some(Parent {
+        trace_id: outer.trace_id,
+        span_id: outer.span_id,
+        trace_state: outer.trace_state,
+    })
+}
+
+/// A fresh span id for layer `name` under `parent`: 64 bits from a
+/// hasher keyed by the host's seed, over the parent's id (random, from
+/// whoever made it), the layer and a counter. The seed alone would not
+/// do: every component of a composed chain shares one store, and with it
+/// one seed, so the layers of a chain would draw the same ids.
+fn new_span_id(name: &str, parent: &str) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = RandomState::new().hash_one((parent, name, n)).max(1);
+    format!("{id:016x}")
+}
+
+fn now() -> Datetime {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Datetime {
+        seconds: since.as_secs(),
+        nanoseconds: since.subsec_nanos(),
+    }
+}
