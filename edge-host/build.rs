@@ -40,7 +40,9 @@ fn main() -> Result<()> {
         r#"wasmtime::component::bindgen!({{
     path: {path:?},
     world: "edgeshop:host/spin-host",
-    imports: {{ default: async | trappable }},
+    // wasi:otel's calls do no I/O: sync, they skip the host task an
+    // async import costs per call.
+    imports: {{ "wasi:otel/tracing": trappable, default: async | trappable }},
     with: {{
         "spin:sqlite/sqlite.connection": crate::capabilities::sqlite::ConnectionHandle,
         "spin:key-value/key-value.store": crate::capabilities::keyvalue::SpinStoreHandle,

@@ -304,15 +304,16 @@ pub async fn load(
     })
 }
 
-/// While spans are exported and `EDGESHOP_TRACE_LAYERS=on`, the build of a
-/// middleware that makes a span per traced request (`<name>.traced.wasm`
-/// beside `<name>.wasm`, from `cargo xtask build`), if there is one.
-/// spin.toml names the plain build: Spin links `wasi:otel` only behind an
-/// experimental flag. Asked for, not the default: a sampled request then
-/// costs about half again as much CPU on a cache hit (docs/benchmarks.md).
+/// While spans are exported, the build of a middleware that makes a span
+/// per traced request (`<name>.traced.wasm` beside `<name>.wasm`, from
+/// `cargo xtask build`), if there is one and `EDGESHOP_TRACE_LAYERS` is not
+/// `off`. spin.toml names the plain build: Spin links `wasi:otel` only
+/// behind an experimental flag. A sampled cache hit costs about a fifth
+/// more CPU with them; at one trace in ten that is within the noise
+/// (docs/benchmarks.md).
 fn traced_build(source: &Path) -> Option<PathBuf> {
     if !edgeshop_telemetry::trace::enabled()
-        || std::env::var("EDGESHOP_TRACE_LAYERS").ok().as_deref() != Some("on")
+        || std::env::var("EDGESHOP_TRACE_LAYERS").ok().as_deref() == Some("off")
     {
         return None;
     }

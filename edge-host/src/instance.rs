@@ -46,7 +46,6 @@ pub struct HostState {
     hooks: OutboundHooks,
     limits: StoreLimits,
     caps: Arc<ComponentCapabilities>,
-    spans: crate::capabilities::otel::OpenSpans,
 }
 
 impl HostState {
@@ -113,7 +112,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
     )?;
     crate::bindings::wasi::otel::tracing::add_to_linker::<_, crate::capabilities::otel::Otel>(
         &mut linker,
-        |s: &mut HostState| &mut s.spans,
+        |s: &mut HostState| &mut s.hooks.spans,
     )?;
     Ok(linker)
 }
@@ -168,6 +167,7 @@ impl ComponentHandler {
                 policy: self.caps.outbound.clone(),
                 sender: self.caps.sender.clone(),
                 component_id: self.id.clone(),
+                spans: Default::default(),
             },
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.limits.guest_memory_bytes)
@@ -177,7 +177,6 @@ impl ComponentHandler {
                 .instances(MAX_CORE_INSTANCES)
                 .build(),
             caps: self.caps.clone(),
-            spans: crate::capabilities::otel::OpenSpans::new(&self.id),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

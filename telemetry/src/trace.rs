@@ -24,7 +24,6 @@ use std::time::{Duration, SystemTime};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer as _;
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
 /// The exporting tracer, for spans made without `tracing` ([`Server`]).
 static TRACER: OnceLock<opentelemetry_sdk::trace::Tracer> = OnceLock::new();
 /// The exporting processor, for spans guests end themselves.
@@ -42,7 +41,7 @@ pub(crate) fn ids_in_logs(on: bool) {
 /// Whether spans are exported: callers on a hot path skip making them
 /// (and leave `traceparent` as it came) when not.
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    TRACER.get().is_some()
 }
 
 /// Flushes what is still batched when the process ends normally.
@@ -102,7 +101,6 @@ where
         .build();
     let tracer = provider.tracer(service.to_string());
     let _ = TRACER.set(tracer.clone());
-    ENABLED.store(true, Ordering::Relaxed);
     Some((
         tracing_opentelemetry::layer()
             .with_tracer(tracer)

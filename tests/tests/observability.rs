@@ -386,8 +386,6 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
             ("EDGESHOP_LOG", "info,edge_host::access=info".to_string()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.clone()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
-            // A span per middleware layer as well.
-            ("EDGESHOP_TRACE_LAYERS", "on".to_string()),
         ],
     )
     .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
@@ -467,9 +465,9 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
     );
 
     // The traced read: the PoP's server span, the client's child, named
-    // by its route, and under it a span per middleware layer, each the
-    // child of the one in front, made by the layer through `wasi:otel`;
-    // the access line carries the server span's ids (the span that names
+    // by its route, and under it a span per middleware layer (on by
+    // default while exporting), each made by the layer through `wasi:otel`
+    // and nested by the PoP under the one in front; the access line carries the server span's ids (the span that names
     // them for the log is not exported).
     let layers = ["ratelimit", "auth-middleware", "cache"];
     let started = Instant::now();
@@ -514,6 +512,7 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
             "{layer}: {spans:#?}"
         );
         assert_eq!(inner["kind"], 1, "an internal span: {inner}");
+        assert_eq!(inner["scope"], layer, "the layer's own scope: {inner}");
         assert!(
             nanos(&inner["startTimeUnixNano"]) >= nanos(&parent["startTimeUnixNano"])
                 && nanos(&inner["endTimeUnixNano"]) <= nanos(&parent["endTimeUnixNano"]),
@@ -608,7 +607,10 @@ impl Receiver {
                                         .to_string();
                                     for ss in rs["scopeSpans"].as_array().unwrap() {
                                         for span in ss["spans"].as_array().unwrap() {
-                                            store.push((service.clone(), span.clone()));
+                                            // The scope's name rides on the span.
+                                            let mut span = span.clone();
+                                            span["scope"] = ss["scope"]["name"].clone();
+                                            store.push((service.clone(), span));
                                         }
                                     }
                                 }
@@ -665,8 +667,6 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.as_str()),
             // Batches leave every 100 ms instead of every 5 s.
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            // A span per middleware layer as well.
-            ("EDGESHOP_TRACE_LAYERS", "on"),
         ],
     )
     .await;
@@ -759,7 +759,8 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
     let pop = find("edgeshop-edge-host", "POST /api/v1/checkout");
     assert_eq!(parent_of(pop), Some(("edgeshop-front-door", "POST")));
     // The route's layers, each inside the one in front; the checkout
-    // component passes on the innermost's context to the origin.
+    // component passes on the `traceparent` it was given, and the PoP
+    // points it at the innermost layer's span on the way out.
     let limiter = find("edgeshop-edge-host", "ratelimit");
     assert_eq!(
         parent_of(limiter),

@@ -3,9 +3,19 @@
 //!
 //! A guest announces a span (`on-start`) and hands it over when it ends
 //! (`on-end`); only a span this store saw start is exported, and a store
-//! keeps at most [`MAX_OPEN`] open, so a guest cannot grow the host's
-//! memory or flood the exporter with spans it never started. With nothing
-//! exported, both calls are no-ops.
+//! keeps at most [`MAX_OPEN`] open (the oldest give way), so a guest
+//! cannot grow the host's memory or flood the exporter with spans it never
+//! started. With nothing exported, both calls are no-ops.
+//!
+//! The store is where a composed chain's layers meet, so it nests their
+//! spans: a span whose guest took its parent from outside the store (the
+//! request's `traceparent`) is exported under the innermost span of the
+//! same trace that was open in the store when it started, and a request
+//! the store sends out carries that innermost span as its parent (what
+//! Spin does with a component's active span). The layers then need not
+//! rebuild the request to pass their span on, which was most of a layer
+//! span's cost. Two requests of one trace in one instance at the same time could
+//! nest under each other's layers; a trace's requests rarely overlap.
 //!
 //! `outer-span-context` answers "no span": one instance serves several
 //! requests at once, so the store cannot tell whose span is asked for.
@@ -15,7 +25,6 @@
 use crate::bindings::wasi::otel::tracing as wit;
 use crate::bindings::wasi::otel::types::KeyValue as WitKeyValue;
 use edgeshop_telemetry::trace::{self, GuestSpan, KeyValue, SpanId, SpanKind, Status, TraceId};
-use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 use wasmtime::component::HasData;
 
@@ -28,41 +37,85 @@ const MAX_TEXT: usize = 256;
 /// The spans a store's guests have started and not ended.
 #[derive(Debug, Default)]
 pub struct OpenSpans {
-    open: HashSet<(TraceId, SpanId)>,
-    /// The component (or chain) the store runs: the spans' scope.
-    scope: String,
+    /// Oldest first: the last of a trace is its innermost.
+    open: Vec<Open>,
+}
+
+#[derive(Debug)]
+struct Open {
+    trace: TraceId,
+    span: SpanId,
+    /// The innermost span of the trace open here when this one started.
+    inside: Option<SpanId>,
 }
 
 impl OpenSpans {
-    pub fn new(scope: &str) -> OpenSpans {
-        OpenSpans {
-            open: HashSet::new(),
-            scope: scope.to_string(),
-        }
+    /// The innermost open span of `trace` in this store.
+    pub fn innermost(&self, trace: TraceId) -> Option<SpanId> {
+        self.open
+            .iter()
+            .rev()
+            .find(|o| o.trace == trace)
+            .map(|o| o.span)
     }
 
     fn start(&mut self, context: &wit::SpanContext) {
-        if !trace::enabled() || self.open.len() >= MAX_OPEN {
-            return;
-        }
-        if let Some(ids) = ids(context) {
-            self.open.insert(ids);
+        if let Some((trace, span)) = ids(context)
+            && trace::enabled()
+        {
+            self.open(trace, span);
         }
     }
 
     fn end(&mut self, span: wit::SpanData) {
-        let Some(ids) = ids(&span.span_context) else {
+        let Some((trace, id)) = ids(&span.span_context) else {
             return;
         };
-        if !self.open.remove(&ids)
-            || !span
+        let declared = SpanId::from_hex(&span.parent_span_id).unwrap_or(SpanId::INVALID);
+        if let Some(parent) = self.close(trace, id, declared)
+            && span
                 .span_context
                 .trace_flags
                 .contains(wit::TraceFlags::SAMPLED)
         {
+            trace::export_guest(guest_span((trace, id), parent, span));
+        }
+    }
+
+    pub(crate) fn open(&mut self, trace: TraceId, span: SpanId) {
+        if self.is_open(trace, span) {
             return;
         }
-        trace::export_guest(guest_span(ids, span, &self.scope));
+        if self.open.len() >= MAX_OPEN {
+            // The oldest: most likely a span whose request was dropped
+            // before its guest could end it.
+            self.open.remove(0);
+        }
+        let inside = self.innermost(trace);
+        self.open.push(Open {
+            trace,
+            span,
+            inside,
+        });
+    }
+
+    /// Ends an open span, and says which span it is exported under: the
+    /// `declared` parent if the guest made that one itself, else the span
+    /// it started inside, if any. `None` if it was not open.
+    fn close(&mut self, trace: TraceId, span: SpanId, declared: SpanId) -> Option<SpanId> {
+        let at = self
+            .open
+            .iter()
+            .position(|o| o.trace == trace && o.span == span)?;
+        let ended = self.open.remove(at);
+        Some(match ended.inside {
+            Some(inside) if !self.is_open(trace, declared) => inside,
+            _ => declared,
+        })
+    }
+
+    fn is_open(&self, trace: TraceId, span: SpanId) -> bool {
+        self.open.iter().any(|o| o.trace == trace && o.span == span)
     }
 }
 
@@ -75,8 +128,8 @@ fn ids(context: &wit::SpanContext) -> Option<(TraceId, SpanId)> {
 /// The exported form of a guest's span, its text bounded.
 fn guest_span(
     (trace_id, span_id): (TraceId, SpanId),
+    parent_span_id: SpanId,
     span: wit::SpanData,
-    scope: &str,
 ) -> GuestSpan {
     let time = |d: wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime| {
         SystemTime::UNIX_EPOCH + Duration::new(d.seconds, d.nanoseconds.min(999_999_999))
@@ -85,7 +138,7 @@ fn guest_span(
     GuestSpan {
         trace_id,
         span_id,
-        parent_span_id: SpanId::from_hex(&span.parent_span_id).unwrap_or(SpanId::INVALID),
+        parent_span_id,
         kind: match span.span_kind {
             wit::SpanKind::Client => SpanKind::Client,
             wit::SpanKind::Server => SpanKind::Server,
@@ -107,7 +160,7 @@ fn guest_span(
             wit::Status::Ok => Status::Ok,
             wit::Status::Error(message) => Status::error(bounded(message)),
         },
-        scope: scope.to_string(),
+        scope: bounded(span.instrumentation_scope.name),
     }
 }
 
@@ -147,20 +200,20 @@ impl HasData for Otel {
 }
 
 impl wit::Host for &mut OpenSpans {
-    async fn on_start(&mut self, context: wit::SpanContext) -> wasmtime::Result<()> {
+    fn on_start(&mut self, context: wit::SpanContext) -> wasmtime::Result<()> {
         self.start(&context);
         Ok(())
     }
 
-    async fn on_end(&mut self, span: wit::SpanData) -> wasmtime::Result<()> {
+    fn on_end(&mut self, span: wit::SpanData) -> wasmtime::Result<()> {
         self.end(span);
         Ok(())
     }
 
-    async fn outer_span_context(&mut self) -> wasmtime::Result<wit::SpanContext> {
+    fn outer_span_context(&mut self) -> wasmtime::Result<wit::SpanContext> {
         Ok(wit::SpanContext {
-            trace_id: TraceId::INVALID.to_string(),
-            span_id: SpanId::INVALID.to_string(),
+            trace_id: "0".repeat(32),
+            span_id: "0".repeat(16),
             trace_flags: wit::TraceFlags::empty(),
             is_remote: false,
             trace_state: Vec::new(),
@@ -195,6 +248,48 @@ mod tests {
         assert_eq!(attribute(kv("[1,2]")), KeyValue::new("k", "[1,2]"));
         assert_eq!(attribute(kv("not json")), KeyValue::new("k", "not json"));
         assert_eq!(bounded("é".repeat(200)).len(), MAX_TEXT);
+    }
+
+    #[test]
+    fn layers_nest_in_the_order_they_started_and_a_guests_own_parent_stands() {
+        let trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let other = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+        let [pop, outer, middle, inner, own_child, elsewhere] =
+            [1, 2, 3, 4, 5, 6].map(|n: u64| SpanId::from_bytes(n.to_be_bytes()));
+        let mut spans = OpenSpans::default();
+        spans.open(trace, outer);
+        spans.open(other, elsewhere);
+        spans.open(trace, middle);
+        spans.open(trace, inner);
+        assert_eq!(spans.innermost(trace), Some(inner));
+        assert_eq!(spans.innermost(other), Some(elsewhere));
+        // A span the innermost layer makes under its own.
+        spans.open(trace, own_child);
+        assert_eq!(spans.close(trace, own_child, inner), Some(inner));
+        // Each layer took the PoP's span from `traceparent`.
+        assert_eq!(spans.close(trace, inner, pop), Some(middle));
+        assert_eq!(spans.close(trace, middle, pop), Some(outer));
+        assert_eq!(spans.close(trace, outer, pop), Some(pop));
+        assert_eq!(spans.innermost(trace), None);
+        // Ended twice, or never started: not exported.
+        assert_eq!(spans.close(trace, outer, pop), None);
+        assert_eq!(spans.close(other, inner, pop), None);
+        assert_eq!(spans.close(other, elsewhere, pop), Some(pop));
+    }
+
+    #[test]
+    fn a_store_keeps_at_most_max_open_spans_the_newest() {
+        let trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        let mut spans = OpenSpans::default();
+        for n in 1..=(MAX_OPEN as u64 + 10) {
+            spans.open(trace, SpanId::from_bytes(n.to_be_bytes()));
+        }
+        assert_eq!(spans.open.len(), MAX_OPEN);
+        // The oldest gave way: a span never ended cannot block new ones.
+        let first = SpanId::from_bytes(1_u64.to_be_bytes());
+        assert_eq!(spans.close(trace, first, SpanId::INVALID), None);
+        let newest = SpanId::from_bytes((MAX_OPEN as u64 + 10).to_be_bytes());
+        assert!(spans.close(trace, newest, SpanId::INVALID).is_some());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 
 mod send;
 
+use super::otel::OpenSpans;
+use edgeshop_telemetry::trace::TraceId;
 pub use send::Sender;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -95,6 +97,31 @@ pub struct OutboundHooks {
     pub policy: std::sync::Arc<OutboundPolicy>,
     pub sender: Sender,
     pub component_id: String,
+    /// The guests' open spans: a request sent out goes under the
+    /// innermost of its trace (here, as the hooks are what sees it leave).
+    pub spans: OpenSpans,
+}
+
+/// Points `traceparent` at the innermost guest span of its trace open in
+/// `spans`, if any: a guest that passed on the header it was given would
+/// otherwise hang the callee under the PoP's span.
+fn nest(spans: &OpenSpans, headers: &mut http::HeaderMap) {
+    let Some(given) = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace_context::parse)
+    else {
+        return;
+    };
+    let Ok(trace) = TraceId::from_hex(given.trace_id) else {
+        return;
+    };
+    if let Some(span) = spans.innermost(trace) {
+        let header = trace_context::format(given.trace_id, &span.to_string(), given.sampled);
+        if let Ok(value) = http::HeaderValue::from_str(&header) {
+            headers.insert("traceparent", value);
+        }
+    }
 }
 
 pub type SendResult = wasmtime_wasi_http::Result<(
@@ -105,7 +132,7 @@ pub type SendResult = wasmtime_wasi_http::Result<(
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<
             dyn Future<Output = wasmtime_wasi_http::Result<(), wasmtime_wasi_http::Error>> + Send,
@@ -122,6 +149,7 @@ impl WasiHttpHooks for OutboundHooks {
             return Box::new(async move { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         let _ = fut;
+        nest(&self.spans, request.headers_mut());
         let sender = self.sender.clone();
         Box::new(async move {
             let response = sender.send(request, options).await?;
@@ -139,6 +167,7 @@ impl WasiHttpHooks for OutboundHooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgeshop_telemetry::trace::SpanId;
 
     fn policy(entries: &[&str]) -> OutboundPolicy {
         OutboundPolicy::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
@@ -161,6 +190,32 @@ mod tests {
         assert!(!p.allows("http", "cdn.test", 8443));
         assert!(!p.allows("http", "evilcdn.test", 8443));
         assert!(!OutboundPolicy::default().allows("https", "example.com", 443));
+    }
+
+    #[test]
+    fn a_request_sent_out_goes_under_the_innermost_open_span_of_its_trace() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut spans = OpenSpans::default();
+        let (outer, inner) = (
+            SpanId::from_bytes(1_u64.to_be_bytes()),
+            SpanId::from_bytes(2_u64.to_be_bytes()),
+        );
+        spans.open(TraceId::from_hex(trace).unwrap(), outer);
+        spans.open(TraceId::from_hex(trace).unwrap(), inner);
+        let sent = |traceparent: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("traceparent", traceparent.parse().unwrap());
+            nest(&spans, &mut headers);
+            headers["traceparent"].to_str().unwrap().to_string()
+        };
+        assert_eq!(
+            sent(&format!("00-{trace}-00f067aa0ba902b7-01")),
+            format!("00-{trace}-0000000000000002-01")
+        );
+        // Another trace, or a header that does not parse, goes as it came.
+        let elsewhere = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
+        assert_eq!(sent(elsewhere), elsewhere);
+        assert_eq!(sent("garbage"), "garbage");
     }
 
     #[test]

@@ -1,22 +1,23 @@
 //! A span per middleware layer for traced requests, made through
 //! `wasi:otel/tracing` (Spin 4.1 exports such spans with its own when its
 //! experimental `wasi:otel` support is on; the edge host, with the traced
-//! builds it loads under `EDGESHOP_TRACE_LAYERS=on`).
+//! builds it loads while it exports spans).
 //!
 //! A layer's parent is the span in the request's `traceparent` (the PoP's
-//! server span, or the layer in front), or, with none there, the host's
-//! own (`outer-span-context`). A request whose trace is not sampled gets
-//! no span and keeps its `traceparent` as it came, so an untraced request
-//! costs a header lookup and one host call. A sampled one gets a span
-//! around the rest of the chain, and the request goes on with this span in
-//! `traceparent`, so the layers behind nest under it and the origin's
-//! spans under the innermost.
+//! server span), or, with none there, the host's own
+//! (`outer-span-context`). A request whose trace is not sampled gets no
+//! span, so an untraced request costs a header lookup. A sampled one gets
+//! a span around the rest of the chain. The request goes on as it came:
+//! rebuilding it to carry this span in `traceparent` cost as much as the
+//! span itself, and the host, which sees every layer of a chain start and
+//! end, nests the layers behind under this one and the requests they send
+//! out under the innermost.
 
 // Module names carry the version where spin-sdk ships two of a package.
 use crate::layer::bindings::wasi::clocks0_2_0::wall_clock::Datetime;
 use crate::layer::bindings::wasi::otel::tracing as otel;
 use crate::layer::bindings::wasi::otel::types::{InstrumentationScope, KeyValue};
-use crate::layer::{ErrorCode, Request, Response, field, with_request_fields};
+use crate::layer::{ErrorCode, Request, Response, field};
 use std::future::Future;
 
 /// Runs `handle` (a layer named `name`) on `request`, inside a span of
@@ -40,16 +41,11 @@ where
         is_remote: false,
         trace_state: parent.trace_state,
     };
-    let header = trace_context::format(&context.trace_id, &context.span_id, true);
-    let request = with_request_fields(request, &[], &[("traceparent", header)])?;
     otel::on_start(&context);
     let start = now();
     let result = handle(request).await;
     let end = now();
-    let mut attributes = vec![KeyValue {
-        key: "edgeshop.layer".to_string(),
-        value: format!("\"{name}\""),
-    }];
+    let mut attributes = Vec::new();
     let status = match &result {
         Ok(response) => {
             let code = response.get_status_code();

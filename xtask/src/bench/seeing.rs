@@ -1,6 +1,7 @@
 //! What seeing it run costs: the product hit on PoPs that differ only in
 //! what they record (as shipped, with metrics; metrics off; every request
-//! traced and exported over OTLP; one trace in ten). Each variant runs
+//! traced and exported over OTLP, with and without the middleware layers'
+//! spans; one trace in ten). Each variant runs
 //! side by side with the shipped PoP, the same load on both at the same
 //! time, in several rounds: this machine's speed swings by a third from
 //! one run to the next, and only figures taken in the same moments
@@ -42,11 +43,19 @@ pub fn run(
     connections: usize,
 ) -> Result<Cost> {
     let sink = rt.block_on(otlp_sink())?;
-    let variants: [(&str, Vec<(&str, &str)>); 3] = [
+    let variants: [(&str, Vec<(&str, &str)>); 4] = [
         ("metrics off", vec![("EDGESHOP_METRICS", "off")]),
         (
             "traced (OTLP)",
             vec![("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str())],
+        ),
+        (
+            // What the spans of the middleware layers cost on top.
+            "traced, no layer spans",
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str()),
+                ("EDGESHOP_TRACE_LAYERS", "off"),
+            ],
         ),
         (
             // As a busy deployment would run it.
