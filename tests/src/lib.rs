@@ -1246,6 +1246,18 @@ pub fn start_spin(spin: &Path, dir: &Path) -> SpinApp {
 
 /// [`start_spin`] with the variables `env` (as [`Host::on_files`] takes).
 pub fn start_spin_env(spin: &Path, dir: &Path, env: &[(&'static str, String)]) -> SpinApp {
+    start_spin_local(spin, &root().join("spin.toml"), dir, env, &[])
+}
+
+/// `spin up` on `manifest` with local copies of the seeded catalog and
+/// an empty identity database, the variables `env` and `args` for Spin.
+pub fn start_spin_local(
+    spin: &Path,
+    manifest: &Path,
+    dir: &Path,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> SpinApp {
     let catalog = dir.join("catalog.db");
     std::fs::copy(seeded_catalog(), &catalog).expect("copy the seeded catalog");
     let identity = dir.join("identity.db");
@@ -1254,7 +1266,7 @@ pub fn start_spin_env(spin: &Path, dir: &Path, env: &[(&'static str, String)]) -
         "[sqlite_database.catalog]\ntype = \"spin\"\npath = {catalog:?}\n\
          [sqlite_database.identity]\ntype = \"spin\"\npath = {identity:?}\n"
     );
-    start_spin_manifest(spin, &root().join("spin.toml"), dir, &databases, env)
+    start_spin_args(spin, manifest, dir, &databases, env, args)
 }
 
 /// [`start_spin`], with `catalog` and `identity` read from `origin` over
@@ -1281,6 +1293,18 @@ pub fn start_spin_manifest(
     dir: &Path,
     databases: &str,
     env: &[(&str, String)],
+) -> SpinApp {
+    start_spin_args(spin, manifest, dir, databases, env, &[])
+}
+
+/// [`start_spin_manifest`] with `args` for `spin up` as well.
+pub fn start_spin_args(
+    spin: &Path,
+    manifest: &Path,
+    dir: &Path,
+    databases: &str,
+    env: &[(&str, String)],
+    args: &[&str],
 ) -> SpinApp {
     let config = dir.join("runtime-config.toml");
     std::fs::write(
@@ -1309,7 +1333,8 @@ pub fn start_spin_manifest(
         .arg("--runtime-config-file")
         .arg(&config)
         .arg("--state-dir")
-        .arg(dir.join("state"));
+        .arg(dir.join("state"))
+        .args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
