@@ -1266,7 +1266,7 @@ pub fn start_spin_local(
         "[sqlite_database.catalog]\ntype = \"spin\"\npath = {catalog:?}\n\
          [sqlite_database.identity]\ntype = \"spin\"\npath = {identity:?}\n"
     );
-    start_spin_args(spin, manifest, dir, &databases, env, args)
+    start_spin_manifest(spin, manifest, dir, &databases, env, args)
 }
 
 /// [`start_spin`], with `catalog` and `identity` read from `origin` over
@@ -1282,23 +1282,13 @@ pub fn start_spin_reading(spin: &Path, dir: &Path, origin: &str) -> SpinApp {
         .concat();
     let mut env = app_env();
     env.push(("SPIN_VARIABLE_ORIGIN_URL", origin.to_string()));
-    start_spin_manifest(spin, &root().join("spin.toml"), dir, &databases, &env)
+    start_spin_manifest(spin, &root().join("spin.toml"), dir, &databases, &env, &[])
 }
 
 /// `spin up` on `manifest`, unmodified, with `databases` (runtime config
-/// sections), key-value stores in `dir`, and the variables `env`.
+/// sections), key-value stores in `dir`, the variables `env` and `args`
+/// for Spin.
 pub fn start_spin_manifest(
-    spin: &Path,
-    manifest: &Path,
-    dir: &Path,
-    databases: &str,
-    env: &[(&str, String)],
-) -> SpinApp {
-    start_spin_args(spin, manifest, dir, databases, env, &[])
-}
-
-/// [`start_spin_manifest`] with `args` for `spin up` as well.
-pub fn start_spin_args(
     spin: &Path,
     manifest: &Path,
     dir: &Path,

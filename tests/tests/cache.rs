@@ -39,6 +39,7 @@ fn cached_spin(spin: &std::path::Path) -> (edgeshop_e2e::SpinApp, TempDir) {
         &dir.0,
         &format!("[sqlite_database.catalog]\ntype = \"spin\"\npath = {db:?}\n"),
         &[],
+        &[],
     );
     (app, dir)
 }
