@@ -7,6 +7,7 @@
 
 use crate::log::{self, FRAME_BYTES, FrameLog, PAGE_BYTES};
 use crate::wal::{self, FrameHeader, Header, Scanner, Step};
+use db_writer::checkpoint;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -128,19 +129,6 @@ async fn query_one(conn: &libsql::Connection, sql: &str) -> Result<libsql::Value
         .await?
         .ok_or_else(|| libsql::Error::QueryReturnedNoRows)?;
     row.get_value(0)
-}
-
-/// `PRAGMA wal_checkpoint(mode)`: (busy, frames in the WAL, frames
-/// checkpointed).
-async fn checkpoint(conn: &libsql::Connection, mode: &str) -> Result<[i64; 3], libsql::Error> {
-    let mut rows = conn
-        .query(&format!("PRAGMA wal_checkpoint({mode})"), ())
-        .await?;
-    let row = rows
-        .next()
-        .await?
-        .ok_or_else(|| libsql::Error::QueryReturnedNoRows)?;
-    Ok([row.get(0)?, row.get(1)?, row.get(2)?])
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -34,6 +34,14 @@
 //! compiles them all, which cost the catalog's writer most of its time),
 //! and with [`Writer::start_with_checkpoints`] checkpoints run beside it
 //! instead of inside the commit that crosses SQLite's threshold.
+//!
+//! Those checkpoints alone do not bound the WAL: SQLite starts the WAL
+//! over only when a writer finds it wholly copied and no reader still in
+//! it, and under steady reads some reader always is (the orders WAL grew
+//! past a gigabyte in half a minute of the checkout bench). Past
+//! [`Settings::max_wal_frames`] the checkpointer therefore asks for a
+//! restart, which holds the next write back only until the readers that
+//! began in the old WAL are done, and the writer cuts the file back.
 
 use futures::future::BoxFuture;
 use libsql::params::IntoParams;
@@ -48,6 +56,12 @@ use std::time::Duration;
 const CACHED_STATEMENTS: usize = 128;
 /// How often the checkpointer looks for commits to checkpoint.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// How long a restart waits for the write lock and for the readers still
+/// in the old WAL (reads are short); on time-out the next pass tries again.
+const RESTART_WAIT: Duration = Duration::from_millis(500);
+/// A WAL page's size in the databases written here (SQLite's default);
+/// only used to turn a frame bound into the file's size limit.
+const PAGE_BYTES: u64 = 4096;
 
 /// How a job ends its part of the group.
 pub enum Step<T> {
@@ -83,6 +97,10 @@ pub struct Settings {
     /// for synced jobs (see the module docs); when unset, every commit
     /// does (the connection's own `synchronous` setting).
     pub wal: Option<std::path::PathBuf>,
+    /// With checkpoints aside: WAL frames past which the checkpointer
+    /// makes the WAL start over and the writer cuts the file back to
+    /// this many pages.
+    pub max_wal_frames: u64,
 }
 
 impl Default for Settings {
@@ -92,6 +110,8 @@ impl Default for Settings {
             group: 64,
             busy_timeout: Duration::from_secs(5),
             wal: None,
+            // 64 MiB: a few seconds of checkout at full tilt.
+            max_wal_frames: 16_384,
         }
     }
 }
@@ -340,10 +360,15 @@ impl Writer {
         let commits = Arc::new(AtomicU64::new(0));
         if let Some(checkpointer) = checkpointer {
             pragma(&conn, "PRAGMA wal_autocheckpoint = 0").await?;
+            // After a restart, the first commit cuts the file back to this.
+            let limit = settings.max_wal_frames.saturating_mul(PAGE_BYTES);
+            pragma(&conn, &format!("PRAGMA journal_size_limit = {limit}")).await?;
+            checkpointer.busy_timeout(RESTART_WAIT)?;
             let commits = Arc::downgrade(&commits);
+            let max_frames = settings.max_wal_frames;
             std::thread::Builder::new()
                 .name(format!("checkpoint-{label}"))
-                .spawn(move || checkpoints(label, checkpointer, commits))
+                .spawn(move || checkpoints(label, checkpointer, commits, max_frames))
                 .map_err(|e| {
                     libsql::Error::SqliteFailure(1, format!("starting the checkpointer: {e}"))
                 })?;
@@ -452,9 +477,28 @@ async fn pragma(conn: &Connection, sql: &str) -> Result<(), libsql::Error> {
     Ok(())
 }
 
+/// `PRAGMA wal_checkpoint(mode)`: whether it was blocked (non-zero), the
+/// frames in the WAL and how many of them are in the database.
+pub async fn checkpoint(conn: &Connection, mode: &str) -> Result<[i64; 3], libsql::Error> {
+    let mut rows = conn
+        .query(&format!("PRAGMA wal_checkpoint({mode})"), ())
+        .await?;
+    let row = rows
+        .next()
+        .await?
+        .ok_or(libsql::Error::QueryReturnedNoRows)?;
+    Ok([row.get(0)?, row.get(1)?, row.get(2)?])
+}
+
 /// The checkpointer's loop: a passive checkpoint whenever the writer
-/// committed since the last look; ends with the writer.
-fn checkpoints(label: &'static str, conn: Connection, commits: std::sync::Weak<AtomicU64>) {
+/// committed since the last look, and a restart once the WAL holds more
+/// than `max_frames`; ends with the writer.
+fn checkpoints(
+    label: &'static str,
+    conn: Connection,
+    commits: std::sync::Weak<AtomicU64>,
+    max_frames: u64,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -479,8 +523,26 @@ fn checkpoints(label: &'static str, conn: Connection, commits: std::sync::Weak<A
         seen = now;
         // PASSIVE copies what no reader still needs and never waits for
         // a lock; what it leaves, the next pass takes.
-        if let Err(e) = rt.block_on(pragma(&conn, "PRAGMA wal_checkpoint(PASSIVE)")) {
-            tracing::warn!(db = label, error = %e, "a background checkpoint failed");
+        let frames = match rt.block_on(checkpoint(&conn, "PASSIVE")) {
+            Ok([_, frames, _]) => frames.max(0) as u64,
+            Err(e) => {
+                tracing::warn!(db = label, error = %e, "a background checkpoint failed");
+                continue;
+            }
+        };
+        if frames <= max_frames {
+            continue;
+        }
+        // RESTART takes the write lock, copies what is left (little,
+        // after the pass above) and waits for the readers still in the
+        // WAL, so the next commit writes from the WAL's start.
+        let started = std::time::Instant::now();
+        let restart = rt.block_on(checkpoint(&conn, "RESTART"));
+        let ms = started.elapsed().as_millis() as u64;
+        match restart {
+            Ok([0, _, _]) => tracing::debug!(db = label, frames, ms, "the WAL starts over"),
+            Ok(_) => tracing::debug!(db = label, frames, ms, "a WAL restart met a busy reader"),
+            Err(e) => tracing::warn!(db = label, error = %e, "a WAL restart failed"),
         }
     }
 }
@@ -1026,5 +1088,77 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(count(&db.connect().unwrap()).await, 50);
+    }
+
+    /// The largest the WAL grew over 4,000 page-sized inserts while two
+    /// readers took turns so that one was always in a read transaction.
+    async fn wal_after_writes_under_steady_reads(max_wal_frames: u64) -> u64 {
+        let (dir, db, conn) = db().await;
+        let wal = dir.path().join("w.db-wal");
+        let w = Writer::start_with_checkpoints(
+            "test",
+            conn,
+            db.connect().unwrap(),
+            Settings {
+                wal: Some(wal.clone()),
+                max_wal_frames,
+                ..Settings::default()
+            },
+        )
+        .await
+        .unwrap();
+        let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let readers: Vec<_> = (0..2u64)
+            .map(|i| {
+                let (conn, reading) = (db.connect().unwrap(), reading.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(10 * i)).await;
+                    while reading.load(Ordering::Relaxed) {
+                        conn.execute("BEGIN", ()).await.unwrap();
+                        count(&conn).await;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        conn.execute("COMMIT", ()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut largest = 0;
+        for batch in 0..40 {
+            let jobs = (0..100).map(|i| {
+                w.write_unsynced(move |c| {
+                    Box::pin(async move {
+                        c.execute(
+                            "INSERT INTO t (k, v) VALUES (?1, ?2)",
+                            libsql::params![batch * 100 + i, "y".repeat(3000)],
+                        )
+                        .await?;
+                        Ok(Step::Commit(()))
+                    })
+                })
+            });
+            for done in futures::future::join_all(jobs).await {
+                done.unwrap();
+            }
+            largest = largest.max(std::fs::metadata(&wal).unwrap().len());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        reading.store(false, Ordering::Relaxed);
+        for r in readers {
+            r.await.unwrap();
+        }
+        assert_eq!(count(&db.connect().unwrap()).await, 4000);
+        largest
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_wal_starts_over_past_its_bound_while_readers_never_pause() {
+        // 4,000 pages written; without a restart the WAL holds them all
+        // (over 16 MB). With a bound of 256 frames it stays within the
+        // bound plus what is written between two looks (under 4 MB).
+        let largest = wal_after_writes_under_steady_reads(256).await;
+        assert!(
+            largest < 4 << 20,
+            "the WAL grew to {largest} bytes with a bound of 256 frames"
+        );
     }
 }
