@@ -465,11 +465,13 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
     );
 
     // The traced read: the PoP's server span, the client's child, named
-    // by its route, and under it a span per middleware layer (on by
-    // default while exporting), each made by the layer through `wasi:otel`
-    // and nested by the PoP under the one in front; the access line carries the server span's ids (the span that names
-    // them for the log is not exported).
-    let layers = ["ratelimit", "auth-middleware", "cache"];
+    // by its route, and under it a span per middleware layer and one for
+    // the catalog, which answered the cache's miss (on by default while
+    // exporting), each made by the component through `wasi:otel` and
+    // nested by the PoP under the one in front; the access line carries
+    // the server span's ids (the span that names them for the log is not
+    // exported).
+    let layers = ["ratelimit", "auth-middleware", "cache", "catalog"];
     let started = Instant::now();
     while receiver.trace(trace_id).len() < 1 + layers.len() {
         assert!(
@@ -726,6 +728,7 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
             && steps.iter().all(|s| names.contains(s))
             && names.iter().filter(|n| n.contains("capture")).count() >= 3
             && names.contains(&"auth-middleware")
+            && names.contains(&"checkout")
         {
             break spans;
         }
@@ -758,9 +761,10 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
     assert_eq!(door["parentSpanId"], client_span, "{door}");
     let pop = find("edgeshop-edge-host", "POST /api/v1/checkout");
     assert_eq!(parent_of(pop), Some(("edgeshop-front-door", "POST")));
-    // The route's layers, each inside the one in front; the checkout
-    // component passes on the `traceparent` it was given, and the PoP
-    // points it at the innermost layer's span on the way out.
+    // The route's layers, each inside the one in front, then the checkout
+    // component's own span; the component passes on the `traceparent` it
+    // was given, and the PoP points it at the innermost span (the
+    // component's) on the way out.
     let limiter = find("edgeshop-edge-host", "ratelimit");
     assert_eq!(
         parent_of(limiter),
@@ -768,11 +772,18 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
     );
     let auth = find("edgeshop-edge-host", "auth-middleware");
     assert_eq!(parent_of(auth), Some(("edgeshop-edge-host", "ratelimit")));
-    let origin = find("edgeshop-origin", "POST checkout");
+    let component = spans
+        .iter()
+        .find(|(s, span)| s == "edgeshop-edge-host" && span["name"] == "checkout")
+        .map(|(_, span)| span)
+        .unwrap_or_else(|| panic!("no span of the checkout component: {spans:#?}"));
+    assert_eq!(component["scope"], "checkout", "{component}");
     assert_eq!(
-        parent_of(origin),
+        parent_of(component),
         Some(("edgeshop-edge-host", "auth-middleware"))
     );
+    let origin = find("edgeshop-origin", "POST checkout");
+    assert_eq!(parent_of(origin), Some(("edgeshop-edge-host", "checkout")));
     for step in steps {
         let span = find("edgeshop-origin", step);
         assert!(

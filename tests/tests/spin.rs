@@ -101,15 +101,15 @@ async fn a_spin_pop_reads_the_origin_over_hrana_and_keeps_serving_what_it_holds(
     assert!(problem["detail"].as_str().is_some(), "{problem}");
 }
 
-/// The traced builds of the layers on real Spin, started with its
-/// experimental `wasi:otel` support: they serve as the plain ones do, and
-/// Spin exports their spans with its own, in the client's trace. Spin
-/// 4.1 does not nest them: its `outer-span-context` does not give a layer
-/// its request span, so each layer's parent is the one in `traceparent`
-/// as the client sent it (on our host, the PoP's, and the host nests
-/// them).
+/// The traced builds of the layers and the catalog on real Spin, started
+/// with its experimental `wasi:otel` support: they serve as the plain
+/// ones do, and Spin exports their spans with its own, in the client's
+/// trace. Spin 4.1 does not nest them: its `outer-span-context` does not
+/// give a component its request span, so each one's parent is the one in
+/// `traceparent` as the client sent it (on our host, the PoP's, and the
+/// host nests them).
 #[tokio::test(flavor = "multi_thread")]
-async fn layer_spans_reach_the_collector_from_real_spin_with_its_wasi_otel_support() {
+async fn component_spans_reach_the_collector_from_real_spin_with_its_wasi_otel_support() {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind};
     use prost::Message;
@@ -118,14 +118,15 @@ async fn layer_spans_reach_the_collector_from_real_spin_with_its_wasi_otel_suppo
     };
     let dir = TempDir::new("spin-otel");
     let root = edgeshop_e2e::root();
-    // spin.toml with the traced builds of the layers, its sources absolute.
+    // spin.toml with the traced builds of the layers and the catalog (the
+    // first read of a product is the cache's miss), its sources absolute.
     let mut manifest = std::fs::read_to_string(root.join("spin.toml"))
         .unwrap()
         .replace(
             "source = \"target/",
             &format!("source = \"{}/target/", root.display()),
         );
-    let layers = ["ratelimit", "auth-middleware", "cache"];
+    let layers = ["ratelimit", "auth-middleware", "cache", "catalog"];
     for layer in layers {
         manifest = manifest.replace(
             &format!("components/{layer}.wasm\""),
@@ -196,7 +197,7 @@ async fn layer_spans_reach_the_collector_from_real_spin_with_its_wasi_otel_suppo
         .unwrap()
         .1;
     assert_eq!(hex(&server.parent_span_id), client_span, "{server:#?}");
-    // A span per layer, made by the layer, in its own scope, inside
+    // A span per component, made by the component, in its own scope, inside
     // Spin's request span in time, all ids distinct.
     for layer in layers {
         let (scope, span) = spans.iter().find(|(_, s)| s.name == layer).unwrap();

@@ -25,14 +25,51 @@ pub const COMPONENTS: &[(&str, &str)] = &[
     ("deny", "deny"),
 ];
 
-/// The middleware built a second time with spin-glue's `otel` feature, a
-/// span per traced request, as `target/components/<name>.traced.wasm`:
-/// the edge host loads these while it exports spans. spin.toml names the
-/// plain builds, which import nothing Spin links by default.
-pub const TRACED: &[&str] = &["ratelimit", "auth-middleware", "cache"];
+/// The middleware and app components built a second time with
+/// spin-glue's `otel` feature, a span per traced request, as
+/// `target/components/<name>.traced.wasm`: the edge host loads these while
+/// it exports spans. spin.toml names the plain builds, which import
+/// nothing Spin links by default.
+pub const TRACED: &[&str] = &[
+    "ratelimit",
+    "auth-middleware",
+    "cache",
+    "catalog",
+    "auth",
+    "checkout",
+    "storefront",
+    "vendor",
+    "media",
+    "assets",
+];
+
+/// `cargo`, as xtask runs it: without the package variables `cargo run`
+/// hands xtask (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...). Cargo
+/// fingerprints the variables a crate reads (ring reads several), so a
+/// build started from xtask and one started from a shell each found the
+/// other's `ring` stale and rebuilt it and everything on top (rustls,
+/// libsql, the host binaries: minutes) whenever a developer switched.
+pub fn cargo_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    cmd
+}
 
 pub fn cargo(args: &[&str]) -> Result<()> {
-    let status = Command::new(env!("CARGO"))
+    let status = cargo_command()
         .args(args)
         .current_dir(root())
         .status()
@@ -47,7 +84,7 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 /// `test result:` line into (passed, failed).
 pub fn cargo_test(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<(u64, u64)> {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO"))
+    let mut child = cargo_command()
         .args(args)
         .envs(env.iter().copied())
         .current_dir(root())
@@ -94,7 +131,7 @@ fn traced_command(tc: &Toolchain, subcommand: &str) -> (Command, &'static str) {
 }
 
 fn guest_command_for(tc: &Toolchain, subcommand: &str, crates: &[&str]) -> (Command, &'static str) {
-    let mut cmd = Command::new(env!("CARGO"));
+    let mut cmd = cargo_command();
     cmd.current_dir(root()).arg(subcommand);
     let target_dir = match tc {
         Toolchain::Rustup => "target",
@@ -134,7 +171,7 @@ pub fn components(tc: &Toolchain) -> Result<()> {
     // file names in cargo's output directory.
     let (mut cmd, target_dir) = traced_command(tc, "build");
     if !cmd.status()?.success() {
-        bail!("building the traced middleware failed");
+        bail!("building the traced components failed");
     }
     for krate in TRACED {
         install(

@@ -91,7 +91,7 @@ fn cargo_tool(krate: &str, version: &str, bin: &str) -> Result<PathBuf> {
         dir.display()
     ));
     // Not --locked: a yanked transitive version has failed that before.
-    let ok = Command::new(env!("CARGO"))
+    let ok = crate::build::cargo_command()
         .args(["install", krate, "--version", version, "-j", "2", "--root"])
         .arg(&dir)
         .status()
@@ -145,7 +145,7 @@ pub fn build(tools: &Tools) -> Result<()> {
 
 /// clippy over the worker crate for its target.
 pub fn clippy() -> Result<()> {
-    let ok = Command::new(env!("CARGO"))
+    let ok = crate::build::cargo_command()
         .current_dir(root())
         .args([
             "clippy",

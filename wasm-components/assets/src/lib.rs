@@ -14,6 +14,10 @@ use spin_sdk::http::Request;
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> http::Response<Full<Bytes>> {
+    spin_glue::spanned(env!("CARGO_PKG_NAME"), req, answer).await
+}
+
+async fn answer(req: Request) -> http::Response<Full<Bytes>> {
     let values = |name: http::header::HeaderName| -> Vec<&str> {
         req.headers()
             .get_all(name)

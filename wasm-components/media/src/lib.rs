@@ -25,6 +25,10 @@ const MAX_IMAGE_BYTES: usize = 8 << 20;
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> http::Response<Full<Bytes>> {
+    spin_glue::spanned(env!("CARGO_PKG_NAME"), req, answer).await
+}
+
+async fn answer(req: Request) -> http::Response<Full<Bytes>> {
     match serve(req).await {
         Ok(r) => r,
         Err(p) => {

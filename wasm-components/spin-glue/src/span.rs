@@ -1,4 +1,5 @@
-//! A span per middleware layer for traced requests, made through
+//! A span per middleware layer, and per app component, for traced
+//! requests, made through
 //! `wasi:otel/tracing` (Spin 4.1 exports such spans with its own when its
 //! experimental `wasi:otel` support is on; the edge host, with the traced
 //! builds it loads while it exports spans).
@@ -11,7 +12,8 @@
 //! rebuilding it to carry this span in `traceparent` cost as much as the
 //! span itself, and the host, which sees every layer of a chain start and
 //! end, nests the layers behind under this one and the requests they send
-//! out under the innermost.
+//! out under the innermost. An app component (`#[http_service]`) holds a
+//! [`ComponentSpan`] while it answers, the innermost of its chain.
 
 // Module names carry the version where spin-sdk ships two of a package.
 use crate::layer::bindings::wasi::clocks0_2_0::wall_clock::Datetime;
@@ -31,58 +33,105 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Result<Response, ErrorCode>>,
 {
-    let Some(parent) = parent(&request) else {
+    let header = field(&request.get_headers(), "traceparent");
+    let Some(span) = parent(header.as_deref()).map(|p| Active::begin(name, p)) else {
         return handle(request).await;
     };
-    let context = otel::SpanContext {
-        trace_id: parent.trace_id.clone(),
-        span_id: new_span_id(name, &parent.span_id),
-        trace_flags: otel::TraceFlags::SAMPLED,
-        is_remote: false,
-        trace_state: parent.trace_state,
-    };
-    otel::on_start(&context);
-    let start = now();
     let result = handle(request).await;
-    let end = now();
-    let mut attributes = Vec::new();
-    let status = match &result {
-        Ok(response) => {
-            let code = response.get_status_code();
-            attributes.push(KeyValue {
-                key: "http.response.status_code".to_string(),
-                value: code.to_string(),
-            });
-            if code >= 500 {
-                otel::Status::Error(format!("answered {code}"))
-            } else {
-                otel::Status::Unset
-            }
-        }
-        Err(e) => otel::Status::Error(format!("{e:?}")),
-    };
-    otel::on_end(&otel::SpanData {
-        span_context: context,
-        parent_span_id: parent.span_id,
-        span_kind: otel::SpanKind::Internal,
-        name: name.to_string(),
-        start_time: start,
-        end_time: end,
-        attributes,
-        events: Vec::new(),
-        links: Vec::new(),
-        status,
-        instrumentation_scope: InstrumentationScope {
-            name: name.to_string(),
-            version: None,
-            schema_url: None,
-            attributes: Vec::new(),
-        },
-        dropped_attributes: 0,
-        dropped_events: 0,
-        dropped_links: 0,
-    });
+    match &result {
+        Ok(response) => span.end(Ok(response.get_status_code())),
+        Err(e) => span.end(Err(format!("{e:?}"))),
+    }
     result
+}
+
+/// An app component's span around its handler (`#[http_service]`), for
+/// the components that are not layers: started from the request's
+/// headers, ended with the status answered. Untraced requests make none.
+pub struct ComponentSpan(Option<Active>);
+
+impl ComponentSpan {
+    /// Starts a span named `name` (the crate) if `headers` carry a
+    /// sampled `traceparent` (or the host has a sampled span open).
+    pub fn start(name: &'static str, headers: &http::HeaderMap) -> Self {
+        let header = headers.get("traceparent").and_then(|v| v.to_str().ok());
+        Self(parent(header).map(|p| Active::begin(name, p)))
+    }
+
+    /// Ends the span with the status the component answered.
+    pub fn end(self, status: u16) {
+        if let Some(span) = self.0 {
+            span.end(Ok(status));
+        }
+    }
+}
+
+/// A started span: what `on-end` will need.
+struct Active {
+    name: &'static str,
+    context: otel::SpanContext,
+    parent_span_id: String,
+    start: Datetime,
+}
+
+impl Active {
+    fn begin(name: &'static str, parent: Parent) -> Self {
+        let context = otel::SpanContext {
+            trace_id: parent.trace_id,
+            span_id: new_span_id(name, &parent.span_id),
+            trace_flags: otel::TraceFlags::SAMPLED,
+            is_remote: false,
+            trace_state: parent.trace_state,
+        };
+        otel::on_start(&context);
+        Self {
+            name,
+            context,
+            parent_span_id: parent.span_id,
+            start: now(),
+        }
+    }
+
+    /// Ends the span with the status answered, or the error instead.
+    fn end(self, answered: Result<u16, String>) {
+        let end = now();
+        let mut attributes = Vec::new();
+        let status = match answered {
+            Ok(code) => {
+                attributes.push(KeyValue {
+                    key: "http.response.status_code".to_string(),
+                    value: code.to_string(),
+                });
+                if code >= 500 {
+                    otel::Status::Error(format!("answered {code}"))
+                } else {
+                    otel::Status::Unset
+                }
+            }
+            Err(e) => otel::Status::Error(e),
+        };
+        otel::on_end(&otel::SpanData {
+            span_context: self.context,
+            parent_span_id: self.parent_span_id,
+            span_kind: otel::SpanKind::Internal,
+            name: self.name.to_string(),
+            start_time: self.start,
+            end_time: end,
+            attributes,
+            events: Vec::new(),
+            links: Vec::new(),
+            status,
+            instrumentation_scope: InstrumentationScope {
+                name: self.name.to_string(),
+                version: None,
+                schema_url: None,
+                attributes: Vec::new(),
+            },
+            dropped_attributes: 0,
+            dropped_events: 0,
+            dropped_links: 0,
+        });
+    }
 }
 
 /// The sampled span a layer's span belongs under.
@@ -92,9 +141,9 @@ struct Parent {
     trace_state: Vec<(String, String)>,
 }
 
-fn parent(request: &Request) -> Option<Parent> {
-    if let Some(header) = field(&request.get_headers(), "traceparent")
-        && let Some(given) = trace_context::parse(&header)
+fn parent(traceparent: Option<&str>) -> Option<Parent> {
+    if let Some(header) = traceparent
+        && let Some(given) = trace_context::parse(header)
     {
         return given.sampled.then(|| Parent {
             trace_id: given.trace_id.to_string(),

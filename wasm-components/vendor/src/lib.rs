@@ -40,6 +40,10 @@ const PASSED_ON: &[&str] = &["content-type", "etag", "location", "retry-after", 
 
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> http::Response<Full<Bytes>> {
+    spin_glue::spanned(env!("CARGO_PKG_NAME"), req, answer).await
+}
+
+async fn answer(req: Request) -> http::Response<Full<Bytes>> {
     let mut resp = match serve(req).await {
         Ok(r) => r,
         Err(p) => gateway::problem_response(&p),

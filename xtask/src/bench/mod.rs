@@ -478,7 +478,7 @@ fn wasmtime_cli() -> Result<std::path::PathBuf> {
             "installing wasmtime-cli {version} into {} (once; ~15 min on 2 cores)",
             dir.display()
         ));
-        let ok = Command::new(env!("CARGO"))
+        let ok = crate::build::cargo_command()
             .args([
                 "install",
                 "wasmtime-cli",
