@@ -16,7 +16,6 @@ use edgeshop_manifest::{App, Router};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use wasmtime::component::Component;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::handler::ProxyHandler;
 
@@ -66,7 +65,7 @@ pub struct LoadedApp {
     pub stores: BTreeMap<String, Arc<MemoryStore>>,
 }
 
-pub fn engine(limits: &Limits, cache_dir: Option<&Path>, perf_map: bool) -> Result<Engine> {
+pub fn engine(limits: &Limits, perf_map: bool) -> Result<Engine> {
     let mut config = wasmtime::Config::new();
     if perf_map {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -74,12 +73,6 @@ pub fn engine(limits: &Limits, cache_dir: Option<&Path>, perf_map: bool) -> Resu
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
     config.epoch_interruption(true);
-    if let Some(dir) = cache_dir {
-        std::fs::create_dir_all(dir)?;
-        let mut cache = wasmtime::CacheConfig::new();
-        cache.with_directory(dir);
-        config.cache(Some(wasmtime::Cache::new(cache)?));
-    }
     // Pre-reserved slots make instantiation a few microseconds; each slot
     // is bounded by the guest memory limit. An instance of a composed
     // chain holds each layer's core instances, memory and tables.
@@ -264,8 +257,7 @@ pub async fn load(
                     .with_context(|| format!("route {}", pattern.as_str()))?;
             std::borrow::Cow::Owned(composed)
         };
-        let component = Component::new(engine, &bytes)
-            .map_err(anyhow::Error::from)
+        let component = crate::compiled::component(engine, options.cache_dir.as_deref(), &bytes)
             .with_context(|| format!("compiling {name} for route {}", pattern.as_str()))?;
         let caps = ComponentCapabilities {
             component_id: name.clone(),

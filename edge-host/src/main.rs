@@ -5,6 +5,7 @@ mod access;
 mod app;
 mod bindings;
 mod capabilities;
+mod compiled;
 mod instance;
 mod limits;
 mod metrics;
@@ -86,7 +87,9 @@ struct Args {
     /// which grants whole databases, does not).
     #[arg(long, value_name = "FILE")]
     db_permissions: Option<PathBuf>,
-    /// Cache compiled components here, so restarts skip compilation.
+    /// Keep compiled components here, so restarts skip compilation; they
+    /// are mapped from these files, so an idle PoP holds only the code it
+    /// has run.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// The deny adapter component, wired in place of what a middleware
@@ -232,7 +235,7 @@ async fn run(args: Args) -> Result<()> {
         limits: limits.clone(),
         guests: metrics::GuestMetrics::default(),
     };
-    let engine = app::engine(&limits, options.cache_dir.as_deref(), args.perf_map)?;
+    let engine = app::engine(&limits, args.perf_map)?;
     let mut replicas = BTreeMap::new();
     for (label, url) in &args.replica {
         let config = replica::Config {
