@@ -120,6 +120,18 @@ mod tests {
         Engine::new(&config).unwrap()
     }
 
+    /// [`EMPTY`] loaded once into a fresh directory: the directory, the
+    /// engine, and the one file it compiled to.
+    fn compiled_once(name: &str) -> (PathBuf, Engine, PathBuf) {
+        let dir = temp_dir(name);
+        let engine = engine();
+        component(&engine, Some(&dir), EMPTY).unwrap();
+        let files = cached(&dir);
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].extension().is_some_and(|x| x == SUFFIX));
+        (dir, engine, files[0].clone())
+    }
+
     /// A component with nothing in it: the preamble of the component
     /// binary format (magic, version 0x0d, layer 1).
     const EMPTY: &[u8] = b"\0asm\x0d\0\x01\0";
@@ -142,20 +154,14 @@ mod tests {
 
     #[test]
     fn a_component_is_compiled_once_and_mapped_after() {
-        let dir = temp_dir("once");
-        let engine = engine();
-        let bytes = EMPTY;
-        component(&engine, Some(&dir), bytes).unwrap();
-        let files = cached(&dir);
-        assert_eq!(files.len(), 1, "{files:?}");
-        assert!(files[0].extension().is_some_and(|x| x == SUFFIX));
+        let (dir, engine, file) = compiled_once("once");
         // Compiling writes a new file over the name: a new inode.
         use std::os::unix::fs::MetadataExt;
-        let written = files[0].metadata().unwrap().ino();
-        component(&engine, Some(&dir), bytes).unwrap();
-        assert_eq!(cached(&dir), files);
+        let written = file.metadata().unwrap().ino();
+        component(&engine, Some(&dir), EMPTY).unwrap();
+        assert_eq!(cached(&dir), std::slice::from_ref(&file));
         assert_eq!(
-            files[0].metadata().unwrap().ino(),
+            file.metadata().unwrap().ino(),
             written,
             "the second load compiled again"
         );
@@ -164,13 +170,9 @@ mod tests {
 
     #[test]
     fn a_damaged_file_is_compiled_again() {
-        let dir = temp_dir("damaged");
-        let engine = engine();
-        let bytes = EMPTY;
-        component(&engine, Some(&dir), bytes).unwrap();
-        let file = cached(&dir).remove(0);
+        let (dir, engine, file) = compiled_once("damaged");
         std::fs::write(&file, b"not a compiled component").unwrap();
-        component(&engine, Some(&dir), bytes).unwrap();
+        component(&engine, Some(&dir), EMPTY).unwrap();
         assert!(std::fs::read(&file).unwrap().len() > 100);
         std::fs::remove_dir_all(&dir).unwrap();
     }
