@@ -16,29 +16,6 @@ pub mod vars;
 
 pub use db::SpinDb;
 
-/// Runs an app component's handler (`answer`) on `request`; in the traced
-/// build (feature `otel`), inside a span named `name` when the request's
-/// trace is sampled ([`span::ComponentSpan`]). The plain build, which
-/// spin.toml names, only calls `answer`.
-pub async fn spanned<T, B, F, Fut>(
-    name: &'static str,
-    request: http::Request<T>,
-    answer: F,
-) -> http::Response<B>
-where
-    F: FnOnce(http::Request<T>) -> Fut,
-    Fut: std::future::Future<Output = http::Response<B>>,
-{
-    #[cfg(feature = "otel")]
-    let span = span::ComponentSpan::start(name, request.headers());
-    #[cfg(not(feature = "otel"))]
-    let _ = name;
-    let response = answer(request).await;
-    #[cfg(feature = "otel")]
-    span.end(response.status().as_u16());
-    response
-}
-
 use bytes::Bytes;
 use http_body_util::Full;
 
@@ -60,4 +37,26 @@ pub fn http_response(
             *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
             r
         })
+}
+
+/// Runs an app component's handler (`answer`) on `request`; in the traced
+/// build (feature `otel`), inside a span named `name` when the request's
+/// trace is sampled ([`span::around_component`]). The plain build, which
+/// spin.toml names, only calls `answer`.
+pub async fn spanned<T, B, F, Fut>(
+    name: &'static str,
+    request: http::Request<T>,
+    answer: F,
+) -> http::Response<B>
+where
+    F: FnOnce(http::Request<T>) -> Fut,
+    Fut: std::future::Future<Output = http::Response<B>>,
+{
+    #[cfg(feature = "otel")]
+    return span::around_component(name, request, answer).await;
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = name;
+        answer(request).await
+    }
 }

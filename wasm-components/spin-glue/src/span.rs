@@ -12,8 +12,8 @@
 //! rebuilding it to carry this span in `traceparent` cost as much as the
 //! span itself, and the host, which sees every layer of a chain start and
 //! end, nests the layers behind under this one and the requests they send
-//! out under the innermost. An app component (`#[http_service]`) holds a
-//! [`ComponentSpan`] while it answers, the innermost of its chain.
+//! out under the innermost. An app component's span
+//! ([`around_component`]) is the innermost of its chain.
 
 // Module names carry the version where spin-sdk ships two of a package.
 use crate::layer::bindings::wasi::clocks0_2_0::wall_clock::Datetime;
@@ -45,25 +45,28 @@ where
     result
 }
 
-/// An app component's span around its handler (`#[http_service]`), for
-/// the components that are not layers: started from the request's
-/// headers, ended with the status answered. Untraced requests make none.
-pub struct ComponentSpan(Option<Active>);
-
-impl ComponentSpan {
-    /// Starts a span named `name` (the crate) if `headers` carry a
-    /// sampled `traceparent` (or the host has a sampled span open).
-    pub fn start(name: &'static str, headers: &http::HeaderMap) -> Self {
-        let header = headers.get("traceparent").and_then(|v| v.to_str().ok());
-        Self(parent(header).map(|p| Active::begin(name, p)))
-    }
-
-    /// Ends the span with the status the component answered.
-    pub fn end(self, status: u16) {
-        if let Some(span) = self.0 {
-            span.end(Ok(status));
-        }
-    }
+/// Runs an app component's handler (`answer`, behind `#[http_service]`)
+/// on `request`, inside a span named `name` when the request's trace is
+/// sampled: the innermost span of its chain.
+pub async fn around_component<T, B, F, Fut>(
+    name: &'static str,
+    request: http::Request<T>,
+    answer: F,
+) -> http::Response<B>
+where
+    F: FnOnce(http::Request<T>) -> Fut,
+    Fut: Future<Output = http::Response<B>>,
+{
+    let header = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let Some(span) = parent(header).map(|p| Active::begin(name, p)) else {
+        return answer(request).await;
+    };
+    let response = answer(request).await;
+    span.end(Ok(response.status().as_u16()));
+    response
 }
 
 /// A started span: what `on-end` will need.
