@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "product_status",
         sql: include_str!("../migrations/0003_product_status.sql"),
     },
+    Migration {
+        version: 4,
+        name: "vendor_changes",
+        sql: include_str!("../migrations/0004_vendor_changes.sql"),
+    },
 ];
 
 /// Opens (creating if needed) a local catalog database file.
@@ -151,9 +156,9 @@ mod tests {
     #[tokio::test]
     async fn migrate_is_idempotent_and_versioned() {
         let (_d, _db, conn) = fresh().await;
-        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2, 3]);
+        assert_eq!(migrate(&conn).await.unwrap(), vec![1, 2, 3, 4]);
         assert_eq!(migrate(&conn).await.unwrap(), Vec::<i64>::new());
-        assert_eq!(schema_version(&conn).await.unwrap(), 3);
+        assert_eq!(schema_version(&conn).await.unwrap(), 4);
     }
 
     #[tokio::test]
@@ -202,17 +207,24 @@ mod tests {
         let hits: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
         assert!(hits >= 1);
         // An update appends the product's tags to the change log.
+        let tags = logged(
+            &conn,
+            "UPDATE products SET stock = stock + 1, version = version + 1 WHERE id = 5",
+        )
+        .await;
+        assert!(tags.contains(&"product:5".to_string()), "{tags:?}");
+        assert!(tags.contains(&"catalog".to_string()), "{tags:?}");
+    }
+
+    /// The tags one statement appends to the change log.
+    async fn logged(conn: &Connection, sql: &str) -> Vec<String> {
         let mut rows = conn
-            .query("SELECT max(seq) FROM changes", ())
+            .query("SELECT coalesce(max(seq), 0) FROM changes", ())
             .await
             .unwrap();
         let before: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
-        conn.execute(
-            "UPDATE products SET stock = stock + 1, version = version + 1 WHERE id = 5",
-            (),
-        )
-        .await
-        .unwrap();
+        drop(rows);
+        conn.execute(sql, ()).await.unwrap();
         let mut rows = conn
             .query(
                 "SELECT tag FROM changes WHERE seq > ?1 ORDER BY seq",
@@ -224,7 +236,59 @@ mod tests {
         while let Some(r) = rows.next().await.unwrap() {
             tags.push(r.get::<String>(0).unwrap());
         }
-        assert!(tags.contains(&"product:5".to_string()), "{tags:?}");
-        assert!(tags.contains(&"catalog".to_string()), "{tags:?}");
+        tags
+    }
+
+    #[tokio::test]
+    async fn a_sale_purges_the_product_and_listings_not_every_page_of_its_vendor() {
+        let (_d, _db, conn) = fresh().await;
+        migrate(&conn).await.unwrap();
+        let cfg = SeedConfig {
+            products: 20,
+            vendors: 3,
+            seed: 7,
+            ..SeedConfig::default()
+        };
+        seed(&conn, &cfg).await.unwrap();
+        let mut rows = conn
+            .query("SELECT vendor_id FROM products WHERE id = 5", ())
+            .await
+            .unwrap();
+        let vendor: i64 = rows.next().await.unwrap().unwrap().get(0).unwrap();
+        drop(rows);
+        let other = vendor % 3 + 1;
+        // Stock and price change what the product's page and listings
+        // show; the vendor's own entry (its published count) stays.
+        assert_eq!(
+            logged(&conn, "UPDATE products SET stock = stock - 1 WHERE id = 5").await,
+            ["product:5", "catalog"]
+        );
+        assert_eq!(
+            logged(&conn, "UPDATE products SET price_minor = 999 WHERE id = 5").await,
+            ["product:5", "catalog"]
+        );
+        // Unpublishing changes the vendor's count.
+        assert_eq!(
+            logged(&conn, "UPDATE products SET status = 'draft' WHERE id = 5").await,
+            [
+                "product:5".to_string(),
+                "catalog".into(),
+                format!("vendor:{vendor}")
+            ]
+        );
+        // A move changes both vendors' counts.
+        assert_eq!(
+            logged(
+                &conn,
+                &format!("UPDATE products SET vendor_id = {other} WHERE id = 5")
+            )
+            .await,
+            [
+                "product:5".to_string(),
+                "catalog".into(),
+                format!("vendor:{other}"),
+                format!("vendor:{vendor}")
+            ]
+        );
     }
 }
