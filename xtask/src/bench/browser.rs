@@ -54,7 +54,11 @@ pub fn run(rt: &tokio::runtime::Runtime, tools: &Tools, samples: usize) -> Resul
     let dir = state_dir().join("bench/browser");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let mut up = Command::new(std::env::current_exe()?);
+    // This very binary, through the kernel's link: the host build above
+    // (`cargo build --release --bins`, the whole workspace) relinks
+    // target/release/xtask with the workspace's features, so the path
+    // `current_exe` names is gone by now.
+    let mut up = Command::new("/proc/self/exe");
     up.args(["up", "--no-build"])
         .env("EDGESHOP_STATE_DIR", &dir)
         .stderr(std::fs::File::create(dir.join("up.log"))?);
