@@ -1,7 +1,10 @@
 //! Traces: W3C trace context (`traceparent`, `tracestate`) in and out of
 //! every process, and `tracing` spans exported as OpenTelemetry spans over
-//! OTLP/HTTP (JSON) when a collector is configured with the standard
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`). With none,
+//! OTLP/HTTP when a collector is configured with the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`): protobuf
+//! bodies, OTLP's default and the cheaper to encode, or JSON with
+//! `OTEL_EXPORTER_OTLP_PROTOCOL=http/json` (or `..._TRACES_PROTOCOL`; the
+//! exporter crate reads both). With none,
 //! no exporter exists, [`enabled`] is false, and the request paths skip
 //! trace work altogether. The PoP's hit path makes its span with the
 //! OpenTelemetry API itself ([`Server`]): the cost of tracing there is an
@@ -13,7 +16,7 @@ use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerP
 use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
 pub use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -74,9 +77,28 @@ pub(crate) fn layer<S>(
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    let protocol = match protocol() {
+        Ok(p) => p,
+        Err(refused) => {
+            eprintln!(
+                "traces are not exported: OTLP over {refused:?} is not built in; \
+                 set OTEL_EXPORTER_OTLP_PROTOCOL to http/protobuf or http/json \
+                 and point the endpoint at the collector's OTLP/HTTP port (4318)"
+            );
+            return None;
+        }
+    };
+    let client = match http_client() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("traces are not exported: {e}");
+            return None;
+        }
+    };
     let mut exporter = match opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
+        .with_protocol(protocol)
+        .with_http_client(client)
         .build()
     {
         Ok(e) => e,
@@ -110,6 +132,78 @@ where
             ),
         Guard(Some(provider)),
     ))
+}
+
+/// The OTLP encoding the environment asks for (the traces' own variable
+/// first), protobuf when it names none, as the OTLP exporter
+/// specification says. Set here because the exporter crate, built with
+/// both encodings, would default to JSON; `Err` names a protocol this
+/// build cannot speak (gRPC).
+fn protocol() -> Result<opentelemetry_otlp::Protocol, String> {
+    let var = |name| std::env::var(name).ok();
+    protocol_from(&[
+        var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+        var("OTEL_EXPORTER_OTLP_PROTOCOL"),
+    ])
+}
+
+/// The client exports go out with. An `https` collector must prove itself
+/// against the web PKI's roots, or the CA certificates (PEM) in the file
+/// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` names (the OTLP exporter's own
+/// variables, for a collector with a private CA); there is no setting
+/// that skips the check. An export gives up after
+/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or `OTEL_EXPORTER_OTLP_TIMEOUT`
+/// milliseconds, 10 s when neither is set, as the exporter's own client
+/// would.
+fn http_client() -> Result<reqwest::blocking::Client, String> {
+    let first = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+    };
+    let extra = match first([
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    ]) {
+        Some(path) => admission::tls::read_certificates(std::path::Path::new(path.trim()))
+            .map_err(|e| format!("the collector's CA certificate: {e}"))?,
+        None => Vec::new(),
+    };
+    let tls = admission::tls::client_config(&extra)
+        .map_err(|e| format!("the collector's CA certificate: {e}"))?;
+    let timeout = first([
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ])
+    .and_then(|ms| ms.trim().parse().ok())
+    .map_or(Duration::from_secs(10), Duration::from_millis);
+    // The blocking client runs a runtime of its own: built on a thread
+    // of its own, it cannot meet the caller's.
+    std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .tls_backend_preconfigured(tls)
+            .build()
+    })
+    .join()
+    .map_err(|_| "building the exporter's HTTP client panicked".to_string())?
+    .map_err(|e| format!("the exporter's HTTP client: {e}"))
+}
+
+/// [`protocol`] from the variables' values, the first set one winning.
+fn protocol_from(values: &[Option<String>]) -> Result<opentelemetry_otlp::Protocol, String> {
+    use opentelemetry_otlp::Protocol;
+    let asked = values
+        .iter()
+        .flatten()
+        .map(|p| p.trim().to_ascii_lowercase())
+        .find(|p| !p.is_empty());
+    match asked.as_deref() {
+        None | Some("http/protobuf") => Ok(Protocol::HttpBinary),
+        Some("http/json") => Ok(Protocol::HttpJson),
+        Some(other) => Err(other.to_string()),
+    }
 }
 
 /// The batch processor, shared between the provider and [`export_guest`].
@@ -315,4 +409,31 @@ macro_rules! server_span {
             ::tracing::Span::none()
         }
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::protocol_from;
+    use opentelemetry_otlp::Protocol;
+
+    #[test]
+    fn otlp_is_protobuf_unless_json_is_asked_for_and_grpc_is_refused() {
+        let set = |v: &str| Some(v.to_string());
+        assert_eq!(protocol_from(&[None, None]), Ok(Protocol::HttpBinary));
+        assert_eq!(protocol_from(&[None, set(" ")]), Ok(Protocol::HttpBinary));
+        assert_eq!(
+            protocol_from(&[None, set("HTTP/JSON")]),
+            Ok(Protocol::HttpJson)
+        );
+        // The traces' own variable wins over the general one.
+        assert_eq!(
+            protocol_from(&[set("http/protobuf"), set("http/json")]),
+            Ok(Protocol::HttpBinary)
+        );
+        assert_eq!(
+            protocol_from(&[set("http/json"), set("grpc")]),
+            Ok(Protocol::HttpJson)
+        );
+        assert_eq!(protocol_from(&[None, set("grpc")]), Err("grpc".into()));
+    }
 }

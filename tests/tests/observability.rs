@@ -386,6 +386,9 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
             ("EDGESHOP_LOG", "info,edge_host::access=info".to_string()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.clone()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+            // The other encoding a collector may want, chosen the standard
+            // way (the checkout trace test has the default, protobuf).
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".to_string()),
         ],
     )
     .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
@@ -485,6 +488,11 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let spans = receiver.trace(trace_id);
     assert_eq!(spans.len(), 1 + layers.len(), "{spans:#?}");
+    let encodings = receiver.encodings();
+    assert!(
+        encodings.iter().all(|e| e == "application/json"),
+        "{encodings:?}"
+    );
     assert!(
         spans.iter().all(|(s, _)| s == "edgeshop-edge-host"),
         "{spans:#?}"
@@ -549,6 +557,97 @@ async fn replica_lag_rises_while_the_primary_is_unreachable_and_falls_after() {
     }
 }
 
+/// A collector over `https` with a private CA: a process told the CA in
+/// the OTLP exporter's own variable delivers its spans there; one that is
+/// not (as if an attacker stood in for the collector) refuses the
+/// handshake and sends nothing, and serves on regardless.
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_reach_an_https_collector_only_when_its_certificate_checks_out() {
+    let dir = TempDir::new("observe-https");
+    let ca = edgeshop_e2e::private_ca(&dir.0);
+    let receiver = Receiver::start_tls(admission::tls::acceptor(&ca.cert, &ca.key).unwrap()).await;
+    let paysim = |trust: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(edgeshop_e2e::binary("edgeshop-paysim"));
+        cmd.args(["--listen", "127.0.0.1:0"])
+            .env("EDGESHOP_WEBHOOK_SECRET", edgeshop_e2e::WEBHOOK_SECRET)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+        if let Some(ca) = trust {
+            // And smaller exports, as a collector across the internet
+            // would want them.
+            cmd.env("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)
+                .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip");
+        }
+        edgeshop_e2e::Host::spawn(cmd).unwrap_or_else(|log| panic!("paysim did not start:\n{log}"))
+    };
+    let traced = |trace: &str| format!("00-{trace}-00f067aa0ba902b7-01");
+
+    let trusting = paysim(Some(&ca.ca));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = browse(
+        &format!("{}/metrics", trusting.url),
+        &[("traceparent", &traced(trace))],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let started = Instant::now();
+    while receiver.trace(trace).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no span arrived over https\n{}",
+            trusting.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(receiver.trace(trace)[0].0, "edgeshop-paysim");
+    assert_eq!(receiver.refused(), 0);
+    let encodings = receiver.encodings();
+    assert!(
+        encodings.iter().all(|e| e == "application/x-protobuf+gzip"),
+        "{encodings:?}"
+    );
+
+    let unaware = paysim(None);
+    let other = "0af7651916cd43dd8448eb211c80319c";
+    let r = browse(
+        &format!("{}/metrics", unaware.url),
+        &[("traceparent", &traced(other))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "serving does not wait on the collector");
+    let started = Instant::now();
+    while receiver.refused() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the exporter never tried the collector\n{}",
+            unaware.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Batches leave every 100 ms: a span let through would be here.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        receiver.trace(other).is_empty(),
+        "{:?}",
+        receiver.trace(other)
+    );
+}
+
+/// An OTLP/HTTP export body in OTLP's JSON shape: JSON as it came, a
+/// protobuf body decoded and put in the same shape (the exporters' own
+/// JSON encoding is that same mapping).
+fn otlp_json(content_type: &str, body: &[u8]) -> serde_json::Value {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    match content_type {
+        "application/json" => serde_json::from_slice(body).unwrap(),
+        "application/x-protobuf" => {
+            serde_json::to_value(ExportTraceServiceRequest::decode(body).unwrap()).unwrap()
+        }
+        other => panic!("an OTLP export with content-type {other:?}"),
+    }
+}
+
 /// An OTLP/JSON time: a string of nanoseconds, or a number.
 fn nanos(v: &serde_json::Value) -> u128 {
     v.as_str()
@@ -566,37 +665,77 @@ fn signal(pid: u32, name: &str) {
     assert!(ok, "kill -{name} {pid}");
 }
 
-/// An OTLP/HTTP receiver (JSON encoding), as a collector would be: every
-/// span it is sent, with its service's name.
+/// An OTLP/HTTP receiver, as a collector would be: every span it is sent,
+/// with its service's name, in OTLP's JSON shape whichever encoding it
+/// came in (protobuf, the exporters' default, or JSON, gzipped or not),
+/// and the `content-type` of each export (`+gzip` when it came gzipped).
 struct Receiver {
     url: String,
     spans: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+    encodings: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Connections whose TLS handshake failed (an `https` receiver's).
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
     async fn start() -> Receiver {
+        Receiver::serve(None).await
+    }
+
+    /// The receiver over `https`, proving itself with `tls`'s certificate.
+    async fn start_tls(tls: tokio_rustls::TlsAcceptor) -> Receiver {
+        Receiver::serve(Some(tls)).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         use http_body_util::BodyExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let store = spans.clone();
+        let encodings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (store, seen, failed) = (spans.clone(), encodings.clone(), refused.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let store = store.clone();
+                let (store, seen, failed) = (store.clone(), seen.clone(), failed.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |req: http::Request<hyper::body::Incoming>| {
-                            let store = store.clone();
+                            let (store, seen) = (store.clone(), seen.clone());
                             async move {
                                 let path = req.uri().path().to_string();
+                                let field = |name: &str| {
+                                    req.headers()
+                                        .get(name)
+                                        .and_then(|v| v.to_str().ok())
+                                        .unwrap_or_default()
+                                        .to_string()
+                                };
+                                let (mut encoding, zipped) =
+                                    (field("content-type"), field("content-encoding"));
                                 let body = req.into_body().collect().await.unwrap().to_bytes();
                                 assert_eq!(path, "/v1/traces");
-                                let export: serde_json::Value =
-                                    serde_json::from_slice(&body).unwrap();
+                                let body = match zipped.as_str() {
+                                    "" => body.to_vec(),
+                                    "gzip" => {
+                                        use std::io::Read;
+                                        let mut out = Vec::new();
+                                        flate2::read::GzDecoder::new(&body[..])
+                                            .read_to_end(&mut out)
+                                            .unwrap();
+                                        encoding.push_str("+gzip");
+                                        out
+                                    }
+                                    other => panic!("an export in content-encoding {other:?}"),
+                                };
+                                let export = otlp_json(encoding.trim_end_matches("+gzip"), &body);
+                                seen.lock().unwrap().push(encoding);
                                 let mut store = store.lock().unwrap();
                                 for rs in export["resourceSpans"].as_array().unwrap() {
                                     let service = rs["resource"]["attributes"]
@@ -627,13 +766,42 @@ impl Receiver {
                             }
                         },
                     );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = http.serve_connection(io, service).await;
+                        }
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => {
+                                let io = hyper_util::rt::TokioIo::new(stream);
+                                let _ = http.serve_connection(io, service).await;
+                            }
+                            Err(_) => {
+                                failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        },
+                    }
                 });
             }
         });
-        Receiver { url, spans, task }
+        Receiver {
+            url,
+            spans,
+            encodings,
+            refused,
+            task,
+        }
+    }
+
+    /// Connections refused at the TLS handshake so far.
+    fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The `content-type` of every export received so far.
+    fn encodings(&self) -> Vec<String> {
+        self.encodings.lock().unwrap().clone()
     }
 
     /// The spans of trace `id` received so far, with their services.
@@ -738,6 +906,12 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // OTLP's default encoding, from every process.
+    let encodings = receiver.encodings();
+    assert!(
+        encodings.iter().all(|e| e == "application/x-protobuf"),
+        "{encodings:?}"
+    );
     let by_id: std::collections::HashMap<&str, &(String, serde_json::Value)> = spans
         .iter()
         .map(|s| (s.1["spanId"].as_str().unwrap(), s))

@@ -6,7 +6,9 @@
 //! time, in several rounds: this machine's speed swings by a third from
 //! one run to the next, and only figures taken in the same moments
 //! compare. A variant's cost is the median over the rounds of its ratio to
-//! the shipped PoP, in req/s and in the PoP's own CPU time per request.
+//! the shipped PoP, in req/s and in the PoP's own CPU time per request; a
+//! second shipped PoP measured the same way says how far apart two equal
+//! PoPs come out.
 
 use super::{Row, Target, bench_host, measure_side_by_side, otlp_sink, unreached_limits};
 use crate::root;
@@ -14,8 +16,10 @@ use crate::up::Service;
 use anyhow::Result;
 
 /// Rounds per variant: enough for a median that one bad round does not
-/// move.
-pub const ROUNDS: usize = 5;
+/// move, and even, so that each PoP's load starts first in half of them
+/// (in one fixed order the second PoP came out about 3% cheaper against
+/// an identical first one).
+pub const ROUNDS: usize = 6;
 
 /// One variant's rounds beside the shipped PoP's.
 pub struct Pair {
@@ -43,7 +47,10 @@ pub fn run(
     connections: usize,
 ) -> Result<Cost> {
     let sink = rt.block_on(otlp_sink())?;
-    let variants: [(&str, Vec<(&str, &str)>); 4] = [
+    let variants: [(&str, Vec<(&str, &str)>); 5] = [
+        // An identical PoP: how far apart two equal ones come out, the
+        // floor under every other row.
+        ("as shipped, a second PoP (the noise floor)", vec![]),
         ("metrics off", vec![("EDGESHOP_METRICS", "off")]),
         (
             "traced (OTLP)",
@@ -82,19 +89,22 @@ pub fn run(
             cpu_us: Vec::new(),
         })
         .collect();
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         for ((name, pop), pair) in pops.iter().zip(&mut pairs) {
-            let rows = measure_side_by_side(
-                rt,
-                &[
-                    ("shipped", target(shipped, paths)),
-                    (name, target(pop, paths)),
-                ],
-                seconds,
-                each,
-            )?;
-            pair.rates.push((rate(&rows[0]), rate(&rows[1])));
-            pair.cpu_us.push((cpu_us(&rows[0]), cpu_us(&rows[1])));
+            let shipped_first = round % 2 == 0;
+            let (a, b) = (
+                ("shipped", target(shipped, paths)),
+                (*name, target(pop, paths)),
+            );
+            let targets = if shipped_first { [a, b] } else { [b, a] };
+            let rows = measure_side_by_side(rt, &targets, seconds, each)?;
+            let (s, v) = if shipped_first {
+                (&rows[0], &rows[1])
+            } else {
+                (&rows[1], &rows[0])
+            };
+            pair.rates.push((rate(s), rate(v)));
+            pair.cpu_us.push((cpu_us(s), cpu_us(v)));
         }
     }
     Ok(Cost {
@@ -140,8 +150,10 @@ fn ratios(rounds: &[(f64, f64)]) -> Vec<f64> {
 pub fn print(cost: &Cost) -> String {
     let mut out = format!(
         "\nWhat seeing it costs: the product hit, each PoP side by side with the shipped \
-         one ({} connections each, the same moments), {ROUNDS} rounds of {}s; the change \
-         against the shipped PoP is the median over the rounds (and the range).\n\n\
+         one ({} connections each, the same moments, which load starts first alternating), \
+         {ROUNDS} rounds of {}s; the change against the shipped PoP is the median over the \
+         rounds (and the range). The first row is a second shipped PoP: changes no larger \
+         than its are noise.\n\n\
          | PoP | req/s by round (shipped/this) | req/s vs shipped | \
          PoP CPU µs/request by round (shipped/this) | CPU vs shipped |\n\
          |---|---|---:|---|---:|\n",
@@ -172,9 +184,20 @@ fn each(rounds: &[(f64, f64)]) -> String {
 fn change(rounds: &[(f64, f64)]) -> String {
     let r = ratios(rounds);
     let pct = |x: f64| format!("{:+.1}%", (x - 1.0) * 100.0);
-    match (r.get(r.len() / 2), r.first(), r.last()) {
-        (Some(m), Some(lo), Some(hi)) => format!("{} ({} to {})", pct(*m), pct(*lo), pct(*hi)),
+    match (median(&r), r.first(), r.last()) {
+        (Some(m), Some(lo), Some(hi)) => format!("{} ({} to {})", pct(m), pct(*lo), pct(*hi)),
         _ => "-".to_string(),
+    }
+}
+
+/// The median of sorted `values`: the middle one, or the mean of the two
+/// middle ones.
+fn median(values: &[f64]) -> Option<f64> {
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
     }
 }
 
@@ -204,5 +227,8 @@ mod tests {
             ),
             "{table}"
         );
+        // An even count of rounds: the mean of the middle two.
+        assert_eq!(median(&[0.9, 1.0, 1.1, 1.3]), Some(1.05));
+        assert_eq!(median(&[]), None);
     }
 }
