@@ -117,23 +117,45 @@ pub fn cargo_test(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<(u6
     Ok((passed, failed))
 }
 
-fn guest_command(tc: &Toolchain, subcommand: &str) -> (Command, &'static str) {
+/// Which guest builds: the shipped ones, or the same keeping their
+/// function names (the `name` section the wasm profile strips), for
+/// `cargo xtask profile --named`, in a target directory of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guests {
+    Shipped,
+    Named,
+}
+
+fn guest_command(tc: &Toolchain, subcommand: &str, guests: Guests) -> (Command, &'static str) {
     let crates: Vec<&str> = COMPONENTS.iter().map(|(krate, _)| *krate).collect();
-    guest_command_for(tc, subcommand, &crates)
+    guest_command_for(tc, subcommand, &crates, guests)
 }
 
 /// `cargo <subcommand>` for the wasm target over the traced builds.
-fn traced_command(tc: &Toolchain, subcommand: &str) -> (Command, &'static str) {
-    let (mut cmd, target_dir) = guest_command_for(tc, subcommand, TRACED);
+fn traced_command(tc: &Toolchain, subcommand: &str, guests: Guests) -> (Command, &'static str) {
+    let (mut cmd, target_dir) = guest_command_for(tc, subcommand, TRACED, guests);
     let features: Vec<String> = TRACED.iter().map(|k| format!("{k}/otel")).collect();
     cmd.args(["--features", &features.join(",")]);
     (cmd, target_dir)
 }
 
-fn guest_command_for(tc: &Toolchain, subcommand: &str, crates: &[&str]) -> (Command, &'static str) {
+fn guest_command_for(
+    tc: &Toolchain,
+    subcommand: &str,
+    crates: &[&str],
+    guests: Guests,
+) -> (Command, &'static str) {
     let mut cmd = cargo_command();
     cmd.current_dir(root()).arg(subcommand);
+    let named = guests == Guests::Named;
+    if named {
+        cmd.env("CARGO_PROFILE_WASM_STRIP", "false");
+    }
     let target_dir = match tc {
+        Toolchain::Rustup if named => {
+            cmd.args(["--target-dir", "target/named-guests"]);
+            "target/named-guests"
+        }
         Toolchain::Rustup => "target",
         Toolchain::BuildStd { rustc, lld_dir } => {
             let path = std::env::var("PATH").unwrap_or_default();
@@ -141,12 +163,14 @@ fn guest_command_for(tc: &Toolchain, subcommand: &str, crates: &[&str]) -> (Comm
                 .env("RUSTC", rustc)
                 .env("RUSTC_BOOTSTRAP", "1")
                 .env("RUSTFLAGS", "-L /usr/lib/wasm32-wasi")
-                .args([
-                    "-Zbuild-std=std,panic_abort",
-                    "--target-dir",
-                    "target/build-std",
-                ]);
-            "target/build-std"
+                .arg("-Zbuild-std=std,panic_abort");
+            let dir = if named {
+                "target/build-std-named"
+            } else {
+                "target/build-std"
+            };
+            cmd.args(["--target-dir", dir]);
+            dir
         }
     };
     cmd.args(["--profile", "wasm", "--target", WASM_TARGET]);
@@ -160,16 +184,30 @@ fn guest_command_for(tc: &Toolchain, subcommand: &str, crates: &[&str]) -> (Comm
 /// where spin.toml and the tests look.
 pub fn components(tc: &Toolchain) -> Result<()> {
     say("building wasm components (profile wasm: opt-level s, LTO)");
-    let (mut cmd, target_dir) = guest_command(tc, "build");
+    build_guests(tc, Guests::Shipped, &root().join("target/components"))
+}
+
+/// Builds every guest keeping its function names, installed in
+/// `target/bench/named/` under the names `target/components` uses; that
+/// directory.
+pub fn named_components(tc: &Toolchain) -> Result<std::path::PathBuf> {
+    say("building wasm components with their function names (for a profile)");
+    let out = root().join("target/bench/named");
+    build_guests(tc, Guests::Named, &out)?;
+    Ok(out)
+}
+
+fn build_guests(tc: &Toolchain, guests: Guests, out: &Path) -> Result<()> {
+    let (mut cmd, target_dir) = guest_command(tc, "build", guests);
     if !cmd.status()?.success() {
         bail!("building the wasm components failed");
     }
     for (krate, file) in COMPONENTS {
-        install(target_dir, file, &format!("{krate}.wasm"))?;
+        install(target_dir, file, out, &format!("{krate}.wasm"))?;
     }
     // Only after the plain ones are installed: both builds write the same
     // file names in cargo's output directory.
-    let (mut cmd, target_dir) = traced_command(tc, "build");
+    let (mut cmd, target_dir) = traced_command(tc, "build", guests);
     if !cmd.status()?.success() {
         bail!("building the traced components failed");
     }
@@ -177,16 +215,16 @@ pub fn components(tc: &Toolchain) -> Result<()> {
         install(
             target_dir,
             &krate.replace('-', "_"),
+            out,
             &format!("{krate}.traced.wasm"),
         )?;
     }
     Ok(())
 }
 
-/// Copies cargo's `<file>.wasm` to `target/components/<name>`.
-fn install(target_dir: &str, file: &str, name: &str) -> Result<()> {
-    let out = root().join("target/components");
-    std::fs::create_dir_all(&out)?;
+/// Copies cargo's `<file>.wasm` to `out/<name>`.
+fn install(target_dir: &str, file: &str, out: &Path, name: &str) -> Result<()> {
+    std::fs::create_dir_all(out)?;
     let built = root()
         .join(target_dir)
         .join(WASM_TARGET)
@@ -206,7 +244,10 @@ fn install(target_dir: &str, file: &str, name: &str) -> Result<()> {
 pub fn guest_clippy(tc: &Toolchain) -> Result<()> {
     match tc {
         Toolchain::Rustup => {
-            for (mut cmd, _) in [guest_command(tc, "clippy"), traced_command(tc, "clippy")] {
+            for (mut cmd, _) in [
+                guest_command(tc, "clippy", Guests::Shipped),
+                traced_command(tc, "clippy", Guests::Shipped),
+            ] {
                 cmd.args(["--", "-D", "warnings"]);
                 if !cmd.status()?.success() {
                     bail!("clippy found problems in the guest crates");

@@ -135,6 +135,10 @@ enum Cmd {
         /// Concurrent connections.
         #[arg(long, default_value_t = 32)]
         connections: usize,
+        /// Name guest functions: build the guests again keeping their
+        /// names, and compile them in memory (slower to start).
+        #[arg(long)]
+        named: bool,
     },
 }
 
@@ -268,7 +272,8 @@ fn main() -> Result<()> {
             scenario,
             seconds,
             connections,
-        } => bench::profile::run(scenario, seconds, connections)?,
+            named,
+        } => bench::profile::run(scenario, seconds, connections, named)?,
     }
     Ok(())
 }

@@ -6,6 +6,13 @@
 //! data. With `inferno` installed (`cargo install inferno`) it also draws
 //! the flame graph. The pictures are not committed; this command makes
 //! them.
+//!
+//! Guest functions show as `wasm[N]::function[M]` unless `--named`: the
+//! wasm profile strips the guests' function names, and perf names code it
+//! finds in a file (the host's compile cache) by that file's symbols, not
+//! by the perf map. `--named` builds every guest again keeping its names
+//! (`target/bench/named/`), points a copy of the scenario's manifest at
+//! those builds, and compiles them in memory, so the perf map names them.
 
 use super::{
     BenchClient, CLIENT, bench_host, load_runtime, measure_with, prepare, product_paths,
@@ -33,17 +40,23 @@ pub enum Scenario {
     SignedIn,
 }
 
-pub fn run(scenario: Scenario, seconds: u64, connections: usize) -> Result<()> {
+pub fn run(scenario: Scenario, seconds: u64, connections: usize, named: bool) -> Result<()> {
     let _ = CLIENT.set(BenchClient::Chromium);
     if Command::new("perf").arg("--version").output().is_err() {
         bail!("perf is not installed; on Debian: apt-get install linux-perf");
     }
     let catalog = prepare()?;
     let (mut cmd, paths) = host(scenario, &catalog)?;
-    // A host's first start after a build compiles every component, which
-    // would land in the samples; the second start loads them from the
-    // compile cache.
-    warm_compile_cache(host(scenario, &catalog)?.0)?;
+    if named {
+        let dir = crate::build::named_components(&crate::setup::run()?)?;
+        // Compiled before it listens, so outside the samples.
+        cmd = with_named_guests(&cmd, &dir)?;
+    } else {
+        // A host's first start after a build compiles every component,
+        // which would land in the samples; the second start loads them
+        // from the compile cache.
+        warm_compile_cache(host(scenario, &catalog)?.0)?;
+    }
     cmd.arg("--perf-map");
     let host = Service::start("edge-host", cmd)?;
     let out = root().join("target/bench");
@@ -95,6 +108,9 @@ pub fn run(scenario: Scenario, seconds: u64, connections: usize) -> Result<()> {
             "--no-children",
             "--percent-limit",
             "0.5",
+            // Without it perf asks addr2line for every inlined frame of
+            // every DWARF stack: tens of minutes.
+            "--no-inline",
         ])
         .args(["--sort", "dso,symbol", "-g", "none", "-i"])
         .arg(&data)
@@ -113,7 +129,7 @@ pub fn run(scenario: Scenario, seconds: u64, connections: usize) -> Result<()> {
         let status = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "perf script -i {:?} | inferno-collapse-perf | inferno-flamegraph > {:?}",
+                "perf script --no-inline -i {:?} | inferno-collapse-perf | inferno-flamegraph > {:?}",
                 data, svg
             ))
             .status()?;
@@ -124,6 +140,72 @@ pub fn run(scenario: Scenario, seconds: u64, connections: usize) -> Result<()> {
         say("profile: `cargo install inferno` for a flame graph as well");
     }
     Ok(())
+}
+
+/// `host` (an edge host command) on a copy of its manifest whose sources
+/// are the builds in `named` that have names there, written into `named`,
+/// and with no compile cache.
+fn with_named_guests(host: &Command, named: &std::path::Path) -> Result<Command> {
+    let mut named_host = Command::new(host.get_program());
+    if let Some(dir) = host.get_current_dir() {
+        named_host.current_dir(dir);
+    }
+    for (key, value) in host.get_envs() {
+        match value {
+            Some(v) => named_host.env(key, v),
+            None => named_host.env_remove(key),
+        };
+    }
+    let base = host
+        .get_current_dir()
+        .unwrap_or(root().as_path())
+        .to_path_buf();
+    let mut args = host.get_args();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--cache-dir") => {
+                args.next();
+            }
+            Some("--manifest") => {
+                let manifest = base.join(args.next().context("--manifest without a path")?);
+                named_host
+                    .arg("--manifest")
+                    .arg(named_manifest(&manifest, named)?);
+            }
+            _ => {
+                named_host.arg(arg);
+            }
+        }
+    }
+    Ok(named_host)
+}
+
+/// A copy of `manifest` in `named`, each component's source a build
+/// there when there is one of its file name, else its own, made absolute.
+fn named_manifest(
+    manifest: &std::path::Path,
+    named: &std::path::Path,
+) -> Result<std::path::PathBuf> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let mut doc: toml::Table = toml::from_str(&text).context("the manifest")?;
+    let dir = manifest.parent().context("the manifest's directory")?;
+    if let Some(components) = doc.get_mut("component").and_then(|c| c.as_table_mut()) {
+        for (_, c) in components.iter_mut() {
+            if let Some(source) = c.get_mut("source")
+                && let Some(rel) = source.as_str()
+            {
+                let own = dir.join(rel);
+                let build = own.file_name().map(|f| named.join(f));
+                let chosen = build.filter(|b| b.is_file()).unwrap_or(own);
+                *source = toml::Value::String(chosen.display().to_string());
+            }
+        }
+    }
+    let name = manifest.file_name().context("the manifest's file name")?;
+    let copy = named.join(name);
+    std::fs::write(&copy, toml::to_string(&doc)?)?;
+    Ok(copy)
 }
 
 /// The host serving `scenario`, and the paths its load requests.
