@@ -140,11 +140,27 @@ where
 /// both encodings, would default to JSON; `Err` names a protocol this
 /// build cannot speak (gRPC).
 fn protocol() -> Result<opentelemetry_otlp::Protocol, String> {
-    let var = |name| std::env::var(name).ok();
-    protocol_from(&[
-        var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
-        var("OTEL_EXPORTER_OTLP_PROTOCOL"),
-    ])
+    protocol_from(&otlp_setting("PROTOCOL"))
+}
+
+/// The values of OTLP exporter setting `name`: the traces' own variable
+/// (`OTEL_EXPORTER_OTLP_TRACES_<name>`), then the general one
+/// (`OTEL_EXPORTER_OTLP_<name>`); [`first_set`] picks.
+fn otlp_setting(name: &str) -> [Option<String>; 2] {
+    [
+        std::env::var(format!("OTEL_EXPORTER_OTLP_TRACES_{name}")).ok(),
+        std::env::var(format!("OTEL_EXPORTER_OTLP_{name}")).ok(),
+    ]
+}
+
+/// The first of `values` that is set and not blank, trimmed.
+fn first_set(values: &[Option<String>]) -> Option<String> {
+    values
+        .iter()
+        .flatten()
+        .map(|v| v.trim())
+        .find(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 /// The client exports go out with. An `https` collector must prove itself
@@ -157,27 +173,16 @@ fn protocol() -> Result<opentelemetry_otlp::Protocol, String> {
 /// milliseconds, 10 s when neither is set, as the exporter's own client
 /// would.
 fn http_client() -> Result<reqwest::blocking::Client, String> {
-    let first = |names: [&str; 2]| {
-        names
-            .iter()
-            .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
-    };
-    let extra = match first([
-        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-        "OTEL_EXPORTER_OTLP_CERTIFICATE",
-    ]) {
-        Some(path) => admission::tls::read_certificates(std::path::Path::new(path.trim()))
+    let extra = match first_set(&otlp_setting("CERTIFICATE")) {
+        Some(path) => admission::tls::read_certificates(std::path::Path::new(&path))
             .map_err(|e| format!("the collector's CA certificate: {e}"))?,
         None => Vec::new(),
     };
     let tls = admission::tls::client_config(&extra)
         .map_err(|e| format!("the collector's CA certificate: {e}"))?;
-    let timeout = first([
-        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-    ])
-    .and_then(|ms| ms.trim().parse().ok())
-    .map_or(Duration::from_secs(10), Duration::from_millis);
+    let timeout = first_set(&otlp_setting("TIMEOUT"))
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_secs(10), Duration::from_millis);
     // The blocking client runs a runtime of its own: built on a thread
     // of its own, it cannot meet the caller's.
     std::thread::spawn(move || {
@@ -194,11 +199,7 @@ fn http_client() -> Result<reqwest::blocking::Client, String> {
 /// [`protocol`] from the variables' values, the first set one winning.
 fn protocol_from(values: &[Option<String>]) -> Result<opentelemetry_otlp::Protocol, String> {
     use opentelemetry_otlp::Protocol;
-    let asked = values
-        .iter()
-        .flatten()
-        .map(|p| p.trim().to_ascii_lowercase())
-        .find(|p| !p.is_empty());
+    let asked = first_set(values).map(|p| p.to_ascii_lowercase());
     match asked.as_deref() {
         None | Some("http/protobuf") => Ok(Protocol::HttpBinary),
         Some("http/json") => Ok(Protocol::HttpJson),
