@@ -88,6 +88,7 @@ impl Db {
         settings: db_writer::Settings,
         checkpoints: Checkpoints,
     ) -> Result<Db, libsql::Error> {
+        let remote = matches!(checkpoints, Checkpoints::Remote(_));
         let writer = match checkpoints {
             Checkpoints::Aside => {
                 let checkpointer = db.connect()?;
@@ -99,15 +100,17 @@ impl Db {
                 db_writer::Writer::start_remote(label, *db, settings).await?
             }
         };
-        Ok(Db {
-            writer,
-            readers: db_writer::Readers::new(db, 16),
-        })
+        let readers = if remote {
+            db_writer::Readers::remote(db, 16)
+        } else {
+            db_writer::Readers::new(db, 16)
+        };
+        Ok(Db { writer, readers })
     }
 
     pub(crate) async fn read<T>(
         &self,
-        f: impl AsyncFnOnce(&libsql::Connection) -> Result<T, libsql::Error>,
+        f: impl AsyncFnOnce(&db_writer::Tx) -> Result<T, libsql::Error>,
     ) -> Result<T, libsql::Error> {
         let conn = self.readers.get()?;
         let out = f(&conn).await;
@@ -294,7 +297,8 @@ impl Checkout {
             matches!(catalog_checkpoints, Checkpoints::Shipper),
         )
         .await?;
-        let identity = identity.map(|db| db_writer::Readers::new(db, 16));
+        // Sessions may live on a remote primary (sqld).
+        let identity = identity.map(|db| db_writer::Readers::remote(db, 16));
         let seed = {
             use std::io::Read;
             let mut b = [0u8; 8];

@@ -9,7 +9,7 @@
 
 use checkout_core::Item;
 use db_writer::Sql;
-use libsql::{Connection, params};
+use libsql::params;
 use problem::Problem;
 
 /// A line as priced at the primary.
@@ -25,7 +25,7 @@ pub struct Line {
 /// Prices `items` from the primary: unknown products and moved prices are
 /// refused with a problem the shopper can act on.
 pub async fn price(
-    catalog: &Connection,
+    catalog: &impl Sql,
     items: &[Item],
 ) -> Result<Result<(Vec<Line>, String), Problem>, libsql::Error> {
     let mut lines = Vec::with_capacity(items.len());

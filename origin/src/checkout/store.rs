@@ -66,7 +66,7 @@ pub struct Seen {
 }
 
 pub async fn idempotency(
-    conn: &Connection,
+    conn: &impl Sql,
     account: i64,
     key: &str,
 ) -> Result<Option<Seen>, libsql::Error> {
@@ -203,7 +203,7 @@ fn order_from(r: &libsql::Row) -> Result<Order, libsql::Error> {
     })
 }
 
-async fn lines(conn: &Connection, order: &mut Order) -> Result<(), libsql::Error> {
+async fn lines(conn: &impl Sql, order: &mut Order) -> Result<(), libsql::Error> {
     let mut rows = conn
         .query(
             "SELECT product_id, vendor_id, title, quantity, unit_price_minor FROM order_lines
@@ -225,7 +225,7 @@ async fn lines(conn: &Connection, order: &mut Order) -> Result<(), libsql::Error
 
 /// An order with its lines; with `account`, only if it is that account's.
 pub async fn load(
-    conn: &Connection,
+    conn: &impl Sql,
     id: &str,
     account: Option<i64>,
 ) -> Result<Option<Order>, libsql::Error> {
@@ -248,7 +248,7 @@ pub async fn load(
 
 /// An account's orders, newest first, after the `before` order if given.
 pub async fn list(
-    conn: &Connection,
+    conn: &impl Sql,
     account: i64,
     before: Option<&str>,
     limit: i64,
@@ -276,7 +276,7 @@ pub async fn list(
 }
 
 /// An order's history, oldest first.
-pub async fn history(conn: &Connection, id: &str) -> Result<Vec<serde_json::Value>, libsql::Error> {
+pub async fn history(conn: &impl Sql, id: &str) -> Result<Vec<serde_json::Value>, libsql::Error> {
     let mut rows = conn
         .query(
             "SELECT at, kind, detail FROM order_events WHERE order_id = ?1 ORDER BY seq LIMIT 500",
@@ -370,7 +370,7 @@ pub async fn advance(
 /// Orders whose saga is due to move and that `owner` may drive (its own,
 /// unleased, or leased by a process whose lease ran out), oldest first.
 pub async fn due(
-    conn: &Connection,
+    conn: &impl Sql,
     now_ms: i64,
     limit: i64,
     owner: &str,
@@ -481,7 +481,7 @@ pub struct Outgoing {
     pub payload: String,
 }
 
-pub async fn unpublished(conn: &Connection, limit: i64) -> Result<Vec<Outgoing>, libsql::Error> {
+pub async fn unpublished(conn: &impl Sql, limit: i64) -> Result<Vec<Outgoing>, libsql::Error> {
     let mut rows = conn
         .query(
             "SELECT seq, event_id, topic, order_id, payload FROM outbox
