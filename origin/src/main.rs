@@ -561,8 +561,16 @@ async fn main() -> Result<()> {
                 Some(_) => None,
                 None => Some(args.catalog.open(catalog_token).await?),
             };
+            // Session checks keep their statement prepared, except on a
+            // remote primary (sqld), as its writers do.
             let identity_db = match &args.identity {
-                Some(p) => Some(p.open(identity_token).await?),
+                Some(p) => {
+                    let db = p.open(identity_token).await?;
+                    Some(match p.file() {
+                        Some(_) => db_writer::Readers::new(db, 16),
+                        None => db_writer::Readers::remote(db, 16),
+                    })
+                }
                 None => None,
             };
             let c = checkout::Checkout::open(

@@ -168,7 +168,7 @@ impl Verifier {
 /// proves only who signed (the same rule a PoP's gate applies to its
 /// replica).
 pub async fn session_is_live(
-    identity: &libsql::Connection,
+    identity: &impl db_writer::Sql,
     who: &Shopper,
     now_secs: i64,
 ) -> Result<bool, libsql::Error> {

@@ -282,7 +282,7 @@ impl Checkout {
         orders: &std::path::Path,
         catalog: libsql::Database,
         catalog_writer: Option<libsql::Database>,
-        identity: Option<libsql::Database>,
+        identity: Option<db_writer::Readers>,
         settings: Settings,
     ) -> anyhow::Result<Arc<Checkout>> {
         let (orders_db, _) = orders_db::open(orders).await?;
@@ -297,8 +297,6 @@ impl Checkout {
             matches!(catalog_checkpoints, Checkpoints::Shipper),
         )
         .await?;
-        // Sessions may live on a remote primary (sqld).
-        let identity = identity.map(|db| db_writer::Readers::remote(db, 16));
         let seed = {
             use std::io::Read;
             let mut b = [0u8; 8];

@@ -178,7 +178,7 @@ impl Vendors {
             .verify(authorization, now_ms() / 1000)
             .map_err(Answer::problem)?;
         let identity = self.identity.lock().await;
-        if !auth::session_is_live(&identity, &who, now_ms() / 1000)
+        if !auth::session_is_live(&*identity, &who, now_ms() / 1000)
             .await
             .map_err(internal)?
         {
