@@ -88,22 +88,27 @@ impl Db {
         settings: db_writer::Settings,
         checkpoints: Checkpoints,
     ) -> Result<Db, libsql::Error> {
-        let remote = matches!(checkpoints, Checkpoints::Remote(_));
-        let writer = match checkpoints {
+        // A remote primary's readers, like its writer, prepare per call.
+        let (writer, readers) = match checkpoints {
             Checkpoints::Aside => {
                 let checkpointer = db.connect()?;
-                db_writer::Writer::start_with_checkpoints(label, writer, checkpointer, settings)
-                    .await?
+                let writer = db_writer::Writer::start_with_checkpoints(
+                    label,
+                    writer,
+                    checkpointer,
+                    settings,
+                )
+                .await?;
+                (writer, db_writer::Readers::new(db, 16))
             }
-            Checkpoints::Shipper => db_writer::Writer::start(label, writer, settings).await?,
-            Checkpoints::Remote(db) => {
-                db_writer::Writer::start_remote(label, *db, settings).await?
-            }
-        };
-        let readers = if remote {
-            db_writer::Readers::remote(db, 16)
-        } else {
-            db_writer::Readers::new(db, 16)
+            Checkpoints::Shipper => (
+                db_writer::Writer::start(label, writer, settings).await?,
+                db_writer::Readers::new(db, 16),
+            ),
+            Checkpoints::Remote(second) => (
+                db_writer::Writer::start_remote(label, *second, settings).await?,
+                db_writer::Readers::remote(db, 16),
+            ),
         };
         Ok(Db { writer, readers })
     }
