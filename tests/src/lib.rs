@@ -647,6 +647,19 @@ pub fn start_origin_on_seed(dir: &Path, extra: &[&str]) -> Host {
     start_origin(&catalog, extra).unwrap_or_else(|log| panic!("origin did not start:\n{log}"))
 }
 
+/// The origin's replication `/info` for its catalog: the current
+/// generation and the last frame shipped.
+pub async fn catalog_info(origin: &Host) -> serde_json::Value {
+    request(
+        "GET",
+        &format!("{}/db/catalog/info", origin.url),
+        &[("authorization", &format!("Bearer {ORIGIN_TOKEN}"))],
+        Vec::new(),
+    )
+    .await
+    .json()
+}
+
 /// A `libsql` remote (Hrana) connection to an origin's catalog primary.
 pub async fn primary_connection(origin: &Host) -> libsql::Connection {
     remote_connection(origin, "catalog", ORIGIN_TOKEN).await

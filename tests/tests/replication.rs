@@ -3,8 +3,8 @@
 //! which picks the v2 sync protocol because `/info` answers.
 
 use edgeshop_e2e::{
-    Host, ORIGIN_TOKEN, TempDir, acknowledged_inserts, content_hash, primary_connection,
-    start_origin, start_origin_on_seed,
+    Host, ORIGIN_TOKEN, TempDir, acknowledged_inserts, catalog_info, content_hash,
+    primary_connection, start_origin, start_origin_on_seed,
 };
 use std::path::Path;
 
@@ -142,17 +142,6 @@ async fn churn(p: &libsql::Connection, from: i64, n: i64) {
     }
 }
 
-async fn info(origin: &Host) -> serde_json::Value {
-    edgeshop_e2e::request(
-        "GET",
-        &format!("{}/db/catalog/info", origin.url),
-        &[("authorization", &format!("Bearer {ORIGIN_TOKEN}"))],
-        Vec::new(),
-    )
-    .await
-    .json()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_offline_replica_crosses_generations_and_checkpoints() {
     let dir = TempDir::new("repl-gens");
@@ -170,7 +159,9 @@ async fn an_offline_replica_crosses_generations_and_checkpoints() {
     );
     let db = replica(&origin, &dir.0.join("replica.db")).await;
     db.sync().await.unwrap();
-    let start = info(&origin).await["current_generation"].as_u64().unwrap();
+    let start = catalog_info(&origin).await["current_generation"]
+        .as_u64()
+        .unwrap();
 
     let p = primary_connection(&origin).await;
     // Three bursts of about 400 frames each, with pauses that let the
@@ -179,7 +170,9 @@ async fn an_offline_replica_crosses_generations_and_checkpoints() {
         churn(&p, burst * 60, 60).await;
         tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     }
-    let now = info(&origin).await["current_generation"].as_u64().unwrap();
+    let now = catalog_info(&origin).await["current_generation"]
+        .as_u64()
+        .unwrap();
     assert!(now >= start + 3, "generations rolled: {start} -> {now}");
 
     db.sync().await.unwrap();
@@ -272,7 +265,9 @@ async fn a_catalog_changed_behind_the_origins_back_starts_a_new_history() {
     let mut origin = start_origin_on_seed(&dir.0, &[]);
     let db = replica(&origin, &dir.0.join("replica.db")).await;
     db.sync().await.unwrap();
-    let before = info(&origin).await["current_generation"].as_u64().unwrap();
+    let before = catalog_info(&origin).await["current_generation"]
+        .as_u64()
+        .unwrap();
     let listen = origin.url.trim_start_matches("http://").to_string();
     origin.stop();
 
@@ -292,7 +287,9 @@ async fn a_catalog_changed_behind_the_origins_back_starts_a_new_history() {
         .unwrap();
     }
     let origin = start_origin(&dir.0.join("catalog.db"), &["--listen", &listen]).unwrap();
-    let after = info(&origin).await["current_generation"].as_u64().unwrap();
+    let after = catalog_info(&origin).await["current_generation"]
+        .as_u64()
+        .unwrap();
     assert!(
         after > before,
         "a new history starts past the old: {before} -> {after}"

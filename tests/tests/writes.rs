@@ -5,7 +5,7 @@
 //! it almost nothing.
 
 use edgeshop_e2e::{
-    CutProxy, EDGE_TOKEN, Host, ORIGIN_TOKEN, TempDir, get, post_json, primary_connection, probe,
+    CutProxy, EDGE_TOKEN, Host, TempDir, catalog_info, get, post_json, primary_connection, probe,
     request, root, start_origin_on_seed, start_pop, wait_ready,
 };
 use std::path::Path;
@@ -220,6 +220,91 @@ async fn a_replica_that_misses_pushes_catches_up_by_itself() {
     );
 }
 
+/// Bytes the process has read (`rchar`: files and sockets alike).
+fn bytes_read(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .expect("the PoP's /proc/PID/io")
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.parse().ok())
+        .expect("an rchar line")
+}
+
+/// Waits (at most 15 s) until the PoP's catalog replica holds all the
+/// primary has shipped, asking only the status endpoints: no request
+/// reads the replica meanwhile.
+async fn caught_up(origin: &Host, pop: &Host) {
+    let info = catalog_info(origin).await;
+    let want = (
+        info["current_generation"].clone(),
+        info["current_frame"].clone(),
+    );
+    let started = Instant::now();
+    loop {
+        let status = replication_status(pop).await;
+        let catalog = status["replicas"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["label"] == "catalog"))
+            .cloned()
+            .unwrap_or_default();
+        let at = &catalog["position"];
+        if (at["generation"].clone(), at["frame"].clone()) == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the PoP never caught up with {want:?}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pop_applies_each_commit_without_reading_its_whole_wal() {
+    let dir = TempDir::new("writes-wal-reads");
+    let origin = start_origin_on_seed(&dir.0, &[]);
+    let p = pop(&origin.url, &dir.0.join("pop"), 0, &[]).await;
+    let primary = primary_connection(&origin).await;
+    // A large commit first, so the replica's WAL holds megabytes.
+    primary
+        .execute(
+            "UPDATE products SET description = description || ' (restocked)'",
+            (),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    caught_up(&origin, &p).await;
+    let wal: u64 = std::fs::read_dir(dir.0.join("pop/catalog"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".db-wal"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        wal > 1 << 20,
+        "the premise: a WAL of megabytes, not {wal} bytes"
+    );
+
+    // Forty small commits, each pushed and applied on its own, and no
+    // request reading the catalog meanwhile. SQLite rebuilds a WAL's
+    // index by reading the whole WAL whenever a connection opens a file
+    // nobody else has open, and the `libsql` client opens one per pull:
+    // the replica holds its file open, so a pull reads what it applies.
+    let before = bytes_read(p.pid());
+    for i in 0..40 {
+        insert_vendor(&primary, &format!("small-{i}")).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    caught_up(&origin, &p).await;
+    let read = bytes_read(p.pid()) - before;
+    assert!(
+        read < wal,
+        "forty small commits made the PoP read {read} bytes, more than its whole WAL ({wal})"
+    );
+}
+
 /// A push stream read with a plain HTTP client, as a replica would.
 struct Stream {
     body: hyper::body::Incoming,
@@ -307,14 +392,7 @@ fn client_from(
 /// Where a push stream for the catalog starts now at `origin`: the frame
 /// after the last one shipped.
 async fn push_url(origin: &Host) -> String {
-    let info = request(
-        "GET",
-        &format!("{}/db/catalog/info", origin.url),
-        &[("authorization", &format!("Bearer {ORIGIN_TOKEN}"))],
-        Vec::new(),
-    )
-    .await
-    .json();
+    let info = catalog_info(origin).await;
     format!(
         "{}/db/catalog/push/{}/{}",
         origin.url,

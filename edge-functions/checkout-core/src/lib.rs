@@ -185,10 +185,12 @@ pub fn idempotency_key(header: Option<&[u8]>) -> Result<&str, Problem> {
     Ok(key)
 }
 
-/// Checks an order id from a path: ours are `ord_` and 20 hex digits.
+/// Checks an order id from a path: ours are `ord_` and 32 hex digits (the
+/// time, then 80 random bits), or 20 (random only, before ids carried
+/// their time).
 pub fn order_id(segment: &str) -> Option<&str> {
     let hex = segment.strip_prefix("ord_")?;
-    (hex.len() == 20 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(segment)
+    (matches!(hex.len(), 20 | 32) && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(segment)
 }
 
 /// A checkout gateway's routes at the edge.
@@ -343,10 +345,13 @@ mod tests {
         assert_eq!(idempotency_key(Some(&[b'k'; 256])).unwrap_err().status, 400);
         assert_eq!(idempotency_key(Some(b"9f1c-42")).unwrap(), "9f1c-42");
         assert!(order_id("ord_0123456789abcdef0123").is_some());
+        assert!(order_id("ord_019af2c3d4e5aabbccddeeff00112233").is_some());
         for bad in [
             "ord_",
             "ord_xyz",
             "ord_0123456789abcdef012",
+            "ord_019af2c3d4e5aabbccddeeff0011223",
+            "ord_019af2c3d4e5aabbccddeeff001122334",
             "1",
             "ord_0123456789abcdef0123/x",
         ] {

@@ -94,6 +94,14 @@ pub struct Active {
     /// older epoch must be dropped.
     pub epoch: u64,
     path: PathBuf,
+    /// A connection held open for the file's life. SQLite keeps a WAL's
+    /// index in shared memory only while a connection has the file open;
+    /// the next connection to open it alone rebuilds the index by reading
+    /// the whole WAL. The `libsql` client opens a connection for every
+    /// pull, and a replica's WAL holds a generation's frames (up to 64
+    /// MB), so without this a busy PoP spent 40% of its time rebuilding it
+    /// (docs/benchmarks.md). It runs no statement, so it holds no snapshot.
+    _index: Option<Arc<(libsql::Database, libsql::Connection)>>,
 }
 
 impl Active {
@@ -521,16 +529,24 @@ impl Replica {
         .read_your_writes(true)
         .build()
         .await?;
-        self.install(db, path);
+        self.install(db, path).await;
         Ok(())
     }
 
-    fn install(&self, db: libsql::Database, path: &Path) {
+    async fn install(&self, db: libsql::Database, path: &Path) {
+        let index = match hold_open(path).await {
+            Ok(held) => Some(Arc::new(held)),
+            Err(e) => {
+                tracing::warn!(db = %self.config.label, error = %e, "could not hold the replica open; each pull will rebuild its WAL index");
+                None
+            }
+        };
         let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
         *self.active.write().expect("replica lock") = Some(Active {
             db: Arc::new(db),
             epoch,
             path: path.to_path_buf(),
+            _index: index,
         });
         let mut st = self.state.lock().expect("replica state");
         st.status.bootstrapped = true;
@@ -556,7 +572,7 @@ impl Replica {
         .build()
         .await?;
         db.sync().await.map_err(classify)?;
-        self.install(db, &path);
+        self.install(db, &path).await;
         self.state.lock().expect("replica state").status.bootstraps += 1;
         tracing::info!(db = %self.config.label, path = %path.display(), "bootstrapped a replica from the primary");
         // Older files are no longer read; open connections keep theirs.
@@ -726,4 +742,16 @@ impl Replica {
             }
         }
     }
+}
+
+/// A plain connection to a replica's file, for [`Active`] to hold. It
+/// reads once: SQLite maps the WAL's index at a connection's first read,
+/// and keeps it mapped until the connection closes.
+async fn hold_open(path: &Path) -> Result<(libsql::Database, libsql::Connection), libsql::Error> {
+    let db = libsql::Builder::new_local(path).build().await?;
+    let conn = db.connect()?;
+    let mut rows = conn.query("SELECT count(*) FROM sqlite_schema", ()).await?;
+    while rows.next().await?.is_some() {}
+    drop(rows);
+    Ok((db, conn))
 }

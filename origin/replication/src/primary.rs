@@ -654,16 +654,14 @@ impl Shipper {
                 }
             }
             if out.len() >= APPEND_BYTES {
-                log.append(&out)?;
-                shipped += (out.len() / FRAME_BYTES) as u32;
+                shipped += append(&log, &out)?;
                 out.clear();
             }
             if whole < READ_BATCH {
                 break;
             }
         }
-        log.append(&out)?;
-        shipped += (out.len() / FRAME_BYTES) as u32;
+        shipped += append(&log, &out)?;
         scanner.rewind();
         Ok(shipped)
     }
@@ -774,6 +772,16 @@ impl Shipper {
             *guard = false;
         }
     }
+}
+
+/// Appends the transactions one pass found as one ([`log::coalesce`]):
+/// replicas then apply one commit per pass, not one per commit at the
+/// primary (a busy catalog commits several hundred times a second).
+/// Returns the frames appended.
+fn append(log: &FrameLog, transactions: &[u8]) -> io::Result<u32> {
+    let one = log::coalesce(transactions);
+    log.append(&one)?;
+    Ok((one.len() / FRAME_BYTES) as u32)
 }
 
 /// Reads as much of `buf` as the file has at `at`.

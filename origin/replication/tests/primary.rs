@@ -168,3 +168,62 @@ async fn checkpoints_under_unbroken_writes_lose_no_frame_and_restart_the_wal() {
         "the WAL restarted under the writes: {wal} frames for {id} commits"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commits_between_two_passes_ship_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (_db, conn) = open(&path).await;
+    conn.execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+        (),
+    )
+    .await
+    .unwrap();
+    // Passes only when asked, so the commits below wait for one pass.
+    let options = Options {
+        poll: Duration::from_secs(60),
+        ..options()
+    };
+    let primary = Primary::open("t", &path, &dir.path().join("repl"), options)
+        .await
+        .unwrap();
+    assert!(primary.ship_now(Duration::from_secs(5)));
+    let before = primary.position();
+    // A hundred commits, each rewriting the same few pages (as a busy
+    // catalog's stock, holds and change log do).
+    for i in 0..100 {
+        conn.execute(
+            "INSERT INTO t (id, v) VALUES (?1 % 7, ?2) \
+             ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+            libsql::params![i, format!("version {i}")],
+        )
+        .await
+        .unwrap();
+    }
+    assert!(primary.ship_now(Duration::from_secs(5)));
+    let after = primary.position();
+    assert_eq!(after.generation, before.generation);
+    let shipped = primary
+        .frames(after.generation, before.frame + 1, after.frame + 1)
+        .unwrap()
+        .unwrap();
+    let headers: Vec<_> = shipped
+        .chunks_exact(log::FRAME_BYTES)
+        .map(replication::wal::FrameHeader::parse)
+        .collect();
+    // One commit, and each page once.
+    assert_eq!(headers.iter().filter(|h| h.is_commit()).count(), 1);
+    assert!(headers.last().unwrap().is_commit());
+    let mut pages: Vec<_> = headers.iter().map(|h| h.page_no).collect();
+    pages.sort_unstable();
+    pages.dedup();
+    assert_eq!(pages.len(), headers.len(), "{headers:?}");
+    // ... and it makes the same database.
+    let rebuilt = dir.path().join("rebuilt");
+    rebuild(&primary, &rebuilt);
+    let want = rows(&path).await;
+    assert_eq!(want.len(), 7);
+    assert!(want.contains(&(1, "version 99".to_string())));
+    assert_eq!(rows(&rebuilt).await, want);
+}
