@@ -115,8 +115,10 @@ impl FrameLog {
     }
 }
 
-/// Applies frames to a database image: each page lands at its number,
-/// and the last commit's size truncates the file. This is what a
+/// Applies whole transactions (`frames` ends with a commit) to a database
+/// image: each page lands at its number, and the last commit's size
+/// truncates the file (so frames that end inside a transaction may lose
+/// its pages past the size before it). This is what a
 /// checkpoint does, so `base + log` is the next generation's base.
 pub fn apply(db: &File, frames: &[u8]) -> io::Result<()> {
     let mut size_after = None;
@@ -168,6 +170,28 @@ pub fn coalesce(frames: &[u8]) -> Vec<u8> {
         out[at + 4..at + 8].fill(0);
     }
     out.extend_from_slice(last);
+    out
+}
+
+/// Whole transactions as few: consecutive ones merged by [`coalesce`] as
+/// long as a run holds at most `limit` frames before merging, so no merged
+/// transaction is larger than a reader takes in one go. A transaction
+/// larger than `limit` passes alone, as it came.
+pub fn coalesce_runs(frames: &[u8], limit: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frames.len());
+    let (mut run, mut next) = (0, 0);
+    for (i, frame) in frames.chunks_exact(FRAME_BYTES).enumerate() {
+        if !FrameHeader::parse(frame).is_commit() {
+            continue;
+        }
+        let end = (i + 1) * FRAME_BYTES;
+        if next > run && (end - run) / FRAME_BYTES > limit {
+            out.extend(coalesce(&frames[run..next]));
+            run = next;
+        }
+        next = end;
+    }
+    out.extend(coalesce(&frames[run..next]));
     out
 }
 
@@ -312,6 +336,43 @@ mod tests {
             &frames[..2 * FRAME_BYTES]
         );
         assert!(coalesce(&[]).is_empty());
+    }
+
+    #[test]
+    fn runs_of_transactions_merge_up_to_a_limit() {
+        // Five transactions: 2, 2, 5, 1 and 1 frames (the third alone is
+        // past the limit of 4).
+        let mut frames = Vec::new();
+        for (pages, fill) in [(2u32, 1u8), (2, 2), (5, 3), (1, 4), (1, 5)] {
+            for p in 1..=pages {
+                frames.extend(frame(p, if p == pages { 9 } else { 0 }, fill));
+            }
+        }
+        let runs = coalesce_runs(&frames, 4);
+        let commits: Vec<u32> = runs
+            .chunks_exact(FRAME_BYTES)
+            .enumerate()
+            .filter(|(_, f)| FrameHeader::parse(f).is_commit())
+            .map(|(i, _)| i as u32 + 1)
+            .collect();
+        // {2, 2} merge into pages 1-2; the 5 passes alone; {1, 1} merge
+        // into page 1.
+        assert_eq!(commits, [2, 7, 8]);
+        assert_eq!(
+            &runs[2 * FRAME_BYTES..7 * FRAME_BYTES],
+            &frames[4 * FRAME_BYTES..9 * FRAME_BYTES]
+        );
+        assert_eq!(
+            runs[7 * FRAME_BYTES + FRAME_HEADER_BYTES],
+            5,
+            "the latest page 1"
+        );
+        assert_eq!(
+            coalesce_runs(&frames, 1000).len(),
+            5 * FRAME_BYTES,
+            "one run: pages 1-5"
+        );
+        assert!(coalesce_runs(&[], 4).is_empty());
     }
 
     #[test]

@@ -774,12 +774,18 @@ impl Shipper {
     }
 }
 
-/// Appends the transactions one pass found as one ([`log::coalesce`]):
-/// replicas then apply one commit per pass, not one per commit at the
-/// primary (a busy catalog commits several hundred times a second).
-/// Returns the frames appended.
+/// Most frames a shipping pass merges into one transaction: half of what
+/// a PoP's feed answers one pull with (1,024 frames), so a merged
+/// transaction always arrives within one pull there.
+const MERGE_FRAMES: usize = 512;
+
+/// Appends the transactions one pass found as one, or as few as
+/// [`MERGE_FRAMES`] allows ([`log::coalesce_runs`]): replicas then apply
+/// about one commit per pass, not one per commit at the primary (a busy
+/// catalog commits several hundred times a second). Returns the frames
+/// appended.
 fn append(log: &FrameLog, transactions: &[u8]) -> io::Result<u32> {
-    let one = log::coalesce(transactions);
+    let one = log::coalesce_runs(transactions, MERGE_FRAMES);
     log.append(&one)?;
     Ok((one.len() / FRAME_BYTES) as u32)
 }

@@ -26,15 +26,19 @@ fn rebuild(primary: &Primary, out: &Path) {
     std::io::copy(&mut base, &mut file).unwrap();
     file.flush().unwrap();
     let file = std::fs::OpenOptions::new().write(true).open(out).unwrap();
-    let mut start = 1;
-    while start <= position.frame {
-        let frames = primary
-            .frames(position.generation, start, start + 1024)
-            .unwrap()
-            .unwrap();
-        log::apply(&file, &frames).unwrap();
-        start += (frames.len() / log::FRAME_BYTES) as u32;
+    // Applied at once: a pull's frames may end inside a transaction, and
+    // `apply` truncates to the last commit it is given.
+    let mut frames = Vec::new();
+    while frames.len() / log::FRAME_BYTES < position.frame as usize {
+        let start = (frames.len() / log::FRAME_BYTES) as u32 + 1;
+        frames.extend(
+            primary
+                .frames(position.generation, start, start + 1024)
+                .unwrap()
+                .unwrap(),
+        );
     }
+    log::apply(&file, &frames).unwrap();
 }
 
 async fn rows(path: &Path) -> Vec<(i64, String)> {
