@@ -99,8 +99,9 @@ pub struct Active {
     /// the next connection to open it alone rebuilds the index by reading
     /// the whole WAL. The `libsql` client opens a connection for every
     /// pull, and a replica's WAL holds a generation's frames (up to 64
-    /// MB), so without this a busy PoP spent 40% of its time rebuilding it
-    /// (docs/benchmarks.md). It runs no statement, so it holds no snapshot.
+    /// MB): under the checkout bench a PoP spent 40% of its samples
+    /// rebuilding it (docs/benchmarks.md). After one read it runs nothing,
+    /// so it holds no snapshot.
     _index: Option<Arc<(libsql::Database, libsql::Connection)>>,
 }
 
