@@ -775,8 +775,8 @@ impl Shipper {
 }
 
 /// Most frames a shipping pass merges into one transaction: half of what
-/// a PoP's feed answers one pull with (1,024 frames), so a merged
-/// transaction always arrives within one pull there.
+/// a PoP's feed serves one sync before it says "no more" (1,024 frames),
+/// so a merged transaction is always applied within one sync there.
 const MERGE_FRAMES: usize = 512;
 
 /// Appends the transactions one pass found as one, or as few as
