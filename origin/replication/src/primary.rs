@@ -495,9 +495,16 @@ impl Primary {
             let st = self.state.read().expect("state lock");
             (st.current, st.logs[&st.current].clone())
         };
+        let started = Instant::now();
         write_atomic(&self.base_path(current + 1), |out| {
             materialize(&self.base_path(current), &log, out)
         })?;
+        tracing::debug!(
+            db = %self.name,
+            frames = log.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "wrote the next generation's base"
+        );
         self.advance(current + 1)
     }
 
