@@ -27,6 +27,7 @@ mod position;
 pub mod relay;
 pub mod tls;
 pub mod write;
+mod writeback;
 
 pub use position::Position;
 
@@ -176,6 +177,9 @@ fn frames_behind(replica: Option<Position>, primary: Option<Position>) -> Option
     }
 }
 
+/// The replica thread's nice value (0 is the default, 19 the lowest).
+const REPLICA_NICE: i32 = 10;
+
 /// How often the position is logged while all is well.
 const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -259,9 +263,50 @@ impl Replica {
                 }
             }
         }
-        let weak = Arc::downgrade(&replica);
-        let wake = replica.wake.clone();
-        tokio::spawn(async move {
+        let label = replica.config.label.clone();
+        let loops = Arc::downgrade(&replica);
+        std::thread::Builder::new()
+            .name(format!("replica-{label}"))
+            .spawn(move || {
+                // Below requests when both want a core: applying frames is
+                // light, but a generation's checkpoint copies and truncates
+                // tens of megabytes in the kernel (per thread on Linux).
+                if let Err(e) = rustix::process::setpriority_process(None, REPLICA_NICE) {
+                    tracing::debug!(error = %e, "the replica runs at normal priority");
+                }
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(db = %label, error = %e, "the replica's runtime did not start; it will not follow the primary");
+                        return;
+                    }
+                };
+                rt.block_on(Replica::follow(loops));
+            })?;
+        Ok(replica)
+    }
+
+    /// The replica's rounds, its probes of the primary and its push
+    /// stream, until the replica is dropped. They run on a thread of their
+    /// own: `libsql` applies frames and checkpoints inside its async
+    /// `sync`, synchronously, on whichever thread polls it. At a new
+    /// generation that checkpoint copies the generation's pages into the
+    /// file and syncs it (56 ms seen under the checkout bench), and on a
+    /// request worker every request queued behind it waited as long.
+    async fn follow(replica: std::sync::Weak<Replica>) {
+        let Some(this) = replica.upgrade() else {
+            return;
+        };
+        let pushes = this.pushes.load(Ordering::Relaxed);
+        drop(this);
+        let weak = replica.clone();
+        let rounds = tokio::spawn(async move {
+            let Some(wake) = weak.upgrade().map(|r| r.wake.clone()) else {
+                return;
+            };
             loop {
                 let Some(replica) = weak.upgrade() else {
                     return;
@@ -278,8 +323,8 @@ impl Replica {
         });
         // Where the primary is, asked on its own schedule so the lag is
         // known while a long pull runs; a push stream says it instead.
-        let weak = Arc::downgrade(&replica);
-        tokio::spawn(async move {
+        let weak = replica.clone();
+        let probes = tokio::spawn(async move {
             loop {
                 let Some(replica) = weak.upgrade() else {
                     return;
@@ -297,7 +342,7 @@ impl Replica {
                 tokio::time::sleep(PROBE_EVERY).await;
             }
         });
-        if replica.pushes.load(Ordering::Relaxed) {
+        if pushes && let Some(replica) = replica.upgrade() {
             let follow = follow::Follow {
                 label: replica.config.label.clone(),
                 url: replica.config.url.clone(),
@@ -308,15 +353,18 @@ impl Replica {
                 wake: replica.wake.clone(),
             };
             let weak = Arc::downgrade(&replica);
-            tokio::spawn(follow.run(move || {
-                let replica = weak.upgrade()?;
-                if !replica.pushes.load(Ordering::Relaxed) {
-                    return None;
-                }
-                Some(replica.active().and_then(|a| Position::read(&a.path)))
-            }));
+            drop(replica);
+            follow
+                .run(move || {
+                    let replica = weak.upgrade()?;
+                    if !replica.pushes.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    Some(replica.active().and_then(|a| Position::read(&a.path)))
+                })
+                .await;
         }
-        Ok(replica)
+        let _ = tokio::join!(rounds, probes);
     }
 
     /// The URL and connector the `libsql` replica is built with: through
@@ -609,6 +657,11 @@ impl Replica {
             }
             Some(a) => pull(&a.db).await,
         };
+        if result.is_ok()
+            && let Some(a) = self.active()
+        {
+            writeback::start(&a.path);
+        }
         let position = self.applied_now().await;
         let gone = matches!(result, Err(Error::Gone(_)));
         let pause = self.record(result, position);

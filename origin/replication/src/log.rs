@@ -195,14 +195,22 @@ pub fn coalesce_runs(frames: &[u8], limit: usize) -> Vec<u8> {
     out
 }
 
+/// How a long write shares the disk: it syncs after about `sync_every`
+/// bytes, then pauses, so other writers' syncs (and their threads) get
+/// in between.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub sync_every: usize,
+    pub pause: std::time::Duration,
+}
+
 /// [`apply`] of a whole log's first `frames` frames, writing each page
 /// once: the log is read from its end, and a page already written from a
 /// later frame is skipped. The result is the same file; a hot page
 /// (an index's last leaf) that a log holds thousands of times costs one
-/// write. With `sync_every`, the data is synced after about that many
-/// bytes, so a roll never queues a whole database's writes ahead of
-/// every commit's sync.
-pub fn fold(db: &File, log: &FrameLog, frames: u32, sync_every: Option<usize>) -> io::Result<()> {
+/// write. With a [`Pace`], the data is synced in steps, so a roll never
+/// queues a whole database's writes ahead of every commit's sync.
+pub fn fold(db: &File, log: &FrameLog, frames: u32, pace: Option<Pace>) -> io::Result<()> {
     let mut written = std::collections::HashSet::new();
     let mut size_after = None;
     let mut unsynced = 0usize;
@@ -224,8 +232,11 @@ pub fn fold(db: &File, log: &FrameLog, frames: u32, sync_every: Option<usize>) -
                 u64::from(h.page_no - 1) * PAGE_BYTES as u64,
             )?;
             unsynced += PAGE_BYTES;
-            if sync_every.is_some_and(|n| unsynced >= n) {
+            if let Some(pace) = pace
+                && unsynced >= pace.sync_every
+            {
                 db.sync_data()?;
+                std::thread::sleep(pace.pause);
                 unsynced = 0;
             }
         }
@@ -422,7 +433,11 @@ mod tests {
         let (every, file) = made("every");
         apply(&file, &log.read(1, log.len() + 1).unwrap()).unwrap();
         let (folded, file) = made("folded");
-        fold(&file, &log, log.len(), Some(3 * PAGE_BYTES)).unwrap();
+        let pace = Pace {
+            sync_every: 3 * PAGE_BYTES,
+            pause: std::time::Duration::ZERO,
+        };
+        fold(&file, &log, log.len(), Some(pace)).unwrap();
         let want = std::fs::read(&every).unwrap();
         assert_eq!(want.len(), 30 * PAGE_BYTES);
         assert!(

@@ -68,6 +68,7 @@ fn options() -> Options {
 async fn primary_of_table_t(
     path: &Path,
     repl: &Path,
+    options: Options,
 ) -> (libsql::Database, libsql::Connection, Arc<Primary>) {
     let (db, conn) = open(path).await;
     conn.execute(
@@ -76,7 +77,7 @@ async fn primary_of_table_t(
     )
     .await
     .unwrap();
-    let primary = Primary::open("t", path, repl, options()).await.unwrap();
+    let primary = Primary::open("t", path, repl, options).await.unwrap();
     (db, conn, primary)
 }
 
@@ -84,7 +85,7 @@ async fn primary_of_table_t(
 async fn shipped_frames_rebuild_the_database_across_checkpoints_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let (_db, conn, primary) = primary_of_table_t(&path, &dir.path().join("repl")).await;
+    let (_db, conn, primary) = primary_of_table_t(&path, &dir.path().join("repl"), options()).await;
     let generation = primary.position().generation;
 
     // Enough writes for several checkpoints (and WAL restarts), with
@@ -137,7 +138,7 @@ async fn shipped_frames_rebuild_the_database_across_checkpoints_and_restarts() {
 async fn checkpoints_under_unbroken_writes_lose_no_frame_and_restart_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let (_db, conn, primary) = primary_of_table_t(&path, &dir.path().join("repl")).await;
+    let (_db, conn, primary) = primary_of_table_t(&path, &dir.path().join("repl"), options()).await;
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
     // Steady writes for 3.5 s, a commit every millisecond or so (a busy
     // catalog): every checkpoint (one a second) races them, in its
@@ -177,21 +178,12 @@ async fn checkpoints_under_unbroken_writes_lose_no_frame_and_restart_the_wal() {
 async fn commits_between_two_passes_ship_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let (_db, conn) = open(&path).await;
-    conn.execute(
-        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
-        (),
-    )
-    .await
-    .unwrap();
     // Passes only when asked, so the commits below wait for one pass.
     let options = Options {
         poll: Duration::from_secs(60),
         ..options()
     };
-    let primary = Primary::open("t", &path, &dir.path().join("repl"), options)
-        .await
-        .unwrap();
+    let (_db, conn, primary) = primary_of_table_t(&path, &dir.path().join("repl"), options).await;
     assert!(primary.ship_now(Duration::from_secs(5)));
     let before = primary.position();
     // A hundred commits, each rewriting the same few pages (as a busy
@@ -238,5 +230,86 @@ async fn commits_between_two_passes_ship_as_one() {
     let want = rows(&path).await;
     assert_eq!(want.len(), 7);
     assert!(want.contains(&(1, "version 99".to_string())));
+    assert_eq!(rows(&rebuilt).await, want);
+}
+
+/// Inserts rows `from..from + n`, each about a page, in one transaction
+/// apiece.
+async fn insert_rows(conn: &libsql::Connection, from: i64, n: i64) {
+    for id in from..from + n {
+        conn.execute(
+            "INSERT INTO t (id, v) VALUES (?1, ?2)",
+            libsql::params![id, "z".repeat(3000)],
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_generation_rebuilds_while_rolls_write_their_bases_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    // A roll nearly every batch below.
+    let options = Options {
+        roll_frames: 40,
+        ..options()
+    };
+    let (_db, conn, primary) = primary_of_table_t(&path, &dir.path().join("repl"), options).await;
+    let first = primary.position().generation;
+    let rebuilt = dir.path().join("rebuilt");
+    for batch in 0..8 {
+        insert_rows(&conn, batch * 30, 30).await;
+        assert!(primary.ship_now(Duration::from_secs(5)));
+        // At once: the newest generation's base may still be being
+        // written, and an export waits for it rather than failing or
+        // serving part of it.
+        rebuild(&primary, &rebuilt);
+        assert_eq!(rows(&rebuilt).await, rows(&path).await, "batch {batch}");
+    }
+    assert!(
+        primary.position().generation >= first + 4,
+        "generations rolled: {first} -> {}",
+        primary.position().generation
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_roll_whose_base_was_never_written_is_finished_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let repl = dir.path().join("repl");
+    let base = |n: u32| repl.join(format!("gen-{n:010}.base"));
+    let (_db, conn, primary) = primary_of_table_t(&path, &repl, options()).await;
+    let old = primary.position().generation;
+    insert_rows(&conn, 0, 20).await;
+    assert!(primary.ship_now(Duration::from_secs(5)));
+    primary.shutdown();
+    drop(primary);
+    let kept = dir.path().join("old.base");
+    std::fs::copy(base(old), &kept).unwrap();
+
+    // Started again, generation `old + 1` begins; rows land in its log.
+    let primary = Primary::open("t", &path, &repl, options()).await.unwrap();
+    let next = primary.position().generation;
+    assert_eq!(next, old + 1);
+    insert_rows(&conn, 20, 20).await;
+    assert!(primary.ship_now(Duration::from_secs(5)));
+    primary.shutdown();
+    drop(primary);
+
+    // What a roll leaves when the process ends before its thread wrote
+    // the new base: the old base and both logs, no base for `next`.
+    std::fs::remove_file(base(next)).unwrap();
+    std::fs::copy(&kept, base(old)).unwrap();
+    let primary = Primary::open("t", &path, &repl, options()).await.unwrap();
+    // The history goes on: replicas anywhere in it continue.
+    assert!(primary.serves(old), "generation {old} is still served");
+    assert!(primary.serves(next), "generation {next} is still served");
+    assert!(primary.frames(next, 1, 2).unwrap().is_ok());
+    let rebuilt = dir.path().join("rebuilt");
+    rebuild(&primary, &rebuilt);
+    let want = rows(&path).await;
+    assert_eq!(want.len(), 40);
     assert_eq!(rows(&rebuilt).await, want);
 }
