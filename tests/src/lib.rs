@@ -1357,11 +1357,21 @@ pub fn start_spin_manifest(
 /// waits until its output says `ready`; the process group is killed and
 /// the test fails with the output if it exits or `limit` passes first.
 pub(crate) fn spawn_group_until(
-    mut cmd: Command,
+    cmd: Command,
     ready: &str,
     limit: Duration,
     what: &str,
 ) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    try_spawn_group_until(cmd, ready, limit)
+        .unwrap_or_else(|log| panic!("{what} did not serve:\n{log}"))
+}
+
+/// [`spawn_group_until`], giving back the output instead of failing.
+pub(crate) fn try_spawn_group_until(
+    mut cmd: Command,
+    ready: &str,
+    limit: Duration,
+) -> Result<(Child, std::sync::Arc<std::sync::Mutex<String>>), String> {
     // Its own process group: `spin up` runs the trigger, wrangler runs
     // workerd, as children that must go when the test's handle does.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -1369,7 +1379,7 @@ pub(crate) fn spawn_group_until(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
+        .map_err(|e| format!("{e}"))?;
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     for pipe in [
         Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
@@ -1390,11 +1400,12 @@ pub(crate) fn spawn_group_until(
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", child.id())])
                 .status();
-            panic!("{what} did not serve:\n{}", log.lock().unwrap());
+            let _ = child.wait();
+            return Err(log.lock().unwrap().clone());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    (child, log)
+    Ok((child, log))
 }
 
 /// The bucket test object stores serve.

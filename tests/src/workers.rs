@@ -116,33 +116,43 @@ pub fn start_worker_reading(
     }
     std::fs::write(dir.join("wrangler.toml"), toml::to_string(&config).unwrap()).unwrap();
     std::fs::write(dir.join(".dev.vars"), secrets).unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(wrangler);
-    cmd.current_dir(dir)
-        .args(["dev", "--config"])
-        .arg(dir.join("wrangler.toml"))
-        .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--inspector-port", &free_port().to_string()])
-        .arg("--persist-to")
-        .arg(dir.join("state"))
-        .args([
-            "--show-interactive-dev-session=false",
-            "--log-level",
-            "info",
-        ])
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("WRANGLER_SEND_ERROR_REPORTS", "false")
-        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-        .env("WRANGLER_LOG_PATH", dir.join("wrangler-logs"))
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    let (child, log) = crate::spawn_group_until(
-        cmd,
-        "Ready on http://",
-        Duration::from_secs(60),
-        "wrangler dev",
-    );
+    // Ports are picked free and then given to workerd, so another process
+    // of the suite can take one in between; workerd then fails to start
+    // ("Address already in use"), and new ports are picked.
+    let mut attempt = 0;
+    let (port, child, log) = loop {
+        attempt += 1;
+        let port = free_port();
+        let mut cmd = Command::new(wrangler);
+        cmd.current_dir(dir)
+            .args(["dev", "--config"])
+            .arg(dir.join("wrangler.toml"))
+            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .arg("--persist-to")
+            .arg(dir.join("state"))
+            .args([
+                "--show-interactive-dev-session=false",
+                "--log-level",
+                "info",
+            ])
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("WRANGLER_LOG_PATH", dir.join("wrangler-logs"))
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        match crate::try_spawn_group_until(cmd, "Ready on http://", Duration::from_secs(60)) {
+            Ok((child, log)) => break (port, child, log),
+            Err(log) if attempt < 3 && log.contains("runtime failed to start") => {
+                eprintln!(
+                    "wrangler dev did not start (attempt {attempt}); trying other ports:\n{log}"
+                );
+            }
+            Err(log) => panic!("wrangler dev did not serve:\n{log}"),
+        }
+    };
     Wrangler(Host {
         url: format!("http://127.0.0.1:{port}"),
         child,
