@@ -520,7 +520,11 @@ impl Primary {
             old
         };
         for n in dropped {
-            std::fs::remove_file(self.dir.join(frames_name(n)))?;
+            // The generation is current already: a log left behind is
+            // only disk, dropped at the next start.
+            if let Err(e) = std::fs::remove_file(self.dir.join(frames_name(n))) {
+                tracing::warn!(db = %self.name, generation = n, error = %e, "removing an old frame log failed");
+            }
         }
         tracing::info!(db = %self.name, generation = next, "new replication generation");
         Ok(())
@@ -564,32 +568,43 @@ impl Primary {
         let next = current + 1;
         *pending = Some(next);
         drop(pending);
+        if let Err(e) = self.advance(next) {
+            *lock.lock().expect("base lock") = None;
+            cv.notify_all();
+            return Err(e);
+        }
         let primary = self.clone();
         let frames = log.len();
         let spawned = std::thread::Builder::new()
             .name(format!("roll-{}", self.name))
-            .spawn(move || primary.write_base(current, &log, frames));
-        let thread = match spawned {
-            Ok(t) => t,
-            Err(e) => {
-                *lock.lock().expect("base lock") = None;
-                cv.notify_all();
-                return Err(e);
+            .spawn({
+                let log = log.clone();
+                move || {
+                    // Per thread on Linux: requests keep the cores when
+                    // both are busy.
+                    if let Err(e) = rustix::process::setpriority_process(None, 19) {
+                        tracing::debug!(error = %e, "a roll runs at normal priority");
+                    }
+                    primary.write_base(current, &log, frames);
+                }
+            });
+        match spawned {
+            Ok(thread) => {
+                if let Some(done) = self.roller.lock().expect("roller lock").replace(thread) {
+                    let _ = done.join();
+                }
             }
-        };
-        if let Some(done) = self.roller.lock().expect("roller lock").replace(thread) {
-            let _ = done.join();
+            Err(e) => {
+                tracing::warn!(db = %self.name, error = %e, "no thread for the roll; writing its base here");
+                self.write_base(current, &log, frames);
+            }
         }
-        self.advance(next)
+        Ok(())
     }
 
-    /// A roll's thread: writes the base of `from + 1` at the lowest CPU
-    /// priority, retrying while the disk fails, then drops older bases.
+    /// A roll's thread: writes the base of `from + 1`, retrying while the
+    /// disk fails, then drops older bases.
     fn write_base(&self, from: u32, log: &FrameLog, frames: u32) {
-        // Per thread on Linux: requests keep the cores when both are busy.
-        if let Err(e) = rustix::process::setpriority_process(None, 19) {
-            tracing::debug!(error = %e, "a roll runs at normal priority");
-        }
         let next = from + 1;
         let started = Instant::now();
         let mut backoff = Duration::from_millis(100);
