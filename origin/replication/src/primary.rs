@@ -608,16 +608,17 @@ impl Primary {
         let next = from + 1;
         let started = Instant::now();
         let mut backoff = Duration::from_millis(100);
+        let (lock, cv) = &self.base_pending;
         loop {
-            let written = write_atomic(&self.base_path(next), |out| {
-                materialize(&self.base_path(from), log, frames, out, ROLL_PACE)
-            });
-            match written {
+            match write_next_base(&self.dir, from, log, frames, ROLL_PACE) {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::error!(db = %self.name, generation = next, error = %e, "writing a generation's base failed; retrying");
                     if self.stop.load(Ordering::Acquire) {
-                        // The next start finishes it (`finish_roll`).
+                        // The next start finishes it (`finish_roll`);
+                        // an export meanwhile need not wait for it.
+                        *lock.lock().expect("base lock") = None;
+                        cv.notify_all();
                         return;
                     }
                     std::thread::sleep(backoff);
@@ -634,7 +635,6 @@ impl Primary {
         if let Err(e) = self.drop_bases_before(next) {
             tracing::warn!(db = %self.name, error = %e, "removing old bases failed");
         }
-        let (lock, cv) = &self.base_pending;
         *lock.lock().expect("base lock") = None;
         cv.notify_all();
     }
@@ -643,6 +643,20 @@ impl Primary {
         let st = self.state.read().expect("state lock");
         st.logs[&st.current].clone()
     }
+}
+
+/// Writes the base of generation `from + 1` in `dir`: `from`'s base and
+/// the first `frames` frames of its `log`.
+fn write_next_base(
+    dir: &Path,
+    from: u32,
+    log: &FrameLog,
+    frames: u32,
+    pace: Pace,
+) -> io::Result<()> {
+    write_atomic(&dir.join(base_name(from + 1)), |out| {
+        materialize(&dir.join(base_name(from)), log, frames, out, pace)
+    })
 }
 
 /// Longest an export waits for a roll's base to be written.
@@ -665,15 +679,7 @@ fn finish_roll(dir: &Path, current: u32) -> io::Result<bool> {
         return Ok(false);
     }
     let log = FrameLog::open(&log)?;
-    write_atomic(&dir.join(base_name(next)), |out| {
-        materialize(
-            &dir.join(base_name(current)),
-            &log,
-            log.len(),
-            out,
-            STARTUP_PACE,
-        )
-    })?;
+    write_next_base(dir, current, &log, log.len(), STARTUP_PACE)?;
     std::fs::remove_file(dir.join(base_name(current)))?;
     tracing::info!(
         generation = next,
