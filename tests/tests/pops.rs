@@ -283,9 +283,18 @@ async fn a_pop_keeps_serving_reads_while_the_origin_is_down() {
     wait_ready(&fra).await;
     let r = get(&format!("{}/api/v1/products/42", fra.url)).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let s = probe(&format!("{}/.well-known/edgeshop/replication", fra.url))
-        .await
-        .json();
+    // Each replica follows on its own thread, so its first failed round
+    // may come a moment after the PoP is ready; it must come, and say why.
+    let mut s = serde_json::Value::Null;
+    for _ in 0..200 {
+        s = probe(&format!("{}/.well-known/edgeshop/replication", fra.url))
+            .await
+            .json();
+        if s["replicas"][0]["last_error"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(s["replicas"][0]["last_error"].is_string(), "{s}");
 
     // A brand-new PoP cannot serve anything yet: not ready, and app
