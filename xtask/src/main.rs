@@ -117,7 +117,8 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         connections: usize,
         /// Only the rows of these groups (comma-separated): catalog,
-        /// native, hello, replication, checkout, media.
+        /// native, hello, replication, checkout, media, browser, seeing
+        /// (what metrics and tracing cost; also part of catalog).
         #[arg(long)]
         only: Option<String>,
         /// Whose requests every row sends (`edgeshop-clients` shapes).

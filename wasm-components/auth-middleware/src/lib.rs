@@ -19,7 +19,7 @@ use auth_core::rules::{self, Rules};
 use auth_core::{Response, Settings, identity, settings, web};
 use problem::Problem;
 use spin_glue::SpinDb;
-use spin_glue::layer::{self, Layer, Request};
+use spin_glue::layer::{self, Middleware, Request, RequestFields};
 use spin_glue::vars::{self, Parsed};
 use spin_sdk::http::IntoResponse;
 use std::cell::RefCell;
@@ -43,15 +43,15 @@ struct Auth;
 
 spin_glue::export_layer!(Auth);
 
-impl Layer for Auth {
-    async fn handle(req: Request) -> Answer {
-        handle(req).await
+impl Middleware for Auth {
+    async fn handle(req: Request, fields: RequestFields) -> Answer {
+        handle(req, fields).await
     }
 }
 
 type Answer = Result<layer::Response, layer::ErrorCode>;
 
-async fn handle(req: Request) -> Answer {
+async fn handle(req: Request, request_fields: RequestFields) -> Answer {
     let path = layer::path(&req);
     if !rules::is_normal_path(&path) {
         return answer(Response::problem(Problem::bad_request(
@@ -59,7 +59,7 @@ async fn handle(req: Request) -> Answer {
              send it in its plain form",
         )));
     }
-    let fields = req.get_headers();
+    let fields = request_fields.of(&req);
     let mut authorization = fields.get(AUTHORIZATION).into_iter().next();
     let forged = identity::NAMES.iter().any(|name| fields.has(name));
     // Pages auth.toml marks take the browser session's access cookie when
@@ -67,13 +67,13 @@ async fn handle(req: Request) -> Answer {
     let cookie_page = authorization.is_none() && rules().takes_session_cookie(&path);
     // Read only where used: this runs before every request.
     let (method, accept) = if cookie_page {
-        (method_name(&req), layer::field(&fields, "accept"))
+        (method_name(&req), layer::field(fields, "accept"))
     } else {
         (String::new(), None)
     };
     let mut from_cookie = false;
     if cookie_page {
-        let get = |name: &str| layer::field(&fields, name);
+        let get = |name: &str| layer::field(fields, name);
         match web::cookie_credential(
             &method,
             get("cookie").as_deref(),
@@ -89,7 +89,7 @@ async fn handle(req: Request) -> Answer {
             Err(p) => return answer(Response::problem(p)),
         }
     }
-    drop(fields);
+    drop(request_fields);
     let who = match admit(&path, authorization.as_deref()).await {
         Ok(who) => who,
         // A browser on a page that needs a session it lacks (or whose

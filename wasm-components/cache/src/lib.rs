@@ -31,7 +31,7 @@ use cache_core::status::{Forward, Outcome};
 use cache_core::{CacheControl, key, storable, tags};
 use forward::Fetched;
 use represent::Asked;
-use spin_glue::layer::{self, Layer};
+use spin_glue::layer::{self, Middleware, RequestFields};
 use spin_sdk::http::{FromRequest, Request};
 use spin_sdk::wasip3::http::types::{ErrorCode, Method, Response};
 use std::time::Duration;
@@ -58,11 +58,11 @@ struct Cache;
 
 spin_glue::export_layer!(Cache);
 
-impl Layer for Cache {
-    async fn handle(req: layer::Request) -> Answer {
+impl Middleware for Cache {
+    async fn handle(req: layer::Request, fields: RequestFields) -> Answer {
         // A fresh hit reads a few fields of the request where it is; only
         // a request that goes further is turned into spin-sdk's types.
-        if let Some(answer) = fresh_hit(&req).await {
+        if let Some(answer) = fresh_hit(&req, &fields).await {
             return answer;
         }
         handle(Request::from_request(req)?).await
@@ -72,26 +72,26 @@ impl Layer for Cache {
 /// The answer to `req` from a fresh stored entry it may use, if there is
 /// one; anything else (a miss, a stale entry, a lock to wait for) is left
 /// to [`handle`], which looks again.
-async fn fresh_hit(req: &layer::Request) -> Option<Answer> {
+async fn fresh_hit(req: &layer::Request, fields: &RequestFields) -> Option<Answer> {
     let method = match req.get_method() {
         Method::Get => "GET",
         Method::Head => "HEAD",
         _ => return None,
     };
-    let fields = req.get_headers();
+    let fields = fields.of(req);
     let request_cc = CacheControl::parse(borrowed(&fields.lines("cache-control")));
     storable::lookup(method, &request_cc).ok()?;
     let store = Store::open().ok()?;
     let target = key_target(req.get_path_with_query().as_deref());
     let primary = key::primary(method, &target);
-    let asked = Asked::of_fields(method == "HEAD", method == "GET", &fields);
-    let Lookup::Found(entry, judged, _) = lookup(&store, &primary, &fields, &asked).await else {
+    let asked = Asked::of_fields(method == "HEAD", method == "GET", fields);
+    let Lookup::Found(entry, judged, _) = lookup(&store, &primary, fields, &asked).await else {
         return None;
     };
     let Usable::Fresh { ttl } = judged.usable else {
         return None;
     };
-    if has_credentials(&fields) && !storable::reusable_with_credentials(&judged.cc) {
+    if has_credentials(fields) && !storable::reusable_with_credentials(&judged.cc) {
         return None;
     }
     Some(hit(&asked, entry, &judged, ttl as i64, None))

@@ -4,15 +4,15 @@
 //! and back, so no header or body byte is copied. The bench puts it in
 //! front of `hello` to measure what crossing a layer itself costs.
 
-use spin_glue::layer::{Layer, next};
+use spin_glue::layer::{Middleware, RequestFields, next};
 use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 
 struct PassThrough;
 
 spin_glue::export_layer!(PassThrough);
 
-impl Layer for PassThrough {
-    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+impl Middleware for PassThrough {
+    async fn handle(request: Request, _: RequestFields) -> Result<Response, ErrorCode> {
         next(request).await
     }
 }

@@ -24,7 +24,7 @@ use ratelimit_core::key::TrustedProxies;
 use ratelimit_core::limiter::{self, CasStore, LimitError, Read};
 use ratelimit_core::policy::{self, KeyKind, Limits, Policy};
 use ratelimit_core::{headers, key};
-use spin_glue::layer::{self, Layer};
+use spin_glue::layer::{self, Middleware, RequestFields};
 use spin_glue::vars::{self, Parsed};
 use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
 use spin_sdk::http::IntoResponse;
@@ -91,18 +91,18 @@ struct RateLimit;
 
 spin_glue::export_layer!(RateLimit);
 
-impl Layer for RateLimit {
-    async fn handle(req: Request) -> Answer {
-        handle(req).await
+impl Middleware for RateLimit {
+    async fn handle(req: Request, fields: RequestFields) -> Answer {
+        handle(req, fields).await
     }
 }
 
-async fn handle(req: Request) -> Answer {
+async fn handle(req: Request, fields: RequestFields) -> Answer {
     let limits = limits().await;
     let Some(policy) = limits.policy_for(&layer::path(&req)) else {
         return forward(req, None).await;
     };
-    let budget = budget_key(&req, policy).await;
+    let budget = budget_key(fields.of(&req), policy).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -147,16 +147,15 @@ async fn handle(req: Request) -> Answer {
 }
 
 /// Whose budget this request spends.
-async fn budget_key(req: &Request, policy: &Policy) -> String {
-    let fields = req.get_headers();
-    let header = |name: &str| layer::field(&fields, &name.to_ascii_lowercase());
+async fn budget_key(fields: &layer::Fields, policy: &Policy) -> String {
+    let header = |name: &str| layer::field(fields, &name.to_ascii_lowercase());
     // Set by the host from the connection; a client's own is dropped.
     let peer = header("spin-client-addr").unwrap_or_default();
     let trusted = trusted().await;
     let client = if trusted.is_empty() {
         key::client_key(&peer)
     } else {
-        let forwarded = layer::fields_all(&fields, "x-forwarded-for");
+        let forwarded = layer::fields_all(fields, "x-forwarded-for");
         let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
         trusted.client(&peer, forwarded.as_deref()).map(key::ip_key)
     }

@@ -7,7 +7,8 @@
 //! A layer's parent is the span in the request's `traceparent` (the PoP's
 //! server span), or, with none there, the host's own
 //! (`outer-span-context`). A request whose trace is not sampled gets no
-//! span, so an untraced request costs a header lookup. A sampled one gets
+//! span, so an untraced request costs a header lookup in the fields the
+//! layer reads anyway ([`crate::layer::RequestFields`]). A sampled one gets
 //! a span around the rest of the chain. The request goes on as it came:
 //! rebuilding it to carry this span in `traceparent` cost as much as the
 //! span itself, and the host, which sees every layer of a chain start and
@@ -19,25 +20,27 @@
 use crate::layer::bindings::wasi::clocks0_2_0::wall_clock::Datetime;
 use crate::layer::bindings::wasi::otel::tracing as otel;
 use crate::layer::bindings::wasi::otel::types::{InstrumentationScope, KeyValue};
-use crate::layer::{ErrorCode, Request, Response, field};
+use crate::layer::{ErrorCode, Request, RequestFields, Response, field};
 use std::future::Future;
 
 /// Runs `handle` (a layer named `name`) on `request`, inside a span of
-/// its own when the request's trace is sampled.
+/// its own when the request's trace is sampled. The fields it looks in
+/// for `traceparent` go on to the layer.
 pub async fn around<F, Fut>(
     name: &'static str,
     request: Request,
     handle: F,
 ) -> Result<Response, ErrorCode>
 where
-    F: FnOnce(Request) -> Fut,
+    F: FnOnce(Request, RequestFields) -> Fut,
     Fut: Future<Output = Result<Response, ErrorCode>>,
 {
-    let header = field(&request.get_headers(), "traceparent");
+    let fields = RequestFields::default();
+    let header = field(fields.of(&request), "traceparent");
     let Some(span) = parent(header.as_deref()).map(|p| Active::begin(name, p)) else {
-        return handle(request).await;
+        return handle(request, fields).await;
     };
-    let result = handle(request).await;
+    let result = handle(request, fields).await;
     match &result {
         Ok(response) => span.end(Ok(response.get_status_code())),
         Err(e) => span.end(Err(format!("{e:?}"))),

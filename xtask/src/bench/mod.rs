@@ -719,6 +719,22 @@ pub fn run(
             peak_mb: sampler.peak(),
         });
     }
+    if want("seeing") && !want("catalog") {
+        // The cost of seeing it run alone (the catalog group runs it
+        // too): a shipped PoP and its variants, nothing else.
+        let host = Service::start(
+            "edge-host",
+            bench_host(&catalog, &root().join("spin.toml"), &unreached_limits()?)?,
+        )?;
+        seeing_cost = Some(seeing::run(
+            &rt,
+            &catalog,
+            &host,
+            &product_paths,
+            seconds,
+            connections,
+        )?);
+    }
     if want("native") {
         let mut cmd = Command::new(root().join("target/release/native-catalog"));
         cmd.arg("--catalog").arg(&catalog);

@@ -1,7 +1,7 @@
 //! What seeing it run costs: the product hit on PoPs that differ only in
 //! what they record (as shipped, with metrics; metrics off; every request
 //! traced and exported over OTLP, with and without the middleware layers'
-//! spans; one trace in ten). Each variant runs
+//! spans; none sampled; one trace in ten). Each variant runs
 //! side by side with the shipped PoP, the same load on both at the same
 //! time, in several rounds: this machine's speed swings by a third from
 //! one run to the next, and only figures taken in the same moments
@@ -47,7 +47,7 @@ pub fn run(
     connections: usize,
 ) -> Result<Cost> {
     let sink = rt.block_on(otlp_sink())?;
-    let variants: [(&str, Vec<(&str, &str)>); 5] = [
+    let variants: [(&str, Vec<(&str, &str)>); 6] = [
         // An identical PoP: how far apart two equal ones come out, the
         // floor under every other row.
         ("as shipped, a second PoP (the noise floor)", vec![]),
@@ -62,6 +62,16 @@ pub fn run(
             vec![
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str()),
                 ("EDGESHOP_TRACE_LAYERS", "off"),
+            ],
+        ),
+        (
+            // What every request pays while spans are exported, sampled
+            // or not: ids, `traceparent`, each layer's look at it.
+            "traced, none sampled",
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str()),
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0"),
             ],
         ),
         (
