@@ -50,6 +50,23 @@ async fn converged(dir: &Path, want: u64, what: &str, pop: &Host) {
     );
 }
 
+/// `pop`'s replication status once its catalog replica has had a round
+/// fail (at most 10 s): each replica follows on its own thread, so the
+/// first round may come a moment after the PoP has started.
+async fn failed_round(pop: &Host) -> serde_json::Value {
+    let mut s = serde_json::Value::Null;
+    for _ in 0..200 {
+        s = probe(&format!("{}/.well-known/edgeshop/replication", pop.url))
+            .await
+            .json();
+        if s["replicas"][0]["last_error"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pop_always_reads_its_own_writes() {
     let dir = TempDir::new("pop-ryw");
@@ -283,18 +300,7 @@ async fn a_pop_keeps_serving_reads_while_the_origin_is_down() {
     wait_ready(&fra).await;
     let r = get(&format!("{}/api/v1/products/42", fra.url)).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    // Each replica follows on its own thread, so its first failed round
-    // may come a moment after the PoP is ready; it must come, and say why.
-    let mut s = serde_json::Value::Null;
-    for _ in 0..200 {
-        s = probe(&format!("{}/.well-known/edgeshop/replication", fra.url))
-            .await
-            .json();
-        if s["replicas"][0]["last_error"].is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let s = failed_round(&fra).await;
     assert!(s["replicas"][0]["last_error"].is_string(), "{s}");
 
     // A brand-new PoP cannot serve anything yet: not ready, and app
@@ -425,12 +431,9 @@ async fn a_pop_replicates_and_writes_over_tls_and_refuses_a_certificate_it_canno
     // the replica says why.
     let doubter = start_pop(&manifest, &origin.url, &dir.0.join("iad"), &[])
         .unwrap_or_else(|log| panic!("PoP did not start:\n{log}"));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = failed_round(&doubter).await;
     let h = probe(&format!("{}/.well-known/edgeshop/health", doubter.url)).await;
     assert_eq!(h.status, 503, "{}", h.text());
-    let s = probe(&format!("{}/.well-known/edgeshop/replication", doubter.url))
-        .await
-        .json();
     let why = s["replicas"][0]["last_error"].as_str().unwrap_or_default();
     assert!(
         why.to_ascii_lowercase().contains("certificate"),
