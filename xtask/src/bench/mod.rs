@@ -559,16 +559,6 @@ pub fn run(
             seconds,
             connections,
         )?);
-        // What it costs to count the hit and to trace it
-        // (docs/observability.md).
-        seeing_cost = Some(seeing::run(
-            &rt,
-            &catalog,
-            &host,
-            &product_paths,
-            seconds,
-            connections,
-        )?);
         // Every request a key the cache has not seen: a miss, a run of
         // the app, and a store.
         rows.push(measure(
@@ -719,9 +709,10 @@ pub fn run(
             peak_mb: sampler.peak(),
         });
     }
-    if want("seeing") && !want("catalog") {
-        // The cost of seeing it run alone (the catalog group runs it
-        // too): a shipped PoP and its variants, nothing else.
+    if want("catalog") || want("seeing") {
+        // What it costs to count the hit and to trace it
+        // (docs/observability.md): a shipped PoP beside each variant.
+        // Part of the catalog group, and a group of its own.
         let host = Service::start(
             "edge-host",
             bench_host(&catalog, &root().join("spin.toml"), &unreached_limits()?)?,
