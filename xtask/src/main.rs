@@ -124,6 +124,10 @@ enum Cmd {
         /// Whose requests every row sends (`edgeshop-clients` shapes).
         #[arg(long, value_enum, default_value_t = bench::BenchClient::Chromium)]
         client: bench::BenchClient,
+        /// Another build of `edge-host` to run beside this one in the
+        /// side-by-side rows (`seeing`): what a host change saves or costs.
+        #[arg(long)]
+        against: Option<PathBuf>,
     },
     /// Where one bench row's time goes: `perf record` on the edge host
     /// under that row's load; writes target/bench/profile-SCENARIO.*.
@@ -268,7 +272,15 @@ fn main() -> Result<()> {
             connections,
             only,
             client,
-        } => bench::run(peers, seconds, connections, only.as_deref(), client)?,
+            against,
+        } => bench::run(
+            peers,
+            seconds,
+            connections,
+            only.as_deref(),
+            client,
+            against.as_deref(),
+        )?,
         Cmd::Profile {
             scenario,
             seconds,

@@ -519,6 +519,7 @@ pub fn run(
     connections: usize,
     only: Option<&str>,
     client: BenchClient,
+    against: Option<&std::path::Path>,
 ) -> Result<()> {
     let _ = CLIENT.set(client);
     say(&format!("bench: every request is {client:?}-shaped"));
@@ -724,6 +725,7 @@ pub fn run(
             &product_paths,
             seconds,
             connections,
+            against,
         )?);
     }
     if want("native") {
@@ -1163,6 +1165,22 @@ fn bench_host(
     let mut cmd = edge_host_command("bench", "127.0.0.1:0", Catalog::File(catalog), manifest)?;
     cmd.env("SPIN_VARIABLE_RATELIMIT_POLICIES", limits);
     Ok(cmd)
+}
+
+/// `program` to be run where `host` runs, with its environment, and no
+/// arguments yet.
+pub(crate) fn in_the_same_place(program: impl AsRef<std::ffi::OsStr>, host: &Command) -> Command {
+    let mut cmd = Command::new(program);
+    if let Some(dir) = host.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    for (key, value) in host.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd
 }
 
 /// The shipped routes with budgets no benchmark reaches (the end-to-end

@@ -146,16 +146,7 @@ pub fn run(scenario: Scenario, seconds: u64, connections: usize, named: bool) ->
 /// are the builds in `named` that have names there, written into `named`,
 /// and with no compile cache.
 fn with_named_guests(host: &Command, named: &std::path::Path) -> Result<Command> {
-    let mut named_host = Command::new(host.get_program());
-    if let Some(dir) = host.get_current_dir() {
-        named_host.current_dir(dir);
-    }
-    for (key, value) in host.get_envs() {
-        match value {
-            Some(v) => named_host.env(key, v),
-            None => named_host.env_remove(key),
-        };
-    }
+    let mut named_host = super::in_the_same_place(host.get_program(), host);
     let base = host
         .get_current_dir()
         .unwrap_or(root().as_path())

@@ -8,12 +8,16 @@
 //! compare. A variant's cost is the median over the rounds of its ratio to
 //! the shipped PoP, in req/s and in the PoP's own CPU time per request; a
 //! second shipped PoP measured the same way says how far apart two equal
-//! PoPs come out.
+//! PoPs come out. Given another build of `edge-host` (`--against`), the
+//! same rounds also run it beside this one: a host change measured as
+//! its cost is.
 
 use super::{Row, Target, bench_host, measure_side_by_side, otlp_sink, unreached_limits};
 use crate::root;
 use crate::up::Service;
 use anyhow::Result;
+use std::path::Path;
+use std::process::Command;
 
 /// Rounds per variant: enough for a median that one bad round does not
 /// move, and even, so that each PoP's load starts first in half of them
@@ -40,11 +44,12 @@ pub struct Cost {
 /// `connections` split between the two.
 pub fn run(
     rt: &tokio::runtime::Runtime,
-    catalog: &std::path::Path,
+    catalog: &Path,
     shipped: &Service,
     paths: &[String],
     seconds: u64,
     connections: usize,
+    against: Option<&Path>,
 ) -> Result<Cost> {
     let sink = rt.block_on(otlp_sink())?;
     let variants: [(&str, Vec<(&str, &str)>); 6] = [
@@ -88,7 +93,17 @@ pub fn run(
     for (name, env) in &variants {
         let mut cmd = bench_host(catalog, &root().join("spin.toml"), &unreached_limits()?)?;
         cmd.envs(env.iter().copied());
-        pops.push((*name, Service::start("edge-host", cmd)?));
+        pops.push((name.to_string(), Service::start("edge-host", cmd)?));
+    }
+    if let Some(other) = against {
+        let cmd = other_host(
+            other,
+            &bench_host(catalog, &root().join("spin.toml"), &unreached_limits()?)?,
+        );
+        pops.push((
+            format!("the edge host at {}", other.display()),
+            Service::start("edge-host", cmd)?,
+        ));
     }
     let each = (connections / 2).max(1);
     let mut pairs: Vec<Pair> = pops
@@ -104,7 +119,7 @@ pub fn run(
             let shipped_first = round % 2 == 0;
             let (a, b) = (
                 ("shipped", target(shipped, paths)),
-                (*name, target(pop, paths)),
+                (name.as_str(), target(pop, paths)),
             );
             let targets = if shipped_first { [a, b] } else { [b, a] };
             let rows = measure_side_by_side(rt, &targets, seconds, each)?;
@@ -122,6 +137,17 @@ pub fn run(
         connections: each,
         pairs,
     })
+}
+
+/// `host` (this build's edge host command) run by the binary at `other`.
+/// Its deny adapter is named, since the default is found beside the
+/// binary.
+fn other_host(other: &Path, host: &Command) -> Command {
+    let mut cmd = super::in_the_same_place(other, host);
+    cmd.args(host.get_args())
+        .arg("--deny-adapter")
+        .arg(root().join("target/components/deny.wasm"));
+    cmd
 }
 
 /// The product hit on `pop`, counting its CPU time.
