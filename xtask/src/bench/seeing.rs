@@ -9,13 +9,13 @@
 //! the shipped PoP, in req/s and in the PoP's own CPU time per request; a
 //! second shipped PoP measured the same way says how far apart two equal
 //! PoPs come out. Given another build of `edge-host` (`--against`), the
-//! same rounds also run it beside this one: a host change measured as
-//! its cost is.
+//! same rounds also run it beside this one, so that a change to the host
+//! is measured the way tracing's cost is.
 
 use super::{Row, Target, bench_host, measure_side_by_side, otlp_sink, unreached_limits};
 use crate::root;
 use crate::up::Service;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::Command;
 
@@ -96,6 +96,10 @@ pub fn run(
         pops.push((name.to_string(), Service::start("edge-host", cmd)?));
     }
     if let Some(other) = against {
+        // Resolved here: the host runs in the workspace root, not where
+        // the command was typed.
+        let other = &std::fs::canonicalize(other)
+            .with_context(|| format!("--against {}", other.display()))?;
         let cmd = other_host(
             other,
             &bench_host(catalog, &root().join("spin.toml"), &unreached_limits()?)?,
