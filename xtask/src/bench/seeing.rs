@@ -271,4 +271,35 @@ mod tests {
         assert_eq!(median(&[0.9, 1.0, 1.1, 1.3]), Some(1.05));
         assert_eq!(median(&[]), None);
     }
+
+    #[test]
+    fn another_build_runs_as_this_one_would_with_its_deny_adapter_named() {
+        let mut host = Command::new(root().join("target/release/edge-host"));
+        host.current_dir(root())
+            .args(["--manifest", "spin.toml", "--pop", "bench"])
+            .env("SPIN_VARIABLE_RATELIMIT_POLICIES", "[]")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let other = other_host(Path::new("/builds/edge-host-before"), &host);
+        assert_eq!(other.get_program(), "/builds/edge-host-before");
+        assert_eq!(other.get_current_dir(), Some(root().as_path()));
+        let args: Vec<_> = other.get_args().collect();
+        let deny = root().join("target/components/deny.wasm");
+        assert_eq!(
+            args,
+            [
+                "--manifest".as_ref(),
+                "spin.toml".as_ref(),
+                "--pop".as_ref(),
+                "bench".as_ref(),
+                "--deny-adapter".as_ref(),
+                deny.as_os_str(),
+            ]
+        );
+        let envs: Vec<_> = other.get_envs().collect();
+        assert!(envs.contains(&(
+            "SPIN_VARIABLE_RATELIMIT_POLICIES".as_ref(),
+            Some("[]".as_ref())
+        )));
+        assert!(envs.contains(&("OTEL_EXPORTER_OTLP_ENDPOINT".as_ref(), None)));
+    }
 }
