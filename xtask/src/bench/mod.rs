@@ -750,6 +750,8 @@ pub fn run(
         )?);
     }
     let hello = vec!["/".to_string()];
+    // Kept for the side-by-side rounds against `wasmtime serve`.
+    let mut hello_host = None;
     if want("hello") {
         let manifest = root().join("benches/hello.toml");
         warm_compile_cache(edge_host_command(
@@ -802,7 +804,9 @@ pub fn run(
             seconds,
             connections,
         )?);
+        hello_host = Some(host);
     }
+    let mut hello_side_by_side = None;
     if peers && want("hello") {
         let wasmtime = wasmtime_cli()?;
         let mut cmd = Command::new(wasmtime);
@@ -826,6 +830,19 @@ pub fn run(
             idle_mb,
             peak_mb: sampler.peak(),
         });
+        if let Some(ours) = &hello_host {
+            // The rows above run one after another, and this machine
+            // moves by a fifth between them; at the same moments, the
+            // two hosts' CPU per request compares.
+            hello_side_by_side = Some(hello_beside_wasmtime(
+                &rt,
+                ours,
+                &svc,
+                &hello,
+                seconds,
+                connections,
+            )?);
+        }
     }
 
     if peers && want("catalog") {
@@ -971,6 +988,21 @@ pub fn run(
     }
     if let Some(c) = &seeing_cost {
         table.push_str(&seeing::print(c));
+    }
+    if let Some(pairs) = &hello_side_by_side {
+        table.push_str(&seeing::table(
+            &format!(
+                "Hello side by side: our edge host and `wasmtime serve` under the same load at \
+                 the same moments ({} connections each, which load starts first alternating), \
+                 {} rounds of {seconds}s; the change against `wasmtime serve` is the median over \
+                 the rounds (and the range).",
+                (connections / 2).max(1),
+                seeing::ROUNDS
+            ),
+            "edge-host",
+            "wasmtime serve",
+            pairs,
+        ));
     }
     println!();
     println!("{table}");
@@ -1225,6 +1257,59 @@ pub(crate) fn without_middleware(component: &str) -> Result<std::path::PathBuf> 
 }
 
 /// `wasmtime serve` reports its address on stderr, not stdout.
+/// Hello on `ours` (the hello manifest's host) and behind its pass-through
+/// layer, each beside the bare hello on `wasmtime serve` (`reference`),
+/// round by round.
+fn hello_beside_wasmtime(
+    rt: &tokio::runtime::Runtime,
+    ours: &Service,
+    reference: &(KillOnDrop, String),
+    hello: &[String],
+    seconds: u64,
+    connections: usize,
+) -> Result<Vec<seeing::Pair>> {
+    let layer = ["/layer/".to_string()];
+    let rows: [(&str, &[String]); 2] = [
+        ("hello component", hello),
+        ("hello behind a pass-through middleware", &layer),
+    ];
+    let mut pairs: Vec<seeing::Pair> = rows
+        .iter()
+        .map(|(name, _)| seeing::Pair {
+            name: name.to_string(),
+            rates: Vec::new(),
+            cpu_us: Vec::new(),
+        })
+        .collect();
+    let each = (connections / 2).max(1);
+    for round in 0..seeing::ROUNDS {
+        for ((_, paths), pair) in rows.iter().zip(&mut pairs) {
+            let wasmtime = Target {
+                url: &reference.1,
+                paths: hello,
+                server: Some(reference.0.0.id()),
+                ..Target::default()
+            };
+            let edge_host = Target {
+                url: &ours.url,
+                paths,
+                server: Some(ours.pid()),
+                ..Target::default()
+            };
+            seeing::one_round(
+                rt,
+                round,
+                ("wasmtime serve", wasmtime),
+                ("edge-host", edge_host),
+                seconds,
+                each,
+                pair,
+            )?;
+        }
+    }
+    Ok(pairs)
+}
+
 fn start_wasmtime_serve(mut cmd: Command) -> Result<(KillOnDrop, String)> {
     use std::io::{BufRead, BufReader};
     cmd.stderr(std::process::Stdio::piped())

@@ -120,20 +120,9 @@ pub fn run(
         .collect();
     for round in 0..ROUNDS {
         for ((name, pop), pair) in pops.iter().zip(&mut pairs) {
-            let shipped_first = round % 2 == 0;
-            let (a, b) = (
-                ("shipped", target(shipped, paths)),
-                (name.as_str(), target(pop, paths)),
-            );
-            let targets = if shipped_first { [a, b] } else { [b, a] };
-            let rows = measure_side_by_side(rt, &targets, seconds, each)?;
-            let (s, v) = if shipped_first {
-                (&rows[0], &rows[1])
-            } else {
-                (&rows[1], &rows[0])
-            };
-            pair.rates.push((rate(s), rate(v)));
-            pair.cpu_us.push((cpu_us(s), cpu_us(v)));
+            let reference = ("shipped", target(shipped, paths));
+            let variant = (name.as_str(), target(pop, paths));
+            one_round(rt, round, reference, variant, seconds, each, pair)?;
         }
     }
     Ok(Cost {
@@ -141,6 +130,35 @@ pub fn run(
         connections: each,
         pairs,
     })
+}
+
+/// Round `round` of `variant` beside `reference`, at the same moments,
+/// `connections` each; which load starts first alternates with the
+/// round. Adds the round's figures to `pair`, the reference's first.
+pub fn one_round(
+    rt: &tokio::runtime::Runtime,
+    round: usize,
+    reference: (&str, Target<'_>),
+    variant: (&str, Target<'_>),
+    seconds: u64,
+    connections: usize,
+    pair: &mut Pair,
+) -> Result<()> {
+    let reference_first = round.is_multiple_of(2);
+    let targets = if reference_first {
+        [reference, variant]
+    } else {
+        [variant, reference]
+    };
+    let rows = measure_side_by_side(rt, &targets, seconds, connections)?;
+    let (r, v) = if reference_first {
+        (&rows[0], &rows[1])
+    } else {
+        (&rows[1], &rows[0])
+    };
+    pair.rates.push((rate(r), rate(v)));
+    pair.cpu_us.push((cpu_us(r), cpu_us(v)));
+    Ok(())
 }
 
 /// `host` (this build's edge host command) run by the binary at `other`.
@@ -188,18 +206,31 @@ fn ratios(rounds: &[(f64, f64)]) -> Vec<f64> {
 
 /// The cost table, under the bench's.
 pub fn print(cost: &Cost) -> String {
+    table(
+        &format!(
+            "What seeing it costs: the product hit, each PoP side by side with the shipped \
+             one ({} connections each, the same moments, which load starts first alternating), \
+             {ROUNDS} rounds of {}s; the change against the shipped PoP is the median over the \
+             rounds (and the range). The first row is a second shipped PoP: changes no larger \
+             than its are noise.",
+            cost.connections, cost.seconds
+        ),
+        "PoP",
+        "shipped",
+        &cost.pairs,
+    )
+}
+
+/// `pairs` as a table under `intro`, each row a `what` against
+/// `reference`.
+pub fn table(intro: &str, what: &str, reference: &str, pairs: &[Pair]) -> String {
     let mut out = format!(
-        "\nWhat seeing it costs: the product hit, each PoP side by side with the shipped \
-         one ({} connections each, the same moments, which load starts first alternating), \
-         {ROUNDS} rounds of {}s; the change against the shipped PoP is the median over the \
-         rounds (and the range). The first row is a second shipped PoP: changes no larger \
-         than its are noise.\n\n\
-         | PoP | req/s by round (shipped/this) | req/s vs shipped | \
-         PoP CPU µs/request by round (shipped/this) | CPU vs shipped |\n\
-         |---|---|---:|---|---:|\n",
-        cost.connections, cost.seconds
+        "\n{intro}\n\n\
+         | {what} | req/s by round ({reference}/this) | req/s vs {reference} | \
+         CPU µs/request by round ({reference}/this) | CPU vs {reference} |\n\
+         |---|---|---:|---|---:|\n"
     );
-    for p in &cost.pairs {
+    for p in pairs {
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} |\n",
             p.name,
