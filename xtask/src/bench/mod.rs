@@ -989,19 +989,20 @@ pub fn run(
     if let Some(c) = &seeing_cost {
         table.push_str(&seeing::print(c));
     }
-    if let Some(pairs) = &hello_side_by_side {
+    if let Some(c) = &hello_side_by_side {
         table.push_str(&seeing::table(
             &format!(
                 "Hello side by side: our edge host and `wasmtime serve` under the same load at \
                  the same moments ({} connections each, which load starts first alternating), \
-                 {} rounds of {seconds}s; the change against `wasmtime serve` is the median over \
+                 {} rounds of {}s; the change against `wasmtime serve` is the median over \
                  the rounds (and the range).",
-                (connections / 2).max(1),
-                seeing::ROUNDS
+                c.connections,
+                seeing::ROUNDS,
+                c.seconds
             ),
             "edge-host",
             "wasmtime serve",
-            pairs,
+            &c.pairs,
         ));
     }
     println!();
@@ -1256,7 +1257,6 @@ pub(crate) fn without_middleware(component: &str) -> Result<std::path::PathBuf> 
     Ok(path)
 }
 
-/// `wasmtime serve` reports its address on stderr, not stdout.
 /// Hello on `ours` (the hello manifest's host) and behind its pass-through
 /// layer, each beside the bare hello on `wasmtime serve` (`reference`),
 /// round by round.
@@ -1267,19 +1267,15 @@ fn hello_beside_wasmtime(
     hello: &[String],
     seconds: u64,
     connections: usize,
-) -> Result<Vec<seeing::Pair>> {
+) -> Result<seeing::Cost> {
     let layer = ["/layer/".to_string()];
     let rows: [(&str, &[String]); 2] = [
         ("hello component", hello),
         ("hello behind a pass-through middleware", &layer),
     ];
-    let mut pairs: Vec<seeing::Pair> = rows
+    let mut pairs: Vec<_> = rows
         .iter()
-        .map(|(name, _)| seeing::Pair {
-            name: name.to_string(),
-            rates: Vec::new(),
-            cpu_us: Vec::new(),
-        })
+        .map(|(name, _)| seeing::Pair::new(name))
         .collect();
     let each = (connections / 2).max(1);
     for round in 0..seeing::ROUNDS {
@@ -1307,9 +1303,14 @@ fn hello_beside_wasmtime(
             )?;
         }
     }
-    Ok(pairs)
+    Ok(seeing::Cost {
+        seconds,
+        connections: each,
+        pairs,
+    })
 }
 
+/// `wasmtime serve` reports its address on stderr, not stdout.
 fn start_wasmtime_serve(mut cmd: Command) -> Result<(KillOnDrop, String)> {
     use std::io::{BufRead, BufReader};
     cmd.stderr(std::process::Stdio::piped())

@@ -33,6 +33,17 @@ pub struct Pair {
     pub cpu_us: Vec<(f64, f64)>,
 }
 
+impl Pair {
+    /// A row named `name`, with no rounds yet.
+    pub fn new(name: &str) -> Pair {
+        Pair {
+            name: name.to_string(),
+            rates: Vec::new(),
+            cpu_us: Vec::new(),
+        }
+    }
+}
+
 pub struct Cost {
     pub seconds: u64,
     /// Connections to each PoP of a pair.
@@ -112,11 +123,7 @@ pub fn run(
     let each = (connections / 2).max(1);
     let mut pairs: Vec<Pair> = pops
         .iter()
-        .map(|(name, _)| Pair {
-            name: format!("cache hit, {name}"),
-            rates: Vec::new(),
-            cpu_us: Vec::new(),
-        })
+        .map(|(name, _)| Pair::new(&format!("cache hit, {name}")))
         .collect();
     for round in 0..ROUNDS {
         for ((name, pop), pair) in pops.iter().zip(&mut pairs) {
