@@ -102,14 +102,24 @@ pub struct Active {
     /// pull, and a replica's WAL holds a generation's frames (up to 64
     /// MB): under the checkout bench a PoP spent 40% of its samples
     /// rebuilding it (docs/benchmarks.md). After one read it runs nothing,
-    /// so it holds no snapshot.
-    _index: Option<Arc<(libsql::Database, libsql::Connection)>>,
+    /// so it holds no snapshot. Opened through a plain handle on the file,
+    /// which reads use too ([`Active::plain`]).
+    held: Option<(Arc<libsql::Database>, Arc<libsql::Connection>)>,
 }
 
 impl Active {
     /// The replica's database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A plain handle on the replica's file, for reads, if it could be
+    /// opened. Its connections read the same file as the replica's own,
+    /// without the `libsql` replica's wrapping: no parse of each statement
+    /// to decide where it runs, and statements that can be kept prepared
+    /// (a replica connection's ignore `reset`).
+    pub fn plain(&self) -> Option<&Arc<libsql::Database>> {
+        self.held.as_ref().map(|(db, _)| db)
     }
 }
 
@@ -584,9 +594,9 @@ impl Replica {
 
     async fn install(&self, db: libsql::Database, path: &Path) {
         let index = match hold_open(path).await {
-            Ok(held) => Some(Arc::new(held)),
+            Ok((db, conn)) => Some((Arc::new(db), Arc::new(conn))),
             Err(e) => {
-                tracing::warn!(db = %self.config.label, error = %e, "could not hold the replica open; each pull will rebuild its WAL index");
+                tracing::warn!(db = %self.config.label, error = %e, "could not open the replica's file plainly; each pull will rebuild its WAL index, and reads go through the replica's own connections");
                 None
             }
         };
@@ -595,7 +605,7 @@ impl Replica {
             db: Arc::new(db),
             epoch,
             path: path.to_path_buf(),
-            _index: index,
+            held: index,
         });
         let mut st = self.state.lock().expect("replica state");
         st.status.bootstrapped = true;

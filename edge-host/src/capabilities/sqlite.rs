@@ -12,9 +12,12 @@
 //! was gone, or that never reached it, runs once more on a new connection:
 //! in both cases nothing ran, so running it again cannot run it twice.
 
+mod held;
+
 use crate::bindings::spin::sqlite::sqlite as wit;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use held::Held;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{Accessor, FutureReader, HasData, Resource, ResourceTable, StreamReader};
@@ -95,8 +98,21 @@ pub trait SqliteDatabase: Send + Sync + 'static {
 /// replaced replica's connections are not reused) and when it went idle.
 struct Idle {
     epoch: u64,
-    conn: libsql::Connection,
+    conn: Held,
     since: std::time::Instant,
+}
+
+/// What a pool's connections reach.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// The local file, through a plain handle: statements are kept
+    /// prepared.
+    File,
+    /// A replica's local file through the `libsql` replica's own handle,
+    /// whose statements cannot be reset: prepared for each call.
+    ReplicaFile,
+    /// The primary, over Hrana.
+    Primary,
 }
 
 /// Idle connections, most recently used last, in two lists: those that
@@ -132,34 +148,33 @@ impl Pool {
     }
 
     /// Runs one statement on a pooled connection of `db` (incarnation
-    /// `epoch`); `local` connections get a busy timeout.
+    /// `epoch`), which `reach`es what it says.
     ///
-    /// With `remote`, the statement may go to the primary: it is bounded
-    /// by [`REMOTE_TIMEOUT`], and if the primary certainly ran nothing of
-    /// it, it runs once more on a new connection. Without, it reads the
-    /// local file, and a read that meets the file locked (a replica
-    /// applying frames; the `libsql` crate's synced connections do not
-    /// take a busy timeout) tries again for up to [`LOCKED_RETRY`].
+    /// On the primary, the statement is bounded by [`REMOTE_TIMEOUT`], and
+    /// if the primary certainly ran nothing of it, it runs once more on a
+    /// new connection. On the local file, a read that meets the file
+    /// locked (a replica applying frames; the `libsql` crate's synced
+    /// connections do not take a busy timeout) tries again for up to
+    /// [`LOCKED_RETRY`].
     async fn query(
         &self,
         db: &Arc<libsql::Database>,
         epoch: u64,
-        local: bool,
-        remote: bool,
+        reach: Reach,
         statement: Statement<'_>,
     ) -> Result<QueryOutput, SqliteError> {
-        if !remote {
-            return self.read(db, epoch, local, statement).await;
+        if reach != Reach::Primary {
+            return self.read(db, epoch, reach, statement).await;
         }
         let again = statement.clone();
-        let conn = self.take(db, epoch, local, true).await?;
-        let out = match bounded(run(&conn, statement)).await {
+        let mut conn = self.take(db, epoch, reach).await?;
+        let out = match bounded(run(&mut conn, statement)).await {
             Ok(out) => (out, conn),
             Err(SqliteError::NotExecuted(why)) => {
                 tracing::info!(error = %why, "the primary ran nothing of a statement; running it on a new connection");
                 drop(conn);
-                let conn = Self::connect(db, local).await?;
-                (bounded(run(&conn, again)).await?, conn)
+                let mut conn = Self::connect(db, reach).await?;
+                (bounded(run(&mut conn, again)).await?, conn)
             }
             Err(e) => return Err(e),
         };
@@ -171,15 +186,15 @@ impl Pool {
         &self,
         db: &Arc<libsql::Database>,
         epoch: u64,
-        local: bool,
+        reach: Reach,
         statement: Statement<'_>,
     ) -> Result<QueryOutput, SqliteError> {
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(2);
         loop {
-            let outcome = match self.take(db, epoch, local, false).await {
-                Ok(conn) => {
-                    let out = run(&conn, statement.clone()).await;
+            let outcome = match self.take(db, epoch, reach).await {
+                Ok(mut conn) => {
+                    let out = run(&mut conn, statement.clone()).await;
                     self.give_back(epoch, conn, false);
                     out
                 }
@@ -209,7 +224,7 @@ impl Pool {
         if !edge_sql::plainly_reads(statement.sql) {
             return None;
         }
-        let conn = {
+        let mut conn = {
             let mut reads = self.reads.lock().expect("pool lock");
             // Only the newest idle connection: one of an older incarnation
             // is left for `pooled`, which drops it.
@@ -219,14 +234,14 @@ impl Pool {
             }
         };
         // Nor may SQLite sleep the thread in its busy handler meanwhile.
-        if conn.busy_timeout(std::time::Duration::ZERO).is_err() {
+        if conn.conn.busy_timeout(std::time::Duration::ZERO).is_err() {
             return None;
         }
-        let outcome = match run(&conn, statement).now_or_never() {
+        let outcome = match run(&mut conn, statement).now_or_never() {
             None | Some(Err(SqliteError::Locked(_))) => None,
             done => done,
         };
-        if conn.busy_timeout(BUSY_TIMEOUT).is_ok() {
+        if conn.conn.busy_timeout(BUSY_TIMEOUT).is_ok() {
             self.give_back(epoch, conn, false);
         }
         outcome
@@ -236,12 +251,11 @@ impl Pool {
         &self,
         db: &Arc<libsql::Database>,
         epoch: u64,
-        local: bool,
-        remote: bool,
-    ) -> Result<libsql::Connection, SqliteError> {
-        match self.pooled(epoch, remote) {
+        reach: Reach,
+    ) -> Result<Held, SqliteError> {
+        match self.pooled(epoch, reach == Reach::Primary) {
             Some(conn) => Ok(conn),
-            None => Self::connect(db, local).await,
+            None => Self::connect(db, reach).await,
         }
     }
 
@@ -249,7 +263,7 @@ impl Pool {
     /// the statement: one that only read is fit for either kind, one that
     /// holds a stream at the primary only for another remote statement,
     /// and only while its stream is likely alive.
-    fn pooled(&self, epoch: u64, remote: bool) -> Option<libsql::Connection> {
+    fn pooled(&self, epoch: u64, remote: bool) -> Option<Held> {
         let now = std::time::Instant::now();
         if remote {
             let mut streams = self.streams.lock().expect("pool lock");
@@ -282,10 +296,7 @@ impl Pool {
     /// may be the write whose read-your-writes pull holds that state, so
     /// the two would wait for each other for good (seen in the soak run:
     /// a PoP's account writes and reads all stopped).
-    async fn connect(
-        db: &Arc<libsql::Database>,
-        local: bool,
-    ) -> Result<libsql::Connection, SqliteError> {
+    async fn connect(db: &Arc<libsql::Database>, reach: Reach) -> Result<Held, SqliteError> {
         let opening = db.clone();
         // Opening reads the file's header, so it too can meet the file
         // locked (a replica applying frames): that is `Locked`, and a read
@@ -294,15 +305,15 @@ impl Pool {
             .await
             .map_err(|e| SqliteError::Backend(format!("opening a connection: {e}")))?
             .map_err(classify)?;
-        if local {
+        if reach != Reach::Primary {
             // Readers wait out a writer (or WAL recovery by another
             // process) instead of failing with SQLITE_BUSY.
             conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
         }
-        Ok(conn)
+        Ok(Held::new(conn, reach == Reach::File))
     }
 
-    fn give_back(&self, epoch: u64, conn: libsql::Connection, remote: bool) {
+    fn give_back(&self, epoch: u64, conn: Held, remote: bool) {
         let list = if remote { &self.streams } else { &self.reads };
         let mut idle = list.lock().expect("pool lock");
         if idle.len() < self.max_idle {
@@ -375,7 +386,11 @@ impl SqliteDatabase for RemoteDatabase {
         &'a self,
         statement: Statement<'a>,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
-        Box::pin(async move { self.pool.query(&self.db, 0, false, true, statement).await })
+        Box::pin(async move {
+            self.pool
+                .query(&self.db, 0, Reach::Primary, statement)
+                .await
+        })
     }
 }
 
@@ -546,10 +561,11 @@ impl SqliteDatabase for ReplicaDatabase {
             watch.queued = Some(watch.started.elapsed());
             let _reading = self.replica.read_gate().await;
             watch.gated = Some(watch.started.elapsed());
-            let outcome = self
-                .pool
-                .query(&active.db, active.epoch, true, false, statement)
-                .await;
+            let (db, reach) = match active.plain() {
+                Some(plain) => (plain, Reach::File),
+                None => (&active.db, Reach::ReplicaFile),
+            };
+            let outcome = self.pool.query(db, active.epoch, reach, statement).await;
             watch.finished = true;
             outcome
         })
@@ -638,7 +654,7 @@ impl SqliteDatabase for LibsqlDatabase {
         &'a self,
         statement: Statement<'a>,
     ) -> BoxFuture<'a, Result<QueryOutput, SqliteError>> {
-        Box::pin(async move { self.pool.query(&self.db, 0, true, false, statement).await })
+        Box::pin(async move { self.pool.query(&self.db, 0, Reach::File, statement).await })
     }
 
     fn answer_now(&self, statement: Statement<'_>) -> Option<Result<QueryOutput, SqliteError>> {
@@ -670,17 +686,25 @@ fn classify(e: libsql::Error) -> SqliteError {
 }
 
 /// Runs one statement, bounding the result's size.
-async fn run(
-    conn: &libsql::Connection,
-    statement: Statement<'_>,
-) -> Result<QueryOutput, SqliteError> {
+async fn run(held: &mut Held, statement: Statement<'_>) -> Result<QueryOutput, SqliteError> {
     let Statement {
         sql,
         params,
         max_result_bytes,
     } = statement;
     let params: Vec<libsql::Value> = params.into_iter().map(to_libsql).collect();
-    let mut rows = conn.query(sql, params).await.map_err(classify)?;
+    // A kept statement still holds the values bound last time, so one
+    // given fewer (the rest are NULL) or too many (an error) is prepared
+    // afresh, for SQLite to answer as it would have.
+    held.keep(sql).await.map_err(classify)?;
+    let prepared = held
+        .kept(sql)
+        .filter(|s| s.parameter_count() == params.len());
+    let mut rows = match &prepared {
+        Some(statement) => statement.query(params).await,
+        None => held.conn.query(sql, params).await,
+    }
+    .map_err(classify)?;
     let ncols = rows.column_count();
     let columns: Vec<String> = (0..ncols)
         .map(|i| rows.column_name(i).unwrap_or_default().to_string())
@@ -705,8 +729,9 @@ async fn run(
         out.rows.push(values);
     }
     drop(rows);
-    out.last_insert_rowid = conn.last_insert_rowid();
-    out.changes = conn.changes();
+    drop(prepared);
+    out.last_insert_rowid = held.conn.last_insert_rowid();
+    out.changes = held.conn.changes();
     Ok(out)
 }
 
@@ -945,18 +970,24 @@ mod tests {
         }
     }
 
-    /// A hinted read is answered at once when a connection is at hand,
-    /// and refused (the guest goes async) when it is not or the
-    /// statement may write; to SQLite itself the hint is a comment.
-    #[tokio::test]
-    async fn reads_are_answered_now_only_when_nothing_would_wait() {
+    /// A fresh database `t.db` in a directory of its own.
+    async fn scratch(name: &str) -> (std::path::PathBuf, LibsqlDatabase) {
         let dir = std::env::temp_dir().join(format!(
-            "edge-host-answer-now-{}-{:?}",
+            "edge-host-{name}-{}-{:?}",
             std::process::id(),
             std::time::SystemTime::now()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let db = LibsqlDatabase::open(&dir.join("t.db")).await.unwrap();
+        (dir, db)
+    }
+
+    /// A hinted read is answered at once when a connection is at hand,
+    /// and refused (the guest goes async) when it is not or the
+    /// statement may write; to SQLite itself the hint is a comment.
+    #[tokio::test]
+    async fn reads_are_answered_now_only_when_nothing_would_wait() {
+        let (dir, db) = scratch("answer-now").await;
         // No connection opened yet: answering would wait for one.
         assert!(db.answer_now(statement("SELECT 1")).is_none());
         db.execute(statement("CREATE TABLE t (a INTEGER)"))
@@ -979,6 +1010,111 @@ mod tests {
         assert!(
             matches!(out.rows.as_slice(), [row] if matches!(row.as_slice(), [Value::Integer(1)]))
         );
+        drop(db);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn with(sql: &str, params: Vec<Value>) -> Statement<'_> {
+        Statement {
+            params,
+            ..statement(sql)
+        }
+    }
+
+    fn integers(out: &super::QueryOutput) -> Vec<Option<i64>> {
+        out.rows
+            .iter()
+            .map(|row| match row.as_slice() {
+                [Value::Integer(n)] => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A pooled connection runs a repeated statement on what it prepared
+    /// the first time, with this call's values, and answers exactly as a
+    /// fresh statement would: fewer values than the statement names leave
+    /// the rest NULL, a schema changed meanwhile is seen, and a result cut
+    /// off at the size limit leaves no read open that would keep a
+    /// checkpoint from finishing.
+    #[tokio::test]
+    async fn kept_statements_answer_as_fresh_ones_would() {
+        let (dir, db) = scratch("kept").await;
+        db.execute(statement("PRAGMA journal_mode = WAL"))
+            .await
+            .unwrap();
+        db.execute(statement("CREATE TABLE t (a INTEGER)"))
+            .await
+            .unwrap();
+        for n in 1..=50 {
+            db.execute(with("INSERT INTO t VALUES (?1)", vec![Value::Integer(n)]))
+                .await
+                .unwrap();
+        }
+        let select = "SELECT a FROM t WHERE a = ?1 OR a = ?2";
+        let both = |x, y| with(select, vec![Value::Integer(x), Value::Integer(y)]);
+        assert_eq!(
+            integers(&db.execute(both(3, 4)).await.unwrap()),
+            [Some(3), Some(4)]
+        );
+        assert_eq!(
+            integers(&db.execute(both(5, 6)).await.unwrap()),
+            [Some(5), Some(6)]
+        );
+        let kept = |db: &LibsqlDatabase| {
+            let reads = db.pool.reads.lock().unwrap();
+            reads
+                .iter()
+                .map(|i| i.conn.kept_count())
+                .collect::<Vec<_>>()
+        };
+        // One connection, each statement prepared once: the pragma, the
+        // table, fifty inserts, two selects.
+        assert_eq!(kept(&db), [4]);
+        // ?2 unbound is NULL, not the 6 bound last time.
+        let one = with(select, vec![Value::Integer(7)]);
+        assert_eq!(integers(&db.execute(one).await.unwrap()), [Some(7)]);
+
+        db.execute(statement("ALTER TABLE t ADD COLUMN b TEXT"))
+            .await
+            .unwrap();
+        let all = "SELECT * FROM t WHERE a = 1";
+        assert_eq!(
+            db.execute(statement(all)).await.unwrap().columns,
+            ["a", "b"]
+        );
+        db.execute(statement("ALTER TABLE t DROP COLUMN b"))
+            .await
+            .unwrap();
+        assert_eq!(db.execute(statement(all)).await.unwrap().columns, ["a"]);
+
+        let small = Statement {
+            max_result_bytes: 64,
+            ..statement("SELECT a FROM t")
+        };
+        assert!(matches!(
+            db.execute(small).await,
+            Err(super::SqliteError::ResultTooLarge { limit: 64 })
+        ));
+        // Another connection can move every frame into the database: no
+        // reader holds an older snapshot.
+        let other = libsql::Builder::new_local(dir.join("t.db"))
+            .build()
+            .await
+            .unwrap()
+            .connect()
+            .unwrap();
+        other
+            .execute("INSERT INTO t VALUES (51)", ())
+            .await
+            .unwrap();
+        let mut rows = other
+            .query("PRAGMA wal_checkpoint(TRUNCATE)", ())
+            .await
+            .unwrap();
+        let row = rows.next().await.unwrap().unwrap();
+        assert_eq!(row.get::<i64>(0).unwrap(), 0, "the checkpoint was blocked");
+        drop(rows);
         drop(db);
         std::fs::remove_dir_all(&dir).unwrap();
     }
