@@ -126,6 +126,9 @@ enum Cmd {
         client: bench::BenchClient,
         /// Another build of `edge-host` to run beside this one in the
         /// side-by-side rows (`seeing`): what a host change saves or costs.
+        /// A `.toml` is a manifest instead (another build's `spin.toml`,
+        /// copied aside with its `target/components`), run by this host:
+        /// what a guest change saves or costs.
         #[arg(long)]
         against: Option<PathBuf>,
     },

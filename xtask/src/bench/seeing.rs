@@ -10,7 +10,9 @@
 //! second shipped PoP measured the same way says how far apart two equal
 //! PoPs come out. Given another build of `edge-host` (`--against`), the
 //! same rounds also run it beside this one, so that a change to the host
-//! is measured the way tracing's cost is.
+//! is measured the way tracing's cost is; given another manifest (a
+//! `.toml`: the guests of another build, copied aside with `spin.toml`),
+//! this host runs those guests beside its own.
 
 use super::{Row, Target, bench_host, measure_side_by_side, otlp_sink, unreached_limits};
 use crate::root;
@@ -111,14 +113,21 @@ pub fn run(
         // the command was typed.
         let other = &std::fs::canonicalize(other)
             .with_context(|| format!("--against {}", other.display()))?;
-        let cmd = other_host(
-            other,
-            &bench_host(catalog, &root().join("spin.toml"), &unreached_limits()?)?,
-        );
-        pops.push((
-            format!("the edge host at {}", other.display()),
-            Service::start("edge-host", cmd)?,
-        ));
+        let (name, cmd) = if other.extension().is_some_and(|e| e == "toml") {
+            (
+                format!("this host on the guests of {}", other.display()),
+                bench_host(catalog, other, &unreached_limits()?)?,
+            )
+        } else {
+            (
+                format!("the edge host at {}", other.display()),
+                other_host(
+                    other,
+                    &bench_host(catalog, &root().join("spin.toml"), &unreached_limits()?)?,
+                ),
+            )
+        };
+        pops.push((name, Service::start("edge-host", cmd)?));
     }
     let each = (connections / 2).max(1);
     let mut pairs: Vec<Pair> = pops
