@@ -116,9 +116,10 @@ pub fn start_worker_reading(
     }
     std::fs::write(dir.join("wrangler.toml"), toml::to_string(&config).unwrap()).unwrap();
     std::fs::write(dir.join(".dev.vars"), secrets).unwrap();
-    // Ports are picked free and then given to workerd, so another process
-    // of the suite can take one in between; workerd then fails to start
-    // ("Address already in use"), and new ports are picked.
+    // Ports are picked free and then given to wrangler, so another process
+    // of the suite can take one in between; wrangler then refuses the port
+    // ("Address already in use", seen in a full run) or workerd fails to start
+    // ("runtime failed to start"), and new ports are picked.
     let mut attempt = 0;
     let (port, child, log) = loop {
         attempt += 1;
@@ -145,7 +146,11 @@ pub fn start_worker_reading(
             .stdin(Stdio::null());
         match crate::try_spawn_group_until(cmd, "Ready on http://", Duration::from_secs(60)) {
             Ok((child, log)) => break (port, child, log),
-            Err(log) if attempt < 3 && log.contains("runtime failed to start") => {
+            Err(log)
+                if attempt < 3
+                    && (log.contains("runtime failed to start")
+                        || log.contains("Address already in use")) =>
+            {
                 eprintln!(
                     "wrangler dev did not start (attempt {attempt}); trying other ports:\n{log}"
                 );

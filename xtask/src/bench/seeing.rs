@@ -113,20 +113,9 @@ pub fn run(
         // the command was typed.
         let other = &std::fs::canonicalize(other)
             .with_context(|| format!("--against {}", other.display()))?;
-        let (name, cmd) = if other.extension().is_some_and(|e| e == "toml") {
-            (
-                format!("this host on the guests of {}", other.display()),
-                bench_host(catalog, other, &unreached_limits()?)?,
-            )
-        } else {
-            (
-                format!("the edge host at {}", other.display()),
-                other_host(
-                    other,
-                    &bench_host(catalog, &root().join("spin.toml"), &unreached_limits()?)?,
-                ),
-            )
-        };
+        let (name, cmd) = against_pop(other, |manifest| {
+            bench_host(catalog, manifest, &unreached_limits()?)
+        })?;
         pops.push((name, Service::start("edge-host", cmd)?));
     }
     let each = (connections / 2).max(1);
@@ -175,6 +164,24 @@ pub fn one_round(
     pair.rates.push((rate(r), rate(v)));
     pair.cpu_us.push((cpu_us(r), cpu_us(v)));
     Ok(())
+}
+
+/// The PoP `--against` names, and what its rows are called: another
+/// build of the host on the shipped manifest, or, for a `.toml`, this
+/// host on that manifest (another build's guests). `host` makes this
+/// build's bench host for a manifest.
+fn against_pop(other: &Path, host: impl Fn(&Path) -> Result<Command>) -> Result<(String, Command)> {
+    Ok(if other.extension().is_some_and(|e| e == "toml") {
+        (
+            format!("this host on the guests of {}", other.display()),
+            host(other)?,
+        )
+    } else {
+        (
+            format!("the edge host at {}", other.display()),
+            other_host(other, &host(&root().join("spin.toml"))?),
+        )
+    })
 }
 
 /// `host` (this build's edge host command) run by the binary at `other`.
@@ -317,6 +324,34 @@ mod tests {
         // An even count of rounds: the mean of the middle two.
         assert_eq!(median(&[0.9, 1.0, 1.1, 1.3]), Some(1.05));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn a_manifest_runs_on_this_host_and_a_binary_on_the_shipped_manifest() {
+        let host = |manifest: &Path| {
+            let mut cmd = Command::new(root().join("target/release/edge-host"));
+            cmd.arg("--manifest").arg(manifest);
+            Ok(cmd)
+        };
+        let args = |cmd: &Command| -> Vec<String> {
+            cmd.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let (name, cmd) = against_pop(Path::new("/before/spin.toml"), host).unwrap();
+        assert_eq!(name, "this host on the guests of /before/spin.toml");
+        assert_eq!(cmd.get_program(), root().join("target/release/edge-host"));
+        assert_eq!(args(&cmd), ["--manifest", "/before/spin.toml"]);
+        let (name, cmd) = against_pop(Path::new("/before/edge-host"), host).unwrap();
+        assert_eq!(name, "the edge host at /before/edge-host");
+        assert_eq!(cmd.get_program(), "/before/edge-host");
+        assert_eq!(
+            args(&cmd)[..2],
+            [
+                "--manifest".to_string(),
+                root().join("spin.toml").display().to_string()
+            ]
+        );
     }
 
     #[test]
