@@ -131,6 +131,11 @@ enum Cmd {
         /// what a guest change saves or costs.
         #[arg(long)]
         against: Option<PathBuf>,
+        /// Only the side-by-side rows (`seeing`) whose names contain this
+        /// text (repeatable, e.g. `--row "1 in 10"`); the noise floor's
+        /// row, and `--against`'s, always run.
+        #[arg(long = "row")]
+        rows: Vec<String>,
     },
     /// Where one bench row's time goes: `perf record` on the edge host
     /// under that row's load; writes target/bench/profile-SCENARIO.*.
@@ -276,13 +281,17 @@ fn main() -> Result<()> {
             only,
             client,
             against,
+            rows,
         } => bench::run(
             peers,
             seconds,
             connections,
             only.as_deref(),
             client,
-            against.as_deref(),
+            bench::SideBySide {
+                against: against.as_deref(),
+                rows: &rows,
+            },
         )?,
         Cmd::Profile {
             scenario,

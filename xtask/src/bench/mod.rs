@@ -513,13 +513,23 @@ pub enum BenchClient {
 /// Set once, before any row runs.
 static CLIENT: std::sync::OnceLock<BenchClient> = std::sync::OnceLock::new();
 
+/// What the side-by-side rows (`seeing`) are asked to add or leave out.
+#[derive(Clone, Copy, Default)]
+pub struct SideBySide<'a> {
+    /// Another build of the host, or another build's manifest, to run
+    /// beside this one.
+    pub against: Option<&'a std::path::Path>,
+    /// Only the rows whose names contain one of these; all when empty.
+    pub rows: &'a [String],
+}
+
 pub fn run(
     peers: bool,
     seconds: u64,
     connections: usize,
     only: Option<&str>,
     client: BenchClient,
-    against: Option<&std::path::Path>,
+    side_by_side: SideBySide<'_>,
 ) -> Result<()> {
     let _ = CLIENT.set(client);
     say(&format!("bench: every request is {client:?}-shaped"));
@@ -725,7 +735,7 @@ pub fn run(
             &product_paths,
             seconds,
             connections,
-            against,
+            side_by_side,
         )?);
     }
     if want("native") {

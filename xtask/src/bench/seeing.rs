@@ -17,7 +17,7 @@
 use super::{Row, Target, bench_host, measure_side_by_side, otlp_sink, unreached_limits};
 use crate::root;
 use crate::up::Service;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::process::Command;
 
@@ -62,8 +62,9 @@ pub fn run(
     paths: &[String],
     seconds: u64,
     connections: usize,
-    against: Option<&Path>,
+    side_by_side: super::SideBySide<'_>,
 ) -> Result<Cost> {
+    let against = side_by_side.against;
     let sink = rt.block_on(otlp_sink())?;
     let variants: [(&str, Vec<(&str, &str)>); 6] = [
         // An identical PoP: how far apart two equal ones come out, the
@@ -102,8 +103,19 @@ pub fn run(
             ],
         ),
     ];
+    if let Some(unknown) = side_by_side
+        .rows
+        .iter()
+        .find(|row| !variants.iter().any(|(name, _)| name.contains(row.as_str())))
+    {
+        let names: Vec<&str> = variants.iter().map(|(name, _)| *name).collect();
+        bail!("--row {unknown:?} names none of the side-by-side rows: {names:?}");
+    }
     let mut pops = Vec::new();
-    for (name, env) in &variants {
+    for (i, (name, env)) in variants.iter().enumerate() {
+        if !chosen(i, name, side_by_side.rows) {
+            continue;
+        }
         let mut cmd = bench_host(catalog, &root().join("spin.toml"), &unreached_limits()?)?;
         cmd.envs(env.iter().copied());
         pops.push((name.to_string(), Service::start("edge-host", cmd)?));
@@ -135,6 +147,13 @@ pub fn run(
         connections: each,
         pairs,
     })
+}
+
+/// Whether the `i`th variant, `name`, runs when `rows` are asked for:
+/// the first, a second shipped PoP, always, since it says how far apart
+/// equal PoPs come out in the same run.
+fn chosen(i: usize, name: &str, rows: &[String]) -> bool {
+    i == 0 || rows.is_empty() || rows.iter().any(|row| name.contains(row.as_str()))
 }
 
 /// Round `round` of `variant` beside `reference`, at the same moments,
@@ -324,6 +343,22 @@ mod tests {
         // An even count of rounds: the mean of the middle two.
         assert_eq!(median(&[0.9, 1.0, 1.1, 1.3]), Some(1.05));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn asked_for_rows_run_beside_the_noise_floor() {
+        use super::chosen;
+        let rows = ["1 in 10".to_string()];
+        assert!(chosen(
+            0,
+            "as shipped, a second PoP (the noise floor)",
+            &rows
+        ));
+        assert!(chosen(5, "traced, 1 in 10 sampled", &rows));
+        assert!(!chosen(1, "metrics off", &rows));
+        assert!(!chosen(2, "traced (OTLP)", &rows));
+        // None asked for: every row.
+        assert!(chosen(1, "metrics off", &[]));
     }
 
     #[test]
