@@ -1228,13 +1228,23 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn the_wal_starts_over_past_its_bound_while_readers_never_pause() {
-        // 4,000 pages written; without a restart the WAL holds them all
-        // (over 16 MB). With a bound of 256 frames it stays within the
-        // bound plus what is written between two looks (under 4 MB).
-        let largest = wal_after_writes_under_steady_reads(256).await;
+        // 4,000 pages written. Without a restart the WAL holds them all
+        // (17.5 MB; the test asks for most of that, so that a pass means
+        // the bound worked, not that readers let go). With a bound of 256
+        // frames it stays within the bound plus what is written between
+        // two looks: about 3.5 MB on an idle machine, 4.3 MB once in CI
+        // when the suite's other tests starved the checkpointer's thread,
+        // so the test allows twice the idle figure.
+        let bounded = wal_after_writes_under_steady_reads(256).await;
         assert!(
-            largest < 4 << 20,
-            "the WAL grew to {largest} bytes with a bound of 256 frames"
+            bounded < 8 << 20,
+            "the WAL grew to {bounded} bytes with a bound of 256 frames"
+        );
+        let unbounded = wal_after_writes_under_steady_reads(1 << 20).await;
+        assert!(
+            unbounded > 12 << 20,
+            "without a restart the WAL was {unbounded} bytes at most, so \
+             readers did not hold it and the bound above went untested"
         );
     }
 }
