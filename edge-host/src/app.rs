@@ -171,8 +171,11 @@ pub async fn load(
                     ))
                 })
                 .clone();
-            kv.stores
-                .insert(label.clone(), store as Arc<dyn KeyValueStore>);
+            let mut store = store as Arc<dyn KeyValueStore>;
+            if label == ratelimit_core::limiter::STORE {
+                store = crate::metrics::count_decisions(store, &options.guests);
+            }
+            kv.stores.insert(label.clone(), store);
         }
         let variables = ComponentVariables::resolve(&c.variables, &resolver)
             .with_context(|| format!("component {id}"))?;

@@ -3,11 +3,14 @@
 //! key-value stores and its replicas.
 //!
 //! The cache and the rate limiter are guests, so the host reads their
-//! decisions where a client would, from the response: `Cache-Status` (RFC
-//! 9211) and `RateLimit-Policy`. That keeps the count right for any
-//! component that speaks those fields and costs the guests nothing.
+//! decisions where they leave a trace, at no cost to the guests: the
+//! cache's from `Cache-Status` (RFC 9211) on the answer, the limiter's
+//! from its `ratelimit` store ([`count_decisions`]). The answer would not
+//! do for the limiter: a `near-limit` policy leaves its fields off
+//! answers far from the limit, and a 429 from the app behind it (the
+//! sign-in throttle's) carries the fields of a request it admitted.
 
-use crate::capabilities::keyvalue::MemoryStore;
+use crate::capabilities::keyvalue::{KeyValueStore, KvError, MemoryStore, Versioned};
 use edgeshop_telemetry::metrics::{self, Bounded, HttpMetrics, encode_rows};
 use http::HeaderMap;
 use prometheus_client::collector::Collector;
@@ -63,12 +66,111 @@ pub enum GuestFailure {
 }
 
 /// The guest side: instances made and alive per component (or chain),
-/// and requests it failed. Cloned into every component's handler.
+/// requests it failed, and the rate limiter's decisions. Cloned into
+/// every component's handler.
 #[derive(Clone, Debug, Default)]
 pub struct GuestMetrics {
     instantiations: Family<ComponentLabels, Counter>,
     live: Family<ComponentLabels, Gauge>,
     failures: Family<FailureLabels, Counter>,
+    ratelimit: Decisions,
+}
+
+/// Rate-limit decisions by policy, the policy names capped at
+/// [`MAX_POLICIES`] (they come from guests' configuration).
+#[derive(Clone, Debug)]
+struct Decisions {
+    counts: Family<PolicyLabels, Counter>,
+    policies: Arc<Bounded>,
+    counting: bool,
+}
+
+impl Default for Decisions {
+    fn default() -> Self {
+        Decisions {
+            counts: Family::default(),
+            policies: Arc::new(Bounded::new(MAX_POLICIES)),
+            counting: counting(),
+        }
+    }
+}
+
+impl Decisions {
+    fn count(&self, policy: &str, decision: &'static str) {
+        if self.counting {
+            self.counts
+                .get_or_create(&PolicyLabels {
+                    policy: self.policies.label(policy),
+                    decision,
+                })
+                .inc();
+        }
+    }
+}
+
+/// Whether requests are counted: `EDGESHOP_METRICS=off` stops it, only
+/// for measuring what counting costs (`cargo xtask bench`).
+fn counting() -> bool {
+    std::env::var("EDGESHOP_METRICS").map_or(true, |v| v != "off")
+}
+
+/// The PoP's `ratelimit` store as a component is granted it, counting
+/// the limiter's decisions under the policy each key names
+/// (`ratelimit-core`'s limiter reads a key's TAT, then writes the new one
+/// to admit or gives the read up to refuse): a compare-and-swap that
+/// lands is an admission, a read given up unwritten a refusal, and a lost
+/// race neither (the limiter decides again on a fresh read). The read
+/// given up after the limiter's sixteenth lost race in a row counts as a
+/// refusal whatever the policy then does; too rare to count apart.
+pub fn count_decisions(
+    store: Arc<dyn KeyValueStore>,
+    guests: &GuestMetrics,
+) -> Arc<dyn KeyValueStore> {
+    Arc::new(CountingDecisions {
+        store,
+        decisions: guests.ratelimit.clone(),
+    })
+}
+
+struct CountingDecisions {
+    store: Arc<dyn KeyValueStore>,
+    decisions: Decisions,
+}
+
+impl KeyValueStore for CountingDecisions {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.store.get(key)
+    }
+    fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        self.store.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.store.delete(key)
+    }
+    fn exists(&self, key: &str) -> Result<bool, KvError> {
+        self.store.exists(key)
+    }
+    fn keys(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, KvError> {
+        self.store.keys(after, limit)
+    }
+    fn get_versioned(&self, key: &str) -> Result<Versioned, KvError> {
+        self.store.get_versioned(key)
+    }
+    fn swap_if_version(&self, key: &str, version: u64, value: Vec<u8>) -> Result<bool, KvError> {
+        let swapped = self.store.swap_if_version(key, version, value)?;
+        if swapped && let Some(policy) = ratelimit_core::limiter::policy_of(key) {
+            self.decisions.count(policy, "admit");
+        }
+        Ok(swapped)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.store.increment(key, delta)
+    }
+    fn read_given_up(&self, key: &str) {
+        if let Some(policy) = ratelimit_core::limiter::policy_of(key) {
+            self.decisions.count(policy, "refuse");
+        }
+    }
 }
 
 impl GuestMetrics {
@@ -82,6 +184,11 @@ impl GuestMetrics {
             "guest_instances",
             "Guest instances alive now (serving or idle in the pool)",
             self.live.clone(),
+        );
+        registry.register(
+            "ratelimit_decisions",
+            "Rate-limit decisions by policy: admit or refuse",
+            self.ratelimit.counts.clone(),
         );
         registry.register(
             "guest_failures",
@@ -130,10 +237,7 @@ pub struct PopMetrics {
     routes: Bounded,
     cache: Family<CacheLabels, Counter>,
     collapsed: Counter,
-    ratelimit: Family<PolicyLabels, Counter>,
-    policies: Bounded,
-    /// `EDGESHOP_METRICS=off` stops counting requests: only for
-    /// measuring what counting costs (`cargo xtask bench`).
+    /// See [`counting`].
     counting: bool,
 }
 
@@ -159,12 +263,6 @@ impl PopMetrics {
             "Requests that waited for another request's fetch of the same key",
             collapsed.clone(),
         );
-        let ratelimit = Family::<PolicyLabels, Counter>::default();
-        ours.register(
-            "ratelimit_decisions",
-            "Rate-limit decisions by policy: admit or refuse",
-            ratelimit.clone(),
-        );
         ours.register_collector(Box::new(State { replicas, stores }));
         PopMetrics {
             registry,
@@ -172,9 +270,7 @@ impl PopMetrics {
             routes: Bounded::new(MAX_ROUTES),
             cache,
             collapsed,
-            ratelimit,
-            policies: Bounded::new(MAX_POLICIES),
-            counting: std::env::var("EDGESHOP_METRICS").map_or(true, |v| v != "off"),
+            counting: counting(),
         }
     }
 
@@ -199,18 +295,6 @@ impl PopMetrics {
             if collapsed {
                 self.collapsed.inc();
             }
-        }
-        if let Some(policy) = headers
-            .get("ratelimit-policy")
-            .and_then(|v| v.to_str().ok())
-            .and_then(ratelimit_core::headers::policy_name)
-        {
-            self.ratelimit
-                .get_or_create(&PolicyLabels {
-                    policy: self.policies.label(policy),
-                    decision: if status == 429 { "refuse" } else { "admit" },
-                })
-                .inc();
         }
     }
 
@@ -382,5 +466,56 @@ impl Collector for State {
             MetricType::Counter,
             &evictions,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiters_decisions_are_read_from_its_store_not_its_answers() {
+        let guests = GuestMetrics::default();
+        let pop = PopMetrics::new(&guests, Vec::new(), BTreeMap::new());
+        let memory = Arc::new(MemoryStore::new(1 << 20, Duration::from_secs(60)));
+        let store = count_decisions(memory, &guests);
+        let key = ratelimit_core::limiter::counter_key("browse", "ip:192.0.2.1");
+        // Two admissions: each lands its swap at the version it read.
+        for _ in 0..2 {
+            let read = store.get_versioned(&key).unwrap();
+            assert!(
+                store
+                    .swap_if_version(&key, read.version, b"t".to_vec())
+                    .unwrap()
+            );
+        }
+        // A lost race is decided again, so it is neither; nor is any other
+        // write, or a key that names no policy.
+        assert!(!store.swap_if_version(&key, 0, b"t".to_vec()).unwrap());
+        store.set(&key, b"t".to_vec()).unwrap();
+        assert!(store.swap_if_version("unkeyed", 0, b"t".to_vec()).unwrap());
+        store.read_given_up("unkeyed");
+        // One refusal: a read given up.
+        store.read_given_up(&key);
+        // A 429 the app sent through the limiter is no refusal of its.
+        let mut fields = HeaderMap::new();
+        fields.insert(
+            "ratelimit-policy",
+            "\"browse\";q=1200;w=60".parse().unwrap(),
+        );
+        pop.observe("/...", 429, &fields, Duration::ZERO);
+        pop.observe("/...", 200, &fields, Duration::ZERO);
+        let text = pop.encode();
+        let value = |decision: &str| {
+            let row = format!(
+                "edgeshop_ratelimit_decisions_total{{policy=\"browse\",decision=\"{decision}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&row))
+                .unwrap_or_else(|| panic!("no {decision} row in\n{text}"))
+                .to_string()
+        };
+        assert_eq!(value("admit"), "2");
+        assert_eq!(value("refuse"), "1");
     }
 }

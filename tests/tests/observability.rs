@@ -183,11 +183,14 @@ async fn every_process_serves_metrics_that_follow_a_scripted_workload() {
         n as f64
     );
 
-    // Sign-in attempts at sin past the policy's burst: every 429 the
-    // client saw is one refusal, every other answer one admission.
+    // Sign-in attempts at sin past the policy's burst. Each is one
+    // decision of the limiter's: a refusal is its own 429 (problem type
+    // `too-many-requests`); what it admits the auth component answers,
+    // 401 or, past five failures for the email, its own 429
+    // (`too-many-attempts`), which is no refusal of the limiter's.
     let sin0 = scrape(&sin).await;
     let attempts = 14;
-    let mut refused = 0;
+    let (mut refused, mut throttled) = (0, 0);
     for _ in 0..attempts {
         let r = call(
             &fd,
@@ -199,9 +202,16 @@ async fn every_process_serves_metrics_that_follow_a_scripted_workload() {
         )
         .await;
         assert!(matches!(r.status, 401 | 429), "{} {}", r.status, r.text());
-        refused += usize::from(r.status == 429);
+        if r.status == 429 {
+            match r.problem(429)["type"].as_str() {
+                Some("/problems/too-many-requests") => refused += 1,
+                Some("/problems/too-many-attempts") => throttled += 1,
+                other => panic!("a 429 of type {other:?}"),
+            }
+        }
     }
     assert!(refused >= 1, "the sign-in burst never ran out");
+    assert!(throttled >= 1, "the email was never throttled");
     let sin1 = scrape(&sin).await;
     let decision = |d| {
         delta(
@@ -220,7 +230,7 @@ async fn every_process_serves_metrics_that_follow_a_scripted_workload() {
             "edgeshop_http_requests_total",
             &[("code", "429")]
         ),
-        refused as f64
+        (refused + throttled) as f64
     );
 
     // One checkout: saga steps at the origin, a capture at the simulator.

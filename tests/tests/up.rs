@@ -437,41 +437,47 @@ async fn walk(spin: Option<std::path::PathBuf>, sqld: Option<std::path::PathBuf>
 
     // Rate limits through the front door: a client's budget is the
     // address the front door saw, whatever X-Forwarded-For it writes.
-    // Forty requests at once, each claiming another address: with a budget
-    // per claimed address each would have its own full burst left; with
-    // one budget, what is left falls by one per request (refill during the
-    // burst, 20 a second, takes back only a few).
-    let spoofing = (0..40u32).map(|i| {
-        let url = format!("{fd}/api/v1/products/2");
-        let xff = format!("198.51.100.{}", i + 1);
-        async move {
-            let r = browse(
-                &url,
-                &[("edgeshop-client-region", "eu"), ("x-forwarded-for", &xff)],
-            )
-            .await;
-            assert_eq!(r.status, 200, "{}", r.text());
-            assert_eq!(r.header("ratelimit-policy"), Some("\"browse\";q=1200;w=60"));
-            r.header("ratelimit").unwrap().to_string()
+    // Rounds of forty requests at once, each claiming an address of its
+    // own: with a budget per claimed address every one would find a full
+    // burst of 200 and `browse` (near-limit) would never say how much is
+    // left; with one budget it runs down by about forty a round (refill,
+    // 20 a second, takes back a few) and the fields appear once half the
+    // burst is spent.
+    let mut told = None;
+    for round in 0..6u32 {
+        let spoofing = (0..40u32).map(|i| {
+            let url = format!("{fd}/api/v1/products/2");
+            let xff = format!("198.51.{}.{}", 100 + round, i + 1);
+            async move {
+                let r = browse(
+                    &url,
+                    &[("edgeshop-client-region", "eu"), ("x-forwarded-for", &xff)],
+                )
+                .await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.header("ratelimit").map(|f| {
+                    assert_eq!(r.header("ratelimit-policy"), Some("\"browse\";q=1200;w=60"));
+                    f.to_string()
+                })
+            }
+        });
+        told = futures::future::join_all(spoofing)
+            .await
+            .into_iter()
+            .flatten()
+            .next();
+        if told.is_some() {
+            break;
         }
-    });
+    }
     // `"browse";r=N;t=S`: N requests left in this client's budget.
-    let left: Vec<u32> = futures::future::join_all(spoofing)
-        .await
-        .iter()
-        .map(|field| {
-            field
-                .split(';')
-                .find_map(|p| p.strip_prefix("r="))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("no remaining count in {field}"))
-        })
-        .collect();
-    let (least, most) = (left.iter().min().unwrap(), left.iter().max().unwrap());
-    assert!(
-        most - least >= 20,
-        "claimed addresses got budgets of their own: {left:?}"
-    );
+    let field = told.expect("claimed addresses got budgets of their own");
+    let left: u64 = field
+        .split(';')
+        .find_map(|p| p.strip_prefix("r="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no remaining count in {field}"));
+    assert!(left <= 100, "{field}");
 
     // Accounts through the front door: sign up in one region, use the
     // token in another, refresh, sign out, and the token stops working in

@@ -2,9 +2,30 @@
 //! store: read the TAT, decide, and write the new one only if nobody else
 //! wrote in between; otherwise decide again on what they wrote. Denials
 //! write nothing, so a flood of refused requests costs one read each.
+//! The edge host counts decisions from this shape: a swap that lands is
+//! an admission, a read given up without a swap a refusal.
 
 use crate::gcra::{Decision, Quota};
 use crate::headers::{decode_tat, encode_tat};
+
+/// The key-value store label the counters live in (`key_value_stores` in
+/// `spin.toml`).
+pub const STORE: &str = "ratelimit";
+
+/// The store key holding the TAT of `budget` under `policy`. Policy names
+/// have no `|` (see [`crate::policy`]), so [`policy_of`] reads it back.
+pub fn counter_key(policy: &str, budget: &str) -> String {
+    format!("{policy}|{budget}")
+}
+
+/// The policy a [`counter_key`] belongs to: what the edge host counts an
+/// admission under when the limiter writes the key.
+pub fn policy_of(counter_key: &str) -> Option<&str> {
+    counter_key
+        .split_once('|')
+        .map(|(policy, _)| policy)
+        .filter(|p| !p.is_empty())
+}
 
 /// A read: the handle a swap is conditional on, and the value (if any).
 pub type Read<C> = (C, Option<Vec<u8>>);
@@ -178,5 +199,15 @@ mod tests {
         let before = store.values.borrow().get("a").cloned();
         assert!(!check(&store, "a", &q, 0).unwrap().allowed());
         assert_eq!(store.values.borrow().get("a").cloned(), before);
+    }
+
+    #[test]
+    fn a_counter_key_names_its_policy_whatever_the_budget_holds() {
+        for budget in ["ip:127.0.0.1", "hdr:x-api-key:a|b|c", "acct:7", ""] {
+            let key = counter_key("sign-in", budget);
+            assert_eq!(policy_of(&key), Some("sign-in"), "{key}");
+        }
+        assert_eq!(policy_of("no-separator"), None);
+        assert_eq!(policy_of("|ip:1.2.3.4"), None);
     }
 }

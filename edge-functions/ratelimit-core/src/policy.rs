@@ -1,6 +1,6 @@
 //! Named policies and the routes they guard (`cdn-config/ratelimit.toml`).
 
-use crate::gcra::Quota;
+use crate::gcra::{Decision, Quota};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -25,6 +25,21 @@ pub enum KeyKind {
     Header(String),
 }
 
+/// Which admitted requests' answers carry the `RateLimit` and
+/// `RateLimit-Policy` fields; a refusal always does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advertise {
+    /// Every answer.
+    Always,
+    /// Only answers with half the burst or less left: a client nearing
+    /// the limit is told, and an ordinary one costs nothing to answer
+    /// (adding fields means rebuilding the answer in the middleware).
+    /// draft-ietf-httpapi-ratelimit-headers-11 § 6.2 allows sending the
+    /// fields only close to exhaustion, and its § 7 tells clients not to
+    /// expect them on every answer.
+    NearLimit,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub name: String,
@@ -32,6 +47,20 @@ pub struct Policy {
     pub key: KeyKind,
     /// Admit (true) or refuse when the counter store fails.
     pub fail_open: bool,
+    pub advertise: Advertise,
+}
+
+impl Policy {
+    /// Whether the answer to a request decided as `decision` carries the
+    /// `RateLimit` fields.
+    pub fn advertises(&self, decision: &Decision) -> bool {
+        match (self.advertise, decision) {
+            (Advertise::Always, _) | (_, Decision::Denied { .. }) => true,
+            (Advertise::NearLimit, Decision::Allowed { remaining, .. }) => {
+                remaining.saturating_mul(2) <= self.quota.burst()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +97,8 @@ struct RawPolicy {
     burst: u64,
     key: String,
     on_store_error: String,
+    #[serde(default)]
+    advertise: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -132,12 +163,18 @@ impl Limits {
                 "closed" => false,
                 _ => return Err(invalid(&what, "on_store_error is `open` or `closed`")),
             };
+            let advertise = match raw.advertise.as_deref() {
+                None | Some("always") => Advertise::Always,
+                Some("near-limit") => Advertise::NearLimit,
+                Some(_) => return Err(invalid(&what, "advertise is `always` or `near-limit`")),
+            };
             index.insert(name.clone(), limits.policies.len());
             limits.policies.push(Policy {
                 name,
                 quota,
                 key,
                 fail_open,
+                advertise,
             });
         }
         for route in file.route {
@@ -202,6 +239,43 @@ mod tests {
         assert!(!sign_in.fail_open);
         assert_eq!(sign_in.key, KeyKind::Client);
         assert!(l.policy_for("/api/v1/products").unwrap().fail_open);
+        // Browsing tells a client of its budget near the limit; the
+        // budgets API clients plan around are on every answer.
+        assert_eq!(l.policy_for("/").unwrap().advertise, Advertise::NearLimit);
+        for path in ["/api/v1/auth/login", "/api/v1/checkout/orders", "/sell/x"] {
+            assert_eq!(l.policy_for(path).unwrap().advertise, Advertise::Always);
+        }
+    }
+
+    #[test]
+    fn near_the_limit_means_half_the_burst_or_less_left() {
+        let file = |advertise: &str| {
+            format!(
+                "[policy.p]\nquota = 60\nwindow_secs = 60\nburst = 10\nkey = \"client\"\n\
+                 on_store_error = \"open\"\n{advertise}[[route]]\npath = \"/...\"\npolicy = \"p\"\n"
+            )
+        };
+        let admitted = |remaining| Decision::Allowed {
+            tat: 0,
+            remaining,
+            reset_secs: 1,
+        };
+        let refused = Decision::Denied {
+            retry_after_secs: 1,
+            reset_secs: 10,
+        };
+        let near = Limits::parse(&file("advertise = \"near-limit\"\n")).unwrap();
+        let near = near.policy_for("/").unwrap();
+        assert!(!near.advertises(&admitted(9)));
+        assert!(!near.advertises(&admitted(6)));
+        assert!(near.advertises(&admitted(5)));
+        assert!(near.advertises(&admitted(0)));
+        assert!(near.advertises(&refused));
+        // Unsaid is `always`, as before the choice existed.
+        let always = Limits::parse(&file("")).unwrap();
+        let always = always.policy_for("/").unwrap();
+        assert_eq!(always.advertise, Advertise::Always);
+        assert!(always.advertises(&admitted(9)) && always.advertises(&refused));
     }
 
     #[test]
@@ -214,6 +288,7 @@ mod tests {
             ),
             (policy.replace("\"client\"", "\"ip\""), "key is"),
             (policy.replace("\"open\"", "\"maybe\""), "on_store_error"),
+            (format!("{policy}advertise = \"never\"\n"), "advertise is"),
             (policy.replace("quota = 1", "quota = 0"), "at least 1"),
             (
                 policy.replace("[policy.p]", "[policy.\"a b\"]"),

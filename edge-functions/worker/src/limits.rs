@@ -83,7 +83,7 @@ pub async fn check(env: &Env, path: &str, fields: &Fields) -> Verdict {
     };
     let budget = budget_key(env, policy, fields);
     let ask = Ask {
-        key: format!("{}|{budget}", policy.name),
+        key: limiter::counter_key(&policy.name, &budget),
         quota: policy.quota.quota(),
         window_secs: policy.quota.window_secs(),
         burst: policy.quota.burst(),
@@ -93,14 +93,18 @@ pub async fn check(env: &Env, path: &str, fields: &Fields) -> Verdict {
             tat,
             remaining,
             reset_secs,
-        }) => Verdict::Admit(rate_fields(
-            policy,
-            &Decision::Allowed {
+        }) => {
+            let decision = Decision::Allowed {
                 tat,
                 remaining,
                 reset_secs,
-            },
-        )),
+            };
+            Verdict::Admit(if policy.advertises(&decision) {
+                rate_fields(policy, &decision)
+            } else {
+                Vec::new()
+            })
+        }
         Ok(Counted::Denied {
             retry_after_secs,
             reset_secs,

@@ -54,6 +54,10 @@ pub trait KeyValueStore: Send + Sync + 'static {
     fn swap_if_version(&self, key: &str, version: u64, value: Vec<u8>) -> Result<bool, KvError>;
     /// Adds `delta` to the decimal integer at `key` (absent = 0).
     fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError>;
+    /// A guest dropped a compare-and-swap ticket for `key` without
+    /// swapping: it read the key and decided not to write. Nothing to
+    /// do for a store; the rate limiter's counts a refusal here.
+    fn read_given_up(&self, _key: &str) {}
 }
 
 struct Entry {

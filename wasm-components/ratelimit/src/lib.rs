@@ -33,8 +33,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use tokens::KeySet;
 
-/// The key-value store label the counters live in.
-const STORE: &str = "ratelimit";
 /// Longest API key value used as a budget key.
 const MAX_KEY_BYTES: usize = 256;
 
@@ -106,18 +104,20 @@ async fn handle(req: Request, fields: RequestFields) -> Answer {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let decision = store::open(STORE)
+    let decision = store::open(limiter::STORE)
         .map_err(|e| LimitError::Store(format!("{e:?}")))
         .and_then(|bucket| {
             limiter::check(
                 &Bucket(bucket),
-                &format!("{}|{budget}", policy.name),
+                &limiter::counter_key(&policy.name, &budget),
                 &policy.quota,
                 now,
             )
         });
     match decision {
-        Ok(d @ Decision::Allowed { .. }) => forward(req, Some((policy, d))).await,
+        Ok(d @ Decision::Allowed { .. }) => {
+            forward(req, policy.advertises(&d).then_some((policy, d))).await
+        }
         Ok(
             d @ Decision::Denied {
                 retry_after_secs, ..
@@ -201,7 +201,10 @@ async fn account(authorization: Option<&str>) -> Option<i64> {
         .map(|who| who.account)
 }
 
-/// Passes the request on, adding the `RateLimit` fields to the answer.
+/// Passes the request on, adding the `RateLimit` fields to the answer
+/// when `limited` (an answer far from the limit of a `near-limit` policy
+/// goes back as it came: adding fields means rebuilding it, about a tenth
+/// of a cache hit's cost).
 async fn forward(req: Request, limited: Option<(&Policy, Decision)>) -> Answer {
     match layer::next(req).await {
         Ok(resp) => match limited {

@@ -287,7 +287,10 @@ impl atomics::HostCas for KeyValueView<'_> {
     }
 
     async fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
-        self.table.delete(cas)?;
+        // A ticket a swap consumed never comes here: this one was read
+        // and given up unwritten.
+        let ticket = self.table.delete(cas)?;
+        ticket.store.read_given_up(&ticket.key);
         Ok(())
     }
 }
