@@ -531,6 +531,7 @@ pub fn run(
     client: BenchClient,
     side_by_side: SideBySide<'_>,
 ) -> Result<()> {
+    seeing::check_rows(side_by_side.rows)?;
     let _ = CLIENT.set(client);
     say(&format!("bench: every request is {client:?}-shaped"));
     let want = |group: &str| only.is_none_or(|o| o.split(',').any(|g| g.trim() == group));

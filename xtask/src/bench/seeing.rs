@@ -66,18 +66,18 @@ pub fn run(
 ) -> Result<Cost> {
     let against = side_by_side.against;
     let sink = rt.block_on(otlp_sink())?;
-    let variants: [(&str, Vec<(&str, &str)>); 6] = [
+    let variants: [(&str, Vec<(&str, &str)>); ROWS.len()] = [
         // An identical PoP: how far apart two equal ones come out, the
         // floor under every other row.
-        ("as shipped, a second PoP (the noise floor)", vec![]),
-        ("metrics off", vec![("EDGESHOP_METRICS", "off")]),
+        (ROWS[0], vec![]),
+        (ROWS[1], vec![("EDGESHOP_METRICS", "off")]),
         (
-            "traced (OTLP)",
+            ROWS[2],
             vec![("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str())],
         ),
         (
             // What the spans of the middleware layers cost on top.
-            "traced, no layer spans",
+            ROWS[3],
             vec![
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str()),
                 ("EDGESHOP_TRACE_LAYERS", "off"),
@@ -86,7 +86,7 @@ pub fn run(
         (
             // What every request pays while spans are exported, sampled
             // or not: ids, `traceparent`, each layer's look at it.
-            "traced, none sampled",
+            ROWS[4],
             vec![
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str()),
                 ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
@@ -95,7 +95,7 @@ pub fn run(
         ),
         (
             // As a busy deployment would run it.
-            "traced, 1 in 10 sampled",
+            ROWS[5],
             vec![
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.as_str()),
                 ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
@@ -103,14 +103,6 @@ pub fn run(
             ],
         ),
     ];
-    if let Some(unknown) = side_by_side
-        .rows
-        .iter()
-        .find(|row| !variants.iter().any(|(name, _)| name.contains(row.as_str())))
-    {
-        let names: Vec<&str> = variants.iter().map(|(name, _)| *name).collect();
-        bail!("--row {unknown:?} names none of the side-by-side rows: {names:?}");
-    }
     let mut pops = Vec::new();
     for (i, (name, env)) in variants.iter().enumerate() {
         if !chosen(i, name, side_by_side.rows) {
@@ -147,6 +139,28 @@ pub fn run(
         connections: each,
         pairs,
     })
+}
+
+/// The side-by-side rows, each a PoP beside the shipped one.
+const ROWS: [&str; 6] = [
+    "as shipped, a second PoP (the noise floor)",
+    "metrics off",
+    "traced (OTLP)",
+    "traced, no layer spans",
+    "traced, none sampled",
+    "traced, 1 in 10 sampled",
+];
+
+/// Refuses a `--row` that names none of the rows, before anything is
+/// built or started.
+pub fn check_rows(rows: &[String]) -> Result<()> {
+    if let Some(unknown) = rows
+        .iter()
+        .find(|row| !ROWS.iter().any(|name| name.contains(row.as_str())))
+    {
+        bail!("--row {unknown:?} names none of the side-by-side rows: {ROWS:?}");
+    }
+    Ok(())
 }
 
 /// Whether the `i`th variant, `name`, runs when `rows` are asked for:
@@ -359,6 +373,19 @@ mod tests {
         assert!(!chosen(2, "traced (OTLP)", &rows));
         // None asked for: every row.
         assert!(chosen(1, "metrics off", &[]));
+    }
+
+    #[test]
+    fn a_row_named_nowhere_is_refused_with_the_names() {
+        use super::check_rows;
+        assert!(check_rows(&["1 in 10".to_string(), "metrics".to_string()]).is_ok());
+        let e = check_rows(&["1 in 100".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"1 in 100\"") && e.contains("traced, none sampled"),
+            "{e}"
+        );
     }
 
     #[test]
