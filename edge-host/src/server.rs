@@ -132,10 +132,18 @@ impl Server {
                 KeyValue::new("url.path", req.uri().path().to_string()),
             ]
         });
+        // Ours to set: a client's own would spare the layers' spans.
+        req.headers_mut().remove(trace_context::UNSAMPLED);
         if let Some(span) = &span {
             // The guests pass `traceparent` on to the origin: its parent
             // is then this PoP's span, not the front door's.
             span.pass_on(req.headers_mut());
+            if !span.is_sampled() {
+                req.headers_mut().insert(
+                    HeaderName::from_static(trace_context::UNSAMPLED),
+                    HeaderValue::from_static("1"),
+                );
+            }
         }
         let logs = trace::log_span(span.as_ref());
         // Read only when someone listens: it copies the request line.

@@ -360,6 +360,11 @@ impl Server {
         inject(&self.cx, headers);
     }
 
+    /// Whether the sampler kept this span (and so its trace).
+    pub fn is_sampled(&self) -> bool {
+        self.cx.span().span_context().is_sampled()
+    }
+
     /// Ends the span, naming it and adding `attributes` if it is sampled.
     pub fn end(self, name: impl FnOnce() -> String, attributes: impl FnOnce() -> Vec<KeyValue>) {
         let span = self.cx.span();

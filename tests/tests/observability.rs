@@ -866,7 +866,9 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
     assert_eq!(signup.status, 201, "{}", signup.text());
     let token = signup.json()["access_token"].as_str().unwrap().to_string();
 
-    // The client starts the trace (as a browser's instrumentation would).
+    // The client starts the trace (as a browser's instrumentation would),
+    // and writes the PoP's own mark of an unsampled trace, which must not
+    // cost the trace its layers' spans: the PoP drops it.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let client_span = "00f067aa0ba902b7";
     let traceparent = format!("00-{trace_id}-{client_span}-01");
@@ -875,7 +877,10 @@ async fn a_checkout_is_one_trace_from_the_front_door_to_the_payment_provider() {
         &token,
         "trace-checkout-1",
         3,
-        &[("traceparent", &traceparent)],
+        &[
+            ("traceparent", &traceparent),
+            ("edgeshop-trace-unsampled", "1"),
+        ],
     )
     .await;
     assert_eq!(order["status"], "completed", "{order}");

@@ -2,6 +2,15 @@
 //! that make spans of their own (`spin-glue`'s layers), where the
 //! OpenTelemetry SDK does not run. Pure: strings in, strings out.
 
+/// The field the edge host adds, while it exports spans, to a request
+/// whose trace is not sampled. A layer that finds it makes no span, and
+/// asking whether a field is there costs a guest far less than reading
+/// one: a host call whose answer is a list is lowered into the guest by
+/// calls back into its allocator. A host that does not add it (Spin)
+/// leaves the layers to read `traceparent`. The host drops a client's
+/// own, and removes it from every request a guest sends out.
+pub const UNSAMPLED: &str = "edgeshop-trace-unsampled";
+
 /// What a valid `traceparent` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceParent<'a> {

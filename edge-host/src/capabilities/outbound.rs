@@ -105,8 +105,11 @@ pub struct OutboundHooks {
 
 /// Points `traceparent` at the innermost guest span of its trace open in
 /// `spans`, if any: a guest that passed on the header it was given would
-/// otherwise hang the callee under the PoP's span.
+/// otherwise hang the callee under the PoP's span. The PoP's mark of an
+/// unsampled trace ([`trace_context::UNSAMPLED`]) is for its own guests
+/// and goes no further.
 fn nest(spans: &OpenSpans, headers: &mut http::HeaderMap) {
+    headers.remove(trace_context::UNSAMPLED);
     let Some(given) = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -228,7 +231,9 @@ mod tests {
         let sent = |traceparent: &str| {
             let mut headers = http::HeaderMap::new();
             headers.insert("traceparent", traceparent.parse().unwrap());
+            headers.insert(trace_context::UNSAMPLED, "1".parse().unwrap());
             nest(&spans, &mut headers);
+            assert!(!headers.contains_key(trace_context::UNSAMPLED));
             headers["traceparent"].to_str().unwrap().to_string()
         };
         assert_eq!(
