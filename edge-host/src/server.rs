@@ -132,17 +132,18 @@ impl Server {
                 KeyValue::new("url.path", req.uri().path().to_string()),
             ]
         });
-        // Ours to set: a client's own would spare the layers' spans.
-        req.headers_mut().remove(trace_context::UNSAMPLED);
         if let Some(span) = &span {
             // The guests pass `traceparent` on to the origin: its parent
             // is then this PoP's span, not the front door's.
-            span.pass_on(req.headers_mut());
-            if !span.is_sampled() {
-                req.headers_mut().insert(
-                    HeaderName::from_static(trace_context::UNSAMPLED),
-                    HeaderValue::from_static("1"),
-                );
+            let headers = req.headers_mut();
+            span.pass_on(headers);
+            // Ours to set: a client's own would spare the traced layers'
+            // spans. Without spans exported the plain builds ignore it,
+            // and no request a guest sends out carries it on.
+            if span.is_sampled() {
+                headers.remove(TRACE_UNSAMPLED);
+            } else {
+                headers.insert(TRACE_UNSAMPLED, HeaderValue::from_static("1"));
             }
         }
         let logs = trace::log_span(span.as_ref());
@@ -415,6 +416,7 @@ const SPIN_RAW_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-raw-c
 const SPIN_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
 const SPIN_BASE_PATH: HeaderName = HeaderName::from_static("spin-base-path");
 const SPIN_CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
+const TRACE_UNSAMPLED: HeaderName = HeaderName::from_static(trace_context::UNSAMPLED);
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
